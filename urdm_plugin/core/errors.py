@@ -1,0 +1,57 @@
+"""The one exception family for user-facing problems.
+
+Every error a user can cause (bad file, bad option, unwritable folder, ...) is raised as a
+:class:`UrdmError` whose message names the problem *and* the fix. The GUI, Processing and
+the CLI show ``str(err)`` as is and never a traceback.
+"""
+
+from __future__ import annotations
+
+
+class UrdmError(Exception):
+    """A problem the user can fix.
+
+    ``problem`` says what is wrong (naming the file, band, spectrum or option concerned);
+    ``fix`` says what to do about it. ``str(err)`` joins both into one message.
+    """
+
+    def __init__(self, problem: str, fix: str = ""):
+        self.problem = problem.strip()
+        self.fix = fix.strip()
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        p = self.problem.rstrip(".")
+        return f"{p}. {self.fix}" if self.fix else f"{p}."
+
+
+class InputImageError(UrdmError):
+    """The hyperspectral image cannot be used as given."""
+
+
+class LibraryError(UrdmError):
+    """The endmember library cannot be used as given."""
+
+
+class WavelengthError(UrdmError):
+    """Wavelengths or their units are missing, unknown or do not overlap."""
+
+
+class OptionError(UrdmError):
+    """A method option or parameter is out of range or unknown."""
+
+
+class OutputError(UrdmError):
+    """The output folder cannot be created or written."""
+
+
+class MethodUnavailableError(UrdmError):
+    """The method needs something this Python does not have (e.g. torch for URDM)."""
+
+
+class Cancelled(Exception):
+    """Raised inside a run when the user's cancel() returned True.
+
+    Not a UrdmError: it is no problem, and callers report it as "cancelled" without fix.
+    """
