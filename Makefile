@@ -1,0 +1,52 @@
+# URDM Unmixing for QGIS — the one place for project commands.
+#   make demo   set up, then unmix the built-in demo scene headless with qgis_process
+#   make test   set up, then run the whole test suite
+SHELL := /bin/bash
+PY := .venv/bin/python
+PYTEST_ARGS ?=
+QGIS_TMP_PROFILE := build/qgis-config
+DEPLOY_PROFILE ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/default
+
+.PHONY: setup test demo qgis package deploy bench bench-full prior lint clean
+
+setup:
+	@bash scripts/setup.sh
+
+test: setup
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(PY) -m ruff check urdm_plugin tests benchmarks scripts
+
+demo: setup
+	@bash scripts/demo.sh
+
+package: setup
+	$(PY) scripts/package.py zip
+
+deploy: setup
+	$(PY) scripts/package.py deploy "$(DEPLOY_PROFILE)"
+
+# The real QGIS desktop with the plugin deployed into a throwaway profile.
+qgis: setup
+	rm -rf $(QGIS_TMP_PROFILE)
+	$(PY) scripts/package.py deploy $(QGIS_TMP_PROFILE)/profiles/default
+	mkdir -p $(QGIS_TMP_PROFILE)/profiles/default/QGIS
+	printf '[PythonPlugins]\nurdm_plugin=true\n' > $(QGIS_TMP_PROFILE)/profiles/default/QGIS/QGIS3.ini
+	source scripts/qgis_env.sh && unset QT_QPA_PLATFORM && qgis --profiles-path $(QGIS_TMP_PROFILE) --noversioncheck $(QGIS_ARGS)
+
+bench: setup
+	$(PY) -m benchmarks.run_all --profile quick
+
+bench-full: setup
+	$(PY) -m benchmarks.run_all --profile full
+
+# Retrain the shipped prior from its seed (resumes from build/prior if interrupted).
+PRIOR_STEPS ?= $(shell $(PY) -c 'import json;print(json.load(open("urdm_plugin/weights/model_card.json"))["recipe"]["steps"])' 2>/dev/null || echo 40000)
+prior: setup
+	$(PY) -m urdm_plugin.core.prior.train --steps $(PRIOR_STEPS) --out build/prior --export build/prior/export
+	@echo "Weights in build/prior/export; copy them to urdm_plugin/weights/ to ship them."
+
+clean:
+	rm -rf build dist .pytest_cache demo_output bench_results
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,627 @@
+"""Raster pipeline: one georeferenced hyperspectral image in, abundance rasters out.
+
+``unmix_raster`` is the single engine behind the CLI, the Processing algorithms and the
+QGIS dialog. It opens the image, reads the library, picks the endmembers, matches bands,
+checks the reflectance scale, validates, solves (per-pixel methods row block by row block,
+spatial methods tile by overlapping tile with seamless blending) and writes one GeoTIFF per
+endmember, a per-pixel residual RMSE map, the endmembers actually used (CSV) and a
+``run.json`` manifest through :class:`core.raster_io.OutputWriter`, which commits the
+folder atomically: a failed or cancelled run leaves no outputs behind.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence, Union
+
+import numpy as np
+
+from .errors import Cancelled, InputImageError, LibraryError, OptionError
+
+ProgressFn = Optional[Callable[[float, str], None]]
+CancelFn = Optional[Callable[[], bool]]
+
+#: Libraries with more spectra than this are reduced by automatic selection.
+AUTO_SELECT_ABOVE = 20
+#: Default overlap (pixels) between tiles of spatial methods.
+DEFAULT_OVERLAP = 16
+#: Rows sampled across the extent for the scale check and automatic selection.
+SAMPLE_ROWS = 32
+
+
+# ------------------------------------------------------------------ version
+def plugin_version() -> str:
+    """The plugin version from ``metadata.txt`` (``version=...``), or ``"unknown"``.
+
+    Looks in the packaged plugin (``urdm_plugin/metadata.txt``) first, then at the
+    repository root (``../metadata.txt`` relative to the package).
+    """
+    pkg = Path(__file__).resolve().parents[1]
+    for cand in (pkg / "metadata.txt", pkg.parent / "metadata.txt"):
+        try:
+            text = cand.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        m = re.search(r"^\s*version\s*=\s*(\S+)\s*$", text, flags=re.MULTILINE)
+        if m:
+            return m.group(1)
+    return "unknown"
+
+
+# ------------------------------------------------------------------ options / result
+@dataclass
+class UnmixOptions:
+    """What to run and how.
+
+    Attributes:
+        method: registry id (``fcls``, ``scls``, ``nnls``, ``ucls``, ``tv``, ``urdm``).
+        endmembers: library spectrum names to use, or None (whole library, or automatic
+            selection when it holds more spectra than the bands support or more than 20).
+        max_endmembers: upper bound for automatic selection (None: bands − 1, at most 20).
+        quality: urdm speed/accuracy preset (``fast``, ``balanced``, ``best``).
+        params: method parameters from the registry, e.g. ``{"lam": "auto"}``.
+        seed: random seed (urdm sampling, automatic selection).
+        device: ``auto``, ``cpu`` or ``cuda`` (urdm only).
+        memory_mb: budget for one block of image data (MiB).
+        tile_size: tile edge in pixels for spatial methods.
+        tile_overlap: overlap between neighbouring tiles in pixels.
+        overwrite: replace an existing output folder.
+        mask_water_bands: drop the atmospheric water-absorption bands.
+        window: ``(col0, row0, width, height)`` pixel window of the image, or None (all).
+        mask_path: optional mask: a GDAL raster on the image grid (non-zero = process) or
+            an OGR vector file whose polygons are rasterised onto the image grid.
+        uncertainty_samples: urdm posterior samples; > 1 also writes std maps.
+    """
+
+    method: str = "fcls"
+    endmembers: Optional[list] = None
+    max_endmembers: Optional[int] = None
+    quality: str = "balanced"
+    params: dict = field(default_factory=dict)
+    seed: int = 0
+    device: str = "auto"
+    memory_mb: int = 512
+    tile_size: int = 256
+    tile_overlap: int = DEFAULT_OVERLAP
+    overwrite: bool = False
+    mask_water_bands: bool = True
+    window: Optional[tuple] = None
+    mask_path: Optional[str] = None
+    uncertainty_samples: int = 1
+
+
+@dataclass
+class RunResult:
+    """``out_dir``: final output folder; ``manifest``: the run.json content; ``seconds``: wall time."""
+
+    out_dir: str
+    manifest: dict
+    seconds: float
+
+
+# ------------------------------------------------------------------ helpers
+class _Progress:
+    """Maps stage-local fractions onto [0, 1] and polls cancel at every report."""
+
+    def __init__(self, progress: ProgressFn, cancel: CancelFn):
+        self.progress = progress
+        self.cancel = cancel
+        self.lo, self.hi = 0.0, 1.0
+
+    def stage(self, lo: float, hi: float) -> None:
+        self.lo, self.hi = lo, hi
+
+    def check(self) -> None:
+        if self.cancel is not None and self.cancel():
+            raise Cancelled()
+
+    def __call__(self, fraction: float, message: str) -> None:
+        f = self.lo + (self.hi - self.lo) * min(max(float(fraction), 0.0), 1.0)
+        if self.progress is not None:
+            self.progress(f, message)
+        self.check()
+
+    def sub(self, lo: float, hi: float, prefix: str = "") -> Callable[[float, str], None]:
+        """A progress callable for a sub-range [lo, hi] of the current stage."""
+
+        def cb(fraction: float, message: str) -> None:
+            self(lo + (hi - lo) * min(max(float(fraction), 0.0), 1.0), prefix + message)
+
+        return cb
+
+
+def _check_options(options: UnmixOptions, info) -> tuple[int, int, int, int]:
+    """Validate generic options; return the processing extent (col0, row0, w, h)."""
+    if options.memory_mb is None or int(options.memory_mb) < 1:
+        raise OptionError(f"memory_mb must be at least 1 (got {options.memory_mb})",
+                          "Give a memory budget in MiB, e.g. 512")
+    if int(options.tile_size) < 32:
+        raise OptionError(f"tile_size must be at least 32 pixels (got {options.tile_size})",
+                          "Use e.g. 256")
+    if int(options.tile_overlap) < 0 or int(options.tile_overlap) >= int(options.tile_size) // 2:
+        raise OptionError(
+            f"tile_overlap must be in [0, tile_size/2) (got {options.tile_overlap})",
+            "Use e.g. 16 with tile_size 256")
+    if int(options.uncertainty_samples) < 1:
+        raise OptionError(f"uncertainty_samples must be at least 1 (got {options.uncertainty_samples})",
+                          "Use 1 for a single estimate or e.g. 8 for an uncertainty map")
+    if options.max_endmembers is not None and int(options.max_endmembers) < 1:
+        raise OptionError(f"max_endmembers must be at least 1 (got {options.max_endmembers})",
+                          "Give a positive number of endmembers")
+    if options.window is None:
+        return 0, 0, info.width, info.height
+    try:
+        c0, r0, w, h = (int(v) for v in options.window)
+    except (TypeError, ValueError):
+        raise OptionError(f"window must be (col0, row0, width, height); got {options.window!r}",
+                          "Give four integers in pixels") from None
+    if w < 1 or h < 1 or c0 < 0 or r0 < 0 or c0 + w > info.width or r0 + h > info.height:
+        raise OptionError(
+            f"window {(c0, r0, w, h)} is not inside the {info.width}×{info.height} image",
+            "Give (col0, row0, width, height) within the image's pixel grid")
+    return c0, r0, w, h
+
+
+def load_mask(mask_path: str, info, extent: tuple[int, int, int, int]) -> np.ndarray:
+    """Mask (h, w) bool over ``extent`` of the image grid: True = process the pixel.
+
+    A GDAL raster must have the image's size (or exactly the extent's size); its first band
+    non-zero (and not its nodata) marks pixels to process. An OGR vector is rasterised
+    (``gdal.Rasterize``, all touched = False) onto the image grid; pixels whose centre falls
+    inside a polygon are processed. Raises :class:`InputImageError` if unusable.
+    """
+    from osgeo import gdal
+
+    c0, r0, w, h = extent
+    path = str(mask_path)
+    if not Path(path).exists():
+        raise InputImageError(f"Mask file not found: {path}", "Check the path or leave the mask empty")
+    ds = gdal.OpenEx(path, gdal.OF_RASTER)
+    if ds is not None and ds.RasterCount >= 1:
+        band = ds.GetRasterBand(1)
+        if (ds.RasterXSize, ds.RasterYSize) == (info.width, info.height):
+            arr = band.ReadAsArray(c0, r0, w, h)
+        elif (ds.RasterXSize, ds.RasterYSize) == (w, h):
+            arr = band.ReadAsArray()
+        else:
+            raise InputImageError(
+                f"Mask raster {path} is {ds.RasterXSize}×{ds.RasterYSize} pixels but the image is "
+                f"{info.width}×{info.height}",
+                "Use a mask on the image's pixel grid, or a vector (polygon) mask")
+        if arr is None:
+            raise InputImageError(f"Cannot read mask raster {path}", "Check that the file is a valid raster")
+        m = arr != 0
+        nd = band.GetNoDataValue()
+        if nd is not None:
+            m &= arr != nd
+        return m
+    vds = gdal.OpenEx(path, gdal.OF_VECTOR)
+    if vds is None or vds.GetLayerCount() < 1:
+        raise InputImageError(f"Mask {path} is neither a readable raster nor a vector file",
+                              "Give a GeoTIFF mask or a polygon file (GeoPackage, Shapefile, GeoJSON)")
+    gt = info.geotransform
+    sub_gt = (gt[0] + c0 * gt[1] + r0 * gt[2], gt[1], gt[2], gt[3] + c0 * gt[4] + r0 * gt[5], gt[4], gt[5])
+    mem = gdal.GetDriverByName("MEM").Create("", w, h, 1, gdal.GDT_Byte)
+    mem.SetGeoTransform(sub_gt)
+    if info.crs_wkt:
+        mem.SetProjection(info.crs_wkt)
+    mem.GetRasterBand(1).Fill(0)
+    ok = gdal.Rasterize(mem, vds, burnValues=[1])  # 1 on success, 0 on failure
+    if not ok:
+        raise InputImageError(f"Cannot rasterise the vector mask {path}",
+                              "Check that it holds polygons in a known coordinate system")
+    return mem.GetRasterBand(1).ReadAsArray() != 0
+
+
+def _read_sample(info, bands, extent, read_window) -> tuple[np.ndarray, int]:
+    """Up to SAMPLE_ROWS evenly spaced rows of the extent as (nb, N) valid pixels."""
+    c0, r0, w, h = extent
+    rows = np.unique(np.linspace(0, h - 1, min(h, SAMPLE_ROWS)).round().astype(int))
+    cols = []
+    for r in rows:
+        data, valid = read_window(info, bands, c0, r0 + int(r), w, 1)
+        cols.append(data.reshape(data.shape[0], -1)[:, valid.reshape(-1)])
+    Y = np.concatenate(cols, axis=1) if cols else np.zeros((len(bands), 0), np.float32)
+    return Y, int(Y.shape[1])
+
+
+def _select_endmembers(library, options: UnmixOptions):
+    """(library subset, selection report dict) for the names in options.endmembers, or
+    (library, None) when no names are given (automatic decision after band matching)."""
+    if options.endmembers:
+        sub = library.select(list(options.endmembers))  # LibraryError names unknown ones
+        return sub, {"mode": "given", "names": list(sub.names)}
+    return library, None
+
+
+# ------------------------------------------------------------------ main entry
+def unmix_raster(
+    image_path: Union[str, Path],
+    library: Any,
+    out_dir: Union[str, Path],
+    options: Optional[UnmixOptions] = None,
+    progress: ProgressFn = None,
+    cancel: CancelFn = None,
+) -> RunResult:
+    """Unmix a georeferenced hyperspectral image into abundance rasters.
+
+    Args:
+        image_path: any GDAL raster with wavelengths (GeoTIFF, ENVI, ...).
+        library: a spectral library path (CSV or ENVI ``.sli``) or a
+            :class:`core.library_io.SpectralLibrary`.
+        out_dir: output folder (created; must not exist unless ``options.overwrite``).
+        options: :class:`UnmixOptions` (defaults: FCLS, all library spectra).
+        progress: ``progress(fraction in [0, 1], message)`` called after every block,
+            tile and iteration batch.
+        cancel: ``cancel() -> bool`` polled at the same points; True raises
+            :class:`core.errors.Cancelled` and no output is left.
+
+    Returns:
+        :class:`RunResult` with the final folder, the manifest (run.json content) and the
+        wall time in seconds.
+
+    Outputs (float32 GeoTIFFs on the input grid, or the window's sub-grid, nodata −9999):
+    one abundance map per endmember, ``residual_rmse.tif`` (per-pixel RMSE over bands,
+    reflectance units), ``<name>_std.tif`` for urdm with ``uncertainty_samples > 1``,
+    ``endmembers_used.csv`` (spectra on the bands used) and ``run.json``.
+    """
+    from . import raster_io, spectra
+    from .api import resolve_method, validate_params
+    from .library_io import SpectralLibrary, read_library
+
+    t0 = time.perf_counter()
+    options = options or UnmixOptions()
+    prog = _Progress(progress, cancel)
+    warnings: list[str] = []
+
+    def note(frac: float, msg: str) -> None:
+        prog(frac, msg)
+
+    prog.stage(0.0, 0.05)
+    spec = resolve_method(options.method)
+    given = dict(options.params or {})
+    params = validate_params(spec, given)
+    if "tile_size" in given:
+        options = replace(options, tile_size=int(params["tile_size"]))
+    params.pop("tile_size", None)
+    if spec.id == "urdm":
+        if "quality" not in given and "quality" in params:
+            params["quality"] = spec.param("quality").validate(options.quality)
+        if "samples" not in given and "samples" in params:
+            params["samples"] = spec.param("samples").validate(int(options.uncertainty_samples))
+        options = replace(options, uncertainty_samples=int(params.get("samples", 1)))
+
+    info = raster_io.open_image(str(image_path))
+    extent = _check_options(options, info)
+    c0, r0, W, H = extent
+    note(0.0, f"Opened {Path(str(image_path)).name}: {info.width}×{info.height} pixels, {info.band_count} bands")
+
+    if isinstance(library, SpectralLibrary):
+        lib = library
+        lib_label = lib.path or "<in-memory library>"
+    else:
+        lib = read_library(str(library))
+        lib_label = str(library)
+    if len(lib) < 1:
+        raise LibraryError(f"The library {lib_label} holds no spectra", "Give a library with at least one spectrum")
+
+    lib, selection = _select_endmembers(lib, options)
+    matched = spectra.match_library(info, lib, mask_water_bands=options.mask_water_bands)
+    bands = [int(b) for b in matched.band_indices]
+    E = np.asarray(matched.E, dtype=np.float64)
+    names = list(matched.names)
+    warnings.extend(list(getattr(matched.report, "warnings", []) or []))
+    note(0.5, "Bands: " + matched.report.summary())
+
+    mask = None
+    if options.mask_path:
+        mask = load_mask(options.mask_path, info, extent)
+        if not mask.any():
+            raise InputImageError(f"The mask {options.mask_path} covers no pixel of the image"
+                                  + (" window" if options.window else ""),
+                                  "Check that the mask overlaps the image")
+
+    sample, n_sample = _read_sample(info, bands, extent, raster_io.read_window)
+
+    # automatic endmember selection
+    n_b = len(bands)
+    if selection is None:
+        limit = min(AUTO_SELECT_ABOVE, n_b - 1)
+        if options.max_endmembers is not None:
+            limit = min(limit, int(options.max_endmembers))
+        if E.shape[1] > limit:
+            if n_sample < max(limit, 2):
+                raise InputImageError("Too few valid pixels to select endmembers automatically",
+                                      "Name the endmembers to use, or check the image's nodata")
+            from .selection import select_endmembers
+
+            idx, sel_report = _call_select(select_endmembers, sample, E, limit, options.seed)
+            E = E[:, idx]
+            names = [names[i] for i in idx]
+            selection = {"mode": "automatic", "from": len(matched.names), "max": limit,
+                         "names": names, **sel_report}
+            msg = (f"Library holds {len(matched.names)} spectra, more than {limit} the run can use; "
+                   f"selected {len(names)} automatically: {', '.join(names)}")
+            warnings.append(msg)
+            note(0.7, msg)
+        else:
+            selection = {"mode": "all", "names": names}
+    P = E.shape[1]
+    spectra.require_bands(n_b, P)
+
+    if n_sample:
+        for w in spectra.check_reflectance_scale(sample.astype(np.float64), E):
+            warnings.append(w)
+            note(0.9, "warning: " + w)
+    note(1.0, f"Unmixing {W}×{H} pixels with {spec.id}, {P} endmembers, {n_b} bands")
+
+    write_std = spec.id == "urdm" and int(options.uncertainty_samples) > 1
+    lam_seen: list = []
+    solver_info: dict = {}
+    with raster_io.OutputWriter(str(out_dir), info, overwrite=options.overwrite,
+                                window=options.window and extent) as writer:
+        keys = []
+        files = []
+        for i, name in enumerate(names):
+            key = f"em{i}"
+            path = writer.add_raster(key, name, f"abundance of {name} ({spec.id})")
+            keys.append(key)
+            files.append(Path(path).name)
+        res_path = writer.add_raster("residual_rmse", "residual_rmse",
+                                     "per-pixel residual RMSE over bands (reflectance)")
+        std_keys, std_files = [], []
+        if write_std:
+            for i, name in enumerate(names):
+                key = f"std{i}"
+                path = writer.add_raster(key, f"{name}_std", f"posterior std of {name} abundance")
+                std_keys.append(key)
+                std_files.append(Path(path).name)
+
+        prog.stage(0.05, 0.97)
+        if spec.spatial:
+            n_valid = _solve_tiled(info, bands, E, extent, mask, spec, params, options, writer,
+                                   keys, std_keys, prog, lam_seen, solver_info)
+        else:
+            n_valid = _solve_blocks(info, bands, E, extent, mask, spec, params, options, writer,
+                                    keys, prog)
+        if n_valid == 0:
+            where = "inside the mask" if mask is not None else ("in the window" if options.window else "in the image")
+            raise InputImageError(f"Every pixel {where} is nodata; there is nothing to unmix",
+                                  "Check the image's nodata value, the window and the mask")
+        prog.stage(0.97, 1.0)
+        writer.write_text("endmembers_used.csv", _endmember_csv(matched.wavelengths_nm, E, names))
+
+        parameters = {k: _jsonable(v) for k, v in params.items()}
+        if lam_seen:
+            vals = [float(v) for v in lam_seen if v is not None]
+            if vals:
+                parameters["lam_chosen"] = float(np.median(vals))
+                parameters["lam_chosen_per_tile"] = vals
+        parameters.update({k: _jsonable(v) for k, v in solver_info.items()})
+        opts = asdict(options)
+        opts["params"] = {k: _jsonable(v) for k, v in (opts.get("params") or {}).items()}
+        parameters["options"] = {k: _jsonable(v) for k, v in opts.items()}
+        seconds = time.perf_counter() - t0
+        manifest = {
+            "schema_version": 1,
+            "method": spec.id,
+            "inputs": {
+                "image": str(Path(str(image_path)).resolve()),
+                "library": lib_label if lib_label.startswith("<") else str(Path(lib_label).resolve()),
+                "bands_used": [b + 1 for b in bands],
+                "scale": [_jsonable(info.scales[b]) for b in bands],
+                "offset": [_jsonable(info.offsets[b]) for b in bands],
+                "wavelengths_nm": (None if matched.wavelengths_nm is None
+                                   else [float(x) for x in np.asarray(matched.wavelengths_nm).ravel()]),
+                "unit": "nm",
+                "window": list(extent) if options.window else None,
+                "mask": str(options.mask_path) if options.mask_path else None,
+            },
+            "endmembers": [{"name": n, "file": f} for n, f in zip(names, files)],
+            "residual_file": Path(res_path).name,
+            "extra_files": {"endmembers_used": "endmembers_used.csv",
+                            **({"std": [{"name": n, "file": f} for n, f in zip(names, std_files)]}
+                               if write_std else {})},
+            "parameters": parameters,
+            "version": plugin_version(),
+            "seconds": round(seconds, 3),
+            "warnings": warnings,
+            "selection": selection,
+            "match": _match_report(matched.report),
+            "valid_pixels": int(n_valid),
+        }
+        prog.check()
+        final = writer.commit(manifest)
+    seconds = time.perf_counter() - t0
+    if progress is not None:
+        progress(1.0, f"Done in {seconds:.1f} s: {final}")
+    return RunResult(out_dir=str(final), manifest=manifest, seconds=seconds)
+
+
+def _call_select(select_endmembers, sample, E, limit, seed):
+    """Run core.selection.select_endmembers and normalise its answer to (indices, report)."""
+    out = select_endmembers(sample.astype(np.float64), E, max_endmembers=limit, seed=seed)
+    if isinstance(out, tuple) and len(out) == 2:
+        idx, rep = out
+    else:
+        idx, rep = out, {}
+    rep = dict(rep) if isinstance(rep, dict) else {"report": _jsonable(rep)}
+    return [int(i) for i in np.asarray(idx).ravel()], {k: _jsonable(v) for k, v in rep.items()}
+
+
+def _match_report(report) -> dict:
+    out: dict = {}
+    for key in ("n_used", "range_nm", "warnings"):
+        if hasattr(report, key):
+            out[key] = _jsonable(getattr(report, key))
+    dropped = getattr(report, "dropped", None) or []
+    out["n_dropped"] = len(dropped)
+    out["dropped"] = [[_jsonable(x) for x in d] for d in dropped][:500]
+    try:
+        out["summary"] = report.summary()
+    except Exception:  # noqa: BLE001 - a report without summary is still a report
+        pass
+    return out
+
+
+def _jsonable(v):
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.floating,)):
+        f = float(v)
+        return f if math.isfinite(f) else None
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, np.ndarray):
+        return [_jsonable(x) for x in v.tolist()]
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, Path):
+        return str(v)
+    if v is None or isinstance(v, (bool, int, str)):
+        return v
+    return str(v)
+
+
+def _endmember_csv(wavelengths_nm, E: np.ndarray, names: Sequence[str]) -> str:
+    """CSV text like core.library_io.write_library_csv: ``wavelength_nm,<name>,...``
+    (``band,...`` with 1-based band numbers when there are no wavelengths)."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    if wavelengths_nm is None:
+        first, col0 = "band", np.arange(1, E.shape[0] + 1)
+    else:
+        first, col0 = "wavelength_nm", np.asarray(wavelengths_nm, dtype=np.float64).ravel()
+    w.writerow([first, *names])
+    for b in range(E.shape[0]):
+        w.writerow([f"{col0[b]:.10g}", *(f"{x:.10g}" for x in E[b])])
+    return buf.getvalue()
+
+
+def _residual_rmse(Y: np.ndarray, E: np.ndarray, A: np.ndarray) -> np.ndarray:
+    """Per-pixel RMSE over bands of Y − E A; Y (B, h, w), A (P, h, w) → (h, w)."""
+    R = Y.astype(np.float64) - np.tensordot(E, A.astype(np.float64), axes=(1, 0))
+    return np.sqrt(np.mean(R * R, axis=0))
+
+
+def _write_result(writer, keys, A, valid, row0, col0) -> None:
+    for k, key in enumerate(keys):
+        band = np.where(valid, A[k], _nodata()).astype(np.float32)
+        writer.write(key, band, row0, col0)
+
+
+def _nodata() -> float:
+    from .raster_io import NODATA
+
+    return float(NODATA)
+
+
+def _iter_blocks(info, bands, extent, memory_mb):
+    """(row0 in the extent, data (nb, rows, w) float32, valid (rows, w)) over the extent."""
+    from . import raster_io
+
+    c0, r0, w, h = extent
+    if (c0, r0, w, h) == (0, 0, info.width, info.height):
+        for blk in raster_io.iter_row_blocks(info, bands, memory_mb=int(memory_mb)):
+            yield blk.row0, blk.data, blk.valid
+        return
+    bytes_per_row = max(1, w * len(bands) * 4 * 4)  # data + float64 work copies
+    rows = max(1, min(h, int(memory_mb) * 2**20 // bytes_per_row))
+    for r in range(0, h, rows):
+        n = min(rows, h - r)
+        data, valid = raster_io.read_window(info, bands, c0, r0 + r, w, n)
+        yield r, data, valid
+
+
+def _solve_blocks(info, bands, E, extent, mask, spec, params, options, writer, keys, prog) -> int:
+    from .api import unmix_array_full
+
+    c0, r0, w, h = extent
+    n_valid = 0
+    for row0, data, valid in _iter_blocks(info, bands, extent, options.memory_mb):
+        rows = data.shape[1]
+        valid = np.asarray(valid, dtype=bool)
+        if mask is not None:
+            valid = valid & mask[row0:row0 + rows]
+        f0, f1 = row0 / h, (row0 + rows) / h
+        A, _, _ = unmix_array_full(data, E, spec.id, valid=valid, seed=options.seed,
+                                   progress=prog.sub(f0, f1, f"rows {row0 + 1}–{row0 + rows}: "),
+                                   cancel=prog.cancel, **params)
+        A = np.nan_to_num(A, nan=0.0)
+        res = _residual_rmse(data, E, A)
+        _write_result(writer, keys, A, valid, row0, 0)
+        writer.write("residual_rmse", np.where(valid, res, _nodata()).astype(np.float32), row0, 0)
+        n_valid += int(valid.sum())
+        prog(f1, f"Unmixed rows {row0 + 1}–{row0 + rows} of {h}")
+    return n_valid
+
+
+def _solve_tiled(info, bands, E, extent, mask, spec, params, options, writer, keys, std_keys,
+                 prog, lam_seen, solver_info) -> int:
+    from . import raster_io
+    from .api import unmix_array_full
+    from .tiling import TileBlender, plan_tiles
+
+    c0, r0, w, h = extent
+    P = E.shape[1]
+    tiles = plan_tiles(h, w, int(options.tile_size), int(options.tile_overlap))
+    blender = TileBlender(P, h, w, overlap=int(options.tile_overlap))
+    std_blender = TileBlender(P, h, w, overlap=int(options.tile_overlap)) if std_keys else None
+    valid_full = np.zeros((h, w), dtype=bool)
+    n_t = len(tiles)
+    for ti, t in enumerate(tiles):
+        ty, tx, th, tw = _tile_box(t)
+        data, valid = raster_io.read_window(info, bands, c0 + tx, r0 + ty, tw, th)
+        valid = np.asarray(valid, dtype=bool)
+        if mask is not None:
+            valid = valid & mask[ty:ty + th, tx:tx + tw]
+        valid_full[ty:ty + th, tx:tx + tw] |= valid
+        f0, f1 = 0.9 * ti / n_t, 0.9 * (ti + 1) / n_t
+        if valid.any():
+            A, std, tinfo = unmix_array_full(
+                data, E, spec.id, valid=valid, seed=options.seed + ti,
+                progress=prog.sub(f0, f1, f"tile {ti + 1}/{n_t}: "), cancel=prog.cancel,
+                **({"device": options.device} if spec.id == "urdm" else {}), **params)
+            A = np.nan_to_num(A, nan=0.0)
+            lam_seen.append(tinfo.get("lam"))
+            for k, v in tinfo.items():
+                if k != "lam" and isinstance(v, (int, float, str, bool)):
+                    solver_info.setdefault(k, v)
+        else:
+            A, std = np.zeros((P, th, tw), np.float32), None
+        blender.add(t, A)
+        if std_blender is not None:
+            std_blender.add(t, np.nan_to_num(std, nan=0.0) if std is not None else np.zeros((P, th, tw), np.float32))
+        prog(f1, f"Unmixed tile {ti + 1} of {n_t}")
+    A_full = blender.result()
+    S_full = std_blender.result() if std_blender is not None else None
+    # write abundances + residual row-block by row-block (re-reading Y for the residual)
+    n_valid = 0
+    done_rows = 0
+    for row0, data, _v in _iter_blocks(info, bands, extent, options.memory_mb):
+        rows = data.shape[1]
+        valid = valid_full[row0:row0 + rows]
+        A = A_full[:, row0:row0 + rows]
+        _write_result(writer, keys, A, valid, row0, 0)
+        if S_full is not None:
+            _write_result(writer, std_keys, S_full[:, row0:row0 + rows], valid, row0, 0)
+        res = _residual_rmse(data, E, A)
+        writer.write("residual_rmse", np.where(valid, res, _nodata()).astype(np.float32), row0, 0)
+        n_valid += int(valid.sum())
+        done_rows += rows
+        prog(0.9 + 0.1 * done_rows / h, f"Wrote rows {row0 + 1}–{row0 + rows} of {h}")
+    return n_valid
+
+
+def _tile_box(t) -> tuple[int, int, int, int]:
+    """(row0, col0, height, width) of a core.tiling Tile."""
+    return int(t.row0), int(t.col0), int(t.height), int(t.width)

@@ -1,0 +1,1 @@
+"""QGIS user interface: dialog, background task, result styling, extra map tools."""

@@ -1,0 +1,35 @@
+"""Where the plugin's own files are, in the repository and in an installed plugin."""
+
+from __future__ import annotations
+
+import configparser
+from pathlib import Path
+
+PLUGIN_DIR = Path(__file__).resolve().parent
+REPO_DIR = PLUGIN_DIR.parent
+
+
+def _first_existing(*candidates: Path) -> Path:
+    for c in candidates:
+        if c.is_file():
+            return c
+    return candidates[0]
+
+
+def metadata_path() -> Path:
+    """metadata.txt: inside the installed plugin, or at the repository top level."""
+    return _first_existing(PLUGIN_DIR / "metadata.txt", REPO_DIR / "metadata.txt")
+
+
+def icon_path() -> Path:
+    return _first_existing(PLUGIN_DIR / "icon.svg", REPO_DIR / "resources" / "icon.svg")
+
+
+def plugin_version() -> str:
+    """The version in metadata.txt, or "unknown" if it cannot be read."""
+    cp = configparser.ConfigParser(interpolation=None)
+    try:
+        cp.read(metadata_path(), encoding="utf-8")
+        return cp.get("general", "version", fallback="unknown")
+    except (OSError, configparser.Error):
+        return "unknown"

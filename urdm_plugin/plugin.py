@@ -1,0 +1,80 @@
+"""The QGIS plugin object: menu entry, toolbar button and the Processing provider.
+
+Kept thin: everything it shows or runs lives in ``gui/`` and ``processing/``; the engine in
+``core/``. Nothing heavy (torch, GDAL reads) happens at load time.
+"""
+
+from __future__ import annotations
+
+from qgis.core import QgsApplication
+from qgis.PyQt.QtGui import QIcon
+from qgis.PyQt.QtWidgets import QAction
+
+from .paths import icon_path
+
+MENU = "URDM Unmixing"
+
+
+class UrdmPlugin:
+    """Created by :func:`urdm_plugin.classFactory`; ``iface`` is None under qgis_process."""
+
+    def __init__(self, iface):
+        self.iface = iface
+        self.provider = None
+        self.actions: list[QAction] = []
+        self.dialog = None
+
+    # -- Processing (qgis_process calls only this) ---------------------------------
+    def initProcessing(self):  # noqa: N802 (QGIS's name)
+        if self.provider is None:
+            from .processing.provider import UrdmProvider
+
+            self.provider = UrdmProvider()
+            QgsApplication.processingRegistry().addProvider(self.provider)
+
+    # -- GUI ---------------------------------------------------------------------
+    def initGui(self):  # noqa: N802 (QGIS's name)
+        self.initProcessing()
+        if self.iface is None:
+            return
+        action = QAction(QIcon(str(icon_path())), "URDM Unmixing…", self.iface.mainWindow())
+        action.setObjectName("urdmUnmixAction")
+        action.setToolTip("Unmix a hyperspectral raster into abundance maps (URDM)")
+        action.triggered.connect(self.show_dialog)
+        self.iface.addRasterToolBarIcon(action)
+        self.iface.addPluginToRasterMenu(MENU, action)
+        self.actions.append(action)
+        self._extra_gui = []
+        try:  # optional tools (pixel inspector, map sheet) register themselves here
+            from .gui.extras import install_extras
+
+            self._extra_gui = install_extras(self)
+        except ImportError:
+            pass
+
+    def unload(self):
+        for undo in reversed(getattr(self, "_extra_gui", [])):
+            undo()
+        self._extra_gui = []
+        if self.iface is not None:
+            for action in self.actions:
+                self.iface.removeRasterToolBarIcon(action)
+                self.iface.removePluginRasterMenu(MENU, action)
+                action.deleteLater()
+        self.actions = []
+        if self.dialog is not None:
+            self.dialog.close()
+            self.dialog.deleteLater()
+            self.dialog = None
+        if self.provider is not None:
+            QgsApplication.processingRegistry().removeProvider(self.provider)
+            self.provider = None
+
+    def show_dialog(self):
+        from .gui.dialog import UnmixDialog
+
+        if self.dialog is None:
+            self.dialog = UnmixDialog(self.iface, parent=self.iface.mainWindow())
+        self.dialog.show()
+        self.dialog.raise_()
+        self.dialog.activateWindow()
