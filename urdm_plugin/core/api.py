@@ -43,6 +43,29 @@ def _param_names(spec) -> list[str]:
     return [p.name for p in getattr(spec, "params", [])]
 
 
+#: Modules that implement methods beyond core.solvers (checked without importing them).
+_IMPLEMENTED_BY = {"tv": "urdm_plugin.core.tv", "urdm": "urdm_plugin.core.urdm"}
+
+
+def _module_present(name: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def method_ready(method_id: str) -> tuple:
+    """``(True, "")`` if ``method_id`` can run here, else ``(False, reason)``; never raises
+    for a known id (the registry's check plus: is the implementing module present)."""
+    try:
+        resolve_method(method_id)
+    except MethodUnavailableError as exc:
+        return False, exc.problem
+    return True, ""
+
+
 def resolve_method(method: str):
     """The registry entry for ``method``, raising if unknown or unavailable here.
 
@@ -54,9 +77,11 @@ def resolve_method(method: str):
 
     spec = get_method(method)
     ok, reason = method_available(spec.id)
+    if ok and spec.id in _IMPLEMENTED_BY and not _module_present(_IMPLEMENTED_BY[spec.id]):
+        ok, reason = False, f"this build has no {_IMPLEMENTED_BY[spec.id]} module yet"
     if not ok:
         raise MethodUnavailableError(
-            f"Method '{spec.id}' is not available here: {reason}",
+            reason if reason.startswith("Method") else f"Method '{spec.id}' is not available here: {reason}",
             "Choose another method (see `python -m urdm_plugin methods`) or install what it needs",
         )
     return spec

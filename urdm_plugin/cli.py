@@ -1,0 +1,342 @@
+"""Command line: ``python -m urdm_plugin <command> ...`` (also installed as ``urdm-unmix``).
+
+Commands
+- ``unmix IMAGE LIBRARY OUTDIR``: abundance rasters from a hyperspectral image.
+- ``methods``: the registered methods and whether each can run here.
+- ``vca IMAGE N OUT.csv``: extract N endmember spectra from an image (VCA).
+
+Exit codes: 0 success; 2 bad input (one line ``error: <message>``); 130 cancelled with
+Ctrl-C (no output left behind); 1 unexpected failure (one line, details with
+``URDM_DEBUG=1``).
+
+Adding a command: write ``_add_<name>(subparsers)`` that builds its parser and sets
+``func`` (a callable ``args -> int`` exit code) with ``parser.set_defaults(func=...)``,
+then append it to :data:`COMMANDS`. Importing this module must not import torch or qgis
+(the heavy modules are imported inside the command functions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Callable, List, Optional
+
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
+
+PROG = "python -m urdm_plugin"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line ``error: ...`` messages and exit code 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse hook
+        self.exit(EXIT_BAD_INPUT, f"error: {message} (see {self.prog} --help)\n")
+
+
+def _method_help() -> str:
+    from .core.methods import METHODS
+
+    return ", ".join(m.id for m in METHODS)
+
+
+def _default_method() -> str:
+    from .core.api import method_ready
+    from .core.methods import DEFAULT_METHOD
+
+    return DEFAULT_METHOD if method_ready(DEFAULT_METHOD)[0] else "fcls"
+
+
+# ------------------------------------------------------------------ progress
+class _CliProgress:
+    """tqdm bar on stderr when it is a terminal; nothing with --quiet. Warnings are shown
+    as ``warning: ...`` lines (unless --quiet)."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.bar = None
+        self._last_warning = None
+        if not quiet and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=1000, file=sys.stderr, unit="‰", leave=False,
+                            bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}")
+
+    def __call__(self, fraction: float, message: str) -> None:
+        if self.quiet:
+            return
+        if message.startswith("warning: ") and message != self._last_warning:
+            self._last_warning = message
+            self._write(message)
+        if self.bar is not None:
+            n = int(round(1000 * min(max(fraction, 0.0), 1.0)))
+            if n > self.bar.n:
+                self.bar.update(n - self.bar.n)
+            self.bar.set_postfix_str(message[:60], refresh=False)
+
+    def _write(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text, file=sys.stderr)
+        else:
+            print(text, file=sys.stderr)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class _CtrlC:
+    """First Ctrl-C asks the run to stop at its next check (clean cancel); a second one
+    interrupts at once. Either way no output is left behind."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = None
+
+    def __enter__(self):
+        try:
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        except ValueError:  # not the main thread
+            self._old = None
+        return self
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+        return False
+
+
+# ------------------------------------------------------------------ unmix
+def _add_unmix(sub) -> None:
+    p = sub.add_parser(
+        "unmix",
+        help="unmix a hyperspectral image into one abundance raster per endmember",
+        description=(
+            "Unmix a georeferenced hyperspectral image (GeoTIFF, ENVI, any GDAL raster with "
+            "wavelengths) with an endmember library (CSV 'wavelength_nm,<name>,...' or ENVI .sli). "
+            "Writes one float32 GeoTIFF per endmember (abundance fractions, nodata -9999), "
+            "residual_rmse.tif, endmembers_used.csv and run.json into OUTDIR; a failed or "
+            "cancelled run leaves nothing behind."),
+        epilog=(
+            "examples:\n"
+            f"  {PROG} unmix scene.tif library.csv out/ --method fcls\n"
+            f"  {PROG} unmix scene.tif usgs.sli out/ --endmember Alunite --endmember Kaolinite "
+            "--method tv --lam auto --overwrite\n"
+            f"  {PROG} unmix scene.tif lib.csv out/ --method urdm --quality best --samples 8 --seed 1\n"
+            "\nexit codes: 0 success, 2 bad input, 130 cancelled (Ctrl-C), 1 unexpected error"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("image", metavar="IMAGE", help="hyperspectral raster (band wavelengths in its metadata)")
+    p.add_argument("library", metavar="LIBRARY", help="endmember library: CSV or ENVI spectral library (.sli/.hdr)")
+    p.add_argument("outdir", metavar="OUTDIR", help="output folder (must not exist unless --overwrite)")
+    p.add_argument("--method", default=None, metavar="ID",
+                   help=f"unmixing method: {_method_help()} (default: urdm when available, else fcls; "
+                        f"see '{PROG} methods')")
+    p.add_argument("--endmember", action="append", default=None, metavar="NAME",
+                   help="library spectrum to use (repeat for several; default: the whole library, "
+                        "automatically reduced when it is larger than the bands support or 20)")
+    p.add_argument("--max-endmembers", type=int, default=None, metavar="N",
+                   help="at most N endmembers when choosing them automatically")
+    p.add_argument("--quality", default="balanced", choices=("fast", "balanced", "best"),
+                   help="urdm speed/accuracy preset (default: balanced)")
+    p.add_argument("--lam", default=None, metavar="X",
+                   help="regularisation weight of tv or urdm; 'auto' (default) chooses it from the data")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default 0)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="compute device for urdm (default: auto = cuda if present)")
+    p.add_argument("--memory-mb", type=int, default=512, metavar="N",
+                   help="memory budget for one block of image data in MiB (default 512)")
+    p.add_argument("--tile-size", type=int, default=256, metavar="N",
+                   help="tile edge in pixels for spatial methods tv and urdm (default 256)")
+    p.add_argument("--samples", type=int, default=1, metavar="K",
+                   help="urdm posterior samples averaged; K>1 also writes <name>_std.tif uncertainty maps")
+    p.add_argument("--window", type=int, nargs=4, default=None, metavar=("COL0", "ROW0", "W", "H"),
+                   help="process only this pixel window (outputs get the window's georeferencing)")
+    p.add_argument("--mask", default=None, metavar="PATH",
+                   help="process only pixels inside this mask (raster on the image grid, non-zero = "
+                        "inside; or a polygon vector file)")
+    p.add_argument("--no-water-mask", action="store_true",
+                   help="keep the atmospheric water-vapour bands (dropped by default)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTDIR if it exists")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no messages, only errors")
+    p.set_defaults(func=_run_unmix)
+
+
+def _build_options(args):
+    from .core.api import resolve_method
+    from .core.errors import OptionError
+    from .core.pipeline import UnmixOptions
+
+    method = args.method or _default_method()
+    spec = resolve_method(method)  # OptionError / MethodUnavailableError
+    params = {}
+    if args.lam is not None:
+        names = [p.name for p in spec.params]
+        key = "lam_tv" if "lam_tv" in names else ("lam" if "lam" in names else None)
+        if key is None:
+            raise OptionError(f"--lam does not apply to method '{spec.id}'",
+                              "Use --lam only with tv or urdm")
+        params[key] = args.lam
+    return UnmixOptions(
+        method=spec.id, endmembers=args.endmember, max_endmembers=args.max_endmembers,
+        quality=args.quality, params=params, seed=args.seed, device=args.device,
+        memory_mb=args.memory_mb, tile_size=args.tile_size, overwrite=args.overwrite,
+        mask_water_bands=not args.no_water_mask,
+        window=tuple(args.window) if args.window else None, mask_path=args.mask,
+        uncertainty_samples=args.samples,
+    )
+
+
+def _run_unmix(args) -> int:
+    from .core.errors import InputImageError, LibraryError
+    from .core.pipeline import unmix_raster
+
+    if not Path(args.image).exists():
+        raise InputImageError(f"Image not found: {args.image}", "Check the path")
+    if not Path(args.library).exists():
+        raise LibraryError(f"Library not found: {args.library}", "Check the path")
+    options = _build_options(args)
+    bar = _CliProgress(args.quiet)
+    try:
+        with _CtrlC() as ctrl_c:
+            result = unmix_raster(args.image, args.library, args.outdir, options,
+                                  progress=bar, cancel=ctrl_c)
+    finally:
+        bar.close()
+    if not args.quiet:
+        m = result.manifest
+        lam = m.get("parameters", {}).get("lam_chosen")
+        extra = f", λ={lam:.3g}" if isinstance(lam, float) else ""
+        print(f"{m['method']}: {len(m['endmembers'])} endmembers "
+              f"({', '.join(e['name'] for e in m['endmembers'])}){extra} -> {result.out_dir} "
+              f"in {result.seconds:.1f} s")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------ methods
+def _add_methods(sub) -> None:
+    p = sub.add_parser("methods", help="list the unmixing methods and whether each can run here",
+                       description="List the registered unmixing methods, their options and availability.")
+    p.set_defaults(func=_run_methods)
+
+
+def _run_methods(args) -> int:
+    from .core.api import method_ready
+    from .core.methods import METHODS
+
+    default = _default_method()
+    for m in METHODS:
+        ok, reason = method_ready(m.id)
+        mark = "available" if ok else f"NOT AVAILABLE: {reason}"
+        star = " (default)" if m.id == default else ""
+        print(f"{m.id:<6} {m.label}{star} -- {mark}")
+        for prm in m.params:
+            rng = ""
+            if prm.choices:
+                rng = " {" + ",".join(prm.choices) + "}"
+            print(f"         {prm.name}={prm.default}{rng}: {prm.help}")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------ vca
+def _add_vca(sub) -> None:
+    p = sub.add_parser(
+        "vca", help="extract N endmember spectra from an image (vertex component analysis)",
+        description="Extract N endmember spectra from the image's pixels with VCA and write them "
+                    "as a CSV library (wavelength_nm,endmember_1,...) usable by 'unmix'.",
+        epilog=f"example:\n  {PROG} vca scene.tif 4 endmembers.csv\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("image", metavar="IMAGE", help="hyperspectral raster")
+    p.add_argument("n", metavar="N", type=int, help="number of endmembers to extract")
+    p.add_argument("out", metavar="OUT.csv", help="CSV library to write")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--max-pixels", type=int, default=200_000, metavar="N",
+                   help="random subset of valid pixels VCA looks at (default 200000)")
+    p.add_argument("--no-water-mask", action="store_true", help="keep the water-vapour bands")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT.csv if it exists")
+    p.add_argument("--quiet", action="store_true", help="no messages, only errors")
+    p.set_defaults(func=_run_vca)
+
+
+def _run_vca(args) -> int:
+    from .core.errors import OptionError, OutputError
+    from .core.pipeline import extract_endmembers
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise OutputError(f"{out} already exists", "Use --overwrite or choose another file")
+    if args.n < 1:
+        raise OptionError(f"N must be at least 1 (got {args.n})", "Give the number of endmembers to extract")
+    lib = extract_endmembers(args.image, args.n, seed=args.seed, max_pixels=args.max_pixels,
+                             mask_water_bands=not args.no_water_mask)
+    from .core.library_io import write_library_csv
+
+    write_library_csv(out, lib)
+    if not args.quiet:
+        print(f"wrote {len(lib)} endmembers on {lib.spectra.shape[0]} bands to {out}")
+    return EXIT_OK
+
+
+#: Subcommands in --help order: each adds its parser to the subparsers object.
+COMMANDS: List[Callable] = [_add_unmix, _add_methods, _add_vca]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="URDM hyperspectral unmixing from the command line (the engine of the QGIS plugin).",
+        epilog=(f"example:\n  {PROG} unmix scene.tif library.csv out/ --method fcls\n"
+                f"  {PROG} <command> --help   shows each command's options\n\n"
+                "exit codes: 0 success, 2 bad input, 130 cancelled, 1 unexpected error; "
+                "set URDM_DEBUG=1 for tracebacks"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run the command line; returns the exit code (see the module docstring)."""
+    from .core.errors import Cancelled, UrdmError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = os.environ.get("URDM_DEBUG", "") not in ("", "0")
+    try:
+        return int(args.func(args) or 0)
+    except UrdmError as exc:
+        print(f"error: {_one_line(str(exc))}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (Cancelled, KeyboardInterrupt):
+        print("cancelled: no output was written", file=sys.stderr)
+        return EXIT_CANCELLED
+    except Exception as exc:  # noqa: BLE001 - last line of defence: one line, no traceback
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        print(f"error: unexpected {type(exc).__name__}: {_one_line(str(exc))} "
+              "(run with URDM_DEBUG=1 for details)", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
