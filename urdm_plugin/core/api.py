@@ -155,7 +155,15 @@ def unmix_array_full(Y, E, method: str = "fcls", **options: Any):
     ``std`` (same shape as ``A``) is the posterior standard deviation of urdm when
     ``samples > 1``; ``info`` holds solver facts such as the chosen ``lam``.
     """
-    spec = resolve_method(method)
+    from .methods import get_method
+
+    spec = get_method(method)
+    if spec.spatial and np.ndim(Y) != 3:
+        raise OptionError(
+            f"Method '{spec.id}' is spatial and needs Y as (bands, H, W); got shape {np.shape(Y)}",
+            "Reshape the pixels into their image grid, or use a per-pixel method such as fcls",
+        )
+    spec = resolve_method(spec.id)
     Y, E = _as_float_arrays(Y, E)
     progress: ProgressFn = options.pop("progress", None)
     cancel: CancelFn = options.pop("cancel", None)
@@ -178,11 +186,6 @@ def unmix_array_full(Y, E, method: str = "fcls", **options: Any):
     P = E.shape[1]
 
     if spec.spatial:
-        if Y.ndim != 3:
-            raise OptionError(
-                f"Method '{spec.id}' is spatial and needs Y as (bands, H, W); got {Y.shape}",
-                "Reshape the pixels into their image grid, or use a per-pixel method such as fcls",
-            )
         Yc = np.where(finite[None], Y, 0.0)
         H, W = spatial_shape
         if tile_size and (H > tile_size or W > tile_size):
