@@ -28,7 +28,13 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from .errors import LibraryError, UrdmError, WavelengthError
-from .spectra import infer_unit_factor, is_index_unit, parse_number_list, parse_unit, unit_from_header
+from .spectra import (
+    infer_unit_factor,
+    is_index_unit,
+    parse_number_list,
+    parse_unit,
+    unit_from_header,
+)
 
 #: Largest library file read (bytes); anything bigger is not a spectral library.
 MAX_LIBRARY_BYTES = 512 * 1024 * 1024

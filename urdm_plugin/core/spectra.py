@@ -518,12 +518,14 @@ def check_reflectance_scale(Y_sample: np.ndarray, E: np.ndarray) -> list:
     y_med = float(np.median(y))
     e_max = float(np.max(np.abs(e)))
     if e_max > 0 and y_med > 10.0 * e_max:
-        ratio = y_med / max(float(np.median(np.abs(e))), 1e-12)
-        scale = 10.0 ** (-round(math.log10(ratio))) if ratio > 0 else 1.0
+        # smallest power of ten that brings nearly all image values to <= 1
+        p99 = float(np.percentile(np.abs(y), 99))
+        scale = 10.0 ** (-math.ceil(math.log10(max(p99, 1e-12))))
         out.append(
-            f"The image values look like digital numbers (median {y_med:.4g}) while the library is "
-            f"reflectance (max {e_max:.3g}). Set the image scale to about {scale:g} "
-            f"(e.g. a GDAL band scale of {scale:g}) so both are in the same units."
+            f"The image values look like digital numbers (median {y_med:.4g}, 99th percentile "
+            f"{p99:.4g}) while the library is reflectance (max {e_max:.3g}). Set the image scale so "
+            f"they become reflectance: about {scale:g} (e.g. a GDAL band scale of {scale:g}; "
+            f"use the value your data provider gives)."
         )
     elif e_max > 2.0 and 0 < y_med <= 1.5 and e_max > 10.0 * y_med:
         out.append(
