@@ -1,0 +1,37 @@
+"""urdm_plugin.core works in a Python without QGIS (scripts, clusters, notebooks)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+BLOCKER = """
+import sys, importlib.abc
+class _Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == 'qgis' or name.startswith('qgis.'):
+            raise ImportError('qgis is blocked for this test')
+sys.meta_path.insert(0, _Block())
+"""
+
+
+def test_core_imports_with_qgis_blocked():
+    modules = sorted(
+        "urdm_plugin.core." + p.stem
+        for p in (ROOT / "urdm_plugin" / "core").glob("*.py")
+        if p.stem != "__init__"
+    )
+    code = BLOCKER + "import importlib\nfor m in %r:\n    importlib.import_module(m)\nprint('ok')" % modules
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+def test_no_qgis_import_statement_in_core():
+    pattern = re.compile(r"^\s*(from|import)\s+qgis\b", re.M)
+    offenders = [str(p) for p in (ROOT / "urdm_plugin" / "core").rglob("*.py") if pattern.search(p.read_text())]
+    assert offenders == []

@@ -1,0 +1,83 @@
+"""The plugin loads into QGIS, registers its GUI and Processing provider, and unloads cleanly."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+from qgis.core import QgsApplication
+
+import urdm_plugin
+
+
+def _provider_ids():
+    return {p.id() for p in QgsApplication.processingRegistry().providers()}
+
+
+def _calls(mock):
+    return [c.args[-1] for c in mock.call_args_list]
+
+
+@pytest.fixture
+def iface(qgis_iface):
+    for name in ("addRasterToolBarIcon", "removeRasterToolBarIcon", "addPluginToRasterMenu",
+                 "removePluginRasterMenu"):
+        getattr(qgis_iface, name).reset_mock()
+    return qgis_iface
+
+
+def test_init_gui_adds_menu_toolbar_and_provider_and_unload_removes_all(iface, qgis_app):
+    plugin = urdm_plugin.classFactory(iface)
+    plugin.initGui()
+    try:
+        assert "urdm" in _provider_ids()
+        toolbar_added = _calls(iface.addRasterToolBarIcon)
+        menu_added = _calls(iface.addPluginToRasterMenu)
+        assert len(toolbar_added) >= 1 and len(menu_added) >= 1
+        assert any(a.objectName() == "urdmUnmixAction" for a in toolbar_added)
+        assert iface.addPluginToRasterMenu.call_args_list[0].args[0] == "URDM Unmixing"
+    finally:
+        plugin.unload()
+    assert "urdm" not in _provider_ids()
+    # every addition was undone with the same object
+    assert sorted(map(id, _calls(iface.removeRasterToolBarIcon))) == sorted(map(id, toolbar_added))
+    assert sorted(map(id, _calls(iface.removePluginRasterMenu))) == sorted(map(id, menu_added))
+
+
+def test_load_unload_twice(iface, qgis_app):
+    for _ in range(2):
+        plugin = urdm_plugin.classFactory(iface)
+        plugin.initGui()
+        assert "urdm" in _provider_ids()
+        plugin.unload()
+        assert "urdm" not in _provider_ids()
+
+
+def test_headless_init_processing_registers_provider(qgis_app):
+    plugin = urdm_plugin.classFactory(None)  # as qgis_process calls it
+    plugin.initProcessing()
+    try:
+        provider = QgsApplication.processingRegistry().providerById("urdm")
+        assert provider is not None
+        assert provider.algorithms(), "the provider must offer algorithms"
+    finally:
+        plugin.unload()
+    assert "urdm" not in _provider_ids()
+
+
+def test_importing_the_plugin_does_not_import_torch():
+    import subprocess
+
+    code = ("import sys, urdm_plugin, urdm_plugin.core, urdm_plugin.plugin, urdm_plugin.processing.provider;"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_pytest_qgis_fixtures_used_by_the_suite_work(qgis_app, qgis_iface, qgis_canvas, qgis_new_project):
+    """Smoke test of pytest-qgis 5.0.2 on QGIS 3.22 (its README names 3.34)."""
+    from qgis.core import QgsProject, QgsRasterLayer
+
+    assert qgis_iface.mapCanvas() is qgis_canvas
+    assert QgsProject.instance().count() == 0
+    assert isinstance(QgsRasterLayer(), QgsRasterLayer)
