@@ -16,7 +16,7 @@ import re
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
@@ -393,47 +393,38 @@ def unmix_raster(
             raise InputImageError(f"Every pixel {where} is nodata; there is nothing to unmix",
                                   "Check the image's nodata value, the window and the mask")
         prog.stage(0.97, 1.0)
-        writer.write_text("endmembers_used.csv", _endmember_csv(matched.wavelengths_nm, E, names))
+        writer.write_library_csv(SpectralLibrary(list(names), matched.wavelengths_nm, E.copy()),
+                                 "endmembers_used.csv")
 
         parameters = {k: _jsonable(v) for k, v in params.items()}
         if lam_seen:
-            vals = [float(v) for v in lam_seen if v is not None]
+            vals = [float(v) for v in lam_seen if isinstance(v, (int, float))]
             if vals:
                 parameters["lam_chosen"] = float(np.median(vals))
                 parameters["lam_chosen_per_tile"] = vals
         parameters.update({k: _jsonable(v) for k, v in solver_info.items()})
         opts = asdict(options)
-        opts["params"] = {k: _jsonable(v) for k, v in (opts.get("params") or {}).items()}
         parameters["options"] = {k: _jsonable(v) for k, v in opts.items()}
         seconds = time.perf_counter() - t0
-        manifest = {
-            "schema_version": 1,
-            "method": spec.id,
-            "inputs": {
-                "image": str(Path(str(image_path)).resolve()),
-                "library": lib_label if lib_label.startswith("<") else str(Path(lib_label).resolve()),
-                "bands_used": [b + 1 for b in bands],
-                "scale": [_jsonable(info.scales[b]) for b in bands],
-                "offset": [_jsonable(info.offsets[b]) for b in bands],
-                "wavelengths_nm": (None if matched.wavelengths_nm is None
-                                   else [float(x) for x in np.asarray(matched.wavelengths_nm).ravel()]),
-                "unit": "nm",
-                "window": list(extent) if options.window else None,
-                "mask": str(options.mask_path) if options.mask_path else None,
-            },
-            "endmembers": [{"name": n, "file": f} for n, f in zip(names, files)],
-            "residual_file": Path(res_path).name,
-            "extra_files": {"endmembers_used": "endmembers_used.csv",
-                            **({"std": [{"name": n, "file": f} for n, f in zip(names, std_files)]}
-                               if write_std else {})},
-            "parameters": parameters,
-            "version": plugin_version(),
-            "seconds": round(seconds, 3),
+        extra = {"endmembers_used": "endmembers_used.csv"}
+        if write_std:
+            extra["std"] = [{"name": n, "file": f} for n, f in zip(names, std_files)]
+        manifest = raster_io.build_manifest(
+            spec.id, info, lib_label, matched=matched,
+            endmembers=[{"name": n, "file": f} for n, f in zip(names, files)],
+            residual_file=Path(res_path).name, extra_files=extra, parameters=parameters,
+            version=plugin_version(), seconds=round(seconds, 3))
+        manifest["inputs"]["image"] = str(Path(str(image_path)).resolve())
+        if not lib_label.startswith("<"):
+            manifest["inputs"]["library"] = str(Path(lib_label).resolve())
+        manifest["inputs"]["window"] = list(extent) if options.window else None
+        manifest["inputs"]["mask"] = str(options.mask_path) if options.mask_path else None
+        manifest.update({
             "warnings": warnings,
             "selection": selection,
             "match": _match_report(matched.report),
             "valid_pixels": int(n_valid),
-        }
+        })
         prog.check()
         final = writer.commit(manifest)
     seconds = time.perf_counter() - t0
@@ -489,24 +480,6 @@ def _jsonable(v):
     return str(v)
 
 
-def _endmember_csv(wavelengths_nm, E: np.ndarray, names: Sequence[str]) -> str:
-    """CSV text like core.library_io.write_library_csv: ``wavelength_nm,<name>,...``
-    (``band,...`` with 1-based band numbers when there are no wavelengths)."""
-    import csv
-    import io
-
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    if wavelengths_nm is None:
-        first, col0 = "band", np.arange(1, E.shape[0] + 1)
-    else:
-        first, col0 = "wavelength_nm", np.asarray(wavelengths_nm, dtype=np.float64).ravel()
-    w.writerow([first, *names])
-    for b in range(E.shape[0]):
-        w.writerow([f"{col0[b]:.10g}", *(f"{x:.10g}" for x in E[b])])
-    return buf.getvalue()
-
-
 def _residual_rmse(Y: np.ndarray, E: np.ndarray, A: np.ndarray) -> np.ndarray:
     """Per-pixel RMSE over bands of Y − E A; Y (B, h, w), A (P, h, w) → (h, w)."""
     R = Y.astype(np.float64) - np.tensordot(E, A.astype(np.float64), axes=(1, 0))
@@ -529,17 +502,9 @@ def _iter_blocks(info, bands, extent, memory_mb):
     """(row0 in the extent, data (nb, rows, w) float32, valid (rows, w)) over the extent."""
     from . import raster_io
 
-    c0, r0, w, h = extent
-    if (c0, r0, w, h) == (0, 0, info.width, info.height):
-        for blk in raster_io.iter_row_blocks(info, bands, memory_mb=int(memory_mb)):
-            yield blk.row0, blk.data, blk.valid
-        return
-    bytes_per_row = max(1, w * len(bands) * 4 * 4)  # data + float64 work copies
-    rows = max(1, min(h, int(memory_mb) * 2**20 // bytes_per_row))
-    for r in range(0, h, rows):
-        n = min(rows, h - r)
-        data, valid = raster_io.read_window(info, bands, c0, r0 + r, w, n)
-        yield r, data, valid
+    for blk in raster_io.iter_row_blocks(info, bands, memory_mb=int(memory_mb), window=extent,
+                                         require_valid=False):
+        yield blk.row0, blk.data, blk.valid
 
 
 def _solve_blocks(info, bands, E, extent, mask, spec, params, options, writer, keys, prog) -> int:
@@ -593,9 +558,9 @@ def _solve_tiled(info, bands, E, extent, mask, spec, params, options, writer, ke
                 **({"device": options.device} if spec.id == "urdm" else {}), **params)
             A = np.nan_to_num(A, nan=0.0)
             lam_seen.append(tinfo.get("lam"))
-            for k, v in tinfo.items():
-                if k != "lam" and isinstance(v, (int, float, str, bool)):
-                    solver_info.setdefault(k, v)
+            for k, v in tinfo.items():  # per-tile solver facts, e.g. iterations, sigma
+                if k != "lam" and (v is None or isinstance(v, (int, float, str, bool))):
+                    solver_info.setdefault(f"{k}_per_tile", []).append(v)
         else:
             A, std = np.zeros((P, th, tw), np.float32), None
         blender.add(t, A)
@@ -625,3 +590,42 @@ def _solve_tiled(info, bands, E, extent, mask, spec, params, options, writer, ke
 def _tile_box(t) -> tuple[int, int, int, int]:
     """(row0, col0, height, width) of a core.tiling Tile."""
     return int(t.row0), int(t.col0), int(t.height), int(t.width)
+
+
+# ------------------------------------------------------------------ endmember extraction
+def extract_endmembers(image_path: Union[str, Path], n: int, seed: int = 0, max_pixels: int = 200_000,
+                       mask_water_bands: bool = True):
+    """Extract ``n`` endmember spectra from an image with VCA (core.selection.vca).
+
+    Uses the image's usable bands (ENVI bbl), minus water-vapour bands when
+    ``mask_water_bands`` and the image has wavelengths, and a random subset of at most
+    ``max_pixels`` valid pixels. Returns a :class:`core.library_io.SpectralLibrary` named
+    ``endmember_1..n`` on those bands (wavelengths in nm, or None when the image has none).
+    """
+    from . import raster_io, spectra
+    from .library_io import SpectralLibrary
+    from .selection import vca
+
+    info = raster_io.open_image(str(image_path))
+    keep = np.ones(info.band_count, bool) if info.usable is None else np.asarray(info.usable, bool).copy()
+    if mask_water_bands and info.wavelengths_nm is not None:
+        keep &= ~spectra.in_water_band(np.asarray(info.wavelengths_nm, float))
+    bands = [int(b) for b in np.flatnonzero(keep)]
+    n = int(n)
+    if n < 1:
+        raise OptionError(f"The number of endmembers must be at least 1 (got {n})", "Give a positive number")
+    if len(bands) < n:
+        raise InputImageError(f"{n} endmembers need at least {n} usable bands; the image has {len(bands)}",
+                              "Extract fewer endmembers")
+    Y = raster_io.sample_pixels(info, bands, n=int(max_pixels), seed=int(seed))
+    if Y.shape[1] < n:
+        raise InputImageError(f"The image has only {Y.shape[1]} valid pixels, fewer than {n} endmembers",
+                              "Extract fewer endmembers or check the image's nodata")
+    out = vca(Y.astype(np.float64), n, seed=int(seed))
+    if isinstance(out, tuple):
+        out = out[0]
+    out = np.asarray(out)
+    E = Y[:, out.astype(int)].astype(np.float64) if out.ndim == 1 else out.astype(np.float64)
+    wl = None if info.wavelengths_nm is None else np.asarray(info.wavelengths_nm, float)[bands]
+    return SpectralLibrary([f"endmember_{i + 1}" for i in range(E.shape[1])], wl, E,
+                           str(image_path))
