@@ -1,0 +1,240 @@
+"""Running ``core.pipeline.unmix_raster`` as a QgsTask in QGIS's task manager.
+
+``run()`` executes in a worker thread: it opens the image from its path there (GDAL
+datasets are never shared across threads), reports progress, and polls
+``isCanceled()`` at every block/tile/step (the pipeline raises ``Cancelled``). Nothing
+escapes ``run()``: every exception is caught and kept, and ``finished()`` (main thread)
+adds the result layers, or reports the problem to the message bar (``str(err)``) and the
+full details to the message log (tag ``URDM``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import re
+import shutil
+import traceback
+from pathlib import Path
+from typing import Callable, Optional
+
+from qgis.core import Qgis, QgsMessageLog, QgsTask
+from qgis.PyQt.QtCore import pyqtSignal
+
+LOG_TAG = "URDM"
+
+
+def safe_part(text: str, max_len: int = 60) -> str:
+    """A file-name-safe piece of a folder name (letters, digits, - and _)."""
+    s = re.sub(r"[^\w\-]+", "_", str(text), flags=re.UNICODE).strip("_.")
+    return (s or "image")[:max_len]
+
+
+def make_run_dir(base_dir: str, layer_name: str, method: str, now: Optional[_dt.datetime] = None) -> str:
+    """``<base>/<layer>_<method>_<YYYYmmdd-HHMMSS>`` that does not exist yet (``-2``, ``-3``…
+    appended when two runs start in the same second). The folder is not created."""
+    stamp = (now or _dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
+    stem = f"{safe_part(layer_name)}_{safe_part(method)}_{stamp}"
+    path = Path(base_dir) / stem
+    i = 2
+    while path.exists() or Path(str(path) + ".lock").exists():
+        path = Path(base_dir) / f"{stem}-{i}"
+        i += 1
+    return str(path)
+
+
+def log(message: str, level=Qgis.Info) -> None:
+    QgsMessageLog.logMessage(message, LOG_TAG, level)
+
+
+class UnmixTask(QgsTask):
+    """Unmix one image in the background.
+
+    Args:
+        image_path: GDAL source of the input layer (``layer.source()``).
+        library: library path or a ``SpectralLibrary``.
+        out_dir: the (new) run folder.
+        options: ``core.pipeline.UnmixOptions``.
+        input_name: the input layer's name (result group name).
+        add_to_map: load the results into the project when done.
+        iface: QgisInterface for messages (None: only the log).
+        project: QgsProject to add layers to (None: the current project).
+        cleanup: extra paths (temporary mask files) removed when the task ends.
+        preview: a preview run (layers go to a "URDM preview" group that replaces the last).
+
+    Signals: ``message(str)`` (progress text), ``done(object)`` with the RunResult,
+    ``failed(str)`` with the user-facing message ("" when cancelled).
+    """
+
+    message = pyqtSignal(str)
+    done = pyqtSignal(object)
+    failed = pyqtSignal(str)
+
+    def __init__(self, image_path: str, library, out_dir: str, options, input_name: str = "",
+                 add_to_map: bool = True, iface=None, project=None, cleanup=(), preview: bool = False,
+                 description: Optional[str] = None):
+        super().__init__(description or f"URDM unmixing: {input_name or Path(image_path).name}",
+                         QgsTask.CanCancel)
+        self.image_path = image_path
+        self.library = library
+        self.out_dir = out_dir
+        self.options = options
+        self.input_name = input_name or Path(image_path).stem
+        self.add_to_map = add_to_map
+        self.iface = iface
+        self.project = project
+        self.cleanup = list(cleanup)
+        self.preview = preview
+        self.result = None
+        self.error: str = ""
+        self.details: str = ""
+        self.was_cancelled = False
+        self.layers: list = []
+        self.group = None
+        self.last_message = ""
+        self.on_finished: Optional[Callable] = None
+
+    # ---------------------------------------------------------------- worker thread
+    def _progress(self, fraction: float, msg: str) -> None:
+        self.setProgress(max(0.0, min(100.0, 100.0 * float(fraction))))
+        if msg and msg != self.last_message:
+            self.last_message = msg
+            self.message.emit(msg)
+
+    def run(self) -> bool:  # noqa: D401 - QGIS's name
+        from ..core.errors import Cancelled, UrdmError
+
+        try:
+            from ..core.pipeline import unmix_raster
+            from .results import prepare_run
+
+            self.result = unmix_raster(self.image_path, self.library, self.out_dir, self.options,
+                                       progress=self._progress, cancel=self.isCanceled)
+            if self.isCanceled():
+                raise Cancelled()
+            self.message.emit("Preparing the result layers…")
+            prepare_run(os.path.join(self.result.out_dir, "run.json"), cancel=self.isCanceled)
+            if self.isCanceled():
+                raise Cancelled()
+            return True
+        except Cancelled:
+            self.was_cancelled = True
+            self._remove_outputs()
+            return False
+        except UrdmError as err:
+            self.error = str(err)
+            self.details = traceback.format_exc()
+            self._remove_outputs()
+            return False
+        except MemoryError:
+            self.error = ("Out of memory while unmixing. Lower the memory budget or the tile size "
+                          "in Advanced, or process a smaller extent.")
+            self.details = traceback.format_exc()
+            self._remove_outputs()
+            return False
+        except BaseException as err:  # noqa: BLE001 - nothing may escape run() (it would abort QGIS)
+            self.error = f"Unmixing failed unexpectedly: {type(err).__name__}: {err}. Details are in the URDM log."
+            self.details = traceback.format_exc()
+            self._remove_outputs()
+            return False
+        finally:
+            self._remove_cleanup()
+
+    def _remove_outputs(self) -> None:
+        """A cancelled/failed run leaves nothing: the writer removes its temporary folder;
+        a folder already committed by this run (cancel during post-processing) goes too."""
+        if self.result is not None and os.path.isdir(self.result.out_dir):
+            shutil.rmtree(self.result.out_dir, ignore_errors=True)
+        self.result = None
+
+    def _remove_cleanup(self) -> None:
+        for p in self.cleanup:
+            if os.path.isdir(p):
+                shutil.rmtree(p, ignore_errors=True)
+            elif os.path.exists(p):
+                try:
+                    os.unlink(p)
+                except OSError:
+                    pass
+
+    # ---------------------------------------------------------------- main thread
+    def finished(self, ok: bool) -> None:  # noqa: D401 - QGIS's name
+        try:
+            self._finished(ok)
+        except Exception as err:  # noqa: BLE001 - reported, never raised into QGIS
+            self.error = f"The results could not be added to the map: {err}"
+            self.details = traceback.format_exc()
+            self._report_error()
+            self.failed.emit(self.error)
+        if self.on_finished is not None:
+            self.on_finished(self)
+
+    def _finished(self, ok: bool) -> None:
+        if ok and self.result is not None:
+            run_json = os.path.join(self.result.out_dir, "run.json")
+            if self.add_to_map:
+                from .results import add_run_to_map, read_manifest
+
+                manifest = read_manifest(run_json)
+                name = f"preview – {self.input_name}" if self.preview else self.input_name
+                if self.preview:
+                    self._remove_previous_preview(name)
+                self.group, self.layers = add_run_to_map(run_json, name, self.project, manifest)
+            log(f"Run finished in {self.result.seconds:.1f} s: {self.result.out_dir}")
+            for w in self.result.manifest.get("warnings", []) or []:
+                log("warning: " + str(w), Qgis.Warning)
+            if not self.preview:
+                self._report_success()
+            self.done.emit(self.result)
+            return
+        if self.was_cancelled or (self.isCanceled() and not self.error):
+            self.was_cancelled = True
+            log("Run cancelled; no output was written.")
+            if self.iface is not None and not self.preview:
+                self.iface.messageBar().pushMessage("URDM", "Unmixing cancelled; no output was written.",
+                                                    Qgis.Info, 5)
+            self.failed.emit("")
+            return
+        if not self.error:
+            self.error = "Unmixing stopped without a result. Details are in the URDM log."
+        self._report_error()
+        self.failed.emit(self.error)
+
+    def _remove_previous_preview(self, name: str) -> None:
+        from qgis.core import QgsProject
+
+        from .results import group_name_for
+
+        project = self.project or QgsProject.instance()
+        root = project.layerTreeRoot()
+        for g in list(root.findGroups()):
+            if g.name() == group_name_for(name):
+                ids = [n.layerId() for n in g.findLayers()]
+                root.removeChildNode(g)
+                project.removeMapLayers(ids)
+
+    def _report_error(self) -> None:
+        log(self.error + ("\n" + self.details if self.details else ""), Qgis.Critical)
+        if self.iface is not None:
+            self.iface.messageBar().pushMessage("URDM", self.error, Qgis.Critical, 0)
+
+    def _report_success(self) -> None:
+        if self.iface is None or self.result is None:
+            return
+        from qgis.PyQt.QtCore import QUrl
+        from qgis.PyQt.QtGui import QDesktopServices
+        from qgis.PyQt.QtWidgets import QPushButton
+
+        folder = self.result.out_dir
+        n = len(self.result.manifest.get("endmembers", []))
+        text = (f"{n} abundance maps ({self.result.manifest.get('method', '')}) in "
+                f"{self.result.seconds:.1f} s")
+        bar = self.iface.messageBar()
+        try:
+            widget = bar.createMessage("URDM", text)
+            button = QPushButton("Open output folder", widget)
+            button.clicked.connect(lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(folder)))
+            widget.layout().addWidget(button)
+            bar.pushWidget(widget, Qgis.Success, 10)
+        except (AttributeError, TypeError):  # a minimal iface (tests): plain message
+            bar.pushMessage("URDM", text + f": {folder}", Qgis.Success, 10)
