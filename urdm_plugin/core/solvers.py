@@ -163,22 +163,29 @@ def _active_set(G: np.ndarray, C: np.ndarray, A0: np.ndarray, sum_to_one: bool,
     S = a > 0
     gscale = float(np.abs(G).max(initial=0.0))
     tol = 1e-11 * (gscale + np.abs(c).max(axis=1))  # multiplier tolerance per pixel
-    bits = (1 << np.arange(P)).astype(np.int64)
+    bits = (1 << np.arange(min(P, 62))).astype(np.int64)
 
-    def operator(key: int):
+    def operator(key, row: np.ndarray):
         op = cache.get(key)
         if op is None:
-            idx = np.flatnonzero((key >> np.arange(P)) & 1)
+            idx = np.flatnonzero(row)
             if idx.size == 0:
                 op = (idx, None, None)
             elif sum_to_one:
-                Gs = G[np.ix_(idx, idx)]
-                M, v = _scls_operator(Gs)
+                M, v = _scls_operator(G[np.ix_(idx, idx)])
                 op = (idx, M, v)
             else:
                 op = (idx, _pinv_sym(G[np.ix_(idx, idx)]), None)
             cache[key] = op
         return op
+
+    def group_keys(Sm: np.ndarray) -> np.ndarray:
+        if P <= 62:
+            return Sm @ bits
+        # wide problems (large libraries): group ids from the packed bit rows
+        packed = np.packbits(Sm, axis=1)
+        _, inv = np.unique(packed, axis=0, return_inverse=True)
+        return inv.ravel().astype(np.int64)
 
     active = np.arange(n)  # pixels still iterating
     need_solve = np.ones(n, bool)
@@ -189,14 +196,15 @@ def _active_set(G: np.ndarray, C: np.ndarray, A0: np.ndarray, sum_to_one: bool,
         # --- 1. subproblem solutions z on the free sets, grouped by set
         sub = active[need_solve[active]]
         if sub.size:
-            keys = S[sub] @ bits
+            keys = group_keys(S[sub])
             order = np.argsort(keys, kind="stable")
             sub, keys = sub[order], keys[order]
             starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
             ends = np.r_[starts[1:], sub.size]
             z = np.zeros((sub.size, P))
             for s0, e0 in zip(starts, ends):
-                idx, M, v = operator(int(keys[s0]))
+                row = S[sub[s0]]
+                idx, M, v = operator(int(keys[s0]) if P <= 62 else row.tobytes(), row)
                 if idx.size == 0:
                     continue
                 cs = c[sub[s0:e0]][:, idx]

@@ -1,0 +1,75 @@
+"""Noise level estimation from the scene alone (no truth), numpy only.
+
+``estimate_noise_sigma`` returns one σ (reflectance units): the standard deviation of
+white noise per band and pixel that best explains the data.
+
+* With endmembers and an image grid (``Y`` B × h × w, ``E`` given): the FCLS residual
+  ``R = Y − E·Â`` holds the noise minus its part inside the (P−1)-dimensional simplex
+  plane, plus model mismatch. Mismatch (endmember variability) varies slowly in space,
+  the noise does not, so σ comes from a robust MAD of horizontal/vertical differences of
+  R (a difference of two independent noises has variance 2σ²), corrected by B/(B−P+1) for
+  the noise the fit absorbed.
+* With endmembers but no grid (``Y`` B × N): the residual RMS corrected for the
+  degrees of freedom, σ² = ‖R‖² / (N·(B − P + 1)).
+* Without endmembers: HySime-style regression (Bioucas-Dias & Nascimento 2008): each
+  band is predicted from all other bands over a pixel sample; the prediction error of
+  band b is 1/(R⁻¹)_bb for the band correlation matrix R. σ is the RMS over bands.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_MAD = 1.4826  # MAD → standard deviation for a Gaussian
+
+
+def _robust_std(x: np.ndarray) -> float:
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return 0.0
+    return float(_MAD * np.median(np.abs(x - np.median(x))))
+
+
+def estimate_noise_sigma(Y: np.ndarray, E: np.ndarray | None = None,
+                         valid: np.ndarray | None = None, max_pixels: int = 20000,
+                         seed: int = 0) -> float:
+    """σ of the white noise in ``Y`` ((B × h × w) or (B × N)), reflectance units.
+
+    ``valid`` (h × w or N, bool) excludes nodata pixels. See the module docstring.
+    """
+    Y = np.asarray(Y, np.float64)
+    B = Y.shape[0]
+    rng = np.random.default_rng(seed)
+    if E is not None:
+        from .solvers import fcls
+
+        E = np.asarray(E, np.float64)
+        P = E.shape[1]
+        Yf = Y.reshape(B, -1)
+        vf = np.ones(Yf.shape[1], bool) if valid is None else np.asarray(valid, bool).ravel()
+        vf &= np.isfinite(Yf).all(axis=0)
+        R = np.full_like(Yf, np.nan)
+        R[:, vf] = Yf[:, vf] - E @ fcls(Yf[:, vf], E)
+        dof = B / max(B - P + 1, 1)
+        if Y.ndim == 3 and min(Y.shape[1:]) >= 2:
+            R = R.reshape(Y.shape)
+            d = np.concatenate([(R[:, :, 1:] - R[:, :, :-1]).ravel(),
+                                (R[:, 1:, :] - R[:, :-1, :]).ravel()])
+            return float(_robust_std(d) / np.sqrt(2.0) * np.sqrt(dof))
+        Rv = R[:, vf]
+        return float(np.sqrt(np.sum(Rv * Rv) / max(Rv.shape[1] * (B - P + 1), 1)))
+    Yf = Y.reshape(B, -1)
+    if valid is not None:
+        Yf = Yf[:, np.asarray(valid, bool).ravel()]
+    Yf = Yf[:, np.isfinite(Yf).all(axis=0)]
+    N = Yf.shape[1]
+    if N > max_pixels:
+        Yf = Yf[:, rng.choice(N, max_pixels, replace=False)]
+        N = max_pixels
+    if N <= B + 1:
+        return float(_robust_std(np.diff(Yf, axis=0).ravel()) / np.sqrt(2.0))
+    Rm = Yf @ Yf.T / N
+    Rm += np.eye(B) * 1e-12 * np.trace(Rm) / B
+    var = 1.0 / np.diag(np.linalg.inv(Rm))
+    var *= N / (N - B + 1)  # unbiased residual variance of a regression on B−1 bands
+    return float(np.sqrt(np.mean(var)))
