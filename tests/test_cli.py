@@ -1,0 +1,192 @@
+"""``python -m urdm_plugin``: end to end through a subprocess, exit codes and messages."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from osgeo import gdal, osr
+
+from urdm_plugin import cli
+from urdm_plugin.core.synthetic import make_scene
+
+ROOT = Path(__file__).resolve().parents[1]
+GT = (300000.0, 10.0, 0.0, 5000000.0, 0.0, -10.0)
+NAMES = ["Grass", "Asphalt", "Water"]
+
+
+def _scene(folder: Path):
+    """18×16-pixel, 60-band float32 GeoTIFF (EPSG:32617, wavelengths per band in nm, nodata
+    at pixel (2, 3)) and its CSV library of the three true endmembers."""
+    sc = make_scene(height=18, width=16, n_endmembers=3, snr_db=35, seed=1_000_300, n_bands=60)
+    tif, csv = folder / "cube.tif", folder / "lib.csv"
+    ds = gdal.GetDriverByName("GTiff").Create(str(tif), 16, 18, 60, gdal.GDT_Float32)
+    ds.SetGeoTransform(GT)
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(32617)
+    ds.SetProjection(srs.ExportToWkt())
+    Y = sc.Y.astype(np.float32)
+    Y[:, 2, 3] = -9999.0
+    for b in range(60):
+        band = ds.GetRasterBand(b + 1)
+        band.WriteArray(Y[b])
+        band.SetNoDataValue(-9999.0)
+        band.SetMetadataItem("wavelength", f"{sc.wavelengths_nm[b]:.3f}")
+        band.SetMetadataItem("wavelength_units", "Nanometers")
+    ds = None
+    rows = ["wavelength_nm," + ",".join(NAMES)]
+    rows += [f"{sc.wavelengths_nm[b]:.3f}," + ",".join(f"{v:.8f}" for v in sc.E[:, :][b]) for b in range(60)]
+    csv.write_text("\n".join(rows) + "\n")
+    return tif, csv, sc
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    return _scene(tmp_path_factory.mktemp("cli"))
+
+
+def run_cli(*args, env=None):
+    e = dict(os.environ)
+    e["PYTHONPATH"] = str(ROOT) + os.pathsep + e.get("PYTHONPATH", "")
+    e.update(env or {})
+    return subprocess.run([sys.executable, "-m", "urdm_plugin", *map(str, args)], capture_output=True,
+                          text=True, env=e, cwd=str(ROOT), timeout=120)
+
+
+def test_unmix_end_to_end(scene, tmp_path):
+    tif, csv, sc = scene
+    out = tmp_path / "out"
+    r = run_cli("unmix", tif, csv, out, "--method", "fcls", "--seed", "3")
+    assert r.returncode == 0, r.stderr
+    assert str(out) in r.stdout and "fcls" in r.stdout
+    m = json.loads((out / "run.json").read_text())
+    assert m["method"] == "fcls" and [e["name"] for e in m["endmembers"]] == NAMES
+    assert m["parameters"]["options"]["seed"] == 3
+    src = gdal.Open(str(tif))
+    for k, e in enumerate(m["endmembers"]):
+        ds = gdal.Open(str(out / e["file"]))
+        assert ds.GetGeoTransform() == GT and ds.GetProjection() == src.GetProjection()
+        assert ds.GetRasterBand(1).GetDescription() == e["name"]
+        a = ds.GetRasterBand(1).ReadAsArray()
+        assert a[2, 3] == -9999.0
+        ok = a != -9999.0
+        assert np.sqrt(np.mean((a[ok] - sc.A[k][ok]) ** 2)) < 0.03
+    assert (out / m["residual_file"]).exists() and (out / "endmembers_used.csv").exists()
+
+
+def test_quiet_prints_nothing_and_overwrite_is_required(scene, tmp_path):
+    tif, csv, _ = scene
+    out = tmp_path / "o"
+    r = run_cli("unmix", tif, csv, out, "--method", "nnls", "--quiet", "--endmember", "Water",
+                "--endmember", "grass")
+    assert r.returncode == 0 and r.stdout == "" and r.stderr == ""
+    assert json.loads((out / "run.json").read_text())["endmembers"] == [
+        {"name": "Water", "file": "Water.tif"}, {"name": "Grass", "file": "Grass.tif"}]
+    r = run_cli("unmix", tif, csv, out, "--method", "fcls")
+    assert r.returncode == 2 and r.stderr.startswith("error: ") and r.stderr.count("\n") == 1
+    assert "already exists" in r.stderr and "overwrite" in r.stderr
+    assert json.loads((out / "run.json").read_text())["method"] == "nnls"  # untouched
+    r = run_cli("unmix", tif, csv, out, "--method", "fcls", "--overwrite", "--quiet")
+    assert r.returncode == 0
+    assert json.loads((out / "run.json").read_text())["method"] == "fcls"
+
+
+@pytest.mark.parametrize("case, words", [
+    ("missing_image", "Image not found"),
+    ("unknown_method", "Unknown unmixing method"),
+    ("unknown_endmember", "Gold"),
+    ("bad_option", "--tile-size"),
+])
+def test_bad_input_exits_2_with_one_line(scene, tmp_path, case, words):
+    tif, csv, _ = scene
+    out = tmp_path / "out"
+    args = {
+        "missing_image": ["unmix", tmp_path / "nope.tif", csv, out],
+        "unknown_method": ["unmix", tif, csv, out, "--method", "magic"],
+        "unknown_endmember": ["unmix", tif, csv, out, "--endmember", "Gold"],
+        "bad_option": ["unmix", tif, csv, out, "--tile-size", "many"],
+    }[case]
+    r = run_cli(*args)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], r.stderr
+    assert "Traceback" not in r.stderr and not out.exists()
+
+
+def test_methods_help_and_light_import():
+    r = run_cli("methods")
+    assert r.returncode == 0
+    for mid in ("fcls", "scls", "nnls", "ucls", "tv", "urdm"):
+        assert any(line.startswith(mid) for line in r.stdout.splitlines())
+    assert "available" in r.stdout
+    h = run_cli("unmix", "--help")
+    assert h.returncode == 0
+    for opt in ("--method", "--endmember", "--max-endmembers", "--quality", "--lam", "--seed", "--device",
+                "--memory-mb", "--tile-size", "--samples", "--no-water-mask", "--overwrite", "--quiet",
+                "example"):
+        assert opt in h.stdout
+    code = ("import sys, urdm_plugin.cli as c; c.build_parser(); "
+            "print('torch' in sys.modules, any(m == 'qgis' or m.startswith('qgis.') for m in sys.modules))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(ROOT), timeout=60)
+    assert p.stdout.split() == ["False", "False"], p.stderr
+
+
+def test_unavailable_method_says_so_in_one_line(scene, tmp_path, monkeypatch, capsys):
+    from urdm_plugin.core import methods
+
+    monkeypatch.setattr(methods, "method_available",
+                        lambda mid: (False, "Method 'urdm' needs PyTorch. Install it or choose fcls.")
+                        if mid == "urdm" else (True, ""))
+    tif, csv, _ = scene
+    code = cli.main(["unmix", str(tif), str(csv), str(tmp_path / "o"), "--method", "urdm"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "PyTorch" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_ctrl_c_exits_130_and_leaves_nothing(scene, tmp_path, monkeypatch, capsys):
+    tif, csv, _ = scene
+    calls = []
+
+    def interrupted(self, fraction, message):
+        calls.append(message)
+        if message.startswith("Unmixed rows"):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli._CliProgress, "__call__", interrupted)
+    code = cli.main(["unmix", str(tif), str(csv), str(tmp_path / "o"), "--method", "fcls"])
+    assert code == 130 and "cancelled" in capsys.readouterr().err
+    assert any(c.startswith("Unmixed rows") for c in calls)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unexpected_error_is_one_line_with_debug_hint(scene, tmp_path, monkeypatch, capsys):
+    from urdm_plugin.core import pipeline
+
+    def boom(*a, **k):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(pipeline, "unmix_raster", boom)
+    tif, csv, _ = scene
+    code = cli.main(["unmix", str(tif), str(csv), str(tmp_path / "o"), "--method", "fcls"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "disk on fire" in err and "URDM_DEBUG=1" in err
+
+
+def test_vca_writes_a_library_the_unmix_command_reads(scene, tmp_path):
+    pytest.importorskip("urdm_plugin.core.selection", reason="core.selection not merged yet")
+    tif, _, sc = scene
+    lib = tmp_path / "vca.csv"
+    r = run_cli("vca", tif, 3, lib, "--seed", "1")
+    assert r.returncode == 0, r.stderr
+    header = lib.read_text().splitlines()[0]
+    assert header == "wavelength_nm,endmember_1,endmember_2,endmember_3"
+    r = run_cli("vca", tif, 3, lib)
+    assert r.returncode == 2 and "exists" in r.stderr
+    r = run_cli("unmix", tif, lib, tmp_path / "o", "--method", "fcls", "--quiet")
+    assert r.returncode == 0, r.stderr
