@@ -229,3 +229,21 @@ def test_fcls_on_jasper_ridge_reproduces_the_reference_rmse(shared_data, tmp_pat
         err.append((a - ref) ** 2)
     rmse = float(np.sqrt(np.mean(err)))
     assert rmse == pytest.approx(0.0851, abs=0.001)
+
+
+def test_large_library_is_reduced_automatically_and_reported(scene, tmp_path):
+    from urdm_plugin.core.synthetic import synthetic_spectra
+
+    tif, _, sc = scene
+    extra = synthetic_spectra(22, sc.wavelengths_nm, np.random.default_rng(1_000_250))
+    E = np.concatenate([sc.E, extra], axis=1)  # 25 spectra > 20
+    names = NAMES + [f"decoy_{i}" for i in range(22)]
+    big = tmp_path / "big.csv"
+    big.write_text("wavelength_nm," + ",".join(names) + "\n" + "".join(
+        f"{sc.wavelengths_nm[b]:.3f}," + ",".join(f"{v:.8f}" for v in E[b]) + "\n" for b in range(E.shape[0])))
+    res = unmix_raster(tif, big, tmp_path / "auto", UnmixOptions())
+    sel = res.manifest["selection"]
+    assert sel["mode"] == "automatic" and sel["from"] == 25 and len(sel["names"]) <= 20
+    assert set(NAMES) <= set(sel["names"])
+    assert [e["name"] for e in res.manifest["endmembers"]] == sel["names"]
+    assert any("selected" in w for w in res.manifest["warnings"])

@@ -339,11 +339,11 @@ def unmix_raster(
                                       "Name the endmembers to use, or check the image's nodata")
             from .selection import select_endmembers
 
-            idx, sel_report = _call_select(select_endmembers, sample, E, limit, options.seed)
+            idx, sel_report = _call_select(select_endmembers, sample, E, names, limit, options.seed)
             E = E[:, idx]
             names = [names[i] for i in idx]
-            selection = {"mode": "automatic", "from": len(matched.names), "max": limit,
-                         "names": names, **sel_report}
+            selection = {**sel_report, "mode": "automatic", "from": len(matched.names), "max": limit,
+                         "names": names}
             msg = (f"Library holds {len(matched.names)} spectra, more than {limit} the run can use; "
                    f"selected {len(names)} automatically: {', '.join(names)}")
             warnings.append(msg)
@@ -433,15 +433,11 @@ def unmix_raster(
     return RunResult(out_dir=str(final), manifest=manifest, seconds=seconds)
 
 
-def _call_select(select_endmembers, sample, E, limit, seed):
-    """Run core.selection.select_endmembers and normalise its answer to (indices, report)."""
-    out = select_endmembers(sample.astype(np.float64), E, max_endmembers=limit, seed=seed)
-    if isinstance(out, tuple) and len(out) == 2:
-        idx, rep = out
-    else:
-        idx, rep = out, {}
-    rep = dict(rep) if isinstance(rep, dict) else {"report": _jsonable(rep)}
-    return [int(i) for i in np.asarray(idx).ravel()], {k: _jsonable(v) for k, v in rep.items()}
+def _call_select(select_endmembers, sample, E, names, limit, seed):
+    """Run core.selection.select_endmembers; return (indices, JSON-able report dict)."""
+    res = select_endmembers(sample.astype(np.float64), E, names=names, max_endmembers=limit, seed=seed)
+    rep = res.as_dict() if hasattr(res, "as_dict") else {"indices": [int(i) for i in np.asarray(res)]}
+    return [int(i) for i in np.asarray(res).ravel()], {k: _jsonable(v) for k, v in rep.items()}
 
 
 def _match_report(report) -> dict:
