@@ -328,7 +328,8 @@ def parse_envi_header(text: str, source: str = "") -> dict:
         if value.startswith("{"):
             parts = [value]
             while "}" not in parts[-1]:
-                if i >= len(lines):
+                # a new "key = {" before the closing brace means this list was never closed
+                if i >= len(lines) or re.match(r"^\s*[a-z][\w ]*=\s*\{", lines[i], re.IGNORECASE):
                     raise LibraryError(f"The '{key}' list in the header{where} has no closing brace",
                                        "Fix or regenerate the .hdr file")
                 parts.append(lines[i].strip())

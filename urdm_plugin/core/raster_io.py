@@ -446,8 +446,9 @@ def safe_filename(name: str, max_len: int = 100) -> str:
     t = t[:max_len].rstrip("._- ")
     if not t:
         t = "endmember"
-    if t.split(".")[0].lower() in _WINDOWS_RESERVED:
-        t = t + "_"
+    head, dot, tail = t.partition(".")
+    if head.lower() in _WINDOWS_RESERVED:  # Windows reserves "nul" and "nul.txt" alike
+        t = head + "_" + dot + tail
     return t
 
 

@@ -301,9 +301,12 @@ def resample_spectra(
     R = np.where(np.abs(z) <= 4.0, np.exp(-0.5 * z * z), 0.0) * tw[None, :]
     norm = R.sum(axis=1)
     out = np.empty((dst.size, S.shape[1]))
-    ok = norm > 0
+    # a response cut by the library's end would be biased towards the inside: such
+    # bands (less than 95 % of the Gaussian covered) are interpolated instead
+    coverage = norm / (sigma * math.sqrt(2.0 * math.pi))
+    ok = coverage >= 0.95
     out[ok] = (R[ok] @ S) / norm[ok, None]
-    if np.any(~ok):  # a band narrower than the source spacing: interpolate
+    if np.any(~ok):
         for j in range(S.shape[1]):
             out[~ok, j] = np.interp(dst[~ok], src, S[:, j])
     return out, "gaussian"
