@@ -1,0 +1,144 @@
+"""Pixel inspector: the data it shows matches the run's rasters; spectra go into libraries."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsCoordinateTransform,
+    QgsPointXY,
+    QgsProject,
+    QgsRectangle,
+)
+from run_fixture import EPSG, NODATA_PIXEL, make_run
+
+from urdm_plugin.core.errors import LibraryError, UrdmError
+from urdm_plugin.core.library_io import read_library
+from urdm_plugin.gui.inspector_data import (
+    PixelNodataError,
+    add_spectrum_to_library,
+    inspect_pixel,
+    inspect_rectangle,
+)
+
+
+def _crs(code: str) -> QgsCoordinateReferenceSystem:
+    # made per call: module-level QGIS objects outlive the QgsApplication and crash at exit
+    return QgsCoordinateReferenceSystem(code)
+
+
+@pytest.fixture
+def run(tmp_path, qgis_app):
+    return make_run(tmp_path / "case")
+
+
+def _expected(run, row, col):
+    idx = np.array([b - 1 for b in (1, 2, 3, 5, 6, 7, 8, 9, 10)])
+    return run.Y[idx, row, col], run.A[:, row, col]
+
+
+def test_pixel_in_raster_crs_matches_rasters(run):
+    row, col = 7, 11
+    x, y = run.pixel_center(row, col)
+    # a point off-centre inside the same pixel
+    res = inspect_pixel(str(run.run_json), QgsPointXY(x + 9.0, y - 12.0), _crs(f"EPSG:{EPSG}"))
+    assert (res.row, res.col) == (row, col)
+    assert (res.image_row, res.image_col) == (row, col)
+    obs, a = _expected(run, row, col)
+    np.testing.assert_allclose(res.wavelengths_nm, run.wavelengths_used)
+    np.testing.assert_allclose(res.observed, obs, atol=1e-9)
+    assert list(res.abundances) == run.names
+    np.testing.assert_allclose([res.abundances[n] for n in run.names], a, atol=1e-6)
+    np.testing.assert_allclose(res.reconstructed, run.E @ a, atol=1e-6)
+    np.testing.assert_allclose(res.residual, obs - run.E @ a, atol=1e-6)
+    # the fixture's noise is 0.002: the reconstruction is close but not identical
+    assert 0 < res.rmse < 0.01
+    # the folder works as well as run.json
+    res2 = inspect_pixel(str(run.folder), QgsPointXY(x, y), _crs(f"EPSG:{EPSG}"))
+    np.testing.assert_allclose(res2.observed, res.observed)
+
+
+def test_pixel_given_in_wgs84(run):
+    row, col = 12, 4
+    x, y = run.pixel_center(row, col)
+    tr = QgsCoordinateTransform(_crs(f"EPSG:{EPSG}"), _crs("EPSG:4326"), QgsProject.instance().transformContext())
+    p = tr.transform(QgsPointXY(x, y))
+    assert 10 < p.x() < 20 and 40 < p.y() < 45  # really degrees
+    res = inspect_pixel(str(run.run_json), p, _crs("EPSG:4326"))
+    assert (res.row, res.col) == (row, col)
+    obs, a = _expected(run, row, col)
+    np.testing.assert_allclose(res.observed, obs, atol=1e-9)
+    np.testing.assert_allclose([res.abundances[n] for n in run.names], a, atol=1e-6)
+    assert res.x == pytest.approx(x) and res.y == pytest.approx(y)
+
+
+def test_outside_returns_none_and_nodata_raises(run):
+    x, y = run.pixel_center(0, 0)
+    assert inspect_pixel(str(run.run_json), QgsPointXY(x - 100.0, y), _crs(f"EPSG:{EPSG}")) is None
+    assert inspect_pixel(str(run.run_json), QgsPointXY(x, y + 31.0), _crs(f"EPSG:{EPSG}")) is None
+    r, c = NODATA_PIXEL
+    # (no "as excinfo": a kept traceback would hold QGIS objects past QGIS's exit)
+    with pytest.raises(PixelNodataError, match="nodata"):
+        inspect_pixel(str(run.run_json), QgsPointXY(*run.pixel_center(r, c)), _crs(f"EPSG:{EPSG}"))
+
+
+def test_missing_image_is_a_clear_error(run):
+    run.image.unlink()
+    with pytest.raises(UrdmError, match="input image"):
+        inspect_pixel(str(run.run_json), QgsPointXY(*run.pixel_center(1, 1)), _crs(f"EPSG:{EPSG}"))
+
+
+def test_rectangle_mean_skips_nodata(run):
+    r, c = NODATA_PIXEL  # (2, 3): the rectangle rows 1..3, cols 2..5 contains it
+    x0, y0 = run.pixel_center(1, 2)
+    x1, y1 = run.pixel_center(3, 5)
+    rect = QgsRectangle(x0 - 5, y1 - 5, x1 + 5, y0 + 5)
+    res = inspect_rectangle(str(run.run_json), rect, _crs(f"EPSG:{EPSG}"))
+    assert res.n_pixels == 3 * 4 - 1
+    mask = np.zeros((run.height, run.width), bool)
+    mask[1:4, 2:6] = True
+    mask[r, c] = False
+    idx = np.array([b - 1 for b in (1, 2, 3, 5, 6, 7, 8, 9, 10)])
+    np.testing.assert_allclose(res.observed, run.Y[idx][:, mask].mean(axis=1), atol=1e-9)
+    np.testing.assert_allclose([res.abundances[n] for n in run.names], run.A[:, mask].mean(axis=1),
+                               atol=1e-6)
+
+
+def test_add_pixel_to_new_and_existing_library(run, tmp_path):
+    res = inspect_pixel(str(run.run_json), QgsPointXY(*run.pixel_center(5, 5)), _crs(f"EPSG:{EPSG}"))
+    lib_path = tmp_path / "mine.csv"
+    add_spectrum_to_library(lib_path, "field A", res.wavelengths_nm, res.observed)
+    lib = read_library(lib_path)
+    assert lib.names == ["field A"]
+    np.testing.assert_allclose(lib.wavelengths_nm, run.wavelengths_used)
+    np.testing.assert_allclose(lib.spectra[:, 0], res.observed, rtol=1e-9)
+
+    res2 = inspect_pixel(str(run.run_json), QgsPointXY(*run.pixel_center(9, 20)), _crs(f"EPSG:{EPSG}"))
+    add_spectrum_to_library(lib_path, "field B", res2.wavelengths_nm, res2.observed)
+    lib = read_library(lib_path)
+    assert lib.names == ["field A", "field B"]
+    np.testing.assert_allclose(lib.spectra[:, 1], res2.observed, rtol=1e-9)
+    np.testing.assert_allclose(lib.spectra[:, 0], res.observed, rtol=1e-9)
+
+    # duplicate name (any case) refused, file unchanged
+    before = lib_path.read_text()
+    with pytest.raises(LibraryError, match="already"):
+        add_spectrum_to_library(lib_path, "Field a", res2.wavelengths_nm, res2.observed)
+    # other wavelengths refused
+    with pytest.raises(LibraryError, match="new library"):
+        add_spectrum_to_library(lib_path, "other", res.wavelengths_nm[:-1] + 1, res.observed[:-1])
+    assert lib_path.read_text() == before
+
+
+def test_added_spectrum_unmixes_back_through_the_run_library(run, tmp_path):
+    """The run's own endmembers_used.csv can be extended with a clicked pixel."""
+    import shutil
+
+    lib_path = tmp_path / "extended.csv"
+    shutil.copy(run.folder / "endmembers_used.csv", lib_path)
+    res = inspect_pixel(str(run.run_json), QgsPointXY(*run.pixel_center(3, 3)), _crs(f"EPSG:{EPSG}"))
+    add_spectrum_to_library(lib_path, "pixel r4c4", res.wavelengths_nm, res.observed)
+    lib = read_library(lib_path)
+    assert lib.names == run.names + ["pixel r4c4"]
+    np.testing.assert_allclose(lib.spectra[:, :3], run.E, rtol=1e-9)
