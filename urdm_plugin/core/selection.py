@@ -20,6 +20,31 @@ from .errors import OptionError
 
 DEFAULT_THRESHOLD = 0.02  # keep spectra carrying ≥ 2 % of the sample's total abundance
 MAX_AUTO = 20  # default cap on automatically selected endmembers
+PRUNE_TAU = 2.0  # residual reduction (in units of σ²·pixels) a spectrum must bring
+
+
+def _rss(Y, E, cols):
+    from .solvers import nnls
+
+    R = Y - E[:, cols] @ nnls(Y, E[:, cols])
+    return float(np.sum(R * R))
+
+
+def _prune(Y, E, keep, tau):
+    """Backward elimination: drop the candidate whose removal raises the NNLS residual least,
+    while that rise is below tau·σ²·n (it explains no more than noise would)."""
+    keep = list(keep)
+    pruned = []
+    B, n = Y.shape
+    while len(keep) > 1:
+        full = _rss(Y, E, keep)
+        sigma2 = full / max(n * (B - len(keep)), 1)
+        rises = [_rss(Y, E, [k for k in keep if k != i]) - full for i in keep]
+        j = int(np.argmin(rises))
+        if rises[j] >= tau * sigma2 * n:
+            break
+        pruned.append(keep.pop(j))
+    return keep, pruned
 
 
 @dataclass
@@ -60,7 +85,7 @@ def check_endmember_count(n_endmembers: int, bands: int) -> None:
 
 def select_endmembers(Y: np.ndarray, E: np.ndarray, names=None, max_endmembers=None,
                       threshold: float = DEFAULT_THRESHOLD, n_sample: int = 2000,
-                      seed: int = 0) -> SelectionResult:
+                      seed: int = 0, tau: float = PRUNE_TAU) -> SelectionResult:
     """Pick the library spectra present in the scene.
 
     Args:
@@ -71,6 +96,9 @@ def select_endmembers(Y: np.ndarray, E: np.ndarray, names=None, max_endmembers=N
             raises OptionError.
         threshold: minimum share of the total abundance (0–1) a spectrum must carry.
         n_sample: pixels regressed (random, seeded).
+        tau: pruning strength: a kept spectrum must lower the sample's residual sum of
+            squares by more than ``tau``·σ²·n (σ² the per-entry noise variance estimated
+            from the fit), else it only fits noise and is dropped (backward elimination).
 
     Returns:
         :class:`SelectionResult`; at least one spectrum is always kept.
@@ -114,11 +142,14 @@ def select_endmembers(Y: np.ndarray, E: np.ndarray, names=None, max_endmembers=N
     scores = share.mean(axis=1)
     order = np.argsort(-scores, kind="stable")
     keep = [int(i) for i in order[:cap] if scores[i] >= threshold] or [int(order[0])]
+    keep, pruned = _prune(Y, E, keep, tau)
     idx = np.array(keep, dtype=int)
     lines = [f"Selected {idx.size} of {M} library spectra from {Y.shape[1]} sampled pixels "
              f"(threshold {threshold:.0%} of the abundance, at most {cap}):"]
     lines += [f"  {names[i]}: {scores[i]:.1%}" for i in idx]
-    dropped = [int(i) for i in order[: cap + 5] if int(i) not in keep and scores[i] > 0]
+    if pruned:
+        lines.append("Dropped as explaining only noise: " + ", ".join(names[i] for i in pruned))
+    dropped = [int(i) for i in order[: cap + 5] if int(i) not in keep and i not in pruned and scores[i] > 0]
     if dropped:
         lines.append("Next candidates (not kept): " + ", ".join(f"{names[i]} {scores[i]:.1%}" for i in dropped[:5]))
     return SelectionResult(idx, [names[i] for i in idx], "\n".join(lines), scores)

@@ -1,7 +1,7 @@
 """Overlapping tiles and seamless blending for spatial methods.
 
 A spatial method sees one tile (P × h × w abundances out). Tiles overlap by ``overlap``
-pixels; :class:`TileBlender` weights each tile by a separable window that ramps linearly
+pixels; :class:`TileBlender` weights each tile by a separable window that ramps (raised cosine)
 across the overlap (full weight in the interior and at the image edges) and divides by the
 accumulated weight, so the result is seamless and, for a per-pixel method, exactly equal to
 solving the image at once.
@@ -90,12 +90,18 @@ def tile_size_for_memory(memory_mb: float, bands: int, P: int, bytes_per_value: 
 
 
 def _ramp(n: int, lo_overlap: int, hi_overlap: int) -> np.ndarray:
-    """1-D weight: linear ramp over each overlapping end (edges of the image get 1)."""
+    """1-D weight: raised-cosine ramp over each overlapping end (edges of the image get 1).
+
+    sin² rising on one tile meets cos² falling on its neighbour, so the two sum to one; the
+    weight is tiny right at a tile's border, where a spatial method suffers edge effects.
+    """
     w = np.ones(n)
     if lo_overlap > 0:
-        w[:lo_overlap] = np.minimum(w[:lo_overlap], (np.arange(lo_overlap) + 0.5) / lo_overlap)
+        r = np.sin(0.5 * np.pi * (np.arange(min(lo_overlap, n)) + 0.5) / lo_overlap) ** 2
+        w[: r.size] = np.minimum(w[: r.size], r)
     if hi_overlap > 0:
-        w[n - hi_overlap:] = np.minimum(w[n - hi_overlap:], (np.arange(hi_overlap)[::-1] + 0.5) / hi_overlap)
+        r = np.sin(0.5 * np.pi * (np.arange(min(hi_overlap, n)) + 0.5) / hi_overlap) ** 2
+        w[n - r.size:] = np.minimum(w[n - r.size:], r[::-1])
     return w
 
 

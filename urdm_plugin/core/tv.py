@@ -44,7 +44,7 @@ from .errors import Cancelled, OptionError
 from .noise import estimate_noise_sigma
 from .solvers import fcls, project_simplex
 
-KAPPA = 0.6  # discrepancy factor (fraction of the FCLS-absorbed noise energy to give back)
+KAPPA = 0.15  # discrepancy factor: share of the FCLS-absorbed noise energy given back (synthetic-tuned)
 AUTO_CROP = 64  # side of the crop on which the automatic weight is chosen (pixels)
 POLL_EVERY = 5  # iterations between cancel() polls / progress reports
 

@@ -1,0 +1,48 @@
+"""Endmember selection from a library and VCA (core.selection)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from urdm_plugin.core.errors import OptionError
+from urdm_plugin.core.metrics import spectral_angle_deg
+from urdm_plugin.core.selection import select_endmembers, vca
+from urdm_plugin.core.synthetic import BENCHMARK_SEED_BASE, make_scene, synthetic_spectra
+
+
+def test_selection_finds_true_materials_among_distractors():
+    rng = np.random.default_rng(BENCHMARK_SEED_BASE + 3)
+    wl = np.linspace(400, 2500, 120)
+    lib = synthetic_spectra(40, wl, rng)
+    truth = [3, 17, 25, 31]
+    sc = make_scene(30, 30, 4, 30.0, seed=BENCHMARK_SEED_BASE + 4, endmembers=lib[:, truth],
+                    wavelengths_nm=wl)
+    names = [f"m{i}" for i in range(40)]
+    res = select_endmembers(sc.Y.reshape(120, -1), lib, names, n_sample=400)
+    assert sorted(res.indices.tolist()) == truth
+    assert res.names == [names[i] for i in res.indices]
+    assert "Selected 4 of 40" in res.report
+    assert np.asarray(res).tolist() == res.indices.tolist()
+    capped = select_endmembers(sc.Y.reshape(120, -1), lib, names, max_endmembers=2, n_sample=200)
+    assert len(capped) == 2 and set(capped.indices) <= set(truth)
+
+
+def test_selection_refuses_more_endmembers_than_bands():
+    rng = np.random.default_rng(0)
+    with pytest.raises(OptionError, match="at most 9"):
+        select_endmembers(rng.random((10, 50)), rng.random((10, 30)), max_endmembers=12)
+
+
+@pytest.mark.parametrize("snr", [40.0, 25.0])
+def test_vca_recovers_endmembers_with_pure_pixels(snr):
+    sc = make_scene(40, 40, 4, snr, seed=BENCHMARK_SEED_BASE + 9, kind="patches", n_bands=100)
+    Y = sc.Y.reshape(100, -1)
+    A = sc.A.reshape(4, -1)
+    assert (A.max(axis=1) > 0.99).all()  # the scene has pure pixels
+    E, idx = vca(Y, 4, seed=0)
+    assert E.shape == (100, 4) and len(set(idx.tolist())) == 4
+    np.testing.assert_allclose(E, Y[:, idx])
+    ang = np.array([[spectral_angle_deg(E[:, i], sc.E[:, j])[0] for j in range(4)] for i in range(4)])
+    assert sorted(ang.argmin(axis=1).tolist()) == [0, 1, 2, 3]  # each true material found once
+    assert ang.min(axis=1).max() < (3.0 if snr > 30 else 8.0)

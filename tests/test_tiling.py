@@ -1,0 +1,75 @@
+"""Tiles and seamless blending (core.tiling)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.ndimage import gaussian_filter
+
+from urdm_plugin.core.errors import OptionError
+from urdm_plugin.core.solvers import fcls
+from urdm_plugin.core.tiling import TileBlender, plan_tiles, tile_size_for_memory
+
+
+@pytest.mark.parametrize("H,W,tile,ov", [(100, 70, 32, 8), (64, 64, 64, 8), (33, 200, 40, 6), (1, 5, 32, 4)])
+def test_plan_covers_image_with_overlap_and_cores_partition(H, W, tile, ov):
+    tiles = plan_tiles(H, W, tile, ov)
+    cover = np.zeros((H, W), int)
+    owned = np.zeros((H, W), int)
+    for t in tiles:
+        assert t.height <= tile and t.width <= tile
+        assert 0 <= t.row0 and t.row0 + t.height <= H and t.col0 + t.width <= W
+        rs, cs = t.slices()
+        cover[rs, cs] += 1
+        r, c, h, w = t.core
+        assert t.row0 <= r and r + h <= t.row0 + t.height
+        owned[r:r + h, c:c + w] += 1
+    assert cover.min() >= 1
+    assert (owned == 1).all()
+    rows = sorted({t.row0 for t in tiles})
+    for a, b in zip(rows, rows[1:]):
+        assert a + min(tile, H) - b >= ov
+
+
+def test_per_pixel_method_tilewise_equals_untiled_exactly():
+    rng = np.random.default_rng(0)
+    E = rng.uniform(0.05, 0.9, (20, 3))
+    Y = rng.uniform(0, 0.9, (20, 50, 45))
+    full = fcls(Y.reshape(20, -1), E).reshape(3, 50, 45)
+    blend = TileBlender(3, 50, 45, overlap=6)
+    for t in plan_tiles(50, 45, 24, 6):
+        rs, cs = t.slices()
+        sub = Y[:, rs, cs]
+        blend.add(t, fcls(sub.reshape(20, -1), E).reshape(3, t.height, t.width))
+    np.testing.assert_allclose(blend.result(), full, atol=1e-6)  # float32 output
+
+
+def test_smoothing_tilewise_blends_to_untiled():
+    rng = np.random.default_rng(1)
+    X = gaussian_filter(rng.standard_normal((2, 90, 80)), (0, 4, 4))
+    full = gaussian_filter(X, (0, 1.5, 1.5), mode="reflect")
+    blend = TileBlender(2, 90, 80, overlap=16)
+    for t in plan_tiles(90, 80, 40, 16):
+        rs, cs = t.slices()
+        blend.add(t, gaussian_filter(X[:, rs, cs], (0, 1.5, 1.5), mode="reflect"))
+    out = blend.result()
+    assert np.abs(out - full).max() < 1e-3 * np.abs(full).max()
+    # a naive paste of the tiles (no blending) shows the seams
+    paste = np.zeros_like(full)
+    for t in plan_tiles(90, 80, 40, 16):
+        rs, cs = t.slices()
+        paste[:, rs, cs] = gaussian_filter(X[:, rs, cs], (0, 1.5, 1.5), mode="reflect")
+    assert np.abs(out - full).max() < np.abs(paste - full).max()
+
+
+def test_constant_tiles_stay_constant_and_memory_rule():
+    blend = TileBlender(1, 70, 70)
+    for t in plan_tiles(70, 70, 32, 10):
+        blend.add(t, np.full((1, t.height, t.width), 0.25))
+    np.testing.assert_allclose(blend.result(), 0.25, atol=1e-7)
+    small = tile_size_for_memory(16, 200, 4)
+    big = tile_size_for_memory(1024, 200, 4)
+    assert 32 <= small < big <= 2048
+    assert (small ** 2) * (200 + 12 * 4) * 4 <= 16 * 2**20
+    with pytest.raises(OptionError):
+        plan_tiles(100, 100, 32, 20)
