@@ -43,9 +43,11 @@ def scene(size: int, P: int, bands: int, seed: int):
     A = abundance_maps(P, t, t, rng, "mixed").astype(np.float64)
     reps = -(-size // t)
     A = np.tile(A, (1, reps, reps))[:, :size, :size].reshape(P, -1)
-    Y = (E @ A).astype(np.float32)
-    sigma = np.sqrt(np.mean(Y.astype(np.float64) ** 2) / 10 ** 2.5)  # 25 dB
-    Y += (sigma * rng.standard_normal(Y.shape, dtype=np.float32)).astype(np.float32)
+    Y = np.empty((bands, A.shape[1]), np.float32)
+    sigma = np.sqrt(np.mean((E @ A[:, :4096]) ** 2) / 10 ** 2.5)  # 25 dB
+    for s in range(0, A.shape[1], 65536):  # in blocks: keeps float64 temporaries small
+        blk = E @ A[:, s:s + 65536]
+        Y[:, s:s + 65536] = blk + sigma * rng.standard_normal(blk.shape)
     return Y, E
 
 

@@ -274,15 +274,18 @@ def _solve_constrained(Y, E, sum_to_one: bool, chunk: int, max_iter) -> np.ndarr
     buf = np.empty((E.shape[0], min(chunk, N))) if Y.dtype != np.float64 else None
     for s, e in _chunks(N, chunk):
         C, fin = _rhs(Y, E, s, e, buf)
-        if sum_to_one:
-            A0 = project_simplex(M @ C + v[:, None])
-        else:
-            A0 = np.maximum(Ginv @ C, 0.0)
-        a, conv = _active_set(G, C, A0, sum_to_one, iters, cache)
-        if not conv.all():  # rare (cycling in degenerate ties): exact fallback per pixel
-            for k in np.flatnonzero(~conv):
-                a[k] = _single_pixel(G, C[:, k], a[k], sum_to_one)
-        A[:, s:e] = a.T
+        U = M @ C + v[:, None] if sum_to_one else Ginv @ C
+        # the unconstrained (sum-to-one) optimum is already the answer where it is >= 0
+        hard = np.flatnonzero((U < 0).any(axis=0))
+        A[:, s:e] = U
+        if hard.size:
+            Ch = C[:, hard]
+            A0 = project_simplex(U[:, hard]) if sum_to_one else np.maximum(U[:, hard], 0.0)
+            a, conv = _active_set(G, Ch, A0, sum_to_one, iters, cache)
+            if not conv.all():  # rare (cycling in degenerate ties): exact fallback per pixel
+                for k in np.flatnonzero(~conv):
+                    a[k] = _single_pixel(G, Ch[:, k], a[k], sum_to_one)
+            A[:, s + hard] = a.T
         A[:, s:e][:, ~fin] = np.nan
     return A
 
