@@ -382,11 +382,18 @@ def iter_row_blocks(info: ImageInfo, bands: Optional[Sequence[int]] = None, memo
     _check_window(info, c0, r0, W, H)
     step = rows_per_block(info, len(bl), memory_mb, W)
     ds = _open_dataset(info.path)
+    # whole tile/strip rows per block, so each file block is decoded once
+    bh = ds.GetRasterBand(bl[0] + 1).GetBlockSize()[1]
+    if 1 < bh <= step:
+        step -= step % bh
     seen = False
     try:
         for r in range(0, H, step):
             h = min(step, H - r)
             data, valid = _read(ds, info, bl, c0, r0 + r, W, h)
+            # drop this dataset's cached raw blocks: they are not read again, and a
+            # scene larger than RAM must not pile up in GDAL's block cache
+            ds.FlushCache()
             seen = seen or bool(valid.any())
             yield RowBlock(r, data, valid)
     finally:
