@@ -2,4 +2,6 @@
 
 
 def all_algorithms():
-    return []
+    from .alg_sheet import MapSheetAlgorithm  # map products (issue 7)
+
+    return [MapSheetAlgorithm()]

@@ -1,0 +1,146 @@
+"""Abundance map sheet: the layout a user gets from a run, and its PDF/PNG export."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from qgis.core import (
+    QgsApplication,
+    QgsLayoutItemLabel,
+    QgsLayoutItemLegend,
+    QgsLayoutItemMap,
+    QgsLayoutItemPicture,
+    QgsLayoutItemScaleBar,
+    QgsProcessingContext,
+    QgsProcessingFeedback,
+    QgsProject,
+    QgsRasterLayer,
+)
+from qgis.PyQt.QtGui import QImage
+from run_fixture import NAMES, make_run
+
+from urdm_plugin.gui.map_sheet import ABUNDANCE_LEGEND, build_map_sheet
+from urdm_plugin.processing.alg_sheet import MapSheetAlgorithm
+
+
+@pytest.fixture
+def run(tmp_path, qgis_app):
+    return make_run(tmp_path / "case", width=40, height=30, method="tv", version="9.8.7")
+
+
+def _items(layout, cls):
+    """Items of a type in reading order (top to bottom, left to right)."""
+    items = [i for i in layout.items() if isinstance(i, cls)]
+    return sorted(items, key=lambda i: (round(i.positionWithUnits().y(), 1), i.positionWithUnits().x()))
+
+
+def _labels(layout):
+    return [i.text() for i in _items(layout, QgsLayoutItemLabel)]
+
+
+def _png_colours(path) -> tuple:
+    img = QImage(str(path))
+    assert not img.isNull()
+    img = img.convertToFormat(QImage.Format_RGB32)
+    w, h = img.width(), img.height()
+    ptr = img.constBits()
+    ptr.setsize(img.byteCount())
+    arr = np.frombuffer(ptr, np.uint32).reshape(h, img.bytesPerLine() // 4)[:, :w] & 0xFFFFFF
+    return w, h, len(np.unique(arr)), float(np.mean(arr == 0xFFFFFF))
+
+
+def test_layout_has_a_map_per_endmember_residual_legend_and_footnote(run, qgis_new_project):
+    layout = build_map_sheet(str(run.run_json), QgsProject.instance())
+    maps = _items(layout, QgsLayoutItemMap)
+    assert len(maps) == len(NAMES) + 1
+    # each map shows exactly one result layer, on the run's own extent
+    shown = [m.layers()[0] for m in maps]
+    assert all(len(m.layers()) == 1 for m in maps)
+    assert [lyr.customProperty("urdm/endmember") for lyr in shown[:-1]] == NAMES
+    assert [lyr.customProperty("urdm/role") for lyr in shown] == ["abundance"] * 3 + ["residual"]
+    ext = shown[0].extent()
+    for m in maps:
+        assert m.extent().contains(ext) or m.extent().toString(3) == ext.toString(3)
+        assert m.crs().authid() == "EPSG:32633"
+    legends = _items(layout, QgsLayoutItemLegend)
+    assert len(legends) == 1
+    root = legends[0].model().rootGroup()
+    titles = [n.customProperty("legend/title-label") for n in root.findLayers()]
+    assert titles[0] == ABUNDANCE_LEGEND and len(titles) == 2
+    assert len(_items(layout, QgsLayoutItemScaleBar)) == 1
+    assert len(_items(layout, QgsLayoutItemPicture)) == 1  # north arrow
+    labels = _labels(layout)
+    footnote = next(t for t in labels if t.startswith("Method:"))
+    assert "tv" in footnote and "TV-regularised" in footnote
+    assert "9.8.7" in footnote and "lam=0.3" in footnote
+    title = max(_items(layout, QgsLayoutItemLabel), key=lambda i: i.font().pointSizeF()).text()
+    assert "scene" in title and "2025-03-14" in title
+    assert any(t.startswith("CRS: EPSG:32633") for t in labels)
+    for name in NAMES:
+        assert name in labels
+    # the layout is not added to the project by itself
+    assert QgsProject.instance().layoutManager().layouts() == []
+
+
+def test_project_layers_are_reused_with_their_style(run, qgis_new_project):
+    project = QgsProject.instance()
+    lyr = QgsRasterLayer(str(run.folder / "Soil.tif"), "my soil", "gdal")
+    lyr.setCustomProperty("urdm/run_json", str(run.run_json))
+    lyr.setCustomProperty("urdm/role", "abundance")
+    lyr.setCustomProperty("urdm/endmember", "Soil")
+    project.addMapLayer(lyr)
+    bg = QgsRasterLayer(str(run.image), "background", "gdal")
+    project.addMapLayer(bg)
+    layout = build_map_sheet(str(run.folder), project, background_layer=bg, title="My title")
+    maps = _items(layout, QgsLayoutItemMap)
+    assert maps[1].layers()[0] is lyr
+    assert all(m.layers()[-1] is bg and len(m.layers()) == 2 for m in maps)
+    assert "My title" in _labels(layout)
+
+
+def test_algorithm_exports_pdf_and_non_blank_png(run, tmp_path, qgis_new_project):
+    alg = MapSheetAlgorithm()
+    alg.initAlgorithm()
+    assert alg.flags() & alg.FlagNoThreading
+    context = QgsProcessingContext()
+    context.setProject(QgsProject.instance())
+    feedback = QgsProcessingFeedback()
+    pdf, png = tmp_path / "out" / "sheet.pdf", tmp_path / "out" / "sheet.png"
+    params = {"INPUT": str(run.run_json), "PAPER": 0, "DPI": 80, "OUTPUT_PDF": str(pdf),
+              "OUTPUT_PNG": str(png)}
+    ok, msg = alg.checkParameterValues(params, context)
+    assert ok, msg
+    res = alg.processAlgorithm(params, context, feedback)
+    assert res == {"OUTPUT_PDF": str(pdf), "OUTPUT_PNG": str(png)}
+    assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 20_000
+    w, h, colours, white = _png_colours(png)
+    # A4 landscape at 80 dpi
+    assert abs(w - 297 / 25.4 * 80) <= 2 and abs(h - 210 / 25.4 * 80) <= 2
+    assert colours > 50  # viridis/magma maps, not a blank page
+    assert 0.2 < white < 0.9
+
+
+def test_processing_run_by_id_with_the_run_folder(run, tmp_path, qgis_new_project, qgis_processing):
+    import processing
+    from qgis.core import QgsProcessingException
+
+    from urdm_plugin.processing.provider import UrdmProvider
+
+    provider = UrdmProvider()
+    QgsApplication.processingRegistry().addProvider(provider)
+    try:
+        assert QgsApplication.processingRegistry().algorithmById("urdm:mapsheet") is not None
+        out = processing.run("urdm:mapsheet", {"INPUT": str(run.folder), "PAPER": 2, "DPI": 50,
+                                               "OUTPUT_PDF": str(tmp_path / "b.pdf"),
+                                               "OUTPUT_PNG": str(tmp_path / "b.png")})
+        assert out["OUTPUT_PNG"] == str(tmp_path / "b.png")
+        w, h, colours, _ = _png_colours(tmp_path / "b.png")
+        assert abs(w - 11 * 50) <= 2 and abs(h - 8.5 * 50) <= 2  # Letter landscape
+        assert colours > 50
+        # a folder without run.json: a clear message, nothing written
+        with pytest.raises(QgsProcessingException, match="run.json"):
+            processing.run("urdm:mapsheet", {"INPUT": str(tmp_path), "OUTPUT_PDF": str(tmp_path / "a.pdf"),
+                                             "OUTPUT_PNG": str(tmp_path / "a.png")})
+        assert not (tmp_path / "a.pdf").exists()
+    finally:
+        QgsApplication.processingRegistry().removeProvider(provider)

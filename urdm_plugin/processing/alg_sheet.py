@@ -1,0 +1,104 @@
+"""Processing algorithm ``urdm:mapsheet`` — "Create abundance map sheet".
+
+Builds the map sheet of a finished run (see :mod:`urdm_plugin.gui.map_sheet`) and exports
+it to PDF and PNG. Runs in the main thread (``FlagNoThreading``): layouts and layers are
+not thread-safe.
+"""
+
+from __future__ import annotations
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingAlgorithm,
+    QgsProcessingException,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterMapLayer,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterString,
+    QgsProject,
+)
+
+from ..core.errors import UrdmError
+
+
+class MapSheetAlgorithm(QgsProcessingAlgorithm):
+    INPUT = "INPUT"
+    BACKGROUND = "BACKGROUND"
+    PAPER = "PAPER"
+    DPI = "DPI"
+    TITLE = "TITLE"
+    OUTPUT_PDF = "OUTPUT_PDF"
+    OUTPUT_PNG = "OUTPUT_PNG"
+
+    def name(self) -> str:
+        return "mapsheet"
+
+    def displayName(self) -> str:  # noqa: N802
+        return "Create abundance map sheet"
+
+    def group(self) -> str:
+        return "Map products"
+
+    def groupId(self) -> str:  # noqa: N802
+        return "mapproducts"
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        return (
+            "Lays out a finished unmixing run on one landscape page: one map per endmember "
+            "(only its abundance, over an optional background layer), the residual map, a shared "
+            "0–1 colour-ramp legend, a scale bar, a north arrow, the CRS and a footnote with the "
+            "method, parameters and software version read from run.json. Exports PDF and PNG.\n\n"
+            "Run: the run's output folder or its run.json."
+        )
+
+    def flags(self):
+        return super().flags() | QgsProcessingAlgorithm.FlagNoThreading
+
+    def createInstance(self):  # noqa: N802
+        return MapSheetAlgorithm()
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        from ..gui.map_sheet import PAPER_NAMES
+
+        self.addParameter(QgsProcessingParameterFile(
+            self.INPUT, "Run (output folder or run.json)", behavior=QgsProcessingParameterFile.File,
+            fileFilter="URDM run (run.json);;All files (*)"))
+        self.addParameter(QgsProcessingParameterMapLayer(
+            self.BACKGROUND, "Background layer", optional=True,
+            types=[QgsProcessing.TypeRaster, QgsProcessing.TypeVectorAnyGeometry]))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.PAPER, "Paper size (landscape)", options=PAPER_NAMES, defaultValue=0))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.DPI, "Resolution (DPI)", type=QgsProcessingParameterNumber.Integer, defaultValue=150,
+            minValue=50, maxValue=600))
+        self.addParameter(QgsProcessingParameterString(
+            self.TITLE, "Title (empty: input, method and date)", optional=True, defaultValue=""))
+        self.addParameter(QgsProcessingParameterFileDestination(
+            self.OUTPUT_PDF, "Map sheet (PDF)", fileFilter="PDF files (*.pdf)"))
+        self.addParameter(QgsProcessingParameterFileDestination(
+            self.OUTPUT_PNG, "Map sheet (PNG)", fileFilter="PNG files (*.png)"))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        from ..gui.map_sheet import PAPER_NAMES, build_map_sheet, export_map_sheet
+
+        run = self.parameterAsFile(parameters, self.INPUT, context)
+        background = self.parameterAsLayer(parameters, self.BACKGROUND, context)
+        paper = PAPER_NAMES[self.parameterAsEnum(parameters, self.PAPER, context)]
+        dpi = self.parameterAsInt(parameters, self.DPI, context)
+        title = self.parameterAsString(parameters, self.TITLE, context).strip() or None
+        pdf = self.parameterAsFileOutput(parameters, self.OUTPUT_PDF, context)
+        png = self.parameterAsFileOutput(parameters, self.OUTPUT_PNG, context)
+        project = context.project() or QgsProject.instance()
+        try:
+            layout = build_map_sheet(run, project, background_layer=background, title=title, paper=paper)
+            feedback.setProgress(30)
+            feedback.pushInfo(f"Map sheet: {len(layout.items())} items on {paper} landscape")
+            done = export_map_sheet(layout, pdf_path=pdf, png_path=png, dpi=dpi)
+        except UrdmError as err:
+            raise QgsProcessingException(str(err)) from None
+        finally:
+            layout = None
+        feedback.setProgress(100)
+        return {self.OUTPUT_PDF: done.get("pdf", pdf), self.OUTPUT_PNG: done.get("png", png)}
