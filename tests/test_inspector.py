@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 from qgis.core import (
@@ -11,6 +14,7 @@ from qgis.core import (
     QgsProject,
     QgsRectangle,
 )
+from qgis.PyQt.QtCore import Qt
 from run_fixture import EPSG, NODATA_PIXEL, make_run
 
 from urdm_plugin.core.errors import LibraryError, UrdmError
@@ -142,3 +146,136 @@ def test_added_spectrum_unmixes_back_through_the_run_library(run, tmp_path):
     lib = read_library(lib_path)
     assert lib.names == run.names + ["pixel r4c4"]
     np.testing.assert_allclose(lib.spectra[:, :3], run.E, rtol=1e-9)
+
+
+# -- the GUI: action enabling, map tool + dock, extras install/unload -------------------------
+
+
+def _tagged_layer(run, name="Tree"):
+    from qgis.core import QgsRasterLayer
+
+    lyr = QgsRasterLayer(str(run.folder / f"{name}.tif"), name, "gdal")
+    assert lyr.isValid()
+    lyr.setCustomProperty("urdm/run_json", str(run.run_json))
+    lyr.setCustomProperty("urdm/role", "abundance")
+    lyr.setCustomProperty("urdm/endmember", name)
+    return lyr
+
+
+def test_action_enabled_only_with_a_result_layer(run, qgis_iface, qgis_new_project):
+    from qgis.core import QgsRasterLayer
+
+    from urdm_plugin.gui.inspector import InspectorController
+
+    project = QgsProject.instance()
+    ctl = InspectorController(qgis_iface, project)
+    try:
+        assert not ctl.action.isEnabled()
+        plain = QgsRasterLayer(str(run.image), "plain", "gdal")
+        project.addMapLayer(plain)
+        assert not ctl.action.isEnabled()
+        tagged = _tagged_layer(run)
+        project.addMapLayer(tagged)
+        assert ctl.action.isEnabled()
+        ctl.action.setChecked(True)
+        assert qgis_iface.mapCanvas().mapTool() is ctl.point_tool
+        project.removeMapLayer(tagged.id())
+        assert not ctl.action.isEnabled()
+        assert not ctl.action.isChecked()
+        assert qgis_iface.mapCanvas().mapTool() is None
+    finally:
+        ctl.unload()
+
+
+def test_click_in_canvas_crs_shows_pixel_and_adds_it_to_a_library(run, tmp_path, qgis_iface,
+                                                                  qgis_new_project):
+    from qgis.PyQt.QtGui import QImage
+
+    from urdm_plugin.gui.inspector import InspectorController
+
+    project = QgsProject.instance()
+    project.addMapLayer(_tagged_layer(run))  # a reopened project: only the property is known
+    canvas = qgis_iface.mapCanvas()
+    canvas.setDestinationCrs(_crs("EPSG:3857"))
+    ctl = InspectorController(qgis_iface, project)
+    try:
+        ctl.action.setChecked(True)
+        row, col = 9, 20
+        tr = QgsCoordinateTransform(_crs(f"EPSG:{EPSG}"), _crs("EPSG:3857"), project.transformContext())
+        p = tr.transform(QgsPointXY(*run.pixel_center(row, col)))
+        ctl.point_tool.canvasClicked.emit(p, Qt.LeftButton)
+        data = ctl.current
+        assert data is not None and (data.row, data.col) == (row, col)
+        obs, a = _expected(run, row, col)
+        np.testing.assert_allclose(data.observed, obs, atol=1e-9)
+        dock = ctl.dock
+        assert dock is not None and dock.add_button.isEnabled()
+        assert dock.bars.values == data.abundances
+        assert "row 10, column 21" in dock.info.text()
+        assert ctl.band is not None  # the pixel is highlighted
+        # the plot draws the three spectra (not a blank widget)
+        dock.plot.resize(360, 220)
+        img = dock.plot.grab().toImage().convertToFormat(QImage.Format_RGB32)
+        colours = {img.pixel(x, y) for x in range(0, img.width(), 2) for y in range(0, img.height(), 2)}
+        assert len(colours) > 5
+
+        lib_path = tmp_path / "picked.csv"
+        ctl.add_current_to_library(str(lib_path), "clicked")
+        lib = read_library(lib_path)
+        assert lib.names == ["clicked"]
+        np.testing.assert_allclose(lib.spectra[:, 0], obs, rtol=1e-9)
+
+        # outside: a message, nothing to add
+        ctl.point_tool.canvasClicked.emit(QgsPointXY(0, 0), Qt.LeftButton)
+        assert ctl.current is None and not dock.add_button.isEnabled()
+        assert "Outside" in dock.info.text()
+        with pytest.raises(UrdmError, match="Click a pixel"):
+            ctl.add_current_to_library(str(lib_path), "again")
+    finally:
+        ctl.unload()
+        canvas.setDestinationCrs(_crs("EPSG:4326"))
+
+
+def test_extras_install_and_unload_pair_up(qgis_iface, qgis_new_project, monkeypatch):
+    from unittest.mock import MagicMock
+
+    from urdm_plugin.gui.extras import install_extras
+
+    for name in ("addRasterToolBarIcon", "removeRasterToolBarIcon", "addPluginToRasterMenu",
+                 "removePluginRasterMenu"):
+        getattr(qgis_iface, name).reset_mock()
+    monkeypatch.setattr(qgis_iface, "addDockWidget", MagicMock(), raising=False)
+    monkeypatch.setattr(qgis_iface, "removeDockWidget", MagicMock(), raising=False)
+
+    class Plugin:
+        iface = qgis_iface
+
+    plugin = Plugin()
+    undo = install_extras(plugin)
+    assert undo and all(callable(u) for u in undo)
+    added_tb = [c.args[-1] for c in qgis_iface.addRasterToolBarIcon.call_args_list]
+    added_menu = [c.args for c in qgis_iface.addPluginToRasterMenu.call_args_list]
+    assert [a.objectName() for a in added_tb] == ["urdmPixelInspectorAction"]
+    assert {a.objectName() for _, a in added_menu} == {"urdmPixelInspectorAction", "urdmMapSheetAction"}
+    assert all(m == "URDM Unmixing" for m, _ in added_menu)
+    inspector = added_tb[0]
+    assert inspector.isCheckable() and not inspector.isEnabled()
+    plugin._inspector.ensure_dock()  # the dock is created on first use
+    for u in reversed(undo):
+        u()
+    removed_tb = [c.args[-1] for c in qgis_iface.removeRasterToolBarIcon.call_args_list]
+    removed_menu = [c.args for c in qgis_iface.removePluginRasterMenu.call_args_list]
+    assert removed_tb == added_tb
+    assert sorted(map(id, (a for _, a in removed_menu))) == sorted(map(id, (a for _, a in added_menu)))
+    assert qgis_iface.addDockWidget.call_count == qgis_iface.removeDockWidget.call_count == 1
+    # no project signal reaches the unloaded inspector
+    QgsProject.instance().addMapLayer(_tagged_layer(make_run(Path(tempfile.mkdtemp()) / "r")))
+
+
+def test_extras_without_iface_do_nothing():
+    from urdm_plugin.gui.extras import install_extras
+
+    class Headless:
+        iface = None
+
+    assert install_extras(Headless()) == []

@@ -68,6 +68,9 @@ class PixelInspection:
     n_pixels: int = 1
     label: str = ""
     E: np.ndarray = field(default=None, repr=False)
+    #: corners of the inspected pixel(s) in the raster CRS (for highlighting), and that CRS
+    footprint: list = field(default_factory=list, repr=False)
+    crs_wkt: str = field(default="", repr=False)
 
     @property
     def rmse(self) -> float:
@@ -122,6 +125,10 @@ def _to_pixel(gt, x: float, y: float) -> tuple:
 def _pixel_center(gt, col: int, row: int) -> tuple:
     cx, cy = col + 0.5, row + 0.5
     return gt[0] + cx * gt[1] + cy * gt[2], gt[3] + cx * gt[4] + cy * gt[5]
+
+
+def _corner(gt, col: float, row: float) -> tuple:
+    return gt[0] + col * gt[1] + row * gt[2], gt[3] + col * gt[4] + row * gt[5]
 
 
 def _valid(arr: np.ndarray, nodata) -> np.ndarray:
@@ -235,7 +242,7 @@ def _endmember_matrix(run: RunInfo, n_bands: int, wl_sorted: Optional[np.ndarray
 
 
 def _finish(run: RunInfo, rr: _RunRasters, observed: np.ndarray, a: np.ndarray, col: int, row: int,
-            x: float, y: float, n: int, label: str) -> PixelInspection:
+            x: float, y: float, n: int, label: str, w: int = 1, h: int = 1) -> PixelInspection:
     bands = np.asarray(run.bands_used, dtype=int)
     wl = None
     if run.wavelengths_nm is not None and len(run.wavelengths_nm) == len(bands):
@@ -249,6 +256,8 @@ def _finish(run: RunInfo, rr: _RunRasters, observed: np.ndarray, a: np.ndarray, 
         x=x, y=y, wavelengths_nm=wl, band_numbers=bands, observed=observed, reconstructed=recon,
         residual=observed - recon, abundances={name: float(v) for name, v in zip(run.names, a)},
         n_pixels=n, label=label, E=E,
+        footprint=[_corner(rr.gt, col + dc, row + dr) for dc, dr in ((0, 0), (w, 0), (w, h), (0, h))],
+        crs_wkt=rr.crs.toWkt() if rr.crs.isValid() else "",
     )
 
 
@@ -325,7 +334,7 @@ def inspect_rectangle(run_json_path, rect: QgsRectangle, rect_crs: QgsCoordinate
     a_mean = A[:, ok].mean(axis=1)
     x, y = _pixel_center(rr.gt, c0, r0)
     return _finish(run, rr, y_mean, a_mean, c0, r0, x, y, n,
-                   f"mean of {n} pixels (rows {r0 + 1}–{r1 + 1}, columns {c0 + 1}–{c1 + 1})")
+                   f"mean of {n} pixels (rows {r0 + 1}–{r1 + 1}, columns {c0 + 1}–{c1 + 1})", w, h)
 
 
 def add_spectrum_to_library(csv_path, name: str, wavelengths_nm: Optional[np.ndarray],
