@@ -27,8 +27,9 @@ CancelFn = Optional[Callable[[], bool]]
 
 #: Libraries with more spectra than this are reduced by automatic selection.
 AUTO_SELECT_ABOVE = 20
-#: Default overlap (pixels) between tiles of spatial methods.
-DEFAULT_OVERLAP = 16
+def default_overlap(tile_size: int) -> int:
+    """Tile overlap (pixels) used when none is given: tile_size/8, between 4 and 32."""
+    return int(max(4, min(32, int(tile_size) // 8)))
 #: Rows sampled across the extent for the scale check and automatic selection.
 SAMPLE_ROWS = 32
 
@@ -68,7 +69,8 @@ class UnmixOptions:
         device: ``auto``, ``cpu`` or ``cuda`` (urdm only).
         memory_mb: budget for one block of image data (MiB).
         tile_size: tile edge in pixels for spatial methods.
-        tile_overlap: overlap between neighbouring tiles in pixels.
+        tile_overlap: overlap between neighbouring tiles in pixels (None: tile_size/8,
+            between 4 and 32).
         overwrite: replace an existing output folder.
         mask_water_bands: drop the atmospheric water-absorption bands.
         window: ``(col0, row0, width, height)`` pixel window of the image, or None (all).
@@ -86,7 +88,7 @@ class UnmixOptions:
     device: str = "auto"
     memory_mb: int = 512
     tile_size: int = 256
-    tile_overlap: int = DEFAULT_OVERLAP
+    tile_overlap: Optional[int] = None
     overwrite: bool = False
     mask_water_bands: bool = True
     window: Optional[tuple] = None
@@ -295,6 +297,8 @@ def unmix_raster(
             params["samples"] = spec.param("samples").validate(int(options.uncertainty_samples))
         options = replace(options, uncertainty_samples=int(params.get("samples", 1)))
 
+    if options.tile_overlap is None:
+        options = replace(options, tile_overlap=default_overlap(options.tile_size))
     info = raster_io.open_image(str(image_path))
     extent = _check_options(options, info)
     c0, r0, W, H = extent
