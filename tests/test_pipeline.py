@@ -18,7 +18,7 @@ NODATA_PIXELS = ((0, 0), (3, 5), (19, 23))
 NAMES = ["Soil", "Tree", "Water"]
 
 
-def write_scene(folder: Path, snr_db=40.0, H=20, W=24, seed=1_000_200, all_nodata=False):
+def write_scene(folder: Path, snr_db=40.0, H=20, W=24, seed=1_000_200, all_nodata=False, gain=1.0):
     """A georeferenced float32 GeoTIFF (EPSG:32610, wavelengths in nm per band, nodata
     -9999 at NODATA_PIXELS) and its 3-endmember CSV library. Returns (tif, csv, scene)."""
     sc = make_scene(height=H, width=W, n_endmembers=3, snr_db=snr_db, seed=seed, n_bands=50)
@@ -29,7 +29,7 @@ def write_scene(folder: Path, snr_db=40.0, H=20, W=24, seed=1_000_200, all_nodat
     srs = osr.SpatialReference()
     srs.ImportFromEPSG(32610)
     ds.SetProjection(srs.ExportToWkt())
-    Y = sc.Y.astype(np.float32)
+    Y = (sc.Y * gain).astype(np.float32)  # gain 10000: digital numbers without a scale
     for r, c in NODATA_PIXELS:
         Y[:, r, c] = -9999.0
     if all_nodata:
@@ -252,3 +252,11 @@ def test_large_library_is_reduced_automatically_and_reported(scene, tmp_path):
     assert set(NAMES) <= set(sel["names"])
     assert [e["name"] for e in res.manifest["endmembers"]] == sel["names"]
     assert any("selected" in w for w in res.manifest["warnings"])
+
+
+def test_digital_numbers_without_scale_are_warned_about(tmp_path):
+    tif, csv, _ = write_scene(tmp_path, gain=10000.0)
+    messages = []
+    res = unmix_raster(tif, csv, tmp_path / "dn", UnmixOptions(), progress=lambda f, m: messages.append(m))
+    assert any("digital numbers" in w for w in res.manifest["warnings"])
+    assert any(m.startswith("warning: ") and "scale" in m for m in messages)
