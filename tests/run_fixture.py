@@ -164,3 +164,17 @@ def make_run(folder, width: int = 24, height: int = 18, method: str = "fcls", se
     return FixtureRun(folder=out, run_json=run_json, image=image, width=width, height=height,
                       geotransform=gt, E=E, A=A.astype(np.float32), Y=Y_read,
                       wavelengths_used=WAVELENGTHS[idx], names=list(NAMES))
+
+
+def run_real_pipeline(fixture: FixtureRun, out_dir, method: str = "fcls"):
+    """Unmix the fixture's input image with the real pipeline (library = the fixture's
+    endmembers at every image wavelength). Returns the pipeline's RunResult."""
+    from urdm_plugin.core.pipeline import UnmixOptions, unmix_raster
+
+    t = (WAVELENGTHS - 450.0) / 450.0
+    E_all = np.stack([0.05 + 0.45 * (t > 0.5) + 0.05 * t, 0.15 + 0.25 * t, 0.08 * (1.0 - t) + 0.01], axis=1)
+    lib = Path(out_dir).parent / "library.csv"
+    lib.parent.mkdir(parents=True, exist_ok=True)
+    _library_csv(lib, WAVELENGTHS, E_all, NAMES)
+    return unmix_raster(str(fixture.image), str(lib), str(out_dir),
+                        UnmixOptions(method=method, mask_water_bands=False))

@@ -279,3 +279,24 @@ def test_extras_without_iface_do_nothing():
         iface = None
 
     assert install_extras(Headless()) == []
+
+
+def test_inspector_on_a_real_pipeline_run(run, tmp_path):
+    """With the real pipeline's outputs: abundances and observed values match the files, and
+    the residual's RMSE equals the pipeline's own residual_rmse raster at that pixel."""
+    from osgeo import gdal
+    from run_fixture import run_real_pipeline
+
+    result = run_real_pipeline(run, tmp_path / "real_out")
+    run_json = Path(result.out_dir) / "run.json"
+    row, col = 8, 14
+    data = inspect_pixel(str(run_json), QgsPointXY(*run.pixel_center(row, col)), _crs(f"EPSG:{EPSG}"))
+    assert (data.row, data.col) == (row, col)
+    for e in result.manifest["endmembers"]:
+        ds = gdal.Open(str(Path(result.out_dir) / e["file"]))
+        assert data.abundances[e["name"]] == pytest.approx(float(ds.ReadAsArray()[row, col]), abs=1e-6)
+    used = np.array(result.manifest["inputs"]["bands_used"]) - 1
+    np.testing.assert_allclose(data.observed, run.Y[used, row, col], atol=1e-6)
+    res = gdal.Open(str(Path(result.out_dir) / result.manifest["residual_file"])).ReadAsArray()
+    assert data.rmse == pytest.approx(float(res[row, col]), rel=1e-3)
+    assert sum(data.abundances.values()) == pytest.approx(1.0, abs=1e-5)  # FCLS

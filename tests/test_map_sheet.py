@@ -67,7 +67,13 @@ def test_layout_has_a_map_per_endmember_residual_legend_and_footnote(run, qgis_n
     root = legends[0].model().rootGroup()
     titles = [n.customProperty("legend/title-label") for n in root.findLayers()]
     assert titles[0] == ABUNDANCE_LEGEND and len(titles) == 2
-    assert len(_items(layout, QgsLayoutItemScaleBar)) == 1
+    bars = _items(layout, QgsLayoutItemScaleBar)
+    assert len(bars) == 1 and bars[0].linkedMap() is maps[0]
+    # a segment is drawn at the maps' scale: between 5 mm and the 58 mm panel on paper
+    to_m = 1000.0 if bars[0].unitLabel() == "km" else 1.0
+    seg_mm = bars[0].unitsPerSegment() * to_m * 1000.0 / maps[0].scale()
+    assert 5 < seg_mm * bars[0].numberOfSegments() < 58
+    assert all(m.scale() == pytest.approx(maps[0].scale()) for m in maps)
     assert len(_items(layout, QgsLayoutItemPicture)) == 1  # north arrow
     labels = _labels(layout)
     footnote = next(t for t in labels if t.startswith("Method:"))
@@ -144,3 +150,19 @@ def test_processing_run_by_id_with_the_run_folder(run, tmp_path, qgis_new_projec
         assert not (tmp_path / "a.pdf").exists()
     finally:
         QgsApplication.processingRegistry().removeProvider(provider)
+
+
+def test_sheet_of_a_real_pipeline_run(run, tmp_path, qgis_new_project):
+    from run_fixture import run_real_pipeline
+
+    from urdm_plugin.core.pipeline import plugin_version
+    from urdm_plugin.gui.map_sheet import export_map_sheet
+
+    result = run_real_pipeline(run, tmp_path / "real_out")
+    layout = build_map_sheet(result.out_dir, QgsProject.instance(), paper="A3")
+    assert len(_items(layout, QgsLayoutItemMap)) == len(result.manifest["endmembers"]) + 1
+    footnote = next(t for t in _labels(layout) if t.startswith("Method:"))
+    assert "[fcls]" in footnote and plugin_version() in footnote
+    done = export_map_sheet(layout, png_path=str(tmp_path / "real.png"), dpi=40)
+    w, h, colours, white = _png_colours(done["png"])
+    assert abs(w - 420 / 25.4 * 40) <= 2 and colours > 50 and white < 0.95

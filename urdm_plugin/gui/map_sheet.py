@@ -433,21 +433,15 @@ def build_map_sheet(run_json_path, project=None, background_layer=None, title: O
     fmt.setSizeUnit(QgsUnitTypes.RenderPoints)
     bar.setTextFormat(fmt)
     if not crs.isGeographic():
-        # two segments filling at most the panel width, in m or km
-        to_m = (QgsUnitTypes.fromUnitToUnitFactor(crs.mapUnits(), QgsUnitTypes.DistanceMeters)
-                if crs.isValid() else 1.0)
+        # two segments filling at most the panel width, in m or km (QGIS converts from the
+        # map units; the "label unit multiplier" stays 1)
         ground_m = (panel_w - 15.0) / 1000.0 * maps[0].scale()
         seg_m = _nice(ground_m / 2.0)
-        if seg_m >= 1000:
-            bar.setUnits(QgsUnitTypes.DistanceKilometers)
-            bar.setUnitLabel("km")
-            bar.setMapUnitsPerScaleBarUnit(1000.0 / to_m)
-            bar.setUnitsPerSegment(seg_m / 1000.0)
-        else:
-            bar.setUnits(QgsUnitTypes.DistanceMeters)
-            bar.setUnitLabel("m")
-            bar.setMapUnitsPerScaleBarUnit(1.0 / to_m)
-            bar.setUnitsPerSegment(seg_m)
+        km = seg_m >= 1000
+        bar.setUnits(QgsUnitTypes.DistanceKilometers if km else QgsUnitTypes.DistanceMeters)
+        bar.setUnitLabel("km" if km else "m")
+        bar.setMapUnitsPerScaleBarUnit(1.0)
+        bar.setUnitsPerSegment(seg_m / 1000.0 if km else seg_m)
         bar.setNumberOfSegments(2)
         bar.setNumberOfSegmentsLeft(0)
         bar.setSegmentSizeMode(QgsScaleBarSettings.SegmentSizeFixed)
