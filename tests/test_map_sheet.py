@@ -166,3 +166,28 @@ def test_sheet_of_a_real_pipeline_run(run, tmp_path, qgis_new_project):
     done = export_map_sheet(layout, png_path=str(tmp_path / "real.png"), dpi=40)
     w, h, colours, white = _png_colours(done["png"])
     assert abs(w - 420 / 25.4 * 40) <= 2 and colours > 50 and white < 0.95
+
+
+def test_open_map_sheet_adds_layout_and_layers_and_opens_designer(run, tmp_path, qgis_iface,
+                                                                  qgis_new_project):
+    from urdm_plugin.gui.map_sheet import open_map_sheet
+    from urdm_plugin.gui.runs import layers_with_runs
+
+    project = QgsProject.instance()
+    qgis_iface.openLayoutDesigner.reset_mock()
+    layout = open_map_sheet(qgis_iface, str(run.run_json))
+    assert layout is not None
+    assert project.layoutManager().layoutByName(layout.name()) is layout
+    qgis_iface.openLayoutDesigner.assert_called_once_with(layout)
+    # the layers the saved layout refers to are in the project, tagged with the run
+    tagged = layers_with_runs(project)
+    assert len(tagged) == len(NAMES) + 1
+    assert project.layerTreeRoot().findGroup("URDM – scene") is not None
+    # a second sheet reuses them and gets its own name
+    again = open_map_sheet(qgis_iface, str(run.folder))
+    assert len(layers_with_runs(project)) == len(NAMES) + 1
+    assert again.name() != layout.name()
+    # a bad run: a message, no designer, no exception
+    qgis_iface.openLayoutDesigner.reset_mock()
+    assert open_map_sheet(qgis_iface, str(tmp_path / "nothing")) is None
+    qgis_iface.openLayoutDesigner.assert_not_called()
