@@ -47,13 +47,12 @@ class QualityPreset:
     nfe: int  # network evaluations per chain
     t_start: int  # first timestep (the FCLS warm start is noised to this level)
     inner: int  # ADMM sweeps (data + projection + duals) per network evaluation
-    samples: int  # chains averaged (posterior mean)
 
 
 PRESETS = {
-    "fast": QualityPreset(nfe=10, t_start=200, inner=2, samples=1),
-    "balanced": QualityPreset(nfe=20, t_start=250, inner=3, samples=2),
-    "best": QualityPreset(nfe=40, t_start=300, inner=3, samples=4),
+    "fast": QualityPreset(nfe=10, t_start=200, inner=2),
+    "balanced": QualityPreset(nfe=20, t_start=250, inner=3),
+    "best": QualityPreset(nfe=40, t_start=300, inner=3),
 }
 DEFAULT_QUALITY = "balanced"
 LAMBDA_AUTO = 0.15  # chosen on synthetic scenes (benchmarks/tune_urdm.py)
@@ -140,36 +139,121 @@ def project_simplex_torch(X):
     return torch.clamp(X - theta, min=0.0)
 
 
+
+# ------------------------------------------------------------------ building blocks
+_M1, _M2, _GOLD = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), np.uint64(0x9E3779B97F4A7C15)
+
+
+def _splitmix(x: np.ndarray) -> np.ndarray:
+    x = x + _GOLD
+    x = (x ^ (x >> np.uint64(30))) * _M1
+    x = (x ^ (x >> np.uint64(27))) * _M2
+    return x ^ (x >> np.uint64(31))
+
+
+def coordinate_noise(seed: int, step: int, chains: int, P: int, row0: int, col0: int, h: int, w: int) -> np.ndarray:
+    """Standard normal noise (chains, P, h, w) that depends only on the *global* pixel position.
+
+    Overlapping tiles of one image therefore draw identical noise where they overlap, so a
+    tiled run blends seamlessly into what the untiled run would give (counter-based
+    splitmix64 hashing + Box–Muller; independent of any global random state).
+    """
+    with np.errstate(over="ignore"):
+        k = np.arange(chains, dtype=np.uint64)[:, None, None, None]
+        p = np.arange(P, dtype=np.uint64)[None, :, None, None]
+        r = (np.arange(h, dtype=np.uint64) + np.uint64(row0))[None, None, :, None]
+        c = (np.arange(w, dtype=np.uint64) + np.uint64(col0))[None, None, None, :]
+        base = _splitmix(np.uint64(seed) * np.uint64(1_000_003) + np.uint64(step))
+        key = _splitmix(base ^ _splitmix(k * np.uint64(1 << 40) + p * np.uint64(1 << 32)))
+        x = _splitmix(key ^ (r * np.uint64(1 << 21) + c))
+        y = _splitmix(x)
+    u1 = ((x >> np.uint64(11)).astype(np.float64) + 0.5) / float(1 << 53)
+    u2 = ((y >> np.uint64(11)).astype(np.float64)) / float(1 << 53)
+    return (np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)).astype(np.float32)
+
+
+def data_step(G, EtY, Z, U, V, W, rho: float, mu: float, valid=None):
+    """A = (G + (ρ+μ)I)⁻¹ (EᵀY + ρ(Z − U) + μ(V − W)); one P × P inverse for all pixels.
+
+    G (P, P) = EᵀE; EtY, Z, U, V, W (..., P, N) torch tensors. Pixels with ``valid`` False
+    have no data term: A = (ρ(Z − U) + μ(V − W)) / (ρ + μ).
+    """
+    torch = _torch()
+    P = G.shape[0]
+    rhs = EtY + rho * (Z - U) + mu * (V - W)
+    A = torch.linalg.inv(G + (rho + mu) * torch.eye(P, dtype=G.dtype, device=G.device)) @ rhs
+    if valid is not None and not bool(valid.all()):
+        A[..., ~valid] = rhs[..., ~valid] / (rho + mu)
+    return A
+
+
+def tv_denoise(X, weight: float, iters: int = 30):
+    """Anisotropic-TV (ROF) denoising of maps X (n, h, w): argmin ½‖z − x‖² + weight·TV(z).
+
+    Chambolle–Pock on the dual; used only by the ablation that puts a TV term where the
+    diffusion prior stood.
+    """
+    torch = _torch()
+    if weight <= 0:
+        return X
+    px = torch.zeros_like(X)
+    py = torch.zeros_like(X)
+    tau = 0.125  # ≤ 1/‖∇‖² = 1/8 in 2-D
+    for _ in range(iters):
+        z = X - weight * _grad_adjoint(px, py)
+        gx = torch.zeros_like(z)
+        gy = torch.zeros_like(z)
+        gx[..., :, :-1] = z[..., :, 1:] - z[..., :, :-1]
+        gy[..., :-1, :] = z[..., 1:, :] - z[..., :-1, :]
+        px = torch.clamp(px + tau / weight * gx, -1.0, 1.0)
+        py = torch.clamp(py + tau / weight * gy, -1.0, 1.0)
+    return X - weight * _grad_adjoint(px, py)
+
+
+def _grad_adjoint(px, py):
+    torch = _torch()
+    d = torch.zeros_like(px)
+    d[..., :, 0] = px[..., :, 0]
+    d[..., :, 1:-1] = px[..., :, 1:-1] - px[..., :, :-2]
+    d[..., :, -1] = -px[..., :, -2]
+    d[..., 0, :] += py[..., 0, :]
+    d[..., 1:-1, :] += py[..., 1:-1, :] - py[..., :-2, :]
+    d[..., -1, :] += -py[..., -2, :]
+    return -d  # ∇ᵀp: the adjoint of the forward difference (minus the divergence)
+
+
 # ------------------------------------------------------------------ the sampler
 def _sweep(Yf, E, A0, valid, h, w, *, lam, sigma_n, preset: QualityPreset, zeta, samples, seed,
-           device, model, progress=None, cancel=None, progress_span=(0.0, 1.0), prior_dual=True):
-    """Run ``samples`` chains of the splitting; returns (V mean (P,N), V std (P,N) | None, info)."""
+           device, model, origin=(0, 0), prior="ddpm", tv_weight=0.0, prior_dual=True,
+           progress=None, cancel=None, progress_span=(0.0, 1.0)):
+    """Run ``samples`` chains of the splitting; returns (V mean (P,N), V std (P,N) | None, info).
+
+    ``prior``: "ddpm" (the diffusion prior step), "none" (ablation: Z is the current
+    estimate, i.e. plain constrained least squares by ADMM) or "tv" (ablation: Z is a TV
+    denoising of the current estimate with ``tv_weight``).
+    """
     torch = _torch()
     P, N = A0.shape
     dt = torch.float32
-    gen = torch.Generator(device="cpu").manual_seed(int(seed))
     abar_all = schedule.alphas_cumprod()
     ts = schedule.sampling_timesteps(preset.t_start, preset.nfe)
+    K = int(samples)
 
     Et = torch.as_tensor(E, dtype=dt, device=device)
     G = Et.T @ Et
     valid_t = torch.as_tensor(valid, device=device)
     EtY = torch.zeros((P, N), dtype=dt, device=device)
     EtY[:, valid_t] = Et.T @ torch.as_tensor(Yf[:, valid], dtype=dt, device=device)
-    eye = torch.eye(P, dtype=dt, device=device)
-    K = int(samples)
 
-    # chains × P maps, all as one batch through the network
-    A = torch.as_tensor(A0, dtype=dt, device=device).repeat(K, 1, 1)  # (K, P, N)
+    A = torch.as_tensor(A0, dtype=dt, device=device).repeat(K, 1, 1)  # (K, P, N): chains × maps
     V = A.clone()
     U = torch.zeros_like(A)
     W = torch.zeros_like(A)
+    Z = A.clone()
     eps_hat = None
     rho_prev = None
+    rho = 0.0
     lo, hi = progress_span
-
-    def randn(shape):
-        return torch.randn(shape, generator=gen, dtype=dt).to(device)
 
     with torch.inference_mode():
         for i, t in enumerate(ts):
@@ -177,39 +261,45 @@ def _sweep(Yf, E, A0, valid, h, w, *, lam, sigma_n, preset: QualityPreset, zeta,
                 raise Cancelled()
             ab = float(abar_all[t])
             sab, s1ab = math.sqrt(ab), math.sqrt(1.0 - ab)
-            x0 = 2.0 * V - 1.0
-            noise = randn(x0.shape)
-            if eps_hat is not None and zeta < 1.0:
-                noise = math.sqrt(zeta) * noise + math.sqrt(1.0 - zeta) * eps_hat
-            xt = sab * x0 + s1ab * noise
-            img = _pad_to_multiple(xt.reshape(K * P, 1, h, w))
-            eps = model(img, torch.full((K * P,), int(t), device=device, dtype=torch.long))
-            eps = eps[..., :h, :w].reshape(K, P, N)
-            x0_pred = ((xt - s1ab * eps) / sab).clamp(-1.0, 1.0)
-            Z = 0.5 * (x0_pred + 1.0)
-
             sbar = 0.5 * s1ab / sab  # σ̄_t on the [0, 1] abundance scale
             rho = lam * sigma_n**2 / sbar**2
             mu = rho + 1e-2 * float(torch.trace(G)) / P
             if rho_prev is not None:  # scaled duals follow the penalty
                 U *= rho_prev / rho
             rho_prev = rho
-            Minv = torch.linalg.inv(G + (rho + mu) * eye)
+
+            # 1. prior step
+            xt = None
+            if prior == "ddpm":
+                x0 = 2.0 * V - 1.0
+                noise = torch.from_numpy(coordinate_noise(seed, i, K, P, origin[0], origin[1], h, w))
+                noise = noise.reshape(K, P, N).to(device)
+                if eps_hat is not None and zeta < 1.0:
+                    noise = math.sqrt(zeta) * noise + math.sqrt(1.0 - zeta) * eps_hat
+                xt = sab * x0 + s1ab * noise
+                img = _pad_to_multiple(xt.reshape(K * P, 1, h, w))
+                eps = model(img, torch.full((K * P,), int(t), device=device, dtype=torch.long))
+                eps = eps[..., :h, :w].reshape(K, P, N)
+                Z = 0.5 * (((xt - s1ab * eps) / sab).clamp(-1.0, 1.0) + 1.0)
+            elif prior == "tv":
+                Z = tv_denoise(V.reshape(K * P, h, w), tv_weight / max(rho, 1e-12)).reshape(K, P, N)
+            else:
+                Z = V.clone()
+
+            # 2.–4. data step, simplex projection, dual updates
             for _ in range(preset.inner):
-                rhs = EtY + rho * (Z - U) + mu * (V - W)
-                A = Minv @ rhs
-                if not bool(valid_t.all()):  # nodata pixels: no data term
-                    A[:, :, ~valid_t] = (rhs[:, :, ~valid_t]) / (rho + mu)
+                A = data_step(G, EtY, Z, U, V, W, rho, mu, valid_t)
                 V = project_simplex_torch((A + W).permute(1, 0, 2).reshape(P, K * N)).reshape(P, K, N).permute(1, 0, 2)
                 W += A - V
             if prior_dual:
                 U += A - Z
-            if zeta < 1.0:
+            if xt is not None and zeta < 1.0:
                 eps_hat = (xt - sab * (2.0 * V - 1.0)) / s1ab
             if progress is not None:
                 progress(lo + (hi - lo) * (i + 1) / len(ts), f"URDM step {i + 1}/{len(ts)} (t={int(t)})")
 
-    # Polish: the exact minimiser of ½‖y − Ea‖² + ρ/2‖a − z‖² on the simplex, per pixel.
+    # Polish: the exact minimiser of ½‖y − Ea‖² + ρ/2‖a − z‖² on the simplex, per pixel
+    # (FCLS on the ρ-augmented system), so the returned maps are feasible and data-consistent.
     Zn = Z.cpu().numpy().astype(np.float64)
     Vn = V.cpu().numpy().astype(np.float64)
     root = math.sqrt(max(rho, 1e-12))
@@ -236,24 +326,31 @@ def residual_sigma(Yf, E, A0, valid) -> float:
 
 
 def urdm_unmix(Y, E, valid=None, lam="auto", quality: str = DEFAULT_QUALITY, seed: int = 0,
-               device: str = "auto", samples: int | None = None, nfe: int | None = None,
+               device: str = "auto", samples: int = 1, nfe: int | None = None,
                t_start: int | None = None, zeta: float = 1.0, sigma_n: float | None = None,
-               weights_dir=None, progress=None, cancel=None):
+               origin=(0, 0), prior: str = "ddpm", tv_weight: float = 0.0, weights_dir=None,
+               progress=None, cancel=None, **_ignored):
     """Unmix one image tile with URDM.
 
     Y: (B, h, w) reflectance; E: (B, P) endmembers on the same bands; valid: (h, w) bool or
     None (all valid). Returns (A (P, h, w) float32 on the simplex, std (P, h, w) float32 or
     None when one chain ran, info dict with λ, σ̂, timesteps).
-    Deterministic for a given seed on the CPU (a private torch.Generator, never the global seed).
+    ``origin`` (row, col) is the tile's position in the whole image: the sampling noise is keyed
+    to global pixel coordinates, so overlapping tiles agree. Deterministic for a given seed
+    (counter-based noise; no global random state is read or changed).
     """
     if quality not in PRESETS:
         raise OptionError(f"Unknown quality '{quality}'", f"Use one of: {', '.join(PRESETS)}.")
     base = PRESETS[quality]
-    preset = QualityPreset(nfe=int(nfe or base.nfe), t_start=int(t_start or base.t_start),
-                           inner=base.inner, samples=int(samples or base.samples))
+    preset = QualityPreset(nfe=int(nfe or base.nfe), t_start=int(t_start or base.t_start), inner=base.inner)
+    samples = 1 if samples is None else int(samples)
     if preset.nfe < 1 or not (1 <= preset.t_start < schedule.T):
         raise OptionError("URDM needs at least one network evaluation and 1 ≤ t_start < 1000",
                           "Use the quality presets or valid nfe/t_start values.")
+    if samples < 1:
+        raise OptionError(f"samples must be at least 1, not {samples}", "Use 1, or e.g. 8 for an uncertainty map.")
+    if prior not in ("ddpm", "none", "tv"):
+        raise OptionError(f"Unknown prior '{prior}'", "Use ddpm (URDM), or none/tv for ablations.")
     if not (0.0 <= zeta <= 1.0):
         raise OptionError(f"zeta must lie in [0, 1], not {zeta}", "Use 1 (fresh noise) unless experimenting.")
     Y = np.asarray(Y, np.float64)
@@ -273,7 +370,7 @@ def urdm_unmix(Y, E, valid=None, lam="auto", quality: str = DEFAULT_QUALITY, see
 
     configure_threads()
     dev = resolve_device(device)
-    model = get_model(dev, weights_dir)
+    model = get_model(dev, weights_dir) if prior == "ddpm" else None
 
     A0 = np.empty((P, h * w))
     A0[:, v] = solvers.fcls(Yf[:, v], E)
@@ -285,7 +382,7 @@ def urdm_unmix(Y, E, valid=None, lam="auto", quality: str = DEFAULT_QUALITY, see
     sigma_n = max(float(sigma_n), 1e-6)
 
     info = {"sigma_n": sigma_n, "quality": quality, "nfe": preset.nfe, "t_start": preset.t_start,
-            "samples": preset.samples, "zeta": zeta, "device": str(dev)}
+            "samples": samples, "zeta": zeta, "device": str(dev), "prior": prior}
     if lam == "auto" or lam is None or (isinstance(lam, (int, float)) and lam <= 0):
         lam_val = LAMBDA_AUTO
         info["lambda_rule"] = "auto: rho_t = LAMBDA_AUTO * sigma_hat^2 / sigma_bar_t^2, sigma_hat from the FCLS residual"
@@ -295,8 +392,9 @@ def urdm_unmix(Y, E, valid=None, lam="auto", quality: str = DEFAULT_QUALITY, see
     span = (0.0, 1.0)
     info["lam"] = lam_val
     mean, std, extra = _sweep(Yf, E, A0, v, h, w, lam=lam_val, sigma_n=sigma_n, preset=preset, zeta=zeta,
-                              samples=preset.samples, seed=seed, device=dev, model=model,
-                              progress=progress, cancel=cancel, progress_span=span)
+                              samples=samples, seed=seed, device=dev, model=model, origin=origin,
+                              prior=prior, tv_weight=tv_weight, progress=progress, cancel=cancel,
+                              progress_span=span)
     info.update(extra)
     mean[:, ~v] = np.nan
     A = mean.reshape(P, h, w).astype(np.float32)

@@ -1,0 +1,248 @@
+"""URDM: schedule arithmetic, the splitting's building blocks, determinism, tiling, real data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from urdm_plugin.core import solvers, synthetic, urdm  # noqa: E402
+from urdm_plugin.core.errors import Cancelled, MethodUnavailableError, OptionError  # noqa: E402
+from urdm_plugin.core.prior import schedule  # noqa: E402
+from urdm_plugin.core.tiling import TileBlender, plan_tiles  # noqa: E402
+
+
+def rmse(a, b):
+    return float(np.sqrt(np.nanmean((np.asarray(a, float) - np.asarray(b, float)) ** 2)))
+
+
+# ----------------------------------------------------------------------------- schedule
+def test_schedule_matches_ddpm_definition():
+    b = schedule.betas()
+    assert b.shape == (1000,) and b[0] == pytest.approx(1e-4) and b[-1] == pytest.approx(0.02)
+    ab = schedule.alphas_cumprod()
+    assert np.all(np.diff(ab) < 0)
+    assert ab[0] == pytest.approx(1 - 1e-4)
+    # ᾱ_t = ∏(1−β_s): check one value by direct product
+    assert ab[249] == pytest.approx(np.prod(1 - b[:250]))
+    assert schedule.sigma_bar(ab[249]) == pytest.approx(np.sqrt(1 - ab[249]) / np.sqrt(ab[249]))
+
+
+@pytest.mark.parametrize("t_start,n", [(200, 10), (250, 20), (300, 40), (50, 50), (999, 3)])
+def test_sampling_timesteps_descend_from_t_start(t_start, n):
+    ts = schedule.sampling_timesteps(t_start, n)
+    assert ts[0] == t_start
+    assert np.all(np.diff(ts) < 0), "strictly descending, no duplicates"
+    assert ts[-1] >= 0 and len(ts) <= n
+    assert len(ts) == n or t_start < 2 * n  # only very short ranges lose duplicate steps
+
+
+# ----------------------------------------------------------------------------- building blocks
+def test_data_step_equals_brute_force_per_pixel_solve():
+    rng = np.random.default_rng(0)
+    B, P, N = 30, 5, 40
+    E = rng.uniform(0.05, 0.9, (B, P))
+    Y = rng.uniform(0, 1, (B, N))
+    Z, U, V, W = (rng.uniform(-0.2, 1, (P, N)) for _ in range(4))
+    rho, mu = 0.7, 1.3
+    valid = np.ones(N, bool)
+    valid[3] = False
+    t = lambda x: torch.as_tensor(x, dtype=torch.float64)  # noqa: E731
+    EtY = t(E.T @ Y)
+    EtY[:, 3] = 0
+    A = urdm.data_step(t(E.T @ E), EtY, t(Z), t(U), t(V), t(W), rho, mu, torch.as_tensor(valid)).numpy()
+    for n in range(N):
+        # gradient of ½‖y−Ea‖² + ρ/2‖a−z+u‖² + μ/2‖a−v+w‖² is zero at the minimiser
+        H = (E.T @ E if valid[n] else 0) + (rho + mu) * np.eye(P)
+        g = (E.T @ Y[:, n] if valid[n] else 0) + rho * (Z[:, n] - U[:, n]) + mu * (V[:, n] - W[:, n])
+        np.testing.assert_allclose(A[:, n], np.linalg.solve(H, g), rtol=1e-9, atol=1e-9)
+
+
+def test_torch_simplex_projection_is_feasible_and_optimal():
+    rng = np.random.default_rng(1)
+    X = rng.normal(0, 2, (6, 500))
+    V = urdm.project_simplex_torch(torch.as_tensor(X)).numpy()
+    assert V.min() >= 0
+    np.testing.assert_allclose(V.sum(0), 1, atol=1e-12)
+    np.testing.assert_allclose(V, solvers.project_simplex(X), atol=1e-12)
+    # optimality: no random feasible point is closer
+    for n in range(0, 500, 50):
+        cand = rng.dirichlet(np.ones(6), 200).T
+        assert np.linalg.norm(X[:, n] - V[:, n]) <= np.min(np.linalg.norm(X[:, [n]] - cand, axis=0)) + 1e-12
+
+
+def test_coordinate_noise_is_standard_normal_and_keyed_to_global_position():
+    full = urdm.coordinate_noise(7, 3, 2, 3, 0, 0, 40, 50)
+    assert full.shape == (2, 3, 40, 50)
+    assert abs(full.mean()) < 0.05 and abs(full.std() - 1) < 0.05
+    crop = urdm.coordinate_noise(7, 3, 2, 3, 10, 20, 15, 25)
+    np.testing.assert_array_equal(crop, full[:, :, 10:25, 20:45])
+    assert not np.allclose(urdm.coordinate_noise(8, 3, 2, 3, 0, 0, 40, 50), full)
+    assert not np.allclose(urdm.coordinate_noise(7, 4, 2, 3, 0, 0, 40, 50), full)
+    # chains and maps get independent noise
+    assert abs(np.corrcoef(full[0, 0].ravel(), full[1, 0].ravel())[0, 1]) < 0.1
+    assert abs(np.corrcoef(full[0, 0].ravel(), full[0, 1].ravel())[0, 1]) < 0.1
+
+
+# ----------------------------------------------------------------------------- the sampler
+@pytest.fixture(scope="module")
+def scene():
+    return synthetic.make_scene(48, 48, 4, 25.0, seed=synthetic.BENCHMARK_SEED_BASE + 77)
+
+
+def test_output_is_feasible_and_beats_fcls_on_a_noisy_synthetic_scene(scene):
+    A, std, info = urdm.urdm_unmix(scene.Y, scene.E, quality="fast", seed=0)
+    assert A.shape == (4, 48, 48) and A.dtype == np.float32 and std is None
+    assert A.min() >= 0
+    np.testing.assert_allclose(A.sum(0), 1, atol=1e-5)
+    B = scene.Y.shape[0]
+    A_f = solvers.fcls(scene.Y.reshape(B, -1), scene.E).reshape(A.shape)
+    assert rmse(A, scene.A) < rmse(A_f, scene.A)
+    assert info["lam"] > 0 and info["sigma_n"] > 0
+
+
+def test_same_seed_same_result_other_seed_differs(scene):
+    a1, _, _ = urdm.urdm_unmix(scene.Y, scene.E, quality="fast", seed=5, nfe=4)
+    a2, _, _ = urdm.urdm_unmix(scene.Y, scene.E, quality="fast", seed=5, nfe=4)
+    a3, _, _ = urdm.urdm_unmix(scene.Y, scene.E, quality="fast", seed=6, nfe=4)
+    np.testing.assert_array_equal(a1, a2)
+    assert not np.array_equal(a1, a3)
+
+
+def test_global_torch_random_state_is_left_alone(scene):
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    urdm.urdm_unmix(scene.Y, scene.E, quality="fast", seed=1, nfe=3)
+    np.testing.assert_array_equal(torch.rand(3).numpy(), expected.numpy())
+
+
+def test_tiles_blended_equal_the_untiled_result(scene):
+    kw = dict(quality="fast", nfe=5, seed=2, lam=0.2, sigma_n=scene.noise_sigma)
+    full, _, _ = urdm.urdm_unmix(scene.Y, scene.E, **kw)
+    tiles = plan_tiles(48, 48, 32, 8)
+    assert len(tiles) > 1
+    blender = TileBlender(4, 48, 48, overlap=8)
+    for t in tiles:
+        Yt = scene.Y[:, t.row0:t.row0 + t.height, t.col0:t.col0 + t.width]
+        At, _, _ = urdm.urdm_unmix(Yt, scene.E, origin=(t.row0, t.col0), **kw)
+        blender.add(t, At)
+    tiled = blender.result()
+    assert np.abs(tiled - full).max() < 0.02
+    assert rmse(tiled, full) < 2e-3
+
+
+def test_samples_give_a_feasible_mean_and_an_uncertainty_map(scene):
+    A, std, info = urdm.urdm_unmix(scene.Y, scene.E, quality="fast", nfe=4, samples=3, seed=0)
+    assert std is not None and std.shape == A.shape
+    assert np.all(std >= 0) and std.max() > 0
+    np.testing.assert_allclose(A.sum(0), 1, atol=1e-5)
+    assert info["samples"] == 3
+
+
+def test_nodata_pixels_stay_nan_and_do_not_disturb_the_rest(scene):
+    valid = np.ones((48, 48), bool)
+    valid[:5] = False
+    Y = scene.Y.copy()
+    Y[:, :5] = np.nan
+    A, _, _ = urdm.urdm_unmix(Y, scene.E, valid=valid, quality="fast", nfe=4)
+    assert np.isnan(A[:, :5]).all()
+    assert np.isfinite(A[:, 5:]).all()
+    np.testing.assert_allclose(A[:, 5:].sum(0), 1, atol=1e-5)
+
+
+def test_cancel_and_progress(scene):
+    seen = []
+    A, _, _ = urdm.urdm_unmix(scene.Y, scene.E, quality="fast", nfe=4, progress=lambda f, m: seen.append(f))
+    assert seen and seen[-1] == pytest.approx(1.0) and all(b >= a for a, b in zip(seen, seen[1:]))
+    calls = []
+    with pytest.raises(Cancelled):
+        urdm.urdm_unmix(scene.Y, scene.E, quality="fast", nfe=4, cancel=lambda: calls.append(1) or len(calls) > 2)
+
+
+@pytest.mark.parametrize("kw", [{"quality": "ultra"}, {"zeta": 1.5}, {"samples": 0}, {"device": "tpu"},
+                                {"prior": "gan"}])
+def test_bad_options_raise_clear_errors(scene, kw):
+    with pytest.raises(OptionError):
+        urdm.urdm_unmix(scene.Y[:, :8, :8], scene.E, **kw)
+
+
+def test_ablation_priors_run_and_stay_feasible(scene):
+    for prior in ("none", "tv"):
+        A, _, info = urdm.urdm_unmix(scene.Y, scene.E, quality="fast", nfe=4, prior=prior, tv_weight=0.02)
+        assert info["prior"] == prior
+        np.testing.assert_allclose(A.sum(0), 1, atol=1e-5)
+        assert A.min() >= 0
+
+
+# ----------------------------------------------------------------------------- weights
+def test_shipped_weights_load_and_match_their_card():
+    from urdm_plugin.core.prior.weights import WEIGHTS_DIR, load_prior, read_card, sha256_of
+
+    card = read_card()
+    assert sha256_of(WEIGHTS_DIR / card["weights_file"]) == card["sha256"]
+    model, card2 = load_prior()
+    assert card2 == card
+    assert sum(p.numel() for p in model.parameters()) == card["parameters"] < 5_000_000
+    for key in ("recipe", "final_train_loss", "wall_seconds", "machine"):
+        assert key in card
+    assert card["recipe"]["seed"] == 0 and card["recipe"]["steps"] > 0
+
+
+def test_tampered_weights_are_refused(tmp_path):
+    import shutil
+
+    from urdm_plugin.core.prior.weights import WEIGHTS_DIR, load_prior
+
+    for f in WEIGHTS_DIR.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    w = tmp_path / "abundance_prior.safetensors"
+    data = bytearray(w.read_bytes())
+    data[-1] ^= 0xFF
+    w.write_bytes(bytes(data))
+    with pytest.raises(MethodUnavailableError, match="do not match"):
+        load_prior(tmp_path)
+
+
+def test_training_smoke_resumes_and_exports(tmp_path):
+    from urdm_plugin.core.prior import train
+    from urdm_plugin.core.prior.weights import load_prior
+
+    args = ["--steps", "4", "--batch", "4", "--size", "16", "--channels", "8", "--ckpt-every", "2",
+            "--out", str(tmp_path / "ck"), "--quiet", "--device", "cpu"]
+    r1 = train.train(train.build_parser().parse_args(args))
+    assert r1["steps"] == 4 and np.isfinite(r1["train_loss"])
+    r2 = train.train(train.build_parser().parse_args(
+        [*args[:1], "6", *args[2:], "--export", str(tmp_path / "w")]))
+    assert r2["steps"] == 6  # resumed from step 4, not restarted
+    model, card = load_prior(tmp_path / "w")
+    assert card["recipe"]["steps"] == 6 and card["architecture"]["base_channels"] == 8
+
+
+# ----------------------------------------------------------------------------- real data
+def _jasper(shared_data):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks import scenes
+
+    return scenes, scenes.load("jasper_ridge")
+
+
+def test_jasper_ridge_with_20db_noise_beats_fcls(shared_data):
+    scenes, s = _jasper(shared_data)
+    Y = scenes.with_noise(s.Y, 20.0, seed=7)
+    B, H, W = Y.shape
+    A_f = solvers.fcls(Y.reshape(B, -1), s.E).reshape(-1, H, W)
+    A, _, _ = urdm.urdm_unmix(Y, s.E, quality="fast", seed=0)
+    assert rmse(A, s.A) < rmse(A_f, s.A) - 0.005
+
+
+def test_jasper_ridge_as_shipped_is_no_worse_than_fcls(shared_data):
+    scenes, s = _jasper(shared_data)
+    B, H, W = s.Y.shape
+    A_f = solvers.fcls(s.Y.reshape(B, -1), s.E).reshape(-1, H, W)
+    A, _, _ = urdm.urdm_unmix(s.Y, s.E, quality="fast", seed=0)
+    assert rmse(A, s.A) <= rmse(A_f, s.A) + 0.002
