@@ -1,0 +1,122 @@
+"""UnmixTask in QGIS's task manager: results on the map, cancel, errors reported."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _scene_module():
+    spec = importlib.util.spec_from_file_location("make_demo_scene", ROOT / "scripts" / "make_demo_scene.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    return _scene_module().write_scene(tmp_path_factory.mktemp("task_scene"), height=36, width=44,
+                                       n_bands=30, n_endmembers=3, seed=5, stem="tsk")
+
+
+def wait_for(task, timeout=60.0):
+    """Process events until the task has run finished() (or fail after timeout).
+
+    (QgsTask.waitForFinished blocks until the task has started, which can deadlock here.)
+    """
+    from qgis.core import QgsApplication
+    from qgis.PyQt.QtCore import QCoreApplication
+
+    ended = []
+    task.on_finished = lambda t: ended.append(t)
+    QgsApplication.taskManager().addTask(task)
+    t0 = time.monotonic()
+    while not ended:
+        QCoreApplication.processEvents()
+        time.sleep(0.02)
+        if time.monotonic() - t0 > timeout:
+            pytest.fail(f"task did not finish within {timeout} s")
+    QCoreApplication.processEvents()
+    return task
+
+
+def test_task_adds_styled_group_with_inputs_crs_and_extent(qgis_new_project, qgis_iface, scene, tmp_path):
+    from qgis.core import QgsProject, QgsRasterLayer
+
+    from urdm_plugin.core.pipeline import UnmixOptions
+    from urdm_plugin.gui.task import UnmixTask, make_run_dir
+
+    src = QgsRasterLayer(scene["image"], "tsk scene", "gdal")
+    out = make_run_dir(str(tmp_path), src.name(), "fcls")
+    assert Path(out).name.startswith("tsk_scene_fcls_")
+    progress = []
+    task = UnmixTask(src.source(), scene["library"], out, UnmixOptions(method="fcls"), src.name(),
+                     iface=qgis_iface)
+    task.progressChanged.connect(progress.append)
+    wait_for(task)
+    assert task.error == "" and task.result is not None
+    assert progress and max(progress) == pytest.approx(100.0, abs=1.0)
+    group = QgsProject.instance().layerTreeRoot().findGroup("URDM – tsk scene")
+    assert group is not None
+    layers = [n.layer() for n in group.findLayers()]
+    n = len(scene["names"])
+    assert len(layers) == n + 2  # abundances + dominant + residual
+    assert [ly.name() for ly in layers[:n]] == scene["names"]
+    for ly in layers:
+        assert ly.crs() == src.crs() and ly.extent() == src.extent()
+        assert ly.customProperty("urdm/run_json") == os.path.join(out, "run.json")
+    sig = {(ly.renderer().classificationMin(), ly.renderer().classificationMax(),
+            tuple(i.color.name() for i in ly.renderer().shader().rasterShaderFunction().colorRampItemList()))
+           for ly in layers[:n]}
+    assert len(sig) == 1 and next(iter(sig))[:2] == (0.0, 1.0)
+    # a second run never collides with the first
+    assert make_run_dir(str(tmp_path), src.name(), "fcls") != out
+
+
+
+def test_cancel_leaves_no_files_and_no_layers(qgis_new_project, qgis_iface, scene, tmp_path):
+    from qgis.core import QgsProject
+
+    from urdm_plugin.core.pipeline import UnmixOptions
+    from urdm_plugin.gui.task import UnmixTask
+
+    class CancellingTask(UnmixTask):
+        def _progress(self, fraction, msg):
+            super()._progress(fraction, msg)
+            if fraction > 0.1:  # the solve has started: rows are being written
+                self.cancel()
+
+    out = tmp_path / "runs" / "cancelled"
+    out.parent.mkdir()
+    opts = UnmixOptions(method="fcls", memory_mb=1)  # many small blocks
+    task = CancellingTask(scene["image"], scene["library"], str(out), opts, "tsk scene", iface=qgis_iface)
+    wait_for(task)
+    assert task.was_cancelled and task.result is None and task.error == ""
+    assert list(out.parent.iterdir()) == []  # neither the run folder nor a temporary one
+    assert QgsProject.instance().mapLayers() == {}
+    assert QgsProject.instance().layerTreeRoot().findGroups() == []
+
+
+def test_user_error_reported_with_message_not_traceback(qgis_new_project, qgis_iface, scene, tmp_path):
+    from qgis.core import QgsProject
+
+    from urdm_plugin.core.pipeline import UnmixOptions
+    from urdm_plugin.gui.task import UnmixTask
+
+    bad_lib = tmp_path / "far.csv"
+    bad_lib.write_text("wavelength_nm,a,b\n5000,0.1,0.2\n5100,0.2,0.3\n5200,0.3,0.1\n")
+    failures = []
+    task = UnmixTask(scene["image"], str(bad_lib), str(tmp_path / "out"), UnmixOptions(method="fcls"),
+                     "tsk scene", iface=qgis_iface)
+    task.failed.connect(failures.append)
+    wait_for(task)
+    assert failures and "do not overlap" in failures[0]
+    assert "Traceback" not in failures[0]
+    assert not (tmp_path / "out").exists()
+    assert QgsProject.instance().mapLayers() == {}
