@@ -29,7 +29,7 @@ if str(ROOT) not in sys.path:
 PROFILES = {
     # (height, width, bands, memory_mb, tile_size) per method
     "quick": {"fcls": (512, 512, 100, 8, 256), "tv": (128, 128, 100, 64, 64),
-              "urdm": (128, 128, 100, 64, 64), "fractions": [0.1, 0.3, 0.5, 0.7, 0.9]},
+              "urdm": (96, 96, 100, 64, 64), "fractions": [0.1, 0.3, 0.5, 0.7, 0.9]},
     "full": {"fcls": (1024, 1024, 200, 16, 256), "tv": (384, 384, 200, 64, 128),
              "urdm": (256, 256, 200, 64, 128), "fractions": [0.05, 0.2, 0.35, 0.5, 0.65, 0.8, 0.95]},
 }
