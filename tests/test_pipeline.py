@@ -260,3 +260,16 @@ def test_digital_numbers_without_scale_are_warned_about(tmp_path):
     res = unmix_raster(tif, csv, tmp_path / "dn", UnmixOptions(), progress=lambda f, m: messages.append(m))
     assert any("digital numbers" in w for w in res.manifest["warnings"])
     assert any(m.startswith("warning: ") and "scale" in m for m in messages)
+
+
+def test_urdm_with_samples_writes_uncertainty_maps(scene, tmp_path):
+    pytest.importorskip("torch", reason="urdm needs torch")
+    tif, csv, _ = scene
+    res = unmix_raster(tif, csv, tmp_path / "u", UnmixOptions(method="urdm", quality="fast",
+                                                               uncertainty_samples=2, seed=1))
+    std = res.manifest["extra_files"]["std"]
+    assert [s["file"] for s in std] == [f"{n}_std.tif" for n in NAMES]
+    s = read(Path(res.out_dir) / "Tree_std.tif")[0]
+    ok = s != -9999.0
+    assert ok.sum() == 20 * 24 - len(NODATA_PIXELS) and (s[ok] >= 0).all() and s[ok].max() > 0
+    assert res.manifest["parameters"]["samples"] == 2 and res.manifest["parameters"]["lam_chosen"] > 0
