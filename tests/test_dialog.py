@@ -1,0 +1,270 @@
+"""The unmixing dialog: layer/library selection, inline validation, settings, extent, runs."""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _scene_module():
+    spec = importlib.util.spec_from_file_location("make_demo_scene", ROOT / "scripts" / "make_demo_scene.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    return _scene_module().write_scene(tmp_path_factory.mktemp("dlg_scene"), height=40, width=50,
+                                       n_bands=30, n_endmembers=3, seed=7, stem="dlg")
+
+
+@pytest.fixture()
+def clean_settings(qgis_app):
+    from qgis.core import QgsSettings
+
+    QgsSettings().remove("urdm")
+    yield
+    QgsSettings().remove("urdm")
+
+
+@pytest.fixture()
+def project_with_scene(qgis_new_project, qgis_iface, scene, clean_settings):
+    from qgis.core import QgsProject, QgsRasterLayer
+
+    layer = QgsRasterLayer(scene["image"], "dlg scene", "gdal")
+    assert layer.isValid()
+    QgsProject.instance().addMapLayer(layer)
+    return layer
+
+
+def make_dialog(iface, library=None, output=None):
+    from urdm_plugin.gui.dialog import UnmixDialog
+
+    dlg = UnmixDialog(iface)
+    if library is not None:
+        dlg.library_widget.setFilePath(str(library))
+    if output is not None:
+        dlg.output_widget.setFilePath(str(output))
+    return dlg
+
+
+def wait_task(dlg, attr="task", timeout=60):
+    from qgis.PyQt.QtCore import QCoreApplication
+
+    t0 = time.monotonic()
+    while getattr(dlg, attr) is not None:
+        QCoreApplication.processEvents()
+        time.sleep(0.02)
+        assert time.monotonic() - t0 < timeout, "task did not finish"
+    QCoreApplication.processEvents()
+
+
+def test_layer_and_library_fill_table_and_plot(project_with_scene, qgis_iface, scene, tmp_path):
+    dlg = make_dialog(qgis_iface, scene["library"], tmp_path)
+    assert dlg.current_layer() is project_with_scene  # the only hyperspectral layer is preselected
+    assert "50×40 pixels, 30 bands" in dlg.layer_info.text()
+    names = [dlg.table.item(i, 0).text() for i in range(dlg.table.rowCount())]
+    assert names == scene["names"]
+    assert dlg.checked_names() == scene["names"]
+    n_used = dlg.matched.report.n_used
+    assert 3 < n_used <= 30
+    assert {dlg.table.item(i, 2).text() for i in range(3)} == {str(n_used)}
+    assert dlg.plot.names == scene["names"]
+    assert dlg.problems == [] and dlg.run_button.isEnabled()
+    # unticking a spectrum removes it from the plot and the run
+    dlg.table.item(1, 1).setCheckState(0)
+    assert dlg.plot.names == [scene["names"][0], scene["names"][2]]
+    assert dlg.build_options().endmembers == [scene["names"][0], scene["names"][2]]
+
+
+def test_single_band_layers_are_not_offered(project_with_scene, qgis_iface, tmp_path):
+    from osgeo import gdal
+    from qgis.core import QgsProject, QgsRasterLayer
+
+    one = tmp_path / "one.tif"
+    ds = gdal.GetDriverByName("GTiff").Create(str(one), 8, 8, 1, gdal.GDT_Float32)
+    ds.FlushCache()
+    del ds
+    single = QgsRasterLayer(str(one), "single band", "gdal")
+    QgsProject.instance().addMapLayer(single)
+    dlg = make_dialog(qgis_iface)
+    assert single in dlg.layer_combo.exceptedLayerList()
+    assert project_with_scene not in dlg.layer_combo.exceptedLayerList()
+
+
+def test_no_overlap_and_too_few_bands_block_run(project_with_scene, qgis_iface, scene, tmp_path):
+    from osgeo import gdal, osr
+    from qgis.core import QgsProject, QgsRasterLayer
+
+    far = tmp_path / "far.csv"
+    far.write_text("wavelength_nm,a,b\n5000,0.1,0.2\n5100,0.2,0.3\n5200,0.3,0.1\n")
+    dlg = make_dialog(qgis_iface, far, tmp_path)
+    assert not dlg.run_button.isEnabled()
+    assert any("do not overlap" in p for p in dlg.problems)
+    assert "do not overlap" in dlg.problem_label.text()
+
+    # a 3-band multispectral raster and 3 chosen endmembers: 3 bands < 3 + 1
+    path = tmp_path / "three.tif"
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), 10, 10, 3, gdal.GDT_Float32)
+    ds.SetGeoTransform((500000, 30, 0, 5200000, 0, -30))
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(32633)
+    ds.SetProjection(srs.ExportToWkt())
+    for b, wl in enumerate((480, 560, 660)):
+        band = ds.GetRasterBand(b + 1)
+        band.SetMetadataItem("wavelength", str(wl))
+        band.SetMetadataItem("wavelength_units", "nm")
+        band.WriteArray(np.full((10, 10), 0.2 + 0.05 * b, np.float32))
+    ds = None
+    lib = tmp_path / "four.csv"
+    lib.write_text("wavelength_nm,a,b,c,d\n" + "".join(
+        f"{w},{0.1 + i * 0.01},{0.5 - i * 0.01},{0.3},{0.2 + i * 0.02}\n" for i, w in enumerate(range(400, 800, 20))))
+    layer = QgsRasterLayer(str(path), "three bands", "gdal")
+    QgsProject.instance().addMapLayer(layer)
+    dlg.layer_combo.setLayer(layer)
+    dlg.library_widget.setFilePath(str(lib))
+    dlg.set_checked(["a", "b", "c"])
+    assert not dlg.run_button.isEnabled()
+    assert any(p.startswith("Too few bands: 3 usable band(s) for 3 endmembers") for p in dlg.problems)
+    dlg.set_checked(["a", "b"])
+    assert dlg.problems == [] and dlg.run_button.isEnabled()
+
+
+def test_unknown_unit_and_scale_warnings_shown(project_with_scene, qgis_iface, scene, tmp_path):
+    # a library in percent against a reflectance image: warning, Run still allowed
+    from urdm_plugin.core.library_io import read_library
+
+    lib = read_library(scene["library"])
+    rows = ["wavelength_nm," + ",".join(lib.names)]
+    for i, w in enumerate(lib.wavelengths_nm):
+        rows.append(f"{w}," + ",".join(f"{100 * v}" for v in lib.spectra[i]))
+    pct = tmp_path / "percent.csv"
+    pct.write_text("\n".join(rows) + "\n")
+    dlg = make_dialog(qgis_iface, pct, tmp_path)
+    assert any("percent" in w for w in dlg.warnings)
+    assert dlg.run_button.isEnabled()
+
+
+def test_settings_persist_across_dialogs(project_with_scene, qgis_iface, scene, tmp_path):
+    dlg = make_dialog(qgis_iface, scene["library"], tmp_path / "results")
+    assert dlg.set_method("tv")
+    dlg.quality_combo.setCurrentText("best")
+    dlg.seed_spin.setValue(42)
+    dlg.lam_auto.setChecked(False)
+    dlg.lam_spin.setValue(0.25)
+    dlg.memory_spin.setValue(256)
+    dlg.set_extent_mode("view")
+    dlg.table.item(0, 1).setCheckState(0)
+    dlg.close()  # saves
+
+    again = make_dialog(qgis_iface)
+    assert again.current_method() == "tv"
+    assert again.quality_combo.currentText() == "best"
+    assert again.seed_spin.value() == 42
+    assert not again.lam_auto.isChecked() and again.lam_spin.value() == pytest.approx(0.25)
+    assert again.memory_spin.value() == 256
+    assert again.extent_mode() == "view"
+    assert again.library_widget.filePath() == scene["library"]
+    assert again.output_widget.filePath() == str(tmp_path / "results")
+    assert again.checked_names() == scene["names"][1:]
+    opts = again.build_options()
+    assert opts.method == "tv" and opts.params == {"lam_tv": pytest.approx(0.25)} and opts.seed == 42
+
+
+def test_method_combo_follows_registry(project_with_scene, qgis_iface):
+    from urdm_plugin.core.api import method_ready
+    from urdm_plugin.core.methods import METHODS
+
+    dlg = make_dialog(qgis_iface)
+    assert dlg.method_ids() == [m.id for m in METHODS]
+    for m in METHODS:
+        assert dlg.method_enabled(m.id) == method_ready(m.id)[0]
+    assert dlg.current_method() == dlg.default_method()
+
+
+def test_current_view_extent_runs_on_that_window(project_with_scene, qgis_iface, qgis_canvas, scene, tmp_path):
+    from osgeo import gdal
+    from qgis.core import QgsProject, QgsRectangle
+
+    layer = project_with_scene
+    qgis_canvas.setDestinationCrs(layer.crs())
+    gt = scene["geotransform"]
+    # view: columns 10..30, rows 5..25
+    qgis_canvas.setExtent(QgsRectangle(gt[0] + 10 * gt[1], gt[3] + 25 * gt[5], gt[0] + 30 * gt[1], gt[3] + 5 * gt[5]))
+    dlg = make_dialog(qgis_iface, scene["library"], tmp_path)
+    dlg.set_method("fcls")
+    dlg.set_extent_mode("view")
+    win = dlg._view_window()
+    c0, r0, w, h = win
+    # the canvas may widen the extent to its aspect ratio: expect the visible part of the image
+    ext = qgis_canvas.extent()
+    exp_c0 = max(0, int(np.floor((ext.xMinimum() - gt[0]) / gt[1])))
+    exp_c1 = min(50, int(np.ceil((ext.xMaximum() - gt[0]) / gt[1])))
+    exp_r0 = max(0, int(np.floor((ext.yMaximum() - gt[3]) / gt[5])))
+    exp_r1 = min(40, int(np.ceil((ext.yMinimum() - gt[3]) / gt[5])))
+    assert win == (exp_c0, exp_r0, exp_c1 - exp_c0, exp_r1 - exp_r0)
+    assert h < 40  # a real sub-window
+    task = dlg.run()
+    assert task is not None
+    wait_task(dlg)
+    assert task.result is not None, task.error
+    out = Path(task.result.out_dir)
+    assert out.parent == tmp_path and out.name.startswith("dlg_scene_fcls_")
+    ds = gdal.Open(str(out / task.result.manifest["endmembers"][0]["file"]))
+    assert (ds.RasterXSize, ds.RasterYSize) == (w, h)
+    ogt = ds.GetGeoTransform()
+    assert ogt[0] == pytest.approx(gt[0] + c0 * gt[1]) and ogt[3] == pytest.approx(gt[3] + r0 * gt[5])
+    group = QgsProject.instance().layerTreeRoot().findGroup("URDM – dlg scene")
+    assert group is not None and len(group.findLayers()) == 3 + 2
+
+
+def test_polygon_mask_extent(project_with_scene, qgis_iface, scene, tmp_path):
+    from osgeo import gdal
+    from qgis.core import QgsFeature, QgsGeometry, QgsPointXY, QgsProject, QgsVectorLayer
+
+    gt = scene["geotransform"]
+    vl = QgsVectorLayer("Polygon?crs=EPSG:32633", "area", "memory")
+    f = QgsFeature()
+    x0, y0 = gt[0] + 5 * gt[1], gt[3] + 5 * gt[5]
+    x1, y1 = gt[0] + 20 * gt[1], gt[3] + 15 * gt[5]
+    f.setGeometry(QgsGeometry.fromPolygonXY([[QgsPointXY(x0, y0), QgsPointXY(x1, y0), QgsPointXY(x1, y1),
+                                               QgsPointXY(x0, y1)]]))
+    vl.dataProvider().addFeatures([f])
+    QgsProject.instance().addMapLayer(vl)
+    dlg = make_dialog(qgis_iface, scene["library"], tmp_path)
+    dlg.set_method("fcls")
+    dlg.set_extent_mode("mask")
+    dlg.mask_combo.setLayer(vl)
+    assert dlg.problems == []
+    task = dlg.run()
+    wait_task(dlg)
+    assert task.result is not None, task.error
+    a = gdal.Open(str(Path(task.result.out_dir) / task.result.manifest["endmembers"][0]["file"])).ReadAsArray()
+    inside = a != -9999.0
+    assert inside[5:15, 5:20].all() and inside.sum() == 10 * 15
+    assert not Path(task.cleanup[0]).exists()  # temporary mask removed
+
+
+def test_preview_adds_temporary_group(project_with_scene, qgis_iface, scene, tmp_path):
+    from qgis.core import QgsProject
+
+    dlg = make_dialog(qgis_iface, scene["library"], tmp_path)
+    dlg.set_method("fcls")
+    t = dlg.preview()
+    assert t is not None and t.options.window is not None
+    wait_task(dlg, "preview_task")
+    assert t.result is not None, t.error
+    root = QgsProject.instance().layerTreeRoot()
+    assert root.findGroup("URDM – preview – dlg scene") is not None
+    assert list(tmp_path.iterdir()) == []  # the output folder is untouched by a preview
+    t2 = dlg.preview()  # a second preview replaces the first group
+    wait_task(dlg, "preview_task")
+    assert t2.result is not None
+    assert [g.name() for g in root.findGroups()].count("URDM – preview – dlg scene") == 1
