@@ -1,0 +1,125 @@
+"""Processing algorithms through processing.run / runAndLoadResults (qgis_processing fixture)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _scene_module():
+    spec = importlib.util.spec_from_file_location("make_demo_scene", ROOT / "scripts" / "make_demo_scene.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    return _scene_module().write_scene(tmp_path_factory.mktemp("proc_scene"), height=32, width=40,
+                                       n_bands=30, n_endmembers=3, seed=9, stem="proc")
+
+
+_PROVIDER: list = []
+
+
+@pytest.fixture()
+def provider(qgis_processing):
+    from qgis.core import QgsApplication
+
+    from urdm_plugin.processing.provider import UrdmProvider
+
+    reg = QgsApplication.processingRegistry()
+    if reg.providerById("urdm") is None:
+        _PROVIDER.append(UrdmProvider())  # keep the Python object alive (as the plugin does)
+        reg.addProvider(_PROVIDER[-1])
+    yield reg.providerById("urdm")
+
+
+def test_provider_lists_algorithms_and_method_enum_follows_registry(provider):
+    from qgis.core import QgsApplication
+
+    from urdm_plugin.core.methods import METHODS
+
+    ids = {a.id() for a in provider.algorithms()}
+    assert {"urdm:unmix", "urdm:vca"} <= ids
+    alg = QgsApplication.processingRegistry().algorithmById("urdm:unmix")
+    opts = alg.parameterDefinition("METHOD").options()
+    assert len(opts) == len(METHODS)
+    for label, m in zip(opts, METHODS):
+        assert label.startswith(m.label)
+    for name in ("LAMBDA", "SEED", "DEVICE", "MEMORY_MB", "TILE_SIZE"):
+        assert alg.parameterDefinition(name).flags() & alg.parameterDefinition(name).FlagAdvanced
+
+
+def test_processing_run_writes_outputs(provider, scene, tmp_path):
+    import processing
+    from osgeo import gdal
+
+    out = tmp_path / "out"
+    res = processing.run("urdm:unmix", {
+        "INPUT": scene["image"], "LIBRARY": scene["library"], "ENDMEMBERS": f"{scene['names'][0]};\n{scene['names'][2]}",
+        "METHOD": 0, "OUTPUT_FOLDER": str(out)})
+    assert res["OUTPUT_FOLDER"] == str(out)
+    m = json.loads(Path(res["RUN_JSON"]).read_text())
+    assert [e["name"] for e in m["endmembers"]] == [scene["names"][0], scene["names"][2]]
+    assert m["method"] == "fcls"
+    assert os.path.isfile(res["RESIDUAL"]) and os.path.isfile(res["DOMINANT"])
+    ds = gdal.Open(res[f"ABUNDANCE_{scene['names'][0]}"])
+    assert ds.GetGeoTransform() == pytest.approx(scene["geotransform"])
+
+
+def test_processing_error_is_user_message(provider, scene, tmp_path):
+    import processing
+    from qgis.core import QgsProcessingException
+
+    with pytest.raises(QgsProcessingException) as exc:
+        processing.run("urdm:unmix", {"INPUT": scene["image"], "LIBRARY": scene["library"],
+                                      "ENDMEMBERS": "no_such_material", "METHOD": 0,
+                                      "OUTPUT_FOLDER": str(tmp_path / "o")})
+    assert "no_such_material" in str(exc.value)
+    assert not (tmp_path / "o").exists()
+
+
+def test_run_and_load_results_styles_and_groups_layers(provider, qgis_new_project, scene, tmp_path):
+    import processing
+    from qgis.core import QgsProcessingContext, QgsProcessingFeedback, QgsProject
+
+    from urdm_plugin.gui.results import VIRIDIS
+
+    context = QgsProcessingContext()
+    context.setProject(QgsProject.instance())
+    res = processing.runAndLoadResults("urdm:unmix", {
+        "INPUT": scene["image"], "LIBRARY": scene["library"], "METHOD": 0,
+        "OUTPUT_FOLDER": str(tmp_path / "loaded")}, feedback=QgsProcessingFeedback(), context=context)
+    run_json = os.path.abspath(res["RUN_JSON"])
+    layers = list(QgsProject.instance().mapLayers().values())
+    assert len(layers) == len(scene["names"]) + 2
+    by_role = {}
+    for ly in layers:
+        assert ly.customProperty("urdm/run_json") == run_json
+        by_role.setdefault(ly.customProperty("urdm/role"), []).append(ly)
+    assert sorted(ly.customProperty("urdm/endmember") for ly in by_role["abundance"]) == sorted(scene["names"])
+    for ly in by_role["abundance"]:
+        r = ly.renderer()
+        assert (r.classificationMin(), r.classificationMax()) == (0.0, 1.0)
+        assert r.shader().rasterShaderFunction().colorRampItemList()[0].color.name() == VIRIDIS[0]
+    assert [c.label for c in by_role["dominant"][0].renderer().classes()] == scene["names"]
+    group = QgsProject.instance().layerTreeRoot().findGroup("URDM – proc_scene")
+    assert group is not None and len(group.findLayers()) == len(layers)
+
+
+def test_vca_algorithm_writes_library(provider, scene, tmp_path):
+    import processing
+
+    from urdm_plugin.core.library_io import read_library
+
+    out = tmp_path / "em.csv"
+    res = processing.run("urdm:vca", {"INPUT": scene["image"], "N": 3, "OUTPUT": str(out)})
+    lib = read_library(res["OUTPUT"])
+    assert len(lib) == 3 and lib.wavelengths_nm is not None
