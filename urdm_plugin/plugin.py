@@ -26,6 +26,9 @@ class UrdmPlugin:
 
     # -- Processing (qgis_process calls only this) ---------------------------------
     def initProcessing(self):  # noqa: N802 (QGIS's name)
+        from .gui.torch_support import add_deps_to_path
+
+        add_deps_to_path()  # torch installed by the plugin into <settings>/python/urdm_deps
         if self.provider is None:
             from .processing.provider import UrdmProvider
 

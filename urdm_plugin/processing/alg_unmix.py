@@ -179,7 +179,6 @@ class UnmixAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(str(err)) from None
         for w in manifest.get("warnings", []) or []:
             feedback.pushWarning(str(w))
-        feedback.pushInfo(f"Done in {result.seconds:.1f} s: {result.out_dir}")
 
         group = group_name_for(layer.name())
         outputs = {self.OUTPUT_FOLDER: result.out_dir, self.RUN_JSON: run_json}
