@@ -108,12 +108,59 @@ def write_scene(out_dir, height: int = 120, width: int = 120, n_bands: int = 150
             "geotransform": gt, "wkt": wkt, "scene": scene}
 
 
+def quicklook(run_dir, truth_path, png_path) -> str:
+    """PNG with every abundance map side by side (viridis, 0–1, titled with the endmember
+    name) above the true abundances; returns the path."""
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from osgeo import gdal
+
+    run_dir = Path(run_dir)
+    m = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    ems = m["endmembers"]
+    truth = gdal.Open(str(truth_path))
+    truth_names = [truth.GetRasterBand(i + 1).GetDescription() for i in range(truth.RasterCount)]
+    P = len(ems)
+    fig, axes = plt.subplots(2, P, figsize=(2.6 * P, 5.6), squeeze=False, constrained_layout=True)
+    im = None
+    for k, em in enumerate(ems):
+        a = gdal.Open(str(run_dir / em["file"])).ReadAsArray().astype(float)
+        a[a == NODATA] = np.nan
+        im = axes[0, k].imshow(a, cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+        axes[0, k].set_title(em["name"])
+        if em["name"] in truth_names:
+            t = truth.GetRasterBand(truth_names.index(em["name"]) + 1).ReadAsArray().astype(float)
+            t[t == NODATA] = np.nan
+            axes[1, k].imshow(t, cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+            rmse = float(np.sqrt(np.nanmean((a - t) ** 2)))
+            axes[1, k].set_title(f"truth (RMSE {rmse:.3f})", fontsize=9)
+        for ax in axes[:, k]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    axes[0, 0].set_ylabel(f"{m['method']} estimate")
+    axes[1, 0].set_ylabel("truth")
+    fig.colorbar(im, ax=axes, shrink=0.8, label="abundance")
+    fig.suptitle(f"URDM demo: {m['method']} in {m.get('seconds', 0):.1f} s")
+    fig.savefig(png_path, dpi=90)
+    plt.close(fig)
+    return str(png_path)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("out_dir", nargs="?", default=str(ROOT / "demo_output"))
     p.add_argument("--size", type=int, default=120)
     p.add_argument("--bands", type=int, default=150)
+    p.add_argument("--quicklook", nargs=3, metavar=("RUN_DIR", "TRUTH", "PNG"),
+                   help="only write the quicklook PNG of a finished run")
     a = p.parse_args(argv)
+    if a.quicklook:
+        print(quicklook(*a.quicklook))
+        return 0
     info = write_scene(a.out_dir, height=a.size, width=a.size, n_bands=a.bands)
     print(f"image:   {info['image']}")
     print(f"library: {info['library']}")
