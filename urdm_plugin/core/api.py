@@ -170,8 +170,11 @@ def unmix_array_full(Y, E, method: str = "fcls", **options: Any):
     valid = options.pop("valid", None)
     seed = int(options.pop("seed", 0) or 0)
     device = options.pop("device", "auto")
+    # scene-level facts the pipeline passes to every tile (not user parameters)
+    internal = {k: options.pop(k) for k in ("origin", "sigma_n", "sigma") if k in options}
     params = validate_params(spec, options)
     tile_size = params.pop("tile_size", None)
+    params.update(internal)
 
     spatial_shape = Y.shape[1:]
     finite = np.all(np.isfinite(Y), axis=0)
@@ -273,6 +276,10 @@ def _solve_spatial_tiled(spec, Y, E, valid, params, seed, device, tile_size, pro
 
     B, H, W = Y.shape
     P = E.shape[1]
+    if spec.id in ("urdm", "tv") and not ({"sigma_n", "sigma"} & set(params)):
+        from .noise import estimate_noise_sigma  # one noise level for all tiles: seamless blend
+
+        params = dict(params, **{"sigma_n" if spec.id == "urdm" else "sigma": estimate_noise_sigma(Y, E, valid=valid)})
     overlap = max(4, tile_size // 8)
     tiles = plan_tiles(H, W, tile_size, overlap)
     blend = TileBlender(P, H, W, overlap=overlap)
@@ -287,8 +294,9 @@ def _solve_spatial_tiled(spec, Y, E, valid, params, seed, device, tile_size, pro
                 progress((i + min(max(f, 0.0), 1.0)) / n, f"tile {i + 1}/{n}: {m}")
         v = valid[r0:r0 + th, c0:c0 + tw]
         if v.any():
-            A, std, info = solve_spatial_tile(spec, Y[:, r0:r0 + th, c0:c0 + tw], E, v, params,
-                                              seed + i, device, sub, cancel)
+            tile_params = dict(params, origin=(r0, c0)) if spec.id == "urdm" else params
+            A, std, info = solve_spatial_tile(spec, Y[:, r0:r0 + th, c0:c0 + tw], E, v, tile_params,
+                                              seed, device, sub, cancel)
             infos.append(info)
         else:
             A, std = np.zeros((P, th, tw)), None

@@ -543,6 +543,14 @@ def _solve_tiled(info, bands, E, extent, mask, spec, params, options, writer, ke
     std_blender = TileBlender(P, h, w, overlap=int(options.tile_overlap)) if std_keys else None
     valid_full = np.zeros((h, w), dtype=bool)
     n_t = len(tiles)
+    # One noise level for the whole scene, so every tile is regularised alike and the
+    # blend stays seamless (urdm also keys its sampling noise to the tile's position).
+    shared = {}
+    if spec.id in ("urdm", "tv"):
+        sigma = _scene_noise_sigma(info, bands, E, extent, mask)
+        if sigma is not None:
+            shared["sigma_n" if spec.id == "urdm" else "sigma"] = sigma
+            solver_info["noise_sigma"] = sigma
     for ti, t in enumerate(tiles):
         ty, tx, th, tw = _tile_box(t)
         data, valid = raster_io.read_window(info, bands, c0 + tx, r0 + ty, tw, th)
@@ -552,10 +560,11 @@ def _solve_tiled(info, bands, E, extent, mask, spec, params, options, writer, ke
         valid_full[ty:ty + th, tx:tx + tw] |= valid
         f0, f1 = 0.9 * ti / n_t, 0.9 * (ti + 1) / n_t
         if valid.any():
+            extra = {"device": options.device, "origin": (ty, tx)} if spec.id == "urdm" else {}
             A, std, tinfo = unmix_array_full(
-                data, E, spec.id, valid=valid, seed=options.seed + ti,
+                data, E, spec.id, valid=valid, seed=options.seed,
                 progress=prog.sub(f0, f1, f"tile {ti + 1}/{n_t}: "), cancel=prog.cancel,
-                **({"device": options.device} if spec.id == "urdm" else {}), **params)
+                **extra, **shared, **params)
             A = np.nan_to_num(A, nan=0.0)
             lam_seen.append(tinfo.get("lam"))
             for k, v in tinfo.items():  # per-tile solver facts, e.g. iterations, sigma
@@ -585,6 +594,23 @@ def _solve_tiled(info, bands, E, extent, mask, spec, params, options, writer, ke
         done_rows += rows
         prog(0.9 + 0.1 * done_rows / h, f"Wrote rows {row0 + 1}–{row0 + rows} of {h}")
     return n_valid
+
+
+def _scene_noise_sigma(info, bands, E, extent, mask, size: int = 256):
+    """White-noise σ of the scene (reflectance) from a central window of at most size²."""
+    from . import raster_io
+    from .noise import estimate_noise_sigma
+
+    c0, r0, w, h = extent
+    ww, hh = min(w, size), min(h, size)
+    x0, y0 = (w - ww) // 2, (h - hh) // 2
+    data, valid = raster_io.read_window(info, bands, c0 + x0, r0 + y0, ww, hh)
+    valid = np.asarray(valid, bool)
+    if mask is not None:
+        valid &= mask[y0:y0 + hh, x0:x0 + ww]
+    if valid.sum() < 16:
+        return None  # too little here: each tile estimates its own
+    return float(estimate_noise_sigma(np.asarray(data, np.float64), E, valid=valid))
 
 
 def _tile_box(t) -> tuple[int, int, int, int]:

@@ -24,9 +24,10 @@ the last data + prior subproblem (FCLS on the ρ-augmented system). With ``sampl
 several chains run as one batch; their mean is returned (a posterior-mean estimate, still
 feasible) and their per-pixel standard deviation is the uncertainty map.
 
-λ = "auto": the penalty ρ_t = λ·σ̂²/σ̄_t² is set from the scene through σ̂, the FCLS
-residual level (white noise *and* model mismatch, :func:`residual_sigma`), with
-λ = ``LAMBDA_AUTO`` chosen on synthetic scenes only (never on benchmark scenes).
+λ = "auto": the penalty ρ_t = λ·σ̂²/σ̄_t² is set from the scene through σ̂, its white-noise
+level (``core.noise.estimate_noise_sigma``: spatial differences of the FCLS residual, so
+smooth model mismatch is not counted as noise), with λ = ``LAMBDA_AUTO`` chosen on
+synthetic scenes only (``benchmarks/tune_urdm.py``; never on the benchmark scenes).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import numpy as np
 
 from . import solvers
 from .errors import Cancelled, MethodUnavailableError, OptionError
+from .noise import estimate_noise_sigma
 from .prior import schedule
 
 
@@ -50,12 +52,14 @@ class QualityPreset:
 
 
 PRESETS = {
+    # Measured (benchmarks/bench_urdm.py): beyond ~20 evaluations accuracy no longer improves,
+    # and quadratic spacing beats linear at every budget.
     "fast": QualityPreset(nfe=10, t_start=200, inner=2),
-    "balanced": QualityPreset(nfe=20, t_start=250, inner=3),
-    "best": QualityPreset(nfe=40, t_start=300, inner=3),
+    "balanced": QualityPreset(nfe=15, t_start=250, inner=2),
+    "best": QualityPreset(nfe=20, t_start=250, inner=3),
 }
 DEFAULT_QUALITY = "balanced"
-LAMBDA_AUTO = 0.15  # chosen on synthetic scenes (benchmarks/tune_urdm.py)
+LAMBDA_AUTO = 0.4  # chosen on synthetic scenes (benchmarks/tune_urdm.py)
 
 _model_lock = threading.Lock()
 _models: dict = {}
@@ -251,7 +255,7 @@ def _sweep(Yf, E, A0, valid, h, w, *, lam, sigma_n, preset: QualityPreset, zeta,
     W = torch.zeros_like(A)
     Z = A.clone()
     eps_hat = None
-    rho_prev = None
+    rho_prev = mu_prev = None
     rho = 0.0
     lo, hi = progress_span
 
@@ -264,9 +268,10 @@ def _sweep(Yf, E, A0, valid, h, w, *, lam, sigma_n, preset: QualityPreset, zeta,
             sbar = 0.5 * s1ab / sab  # σ̄_t on the [0, 1] abundance scale
             rho = lam * sigma_n**2 / sbar**2
             mu = rho + 1e-2 * float(torch.trace(G)) / P
-            if rho_prev is not None:  # scaled duals follow the penalty
+            if rho_prev is not None:  # scaled duals follow their penalties
                 U *= rho_prev / rho
-            rho_prev = rho
+                W *= mu_prev / mu
+            rho_prev, mu_prev = rho, mu
 
             # 1. prior step
             xt = None
@@ -281,6 +286,8 @@ def _sweep(Yf, E, A0, valid, h, w, *, lam, sigma_n, preset: QualityPreset, zeta,
                 eps = model(img, torch.full((K * P,), int(t), device=device, dtype=torch.long))
                 eps = eps[..., :h, :w].reshape(K, P, N)
                 Z = 0.5 * (((xt - s1ab * eps) / sab).clamp(-1.0, 1.0) + 1.0)
+                if cancel is not None and cancel():  # the network call is the slow part
+                    raise Cancelled()
             elif prior == "tv":
                 Z = tv_denoise(V.reshape(K * P, h, w), tv_weight / max(rho, 1e-12)).reshape(K, P, N)
             else:
@@ -312,17 +319,6 @@ def _sweep(Yf, E, A0, valid, h, w, *, lam, sigma_n, preset: QualityPreset, zeta,
     mean = out.mean(axis=0)
     std = out.std(axis=0) if K > 1 else None
     return mean, std, {"timesteps": [int(t) for t in ts], "final_rho": float(rho)}
-
-
-def residual_sigma(Yf, E, A0, valid) -> float:
-    """σ̂ (reflectance units) from the FCLS residual, corrected for the P − 1 fitted dimensions.
-
-    It counts model mismatch (endmember variability, nonlinear mixing) as noise on purpose:
-    the data step should trust the fit only as far as the linear model explains the scene.
-    """
-    B, P = E.shape
-    R = Yf[:, valid] - E @ A0[:, valid]
-    return float(np.sqrt(np.sum(R * R) / max(R.shape[1] * (B - P + 1), 1)))
 
 
 def urdm_unmix(Y, E, valid=None, lam="auto", quality: str = DEFAULT_QUALITY, seed: int = 0,
@@ -378,14 +374,14 @@ def urdm_unmix(Y, E, valid=None, lam="auto", quality: str = DEFAULT_QUALITY, see
     if P == 1:
         return np.ones((1, h, w), np.float32), None, {"lam": None, "sigma_n": None}
     if sigma_n is None:
-        sigma_n = residual_sigma(Yf, E, A0, v)
+        sigma_n = estimate_noise_sigma(Y, E, valid=v.reshape(h, w))
     sigma_n = max(float(sigma_n), 1e-6)
 
     info = {"sigma_n": sigma_n, "quality": quality, "nfe": preset.nfe, "t_start": preset.t_start,
             "samples": samples, "zeta": zeta, "device": str(dev), "prior": prior}
     if lam == "auto" or lam is None or (isinstance(lam, (int, float)) and lam <= 0):
         lam_val = LAMBDA_AUTO
-        info["lambda_rule"] = "auto: rho_t = LAMBDA_AUTO * sigma_hat^2 / sigma_bar_t^2, sigma_hat from the FCLS residual"
+        info["lambda_rule"] = "auto: rho_t = LAMBDA_AUTO * sigma_hat^2 / sigma_bar_t^2, sigma_hat = white-noise level of the scene"
     else:
         lam_val = float(lam)
         info["lambda_rule"] = "given"
