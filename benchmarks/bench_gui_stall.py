@@ -30,7 +30,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--bands", type=int, default=120)
-    ap.add_argument("--methods", default="fcls,tv", help="comma-separated method ids")
+    ap.add_argument("--methods", default="fcls,tv,urdm,urdm",
+                    help="comma-separated method ids (repeat one to see the cost of its first run)")
     ap.add_argument("--out", default=str(ROOT / "bench_results" / "gui_stall.json"))
     a = ap.parse_args(argv)
 
@@ -50,7 +51,7 @@ def main(argv=None) -> int:
     scene = mds.write_scene(tmp, height=a.size, width=a.size, n_bands=a.bands, n_endmembers=5, stem="bench")
 
     rows = []
-    for method in [m.strip() for m in a.methods.split(",") if m.strip()]:
+    for i_run, method in enumerate([m.strip() for m in a.methods.split(",") if m.strip()]):
         if not method_ready(method)[0]:
             print(f"skipping {method}: {method_ready(method)[1]}")
             continue
@@ -71,7 +72,7 @@ def main(argv=None) -> int:
         timer.setInterval(10)
         timer.timeout.connect(tick)
         ended = []
-        task = UnmixTask(scene["image"], scene["library"], str(tmp / f"run_{method}"),
+        task = UnmixTask(scene["image"], scene["library"], str(tmp / f"run{i_run}_{method}"),
                          UnmixOptions(method=method, quality="fast"), "bench scene")
         task.on_finished = ended.append
         task.message.connect(lambda m, phase=phase: phase.__setitem__(0, m[:60]))
