@@ -141,3 +141,32 @@ def test_project_simplex_feasible_and_optimal():
     # points already on the simplex stay put
     S = rng.dirichlet(np.ones(6), 20).T
     np.testing.assert_allclose(project_simplex(S), S, atol=1e-12)
+
+
+@pytest.mark.parametrize("solver", [fcls, nnls])
+def test_face_enumeration_agrees_with_active_set(solver, monkeypatch):
+    """Small P is solved by testing every face; the active-set path must give the same."""
+    from urdm_plugin.core import solvers
+
+    rng = np.random.default_rng(7)
+    for P in (2, 3, 4, 5):
+        Y, E = _scene(rng, P=P, N=400)
+        A_enum = solver(Y, E)
+        monkeypatch.setattr(solvers, "ENUM_MAX_P", 0)
+        A_as = solver(Y, E)
+        monkeypatch.undo()
+        np.testing.assert_allclose(A_enum, A_as, atol=1e-10)
+
+
+def test_fcls_wide_library_matches_scipy():
+    """P beyond the look-up table of free sets (grouping by unique free sets instead)."""
+    from urdm_plugin.core import solvers
+
+    rng = np.random.default_rng(8)
+    P = solvers._FaceOperators.LUT_MAX_P + 3
+    Y, E = _scene(rng, B=80, P=P, N=120)
+    A = fcls(Y, E)
+    np.testing.assert_allclose(A, _reference_fcls(Y, E), atol=1e-4)
+    _assert_fcls_kkt(Y, E, A)
+    ref = np.stack([scipy_nnls(E, y)[0] for y in Y.T], axis=1)
+    np.testing.assert_allclose(nnls(Y, E), ref, atol=1e-8)

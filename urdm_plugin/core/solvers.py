@@ -11,16 +11,26 @@ and return abundances ``A`` (P × N, float64):
 
 Design of the constrained solvers (``nnls``, ``fcls``). Everything happens in Gram space:
 ``G = EᵀE`` (P × P) and ``c = Eᵀy`` (P per pixel), so after one BLAS product per chunk of
-pixels the cost no longer depends on B. Every pixel runs the textbook primal active-set
-method (Lawson–Hanson for NNLS; its sum-to-one variant for FCLS) with feasible iterates:
+pixels the cost no longer depends on B. The unconstrained (sum-to-one) optimum is the
+answer wherever it is already feasible; the other ("hard") pixels are solved exactly:
 
-1. warm start: the unconstrained (ucls/scls) solution clipped / projected onto the
-   feasible set, whose support is usually the final one;
-2. solve the equality-constrained subproblem on the current free set S (pixels are grouped
-   by S so one P × P factorisation serves thousands of pixels);
-3. if the subproblem solution leaves the feasible set, step to the boundary and drop the
-   blocking variables; otherwise check the multipliers of the inactive variables and free
-   the most negative one; stop when none is negative (KKT holds).
+* small P (≤ ``ENUM_MAX_P``): every face (free set S) of the feasible set is tested for
+  all pixels at once. For each face one precomputed P × P operator gives the face's
+  subproblem solution and the multipliers of the other variables; the face holding the
+  optimum is the one passing the KKT test (solution ≥ 0, multipliers ≥ −tol);
+* otherwise, and for any pixel no face accepted: the textbook primal active-set method
+  (Lawson–Hanson for NNLS; its sum-to-one variant for FCLS) with feasible iterates, run
+  for all pixels together:
+
+  1. warm start: the unconstrained (ucls/scls) solution clipped / projected onto the
+     feasible set;
+  2. solve the equality-constrained subproblem on every pixel's own free set S: the
+     operators of all free sets met so far are kept in one stack (built by one batched
+     eigendecomposition per batch of new sets) and every pixel gathers its own, so one
+     batched product serves all pixels — no Python loop over free sets;
+  3. if the subproblem solution leaves the feasible set, step to the boundary and drop the
+     blocking variables; otherwise check the multipliers of the inactive variables and
+     free the most negative one; stop when none is negative (KKT holds).
 
 Pixels with any non-finite value give NaN abundances. Work is done in chunks of pixels
 so memory stays bounded (about ``chunk`` × (B + 8P) × 8 bytes).
@@ -149,113 +159,245 @@ def scls(Y: np.ndarray, E: np.ndarray, chunk: int = CHUNK) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ active set
+class _FaceOperators:
+    """Equality-constrained subproblem operators, one per free set, built on demand.
+
+    For a free set S the subproblem ``min ½aᵀGa − cᵀa`` s.t. ``a_i = 0 (i ∉ S)`` (and
+    ``1ᵀa = 1``) has the solution ``z = M_S c + v_S`` with ``M_S`` zero outside S × S.
+    Operators are stored in one stack ``M`` (k × P × P), ``v`` (k × P) so that a whole
+    batch of pixels, each on its own free set, is solved by gathering its operator and one
+    batched matrix–vector product: no Python loop over free sets. New free sets are
+    factorised together (one batched ``eigh``; pseudo-inverse, so singular faces from
+    duplicate or collinear endmembers are handled exactly like :func:`_pinv_sym`).
+    """
+
+    LUT_MAX_P = 20  # direct look-up table of 2**P slots up to here
+
+    def __init__(self, G: np.ndarray, sum_to_one: bool):
+        self.G, self.sum_to_one = G, sum_to_one
+        self.P = P = G.shape[0]
+        self.M = np.zeros((0, P, P))
+        self.v = np.zeros((0, P))
+        self.bits = (1 << np.arange(P)).astype(np.int64) if P <= 62 else None
+        self.lut = np.full(1 << P, -1, np.intp) if P <= self.LUT_MAX_P else None
+        self.index: dict = {}
+
+    def slots(self, S: np.ndarray) -> np.ndarray:
+        """Operator index for every row (free set) of the boolean ``S`` (n × P)."""
+        if self.lut is not None:
+            keys = S @ self.bits
+            slot = self.lut[keys]
+            miss = np.flatnonzero(slot < 0)
+            if miss.size:
+                new, first = np.unique(keys[miss], return_index=True)
+                self.lut[new] = self._add(S[miss[first]])
+                slot = self.lut[keys]
+            return slot
+        if self.bits is not None:
+            uniq, first, inv = np.unique(S @ self.bits, return_index=True, return_inverse=True)
+            ids = uniq.tolist()
+        else:  # very wide problems: group by the packed bit rows
+            packed = np.packbits(S, axis=1)
+            uniq, first, inv = np.unique(packed, axis=0, return_index=True, return_inverse=True)
+            ids = [r.tobytes() for r in uniq]
+        missing = [k for k, i in enumerate(ids) if i not in self.index]
+        if missing:
+            new = self._add(S[first[missing]])
+            for k, slot in zip(missing, new):
+                self.index[ids[k]] = slot
+        return np.array([self.index[i] for i in ids], np.intp)[inv.ravel()]
+
+    def _add(self, masks: np.ndarray) -> np.ndarray:
+        """Factorise the faces ``masks`` (k × P bool); returns their new slots."""
+        G, P = self.G, self.P
+        k = masks.shape[0]
+        mm = masks[:, :, None] & masks[:, None, :]
+        cnt = masks.sum(axis=1)
+        if self.sum_to_one:
+            # [[G_SS, s·1], [s·1ᵀ, 0]] with zero rows/columns outside S (block-diagonal, so
+            # its pseudo-inverse is the face's pseudo-inverse padded with zeros)
+            tr = np.einsum("kii->k", np.where(mm, G, 0.0))
+            sc = np.sqrt(np.maximum(tr / np.maximum(cnt, 1), 1e-300))
+            K = np.zeros((k, P + 1, P + 1))
+            K[:, :P, :P] = np.where(mm, G, 0.0)
+            K[:, :P, P] = sc[:, None] * masks
+            K[:, P, :P] = sc[:, None] * masks
+            size = cnt + 1
+        else:
+            K = np.where(mm, G, 0.0)
+            size = cnt
+        w, V = np.linalg.eigh(K)
+        tol = np.abs(w).max(axis=1, initial=0.0) * size * 1e-13
+        inv = np.where(np.abs(w) > tol[:, None], 1.0 / np.where(w == 0, 1.0, w), 0.0)
+        Kinv = np.matmul(V * inv[:, None, :], np.swapaxes(V, 1, 2))
+        M = Kinv[:, :P, :P] * mm  # exact zeros outside the face
+        if self.sum_to_one:
+            v = Kinv[:, :P, P] * sc[:, None] * masks
+        else:
+            v = np.zeros((k, P))
+        M[cnt == 0] = 0.0
+        v[cnt == 0] = 0.0
+        base = self.M.shape[0]
+        self.M = np.concatenate([self.M, M])
+        self.v = np.concatenate([self.v, v])
+        return np.arange(base, base + k)
+
+    def face_tests(self):
+        """Every face that can hold a hard pixel's solution, with its optimality test.
+
+        Returns (masks (k × P) bool, T (k × P × P), t (k × P)), faces ordered by size,
+        largest first. For face S, ``q = T c + t`` holds the subproblem solution ``z`` on the
+        rows in S and the multipliers ``μ`` of the variables outside S on the other rows,
+        so the face holds the optimum iff ``q ≥ 0`` on S and ``q ≥ −tol`` elsewhere (KKT).
+        Cached: computed once per call of the solver.
+        """
+        if getattr(self, "_tests", None) is None:
+            P, G = self.P, self.G
+            lo = 1 if self.sum_to_one else 0  # the full face is the unconstrained optimum
+            codes = np.arange(1 << P, dtype=np.int64)
+            masks = ((codes[:, None] >> np.arange(P)) & 1).astype(bool)
+            size = masks.sum(axis=1)
+            masks = masks[(size >= lo) & (size < P)]
+            masks = masks[np.argsort(-masks.sum(axis=1), kind="stable")]
+            sl = self.slots(masks)
+            M, v = self.M[sl], self.v[sl]
+            R = np.matmul(G, M) - np.eye(P)  # gradient operator: g = R c + r
+            r = v @ G
+            if self.sum_to_one:  # multiplier of the sum-to-one row: ν = mean of g over S
+                cnt = np.maximum(masks.sum(axis=1), 1)[:, None]
+                R = R - ((R * masks[:, :, None]).sum(axis=1) / cnt)[:, None, :]
+                r = r - ((r * masks).sum(axis=1, keepdims=True) / cnt)
+            self._tests = (masks, np.where(masks[:, :, None], M, R), np.where(masks, v, r))
+        return self._tests
+
+    def solve(self, S: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """Subproblem solutions z (n × P) for free sets ``S`` (n × P) and ``c`` (n × P)."""
+        slot = self.slots(S)
+        n, P = c.shape
+        z = np.empty((n, P))
+        step = max(1, (1 << 19) // (P * P))  # gathered operators stay ≤ 4 MB
+        for s in range(0, n, step):
+            sl = slot[s:s + step]
+            np.einsum("kij,kj->ki", self.M[sl], c[s:s + step], out=z[s:s + step])
+            if self.sum_to_one:
+                z[s:s + step] += self.v[sl]
+        return z
+
+
 def _active_set(G: np.ndarray, C: np.ndarray, A0: np.ndarray, sum_to_one: bool,
-                max_iter: int, cache: dict) -> tuple:
+                max_iter: int, ops: _FaceOperators) -> tuple:
     """Batched primal active-set method in Gram space.
 
     Minimises ``½aᵀGa − cᵀa`` per column of ``C`` (P × n) subject to ``a ≥ 0`` (and
     ``1ᵀa = 1`` when ``sum_to_one``), starting from the feasible ``A0`` (P × n).
     Returns (A (n × P) array, converged (n,) bool).
+
+    Every iteration solves each unfinished pixel's subproblem on its own free set (one
+    batched product, :class:`_FaceOperators`), steps to the boundary where that solution
+    is infeasible, and otherwise checks the multipliers and frees the most negative one
+    (Lawson–Hanson; freeing all negative ones at once was measured to need more
+    iterations). The work arrays hold only the unfinished pixels (compacted every
+    iteration).
     """
     P, n = C.shape
-    a = np.ascontiguousarray(A0.T)  # (n, P): row per pixel keeps per-pixel data together
+    out = np.empty((n, P))  # (n, P): row per pixel keeps per-pixel data together
+    converged = np.zeros(n, bool)
+    a = np.array(A0.T, order="C")  # work copy (never writes into A0)
     c = np.ascontiguousarray(C.T)
     S = a > 0
     gscale = float(np.abs(G).max(initial=0.0))
     tol = 1e-11 * (gscale + np.abs(c).max(axis=1))  # multiplier tolerance per pixel
-    bits = (1 << np.arange(min(P, 62))).astype(np.int64)
-
-    def operator(key, row: np.ndarray):
-        op = cache.get(key)
-        if op is None:
-            idx = np.flatnonzero(row)
-            if idx.size == 0:
-                op = (idx, None, None)
-            elif sum_to_one:
-                M, v = _scls_operator(G[np.ix_(idx, idx)])
-                op = (idx, M, v)
-            else:
-                op = (idx, _pinv_sym(G[np.ix_(idx, idx)]), None)
-            cache[key] = op
-        return op
-
-    def group_keys(Sm: np.ndarray) -> np.ndarray:
-        if P <= 62:
-            return Sm @ bits
-        # wide problems (large libraries): group ids from the packed bit rows
-        packed = np.packbits(Sm, axis=1)
-        _, inv = np.unique(packed, axis=0, return_inverse=True)
-        return inv.ravel().astype(np.int64)
-
-    active = np.arange(n)  # pixels still iterating
-    need_solve = np.ones(n, bool)
-    converged = np.zeros(n, bool)
+    idx = np.arange(n)  # original column of every work row
     for _ in range(max_iter):
-        if active.size == 0:
+        if idx.size == 0:
             break
-        # --- 1. subproblem solutions z on the free sets, grouped by set
-        sub = active[need_solve[active]]
-        if sub.size:
-            keys = group_keys(S[sub])
-            order = np.argsort(keys, kind="stable")
-            sub, keys = sub[order], keys[order]
-            starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-            ends = np.r_[starts[1:], sub.size]
-            z = np.zeros((sub.size, P))
-            for s0, e0 in zip(starts, ends):
-                row = S[sub[s0]]
-                idx, M, v = operator(int(keys[s0]) if P <= 62 else row.tobytes(), row)
-                if idx.size == 0:
-                    continue
-                cs = c[sub[s0:e0]][:, idx]
-                zs = cs @ M.T
-                if v is not None:
-                    zs += v
-                z[s0:e0, idx] = zs
-            # --- 2. infeasible subproblem solutions: step to the boundary, drop blockers
-            Ssub = S[sub]
-            block = Ssub & (z <= 0)
-            bad = block.any(axis=1)
-            if bad.any():
-                ab, zb = a[sub[bad]], z[bad]
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    ratio = np.where(block[bad], ab / (ab - zb), np.inf)
-                alpha = np.clip(ratio.min(axis=1), 0.0, 1.0)
-                anew = ab + alpha[:, None] * (zb - ab)
-                # variables at (or numerically at) zero leave the free set
-                drop = block[bad] & (ratio <= alpha[:, None] * (1 + 1e-12) + 1e-15)
-                drop |= Ssub[bad] & (anew <= 0)
-                anew[drop | ~Ssub[bad]] = 0.0
-                if sum_to_one:
-                    anew /= np.maximum(anew.sum(axis=1, keepdims=True), 1e-300)
-                a[sub[bad]] = anew
-                S[sub[bad]] = Ssub[bad] & ~drop
-            ok = ~bad
-            a[sub[ok]] = np.where(Ssub[ok], z[ok], 0.0)
-            need_solve[sub[bad]] = True
-            need_solve[sub[ok]] = False
-        # --- 3. KKT check for pixels sitting at their subproblem optimum
-        chk = active[~need_solve[active]]
-        if chk.size:
-            g = a[chk] @ G - c[chk]  # gradient (G symmetric)
-            Sc = S[chk]
+        # --- 1. subproblem solutions z on every pixel's own free set (z = 0 outside it)
+        z = ops.solve(S, c)
+        # --- 2. infeasible subproblem solutions: step to the boundary, drop blockers
+        block = S & (z <= 0)
+        bad = block.any(axis=1)
+        ok = ~bad
+        if bad.any():
+            ab, zb, Sb, blk = a[bad], z[bad], S[bad], block[bad]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = np.where(blk, ab / (ab - zb), np.inf)
+            alpha = np.clip(ratio.min(axis=1), 0.0, 1.0)
+            anew = ab + alpha[:, None] * (zb - ab)
+            # variables at (or numerically at) zero leave the free set
+            drop = blk & (ratio <= alpha[:, None] * (1 + 1e-12) + 1e-15)
+            drop |= Sb & (anew <= 0)
+            anew[drop | ~Sb] = 0.0
             if sum_to_one:
-                cnt = Sc.sum(axis=1)
-                nu = np.where(cnt > 0, (g * Sc).sum(axis=1) / np.maximum(cnt, 1), 0.0)
+                anew /= np.maximum(anew.sum(axis=1, keepdims=True), 1e-300)
+            a[bad] = anew
+            S[bad] = Sb & ~drop
+        # --- 3. KKT check where the subproblem solution is feasible
+        keep = bad
+        if ok.any():
+            zo, So = z[ok], S[ok]
+            g = zo @ G - c[ok]  # gradient (G symmetric)
+            if sum_to_one:
+                cnt = So.sum(axis=1)
+                nu = (g * So).sum(axis=1) / np.maximum(cnt, 1)
                 mu = g - nu[:, None]
             else:
                 mu = g
-            mu = np.where(Sc, np.inf, mu)
+            mu[So] = np.inf
             j = mu.argmin(axis=1)
-            mmin = mu[np.arange(chk.size), j]
-            add = mmin < -tol[chk]
-            done = chk[~add]
-            converged[done] = True
-            grow = chk[add]
-            S[grow, j[add]] = True
-            need_solve[grow] = True
-            active = np.setdiff1d(active, done, assume_unique=True)
-    return a, converged
+            add = mu[np.arange(j.size), j] < -tol[ok]
+            okw = np.flatnonzero(ok)
+            fin = okw[~add]
+            out[idx[fin]] = zo[~add]
+            converged[idx[fin]] = True
+            grow, jg = okw[add], j[add]
+            a[okw] = zo
+            S[grow, jg] = True
+            keep = bad.copy()
+            keep[grow] = True
+        if not keep.all():
+            idx, a, c, S, tol = idx[keep], a[keep], c[keep], S[keep], tol[keep]
+    out[idx] = a  # unfinished pixels: their current feasible point
+    return out, converged
+
+
+ENUM_MAX_P = 5  # up to here hard pixels are solved by testing every face (2**P − 1)
+
+
+def _enumerate_faces(ops: _FaceOperators, C: np.ndarray) -> tuple:
+    """Exact solution by face enumeration for small P: the optimum lies on exactly the
+    faces that pass the KKT test of :meth:`_FaceOperators.face_tests`, so every face is
+    tested for all pixels at once (one small BLAS product and a few passes per face).
+    Returns (A (P × n), found (n,) bool); pixels no face accepts (only possible through
+    rounding in degenerate ties) are left to the active-set method.
+    """
+    P, n = C.shape
+    masks, T, t = ops.face_tests()
+    gscale = float(np.abs(ops.G).max(initial=0.0))
+    tol = 1e-11 * (gscale + np.abs(C).max(axis=0))  # same multiplier tolerance
+    A = np.zeros((P, n))
+    found = np.zeros(n, bool)
+    idx = np.arange(n)  # columns still open (compacted as they get solved)
+    Cw, tolw = C, tol
+    Q = np.empty((P, n))
+    for k in range(masks.shape[0]):
+        m = idx.size
+        q = Q[:, :m]
+        np.matmul(T[k], Cw, out=q)
+        q += t[k][:, None]
+        for i in np.flatnonzero(~masks[k]):
+            q[i] += tolw
+        new = np.flatnonzero(q.min(axis=0) >= 0)
+        if new.size == 0:
+            continue
+        cols = idx[new]
+        A[:, cols] = q[:, new] * masks[k][:, None]
+        found[cols] = True
+        if new.size == m:
+            break
+        keep = np.ones(m, bool)
+        keep[new] = False
+        idx, Cw, tolw = idx[keep], Cw[:, keep], tolw[keep]
+    return A, found
 
 
 def _solve_constrained(Y, E, sum_to_one: bool, chunk: int, max_iter) -> np.ndarray:
@@ -270,7 +412,7 @@ def _solve_constrained(Y, E, sum_to_one: bool, chunk: int, max_iter) -> np.ndarr
     else:
         Ginv = _pinv_sym(G)
     iters = max_iter if max_iter is not None else 10 * P + 50
-    cache: dict = {}  # free set (bit mask) -> subproblem operator, shared by all chunks
+    ops = _FaceOperators(G, sum_to_one)  # free set -> subproblem operator, all chunks
     buf = np.empty((E.shape[0], min(chunk, N))) if Y.dtype != np.float64 else None
     for s, e in _chunks(N, chunk):
         C, fin = _rhs(Y, E, s, e, buf)
@@ -278,10 +420,14 @@ def _solve_constrained(Y, E, sum_to_one: bool, chunk: int, max_iter) -> np.ndarr
         # the unconstrained (sum-to-one) optimum is already the answer where it is >= 0
         hard = np.flatnonzero((U < 0).any(axis=0))
         A[:, s:e] = U
+        if hard.size and P <= ENUM_MAX_P:
+            Ah, found = _enumerate_faces(ops, C[:, hard])
+            A[:, s + hard] = Ah
+            hard = hard[~found]
         if hard.size:
             Ch = C[:, hard]
             A0 = project_simplex(U[:, hard]) if sum_to_one else np.maximum(U[:, hard], 0.0)
-            a, conv = _active_set(G, Ch, A0, sum_to_one, iters, cache)
+            a, conv = _active_set(G, Ch, A0, sum_to_one, iters, ops)
             if not conv.all():  # rare (cycling in degenerate ties): exact fallback per pixel
                 for k in np.flatnonzero(~conv):
                     a[k] = _single_pixel(G, Ch[:, k], a[k], sum_to_one)
