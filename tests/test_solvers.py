@@ -170,3 +170,22 @@ def test_fcls_wide_library_matches_scipy():
     _assert_fcls_kkt(Y, E, A)
     ref = np.stack([scipy_nnls(E, y)[0] for y in Y.T], axis=1)
     np.testing.assert_allclose(nnls(Y, E), ref, atol=1e-8)
+
+
+@pytest.mark.parametrize("solver", [fcls, nnls, scls, ucls])
+def test_infinite_values_give_nan_pixels(solver):
+    """±inf (also where an endmember is 0, and +inf with −inf) marks only that pixel."""
+    rng = np.random.default_rng(9)
+    Y, E = _scene(rng, B=30, P=4, N=40)
+    E[5] = 0.0  # a band where every endmember is zero: 0·inf must still flag the pixel
+    Y32 = Y.astype(np.float32)
+    Y32[5, 3] = np.inf
+    Y32[0, 11], Y32[1, 11] = np.inf, -np.inf
+    Y32[2, 20] = -np.inf
+    Y32[:, 30] = np.nan
+    A = solver(Y32, E, chunk=16)
+    bad = [3, 11, 20, 30]
+    assert np.isnan(A[:, bad]).all()
+    good = np.setdiff1d(np.arange(40), bad)
+    assert np.isfinite(A[:, good]).all()
+    np.testing.assert_allclose(A[:, good], solver(Y32[:, good].astype(np.float64), E), atol=1e-12)

@@ -71,21 +71,38 @@ def _chunks(n: int, chunk: int):
         yield s, min(n, s + chunk)
 
 
+RHS_BLOCK = 1024  # pixels converted to float64 at a time: the copy stays in cache
+
+
 def _rhs(Y: np.ndarray, E: np.ndarray, s: int, e: int, buf=None):
     """c = Eᵀy for pixels s:e (P × n, float64) and the mask of finite pixels.
 
-    ``buf`` (B × chunk float64) is reused across chunks: a fresh 50 MB array per chunk
-    costs more in page faults than the product itself.
+    Non-float64 input (float32 as read from disk) is converted in blocks of ``RHS_BLOCK``
+    pixels into ``buf`` (B × ``RHS_BLOCK``; allocated here when not given) that stay in
+    cache for the float64 product, so the result is exactly that of the float64 data.
+    A pixel is non-finite iff its column of c is: NaN or ±inf in y always reaches Eᵀy
+    (0·inf = NaN), so the test runs on P rather than B values per pixel. Such columns
+    are zeroed (the solvers then mark them NaN).
     """
-    if buf is not None and Y.dtype != np.float64:
-        y = buf[:, : e - s]
-        np.copyto(y, Y[:, s:e])
-    else:
-        y = np.asarray(Y[:, s:e], dtype=np.float64)
-    finite = np.isfinite(y).all(axis=0)
+    ET = E.T
+    n = e - s
+    with np.errstate(invalid="ignore", over="ignore"):  # inf·0, inf − inf: flagged below
+        if Y.dtype == np.float64:
+            C = ET @ Y[:, s:e]
+        else:
+            C = np.empty((E.shape[1], n))
+            if buf is None:
+                buf = np.empty((E.shape[0], min(RHS_BLOCK, n)))
+            step = buf.shape[1]
+            for b in range(0, n, step):
+                m = min(step, n - b)
+                y = buf[:, :m]
+                np.copyto(y, Y[:, s + b:s + b + m], casting="unsafe")
+                np.matmul(ET, y, out=C[:, b:b + m])
+    finite = np.isfinite(C).all(axis=0)
     if not finite.all():
-        y = np.where(finite[None, :], y, 0.0)
-    return E.T @ y, finite
+        C[:, ~finite] = 0.0
+    return C, finite
 
 
 def _pinv_sym(K: np.ndarray) -> np.ndarray:
@@ -413,7 +430,7 @@ def _solve_constrained(Y, E, sum_to_one: bool, chunk: int, max_iter) -> np.ndarr
         Ginv = _pinv_sym(G)
     iters = max_iter if max_iter is not None else 10 * P + 50
     ops = _FaceOperators(G, sum_to_one)  # free set -> subproblem operator, all chunks
-    buf = np.empty((E.shape[0], min(chunk, N))) if Y.dtype != np.float64 else None
+    buf = np.empty((E.shape[0], min(RHS_BLOCK, N))) if Y.dtype != np.float64 else None
     for s, e in _chunks(N, chunk):
         C, fin = _rhs(Y, E, s, e, buf)
         U = M @ C + v[:, None] if sum_to_one else Ginv @ C
