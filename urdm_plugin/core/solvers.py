@@ -177,15 +177,19 @@ def scls(Y: np.ndarray, E: np.ndarray, chunk: int = CHUNK) -> np.ndarray:
 
 # ------------------------------------------------------------------ active set
 class _FaceOperators:
-    """Equality-constrained subproblem operators, one per free set, built on demand.
+    """Equality-constrained subproblem operators and KKT tests, one per free set.
 
     For a free set S the subproblem ``min ½aᵀGa − cᵀa`` s.t. ``a_i = 0 (i ∉ S)`` (and
-    ``1ᵀa = 1``) has the solution ``z = M_S c + v_S`` with ``M_S`` zero outside S × S.
-    Operators are stored in one stack ``M`` (k × P × P), ``v`` (k × P) so that a whole
-    batch of pixels, each on its own free set, is solved by gathering its operator and one
-    batched matrix–vector product: no Python loop over free sets. New free sets are
-    factorised together (one batched ``eigh``; pseudo-inverse, so singular faces from
-    duplicate or collinear endmembers are handled exactly like :func:`_pinv_sym`).
+    ``1ᵀa = 1``) has the solution ``z = M_S c + v_S`` with ``M_S`` zero outside S × S, and
+    the multipliers of the variables outside S are affine in c as well. Both are stacked
+    into one operator: ``q = T_S c + t_S`` holds z on the rows in S and the multipliers μ
+    on the others, so S holds the optimum iff ``q ≥ 0`` on S and ``q ≥ −tol`` elsewhere.
+    The operators of all free sets met so far are kept in one stack ``T`` (k × P × P),
+    ``t`` (k × P), so a whole batch of pixels, each on its own free set, is solved and
+    checked by gathering its operator and one batched matrix–vector product: no Python
+    loop over free sets. New free sets are factorised together (one batched ``eigh``;
+    pseudo-inverse, so singular faces from duplicate or collinear endmembers are handled
+    exactly like :func:`_pinv_sym`).
     """
 
     LUT_MAX_P = 20  # direct look-up table of 2**P slots up to here
@@ -193,8 +197,8 @@ class _FaceOperators:
     def __init__(self, G: np.ndarray, sum_to_one: bool):
         self.G, self.sum_to_one = G, sum_to_one
         self.P = P = G.shape[0]
-        self.M = np.zeros((0, P, P))
-        self.v = np.zeros((0, P))
+        self.T = np.zeros((0, P, P))
+        self.t = np.zeros((0, P))
         self.bits = (1 << np.arange(P)).astype(np.int64) if P <= 62 else None
         self.lut = np.full(1 << P, -1, np.intp) if P <= self.LUT_MAX_P else None
         self.index: dict = {}
@@ -254,51 +258,50 @@ class _FaceOperators:
             v = np.zeros((k, P))
         M[cnt == 0] = 0.0
         v[cnt == 0] = 0.0
-        base = self.M.shape[0]
-        self.M = np.concatenate([self.M, M])
-        self.v = np.concatenate([self.v, v])
+        # the other rows: multipliers of the variables outside S, μ = g − ν with the
+        # gradient g = G z − c = R c + r (ν = 0 for NNLS, the mean of g over S for FCLS)
+        R = np.matmul(G, M) - np.eye(P)
+        r = v @ G
+        if self.sum_to_one:
+            cm = np.maximum(cnt, 1)[:, None]
+            R = R - ((R * masks[:, :, None]).sum(axis=1) / cm)[:, None, :]
+            r = r - ((r * masks).sum(axis=1, keepdims=True) / cm)
+        T = np.where(masks[:, :, None], M, R)
+        t = np.where(masks, v, r)
+        base = self.T.shape[0]
+        self.T = np.concatenate([self.T, T])
+        self.t = np.concatenate([self.t, t])
         return np.arange(base, base + k)
 
     def face_tests(self):
-        """Every face that can hold a hard pixel's solution, with its optimality test.
-
-        Returns (masks (k × P) bool, T (k × P × P), t (k × P)), faces ordered by size,
-        largest first. For face S, ``q = T c + t`` holds the subproblem solution ``z`` on the
-        rows in S and the multipliers ``μ`` of the variables outside S on the other rows,
-        so the face holds the optimum iff ``q ≥ 0`` on S and ``q ≥ −tol`` elsewhere (KKT).
-        Cached: computed once per call of the solver.
+        """Every face that can hold a hard pixel's solution: (masks (k × P) bool,
+        T (k × P × P), t (k × P)), faces ordered by size, largest first (the full face is
+        the unconstrained optimum, and FCLS has no empty face). Cached per solver call.
         """
         if getattr(self, "_tests", None) is None:
-            P, G = self.P, self.G
-            lo = 1 if self.sum_to_one else 0  # the full face is the unconstrained optimum
+            P = self.P
+            lo = 1 if self.sum_to_one else 0
             codes = np.arange(1 << P, dtype=np.int64)
             masks = ((codes[:, None] >> np.arange(P)) & 1).astype(bool)
             size = masks.sum(axis=1)
             masks = masks[(size >= lo) & (size < P)]
             masks = masks[np.argsort(-masks.sum(axis=1), kind="stable")]
             sl = self.slots(masks)
-            M, v = self.M[sl], self.v[sl]
-            R = np.matmul(G, M) - np.eye(P)  # gradient operator: g = R c + r
-            r = v @ G
-            if self.sum_to_one:  # multiplier of the sum-to-one row: ν = mean of g over S
-                cnt = np.maximum(masks.sum(axis=1), 1)[:, None]
-                R = R - ((R * masks[:, :, None]).sum(axis=1) / cnt)[:, None, :]
-                r = r - ((r * masks).sum(axis=1, keepdims=True) / cnt)
-            self._tests = (masks, np.where(masks[:, :, None], M, R), np.where(masks, v, r))
+            self._tests = (masks, self.T[sl], self.t[sl])
         return self._tests
 
-    def solve(self, S: np.ndarray, c: np.ndarray) -> np.ndarray:
-        """Subproblem solutions z (n × P) for free sets ``S`` (n × P) and ``c`` (n × P)."""
+    def test(self, S: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """``q = T c + t`` (n × P) for free sets ``S`` (n × P) and ``c`` (n × P): every
+        pixel's subproblem solution on S and the multipliers of its other variables."""
         slot = self.slots(S)
         n, P = c.shape
-        z = np.empty((n, P))
+        q = np.empty((n, P))
         step = max(1, (1 << 19) // (P * P))  # gathered operators stay ≤ 4 MB
         for s in range(0, n, step):
             sl = slot[s:s + step]
-            np.einsum("kij,kj->ki", self.M[sl], c[s:s + step], out=z[s:s + step])
-            if self.sum_to_one:
-                z[s:s + step] += self.v[sl]
-        return z
+            np.einsum("kij,kj->ki", self.T[sl], c[s:s + step], out=q[s:s + step])
+            q[s:s + step] += self.t[sl]
+        return q
 
 
 def _active_set(G: np.ndarray, C: np.ndarray, A0: np.ndarray, sum_to_one: bool,
@@ -329,9 +332,11 @@ def _active_set(G: np.ndarray, C: np.ndarray, A0: np.ndarray, sum_to_one: bool,
         if idx.size == 0:
             break
         # --- 1. subproblem solutions z on every pixel's own free set (z = 0 outside it)
-        z = ops.solve(S, c)
+        # and the multipliers μ of the other variables, one batched product
+        q = ops.test(S, c)
+        z = np.where(S, q, 0.0)
         # --- 2. infeasible subproblem solutions: step to the boundary, drop blockers
-        block = S & (z <= 0)
+        block = S & (q <= 0)
         bad = block.any(axis=1)
         ok = ~bad
         if bad.any():
@@ -351,15 +356,8 @@ def _active_set(G: np.ndarray, C: np.ndarray, A0: np.ndarray, sum_to_one: bool,
         # --- 3. KKT check where the subproblem solution is feasible
         keep = bad
         if ok.any():
-            zo, So = z[ok], S[ok]
-            g = zo @ G - c[ok]  # gradient (G symmetric)
-            if sum_to_one:
-                cnt = So.sum(axis=1)
-                nu = (g * So).sum(axis=1) / np.maximum(cnt, 1)
-                mu = g - nu[:, None]
-            else:
-                mu = g
-            mu[So] = np.inf
+            zo = z[ok]
+            mu = np.where(S[ok], np.inf, q[ok])
             j = mu.argmin(axis=1)
             add = mu[np.arange(j.size), j] < -tol[ok]
             okw = np.flatnonzero(ok)
