@@ -20,10 +20,17 @@ def _calls(mock):
 
 @pytest.fixture
 def iface(qgis_iface):
-    for name in ("addRasterToolBarIcon", "removeRasterToolBarIcon", "addPluginToRasterMenu",
-                 "removePluginRasterMenu"):
+    for name in ("addPluginToRasterMenu", "removePluginRasterMenu"):
         getattr(qgis_iface, name).reset_mock()
     return qgis_iface
+
+
+def _our_toolbars(iface):
+    from qgis.PyQt.QtCore import QCoreApplication, QEvent
+    from qgis.PyQt.QtWidgets import QToolBar
+
+    QCoreApplication.sendPostedEvents(None, QEvent.DeferredDelete)
+    return iface.mainWindow().findChildren(QToolBar, "urdmToolBar")
 
 
 def test_init_gui_adds_menu_toolbar_and_provider_and_unload_removes_all(iface, qgis_app):
@@ -31,16 +38,17 @@ def test_init_gui_adds_menu_toolbar_and_provider_and_unload_removes_all(iface, q
     plugin.initGui()
     try:
         assert "urdm" in _provider_ids()
-        toolbar_added = _calls(iface.addRasterToolBarIcon)
+        (toolbar,) = _our_toolbars(iface)  # its own toolbar: QGIS hides the Raster toolbar by default
+        buttons = [a.objectName() for a in toolbar.actions()]
+        assert buttons[0] == "urdmUnmixAction" and "urdmPixelInspectorAction" in buttons
         menu_added = _calls(iface.addPluginToRasterMenu)
-        assert len(toolbar_added) >= 1 and len(menu_added) >= 1
-        assert any(a.objectName() == "urdmUnmixAction" for a in toolbar_added)
-        assert iface.addPluginToRasterMenu.call_args_list[0].args[0] == "URDM Unmixing"
+        assert "urdmUnmixAction" in [a.objectName() for a in menu_added]
+        assert {c.args[0] for c in iface.addPluginToRasterMenu.call_args_list} == {"URDM Unmixing"}
     finally:
         plugin.unload()
     assert "urdm" not in _provider_ids()
-    # every addition was undone with the same object
-    assert sorted(map(id, _calls(iface.removeRasterToolBarIcon))) == sorted(map(id, toolbar_added))
+    assert _our_toolbars(iface) == []
+    # every menu addition was undone with the same object
     assert sorted(map(id, _calls(iface.removePluginRasterMenu))) == sorted(map(id, menu_added))
 
 
@@ -48,9 +56,9 @@ def test_load_unload_twice(iface, qgis_app):
     for _ in range(2):
         plugin = urdm_plugin.classFactory(iface)
         plugin.initGui()
-        assert "urdm" in _provider_ids()
+        assert "urdm" in _provider_ids() and len(_our_toolbars(iface)) == 1
         plugin.unload()
-        assert "urdm" not in _provider_ids()
+        assert "urdm" not in _provider_ids() and _our_toolbars(iface) == []
 
 
 def test_headless_init_processing_registers_provider(qgis_app):

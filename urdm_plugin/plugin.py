@@ -22,6 +22,7 @@ class UrdmPlugin:
         self.iface = iface
         self.provider = None
         self.actions: list[QAction] = []
+        self.toolbar = None
         self.dialog = None
 
     # -- Processing (qgis_process calls only this) ---------------------------------
@@ -44,7 +45,11 @@ class UrdmPlugin:
         action.setObjectName("urdmUnmixAction")
         action.setToolTip("Unmix a hyperspectral raster into abundance maps (URDM)")
         action.triggered.connect(self.show_dialog)
-        self.iface.addRasterToolBarIcon(action)
+        # Our own toolbar: QGIS hides the Raster toolbar in a fresh profile, so a button
+        # there would be invisible to most users.
+        self.toolbar = self.iface.addToolBar(MENU)
+        self.toolbar.setObjectName("urdmToolBar")
+        self.toolbar.addAction(action)
         self.iface.addPluginToRasterMenu(MENU, action)
         self.actions.append(action)
         self._extra_gui = []
@@ -61,9 +66,12 @@ class UrdmPlugin:
         self._extra_gui = []
         if self.iface is not None:
             for action in self.actions:
-                self.iface.removeRasterToolBarIcon(action)
                 self.iface.removePluginRasterMenu(MENU, action)
                 action.deleteLater()
+        if self.toolbar is not None:
+            self.iface.mainWindow().removeToolBar(self.toolbar)
+            self.toolbar.deleteLater()
+            self.toolbar = None
         self.actions = []
         if self.dialog is not None:
             self.dialog.close()

@@ -36,7 +36,7 @@ def choose_run_and_open_map_sheet(iface, project=None) -> None:
 
 
 def install_extras(plugin) -> list:
-    """Add the inspector action (raster toolbar + plugin menu) and the map-sheet menu entry.
+    """Add the inspector action (the plugin's toolbar + menu) and the map-sheet menu entry.
 
     Returns the undo callables. Harmless without an ``iface`` (returns []).
     """
@@ -52,8 +52,13 @@ def install_extras(plugin) -> list:
     controller = InspectorController(iface, icon=_icon())
     undo.append(controller.unload)
     action = controller.action
-    iface.addRasterToolBarIcon(action)
-    undo.append(lambda: iface.removeRasterToolBarIcon(action))
+    toolbar = getattr(plugin, "toolbar", None)
+    if toolbar is not None:  # beside the Unmix button, on the plugin's own toolbar
+        toolbar.addAction(action)
+        undo.append(lambda: toolbar.removeAction(action))
+    else:
+        iface.addRasterToolBarIcon(action)
+        undo.append(lambda: iface.removeRasterToolBarIcon(action))
     iface.addPluginToRasterMenu(MENU, action)
     undo.append(lambda: iface.removePluginRasterMenu(MENU, action))
 
