@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from urdm_plugin.core import solvers as _solvers  # noqa: E402
 from urdm_plugin.core.solvers import fcls, nnls  # noqa: E402
 from urdm_plugin.core.synthetic import BENCHMARK_SEED_BASE, abundance_maps, synthetic_spectra  # noqa: E402
 
@@ -95,6 +96,7 @@ def measure(method: str, Y: np.ndarray, E: np.ndarray, sample: int, repeats: int
     ours_pps, ref_pps = N / min(t_ours), idx.size / min(t_ref)
     row = {
         "method": method, "P": E.shape[1], "pixels": N, "bands": Y.shape[0], "threads": _threads(),
+        "workers": _solvers.WORKERS,
         "seconds": min(t_ours), "seconds_all": t_ours, "pixels_per_s": ours_pps,
         "scipy_sample": int(idx.size), "scipy_seconds_all": t_ref, "scipy_pixels_per_s": ref_pps,
         "speedup": ours_pps / ref_pps,

@@ -189,3 +189,45 @@ def test_infinite_values_give_nan_pixels(solver):
     good = np.setdiff1d(np.arange(40), bad)
     assert np.isfinite(A[:, good]).all()
     np.testing.assert_allclose(A[:, good], solver(Y32[:, good].astype(np.float64), E), atol=1e-12)
+
+
+@pytest.mark.parametrize("solver", [fcls, nnls])
+def test_threaded_chunks_equal_serial(solver, monkeypatch):
+    """Chunks solved on worker threads (shared, locked face operators) give the serial
+    result: same chunks, same arithmetic."""
+    from urdm_plugin.core import solvers
+
+    rng = np.random.default_rng(10)
+    for P in (4, 8):
+        Y, E = _scene(rng, P=P, N=3000)
+        Y32 = Y.astype(np.float32)
+        Y32[:, 5] = np.nan
+        monkeypatch.setattr(solvers, "WORKERS", 1)
+        A1 = solver(Y32, E, chunk=256)
+        monkeypatch.setattr(solvers, "WORKERS", 2)
+        monkeypatch.setattr(solvers, "PARALLEL_MIN_N", 0)
+        A2 = solver(Y32, E, chunk=256)
+        monkeypatch.undo()
+        np.testing.assert_allclose(A2, A1, atol=1e-12)
+        assert np.isnan(A2[:, 5]).all() and np.isfinite(np.delete(A2, 5, axis=1)).all()
+
+
+@pytest.mark.parametrize("solver", [fcls, nnls])
+def test_primal_dual_rounds_agree_with_active_set(solver, monkeypatch):
+    """The primal-dual rounds only accept KKT points: the result equals the pure
+    primal active-set result, and with a single round the active set finishes the rest."""
+    from urdm_plugin.core import solvers
+
+    rng = np.random.default_rng(11)
+    for P in (6, 10):
+        Y, E = _scene(rng, P=P, N=500)
+        A_pd = solver(Y, E)
+        monkeypatch.setattr(solvers, "PDAS_ROUNDS", 0)
+        A_as = solver(Y, E)
+        monkeypatch.setattr(solvers, "PDAS_ROUNDS", 1)
+        A_one = solver(Y, E)
+        monkeypatch.undo()
+        np.testing.assert_allclose(A_pd, A_as, atol=1e-10)
+        np.testing.assert_allclose(A_one, A_as, atol=1e-10)
+        if solver is fcls:
+            _assert_fcls_kkt(Y, E, A_pd)

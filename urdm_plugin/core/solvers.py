@@ -18,7 +18,11 @@ answer wherever it is already feasible; the other ("hard") pixels are solved exa
   all pixels at once. For each face one precomputed P × P operator gives the face's
   subproblem solution and the multipliers of the other variables; the face holding the
   optimum is the one passing the KKT test (solution ≥ 0, multipliers ≥ −tol);
-* otherwise, and for any pixel no face accepted: the textbook primal active-set method
+* otherwise: up to ``PDAS_ROUNDS`` primal–dual active-set rounds (every pixel's free set
+  is replaced by the one its subproblem solution and multipliers point to; a pixel is
+  accepted only when it passes that same exact KKT test) — most pixels finish in a few
+  rounds, the method may cycle, so the rest goes on to
+* for any pixel still open: the textbook primal active-set method
   (Lawson–Hanson for NNLS; its sum-to-one variant for FCLS) with feasible iterates, run
   for all pixels together:
 
@@ -33,16 +37,26 @@ answer wherever it is already feasible; the other ("hard") pixels are solved exa
      free the most negative one; stop when none is negative (KKT holds).
 
 Pixels with any non-finite value give NaN abundances. Work is done in chunks of pixels
-so memory stays bounded (about ``chunk`` × (B + 8P) × 8 bytes).
+so memory stays bounded (about ``chunk`` × (B + 8P) × 8 bytes per worker); from
+``PARALLEL_MIN_N`` pixels the chunks are solved on ``WORKERS`` threads (numpy releases
+the GIL in BLAS and ufunc loops; same chunks, same arithmetic as serial).
 """
 
 from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from .errors import OptionError
 
 CHUNK = 32768  # pixels per block: B=200 float64 → ~50 MB
+# threads over chunks of pixels (nnls, fcls). 1 by default: on the shared 2-core test
+# machine (one core busy) two workers measured slower at P = 10 than one; set to
+# min(2, os.cpu_count()) where cores are free.
+WORKERS = 1
+PARALLEL_MIN_N = 65536  # fewer pixels than this: one thread (no pool start-up)
 
 
 def _check(Y: np.ndarray, E: np.ndarray):
@@ -202,17 +216,21 @@ class _FaceOperators:
         self.bits = (1 << np.arange(P)).astype(np.int64) if P <= 62 else None
         self.lut = np.full(1 << P, -1, np.intp) if P <= self.LUT_MAX_P else None
         self.index: dict = {}
+        # chunks may be solved on several threads: the stack only grows (slots stay
+        # valid), and growing it, the look-ups and the cached face tests are locked
+        self.lock = threading.RLock()
 
     def slots(self, S: np.ndarray) -> np.ndarray:
         """Operator index for every row (free set) of the boolean ``S`` (n × P)."""
         if self.lut is not None:
             keys = S @ self.bits
-            slot = self.lut[keys]
-            miss = np.flatnonzero(slot < 0)
-            if miss.size:
-                new, first = np.unique(keys[miss], return_index=True)
-                self.lut[new] = self._add(S[miss[first]])
+            with self.lock:
                 slot = self.lut[keys]
+                miss = np.flatnonzero(slot < 0)
+                if miss.size:
+                    new, first = np.unique(keys[miss], return_index=True)
+                    self.lut[new] = self._add(S[miss[first]])
+                    slot = self.lut[keys]
             return slot
         if self.bits is not None:
             uniq, first, inv = np.unique(S @ self.bits, return_index=True, return_inverse=True)
@@ -221,12 +239,14 @@ class _FaceOperators:
             packed = np.packbits(S, axis=1)
             uniq, first, inv = np.unique(packed, axis=0, return_index=True, return_inverse=True)
             ids = [r.tobytes() for r in uniq]
-        missing = [k for k, i in enumerate(ids) if i not in self.index]
-        if missing:
-            new = self._add(S[first[missing]])
-            for k, slot in zip(missing, new):
-                self.index[ids[k]] = slot
-        return np.array([self.index[i] for i in ids], np.intp)[inv.ravel()]
+        with self.lock:
+            missing = [k for k, i in enumerate(ids) if i not in self.index]
+            if missing:
+                new = self._add(S[first[missing]])
+                for k, slot in zip(missing, new):
+                    self.index[ids[k]] = slot
+            found = np.array([self.index[i] for i in ids], np.intp)
+        return found[inv.ravel()]
 
     def _add(self, masks: np.ndarray) -> np.ndarray:
         """Factorise the faces ``masks`` (k × P bool); returns their new slots."""
@@ -278,6 +298,10 @@ class _FaceOperators:
         T (k × P × P), t (k × P)), faces ordered by size, largest first (the full face is
         the unconstrained optimum, and FCLS has no empty face). Cached per solver call.
         """
+        with self.lock:
+            return self._face_tests()
+
+    def _face_tests(self):
         if getattr(self, "_tests", None) is None:
             P = self.P
             lo = 1 if self.sum_to_one else 0
@@ -294,13 +318,15 @@ class _FaceOperators:
         """``q = T c + t`` (n × P) for free sets ``S`` (n × P) and ``c`` (n × P): every
         pixel's subproblem solution on S and the multipliers of its other variables."""
         slot = self.slots(S)
+        with self.lock:  # the stack only grows: this snapshot holds every slot above
+            T, t = self.T, self.t
         n, P = c.shape
         q = np.empty((n, P))
         step = max(1, (1 << 19) // (P * P))  # gathered operators stay ≤ 4 MB
         for s in range(0, n, step):
             sl = slot[s:s + step]
-            np.einsum("kij,kj->ki", self.T[sl], c[s:s + step], out=q[s:s + step])
-            q[s:s + step] += self.t[sl]
+            np.einsum("kij,kj->ki", T[sl], c[s:s + step], out=q[s:s + step])
+            q[s:s + step] += t[sl]
         return q
 
 
@@ -415,6 +441,49 @@ def _enumerate_faces(ops: _FaceOperators, C: np.ndarray) -> tuple:
     return A, found
 
 
+PDAS_ROUNDS = 8  # primal–dual active-set rounds before the primal active-set method
+
+
+def _primal_dual(ops: _FaceOperators, C: np.ndarray, S0: np.ndarray, rounds: int) -> tuple:
+    """Primal–dual active-set rounds (Hintermüller, Ito & Kunisch 2002) for the hard pixels.
+
+    Each round solves every pixel's subproblem on its free set S (one batched product,
+    :meth:`_FaceOperators.test`) and accepts the pixels passing the exact KKT test of the
+    face enumeration (solution ≥ 0 on S, multipliers ≥ −tol off S); the others move to
+    the free set {i ∈ S: z_i > 0} ∪ {i ∉ S: μ_i < −tol} — all violations at once, which
+    usually needs far fewer rounds than the one-at-a-time primal method but may cycle,
+    so it is only run for ``rounds`` rounds and the rest is left to :func:`_active_set`.
+    Returns (A (P × n), found (n,) bool).
+    """
+    P, n = C.shape
+    out = np.zeros((n, P))
+    found = np.zeros(n, bool)
+    c = np.ascontiguousarray(C.T)
+    S = S0.T.copy()
+    gscale = float(np.abs(ops.G).max(initial=0.0))
+    tol = (1e-11 * (gscale + np.abs(c).max(axis=1)))[:, None]  # same multiplier tolerance
+    idx = np.arange(n)
+    for _ in range(rounds):
+        q = ops.test(S, c)
+        pos = q > 0
+        ok = np.where(S, q >= 0, q >= -tol).all(axis=1)
+        if ok.any():
+            done = idx[ok]
+            out[done] = np.where(S[ok], q[ok], 0.0)
+            found[done] = True
+            rest = ~ok
+            idx, c, S, tol, q, pos = idx[rest], c[rest], S[rest], tol[rest], q[rest], pos[rest]
+        if idx.size == 0:
+            break
+        Sn = np.where(S, pos, q < -tol)
+        if ops.sum_to_one:  # the simplex has no empty face: keep the largest variable
+            empty = np.flatnonzero(~Sn.any(axis=1))
+            if empty.size:
+                Sn[empty, np.where(S[empty], q[empty], -np.inf).argmax(axis=1)] = True
+        S = Sn
+    return out.T, found
+
+
 def _solve_constrained(Y, E, sum_to_one: bool, chunk: int, max_iter) -> np.ndarray:
     Y, E = _check(Y, E)
     P, N = E.shape[1], Y.shape[1]
@@ -424,31 +493,60 @@ def _solve_constrained(Y, E, sum_to_one: bool, chunk: int, max_iter) -> np.ndarr
     G = E.T @ E
     if sum_to_one:
         M, v = _scls_operator(G)
+        unc = (M, v)
     else:
-        Ginv = _pinv_sym(G)
+        unc = (_pinv_sym(G), None)
     iters = max_iter if max_iter is not None else 10 * P + 50
     ops = _FaceOperators(G, sum_to_one)  # free set -> subproblem operator, all chunks
-    buf = np.empty((E.shape[0], min(RHS_BLOCK, N))) if Y.dtype != np.float64 else None
-    for s, e in _chunks(N, chunk):
-        C, fin = _rhs(Y, E, s, e, buf)
-        U = M @ C + v[:, None] if sum_to_one else Ginv @ C
-        # the unconstrained (sum-to-one) optimum is already the answer where it is >= 0
-        hard = np.flatnonzero((U < 0).any(axis=0))
-        A[:, s:e] = U
-        if hard.size and P <= ENUM_MAX_P:
-            Ah, found = _enumerate_faces(ops, C[:, hard])
-            A[:, s + hard] = Ah
-            hard = hard[~found]
-        if hard.size:
-            Ch = C[:, hard]
-            A0 = project_simplex(U[:, hard]) if sum_to_one else np.maximum(U[:, hard], 0.0)
-            a, conv = _active_set(G, Ch, A0, sum_to_one, iters, ops)
-            if not conv.all():  # rare (cycling in degenerate ties): exact fallback per pixel
-                for k in np.flatnonzero(~conv):
-                    a[k] = _single_pixel(G, Ch[:, k], a[k], sum_to_one)
-            A[:, s + hard] = a.T
-        A[:, s:e][:, ~fin] = np.nan
+    spans = list(_chunks(N, chunk))
+    workers = min(WORKERS, len(spans)) if N >= PARALLEL_MIN_N else 1
+    if workers <= 1:
+        buf = np.empty((E.shape[0], min(RHS_BLOCK, N))) if Y.dtype != np.float64 else None
+        for s, e in spans:
+            _solve_chunk(Y, E, A, s, e, buf, unc, ops, iters)
+        return A
+    # chunks are independent (disjoint columns of A); numpy releases the GIL in BLAS and
+    # most ufunc loops, so worker threads overlap. ``ops`` is shared (locked).
+    local = threading.local()
+
+    def work(span):
+        buf = getattr(local, "buf", None)
+        if buf is None and Y.dtype != np.float64:
+            buf = local.buf = np.empty((E.shape[0], min(RHS_BLOCK, N)))
+        _solve_chunk(Y, E, A, span[0], span[1], buf, unc, ops, iters)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for f in [pool.submit(work, sp) for sp in spans]:
+            f.result()  # re-raises a worker's exception
     return A
+
+
+def _solve_chunk(Y, E, A, s, e, buf, unc, ops, iters) -> None:
+    """Solve pixels s:e into ``A[:, s:e]`` (one chunk; safe to run in parallel)."""
+    G, P, sum_to_one = ops.G, ops.P, ops.sum_to_one
+    C, fin = _rhs(Y, E, s, e, buf)
+    U = unc[0] @ C + unc[1][:, None] if sum_to_one else unc[0] @ C
+    # the unconstrained (sum-to-one) optimum is already the answer where it is >= 0
+    hard = np.flatnonzero((U < 0).any(axis=0))
+    A[:, s:e] = U
+    if hard.size and P <= ENUM_MAX_P:
+        Ah, found = _enumerate_faces(ops, C[:, hard])
+        A[:, s + hard] = Ah
+        hard = hard[~found]
+    if hard.size:
+        Ch = C[:, hard]
+        A0 = project_simplex(U[:, hard]) if sum_to_one else np.maximum(U[:, hard], 0.0)
+        if PDAS_ROUNDS:
+            Ah, found = _primal_dual(ops, Ch, A0 > 0, PDAS_ROUNDS)
+            A[:, s + hard] = Ah
+            hard, Ch, A0 = hard[~found], Ch[:, ~found], A0[:, ~found]
+    if hard.size:
+        a, conv = _active_set(G, Ch, A0, sum_to_one, iters, ops)
+        if not conv.all():  # rare (cycling in degenerate ties): exact fallback per pixel
+            for k in np.flatnonzero(~conv):
+                a[k] = _single_pixel(G, Ch[:, k], a[k], sum_to_one)
+        A[:, s + hard] = a.T
+    A[:, s:e][:, ~fin] = np.nan
 
 
 def _single_pixel(G, c, a0, sum_to_one: bool) -> np.ndarray:
