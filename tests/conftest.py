@@ -20,3 +20,14 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"benchmark scenes not found at {SHARED_DATA} (a fresh clone has none; CI has them)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def write_demo_scene():
+    """scripts/make_demo_scene.py's ``write_scene`` (a georeferenced GeoTIFF + library CSV)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_demo_scene", ROOT / "scripts" / "make_demo_scene.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.write_scene

@@ -25,7 +25,7 @@ def test_core_imports_with_qgis_blocked():
         for p in (ROOT / "urdm_plugin" / "core").glob("*.py")
         if p.stem != "__init__"
     )
-    code = BLOCKER + "import importlib\nfor m in %r:\n    importlib.import_module(m)\nprint('ok')" % modules
+    code = BLOCKER + f"import importlib\nfor m in {modules!r}:\n    importlib.import_module(m)\nprint('ok')"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"

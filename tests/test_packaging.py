@@ -59,10 +59,10 @@ def test_zip_installs_into_a_profile_and_imports(plugin_zip, tmp_path):
     plugins = tmp_path / "profiles" / "default" / "python" / "plugins"
     plugins.mkdir(parents=True)
     zipfile.ZipFile(plugin_zip).extractall(plugins)
-    code = ("import sys; sys.path.insert(0, %r); import urdm_plugin, urdm_plugin.plugin, urdm_plugin.core;"
+    code = (f"import sys; sys.path.insert(0, {str(plugins)!r}); import urdm_plugin, urdm_plugin.plugin, urdm_plugin.core;"
             "from urdm_plugin.paths import plugin_version, icon_path;"
-            "assert urdm_plugin.__file__.startswith(%r), urdm_plugin.__file__;"
-            "assert icon_path().is_file(); print(plugin_version())") % (str(plugins), str(plugins))
+            f"assert urdm_plugin.__file__.startswith({str(plugins)!r}), urdm_plugin.__file__;"
+            "assert icon_path().is_file(); print(plugin_version())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
                          env={"PATH": "/usr/bin:/bin", "QT_QPA_PLATFORM": "offscreen"})
     assert out.returncode == 0, out.stderr

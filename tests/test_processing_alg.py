@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -12,16 +11,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _scene_module():
-    spec = importlib.util.spec_from_file_location("make_demo_scene", ROOT / "scripts" / "make_demo_scene.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.fixture(scope="module")
-def scene(tmp_path_factory):
-    return _scene_module().write_scene(tmp_path_factory.mktemp("proc_scene"), height=32, width=40,
+def scene(tmp_path_factory, write_demo_scene):
+    return write_demo_scene(tmp_path_factory.mktemp("proc_scene"), height=32, width=40,
                                        n_bands=30, n_endmembers=3, seed=9, stem="proc")
 
 
