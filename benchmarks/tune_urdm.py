@@ -5,7 +5,8 @@
 Scenes come from ``core.synthetic`` with their own seed range (TUNE_SEED_BASE, apart from
 training and benchmark seeds), at 20, 30 and 40 dB, P ∈ {3, 5, 8}, all map kinds. For each
 λ it reports the mean abundance RMSE relative to FCLS; the λ with the lowest geometric mean
-ratio becomes ``core.urdm.LAMBDA_AUTO``. Writes bench_results/tune_urdm.json.
+ratio, per SNR, fits ``core.urdm.auto_lambda`` (LAMBDA_AUTO at 20 dB and its slope);
+the "auto" column shows the rule itself. Writes bench_results/tune_urdm.json.
 """
 
 from __future__ import annotations
@@ -43,21 +44,23 @@ def main(argv=None) -> int:
             B = sc.Y.shape[0]
             base = rmse(solvers.fcls(sc.Y.reshape(B, -1), sc.E).reshape(sc.A.shape), sc.A)
             row = {"snr": snr, "P": p, "fcls": base}
-            for lam in lams:
+            for lam in [*lams, "auto"]:
                 t = time.time()
-                A, _, _ = urdm.urdm_unmix(sc.Y, sc.E, lam=lam, quality=a.quality, seed=0)
+                A, _, info = urdm.urdm_unmix(sc.Y, sc.E, lam=lam, quality=a.quality, seed=0)
                 row[str(lam)] = rmse(A, sc.A)
-                ratios[lam].append(row[str(lam)] / base)
+                ratios.setdefault(lam, []).append(row[str(lam)] / base)
                 row[f"s_{lam}"] = round(time.time() - t, 1)
+            row["auto_lam"] = round(info["lam"], 3)
             rows.append(row)
             print(json.dumps(row), flush=True)
     geo = {lam: float(np.exp(np.mean(np.log(r)))) for lam, r in ratios.items()}
-    best = min(geo, key=geo.get)
+    best = min((k for k in geo if k != "auto"), key=geo.get)
     print("\n| λ | geometric-mean RMSE / FCLS |\n|---|---|")
-    for lam in lams:
+    for lam in [*lams, "auto"]:
         print(f"| {lam} | {geo[lam]:.3f}{' ←' if lam == best else ''} |")
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps({"quality": a.quality, "rows": rows, "geo_ratio": geo, "best": best}, indent=2))
+    Path(a.out).write_text(json.dumps({"quality": a.quality, "rows": rows,
+                                       "geo_ratio": {str(k): v for k, v in geo.items()}, "best": best}, indent=2))
     return 0
 
 

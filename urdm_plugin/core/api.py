@@ -171,7 +171,7 @@ def unmix_array_full(Y, E, method: str = "fcls", **options: Any):
     seed = int(options.pop("seed", 0) or 0)
     device = options.pop("device", "auto")
     # scene-level facts the pipeline passes to every tile (not user parameters)
-    internal = {k: options.pop(k) for k in ("origin", "sigma_n", "sigma") if k in options}
+    internal = {k: options.pop(k) for k in ("origin", "sigma_n", "sigma", "signal_rms") if k in options}
     params = validate_params(spec, options)
     tile_size = params.pop("tile_size", None)
     params.update(internal)
@@ -279,7 +279,11 @@ def _solve_spatial_tiled(spec, Y, E, valid, params, seed, device, tile_size, pro
     if spec.id in ("urdm", "tv") and not ({"sigma_n", "sigma"} & set(params)):
         from .noise import estimate_noise_sigma  # one noise level for all tiles: seamless blend
 
-        params = dict(params, **{"sigma_n" if spec.id == "urdm" else "sigma": estimate_noise_sigma(Y, E, valid=valid)})
+        sigma = estimate_noise_sigma(Y, E, valid=valid)
+        if spec.id == "urdm":
+            params = dict(params, sigma_n=sigma, signal_rms=float(np.sqrt(np.mean(np.square(Y[:, valid])))))
+        else:
+            params = dict(params, sigma=sigma)
     overlap = max(4, tile_size // 8)
     tiles = plan_tiles(H, W, tile_size, overlap)
     blend = TileBlender(P, H, W, overlap=overlap)

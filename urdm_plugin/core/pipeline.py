@@ -547,9 +547,13 @@ def _solve_tiled(info, bands, E, extent, mask, spec, params, options, writer, ke
     # blend stays seamless (urdm also keys its sampling noise to the tile's position).
     shared = {}
     if spec.id in ("urdm", "tv"):
-        sigma = _scene_noise_sigma(info, bands, E, extent, mask)
-        if sigma is not None:
-            shared["sigma_n" if spec.id == "urdm" else "sigma"] = sigma
+        noise = _scene_noise(info, bands, E, extent, mask)
+        if noise is not None:
+            sigma, rms = noise
+            if spec.id == "urdm":
+                shared.update(sigma_n=sigma, signal_rms=rms)
+            else:
+                shared["sigma"] = sigma
             solver_info["noise_sigma"] = sigma
     for ti, t in enumerate(tiles):
         ty, tx, th, tw = _tile_box(t)
@@ -596,8 +600,9 @@ def _solve_tiled(info, bands, E, extent, mask, spec, params, options, writer, ke
     return n_valid
 
 
-def _scene_noise_sigma(info, bands, E, extent, mask, size: int = 256):
-    """White-noise σ of the scene (reflectance) from a central window of at most size²."""
+def _scene_noise(info, bands, E, extent, mask, size: int = 256):
+    """(white-noise σ, signal RMS) of the scene (reflectance), from a central window of at
+    most size² pixels; None when it holds too few valid pixels."""
     from . import raster_io
     from .noise import estimate_noise_sigma
 
@@ -610,7 +615,9 @@ def _scene_noise_sigma(info, bands, E, extent, mask, size: int = 256):
         valid &= mask[y0:y0 + hh, x0:x0 + ww]
     if valid.sum() < 16:
         return None  # too little here: each tile estimates its own
-    return float(estimate_noise_sigma(np.asarray(data, np.float64), E, valid=valid))
+    data = np.asarray(data, np.float64)
+    return (float(estimate_noise_sigma(data, E, valid=valid)),
+            float(np.sqrt(np.mean(np.square(data[:, valid])))))
 
 
 def _tile_box(t) -> tuple[int, int, int, int]:

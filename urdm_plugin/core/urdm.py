@@ -26,8 +26,9 @@ feasible) and their per-pixel standard deviation is the uncertainty map.
 
 λ = "auto": the penalty ρ_t = λ·σ̂²/σ̄_t² is set from the scene through σ̂, its white-noise
 level (``core.noise.estimate_noise_sigma``: spatial differences of the FCLS residual, so
-smooth model mismatch is not counted as noise), with λ = ``LAMBDA_AUTO`` chosen on
-synthetic scenes only (``benchmarks/tune_urdm.py``; never on the benchmark scenes).
+smooth model mismatch is not counted as noise), and λ itself follows the scene's estimated
+SNR (:func:`auto_lambda`), a rule fitted on synthetic scenes only
+(``benchmarks/tune_urdm.py``; never on the benchmark scenes).
 """
 
 from __future__ import annotations
@@ -59,7 +60,21 @@ PRESETS = {
     "best": QualityPreset(nfe=20, t_start=250, inner=3),
 }
 DEFAULT_QUALITY = "balanced"
-LAMBDA_AUTO = 0.4  # chosen on synthetic scenes (benchmarks/tune_urdm.py)
+LAMBDA_AUTO = 0.3  # λ at 20 dB SNR; chosen on synthetic scenes (benchmarks/tune_urdm.py)
+LAMBDA_SNR_SLOPE_DB = 40.0  # λ grows ×10 per 40 dB of SNR (fitted on the same synthetic scenes)
+LAMBDA_RANGE = (0.05, 5.0)
+
+
+def auto_lambda(sigma_n: float, signal_rms: float) -> float:
+    """λ from the scene's SNR = 20·log10(signal RMS / σ̂): LAMBDA_AUTO at 20 dB, rising with SNR.
+
+    Measured on synthetic scenes, the best λ grows with SNR (≈0.3 at 20 dB, 0.5 at 30 dB, 1 at
+    40 dB): a clean scene can lean harder on the prior, because the prior's own error then
+    dominates what the data can still correct.
+    """
+    snr_db = 20.0 * math.log10(max(signal_rms, 1e-12) / max(sigma_n, 1e-12))
+    lam = LAMBDA_AUTO * 10.0 ** ((snr_db - 20.0) / LAMBDA_SNR_SLOPE_DB)
+    return float(min(max(lam, LAMBDA_RANGE[0]), LAMBDA_RANGE[1]))
 
 _model_lock = threading.Lock()
 _models: dict = {}
@@ -324,13 +339,16 @@ def _sweep(Yf, E, A0, valid, h, w, *, lam, sigma_n, preset: QualityPreset, zeta,
 def urdm_unmix(Y, E, valid=None, lam="auto", quality: str = DEFAULT_QUALITY, seed: int = 0,
                device: str = "auto", samples: int = 1, nfe: int | None = None,
                t_start: int | None = None, zeta: float = 1.0, sigma_n: float | None = None,
-               origin=(0, 0), prior: str = "ddpm", tv_weight: float = 0.0, weights_dir=None,
+               signal_rms: float | None = None, origin=(0, 0), prior: str = "ddpm",
+               tv_weight: float = 0.0, weights_dir=None,
                progress=None, cancel=None, **_ignored):
     """Unmix one image tile with URDM.
 
     Y: (B, h, w) reflectance; E: (B, P) endmembers on the same bands; valid: (h, w) bool or
     None (all valid). Returns (A (P, h, w) float32 on the simplex, std (P, h, w) float32 or
     None when one chain ran, info dict with λ, σ̂, timesteps).
+    ``sigma_n`` / ``signal_rms`` (reflectance): the scene's noise level and signal RMS, estimated
+    from this tile when not given (the pipeline passes scene-wide values so tiles agree).
     ``origin`` (row, col) is the tile's position in the whole image: the sampling noise is keyed
     to global pixel coordinates, so overlapping tiles agree. Deterministic for a given seed
     (counter-based noise; no global random state is read or changed).
@@ -380,8 +398,11 @@ def urdm_unmix(Y, E, valid=None, lam="auto", quality: str = DEFAULT_QUALITY, see
     info = {"sigma_n": sigma_n, "quality": quality, "nfe": preset.nfe, "t_start": preset.t_start,
             "samples": samples, "zeta": zeta, "device": str(dev), "prior": prior}
     if lam == "auto" or lam is None or (isinstance(lam, (int, float)) and lam <= 0):
-        lam_val = LAMBDA_AUTO
-        info["lambda_rule"] = "auto: rho_t = LAMBDA_AUTO * sigma_hat^2 / sigma_bar_t^2, sigma_hat = white-noise level of the scene"
+        if signal_rms is None:
+            signal_rms = float(np.sqrt(np.mean(np.square(Yf[:, v]))))
+        lam_val = auto_lambda(sigma_n, signal_rms)
+        info["lambda_rule"] = "auto: from the scene's SNR (white-noise sigma_hat vs signal RMS)"
+        info["snr_db_estimated"] = 20.0 * math.log10(max(signal_rms, 1e-12) / sigma_n)
     else:
         lam_val = float(lam)
         info["lambda_rule"] = "given"
