@@ -71,3 +71,65 @@ def with_noise(Y: np.ndarray, snr_db: float, seed: int) -> np.ndarray:
     from urdm_plugin.core.synthetic import add_noise
 
     return add_noise(Y, snr_db, np.random.default_rng(seed))[0]
+
+
+# ------------------------------------------------------------------ semi-synthetic scenes
+#: Noise kinds of the semi-synthetic benchmark (see :func:`semisynthetic`).
+NOISE_KINDS = ("white", "band", "variability")
+
+
+def band_noise_profile(n_bands: int) -> np.ndarray:
+    """Relative per-band noise σ (B,), mean square 1, max/min = 5.
+
+    Low at the centre of the range and high at both ends, like a detector's
+    signal-to-noise curve (a smooth bump in log σ).
+    """
+    x = np.linspace(-1.0, 1.0, n_bands)
+    prof = 5.0 ** (x * x)  # 1 in the middle, 5 at both ends
+    return prof / np.sqrt(np.mean(prof * prof))
+
+
+def variability_factors(P: int, h: int, w: int, rng: np.random.Generator,
+                        low: float = 0.8, high: float = 1.2, length_px: float = 12.0) -> np.ndarray:
+    """Smooth random scale factors (P, h, w) in [low, high]: one field per endmember."""
+    from urdm_plugin.core.synthetic import gaussian_field
+
+    f = gaussian_field(P, h, w, length_px, rng)  # zero mean, unit variance per map
+    f = np.tanh(f / 1.5)  # in (−1, 1), most mass well inside
+    return 0.5 * (low + high) + 0.5 * (high - low) * f
+
+
+def truth_maps(A: np.ndarray) -> np.ndarray:
+    """Reference maps made a valid truth: clipped at 0, renormalised to sum to one."""
+    A = np.clip(np.asarray(A, np.float64), 0.0, None)
+    s = A.sum(axis=0, keepdims=True)
+    return np.where(s > 0, A / np.where(s > 0, s, 1.0), 1.0 / A.shape[0])
+
+
+def semisynthetic(scene: RealScene, snr_db: float, seed: int, kind: str = "white"):
+    """Real spatial structure with exact truth: the reference maps re-mixed linearly.
+
+    Returns (Y (B, H, W), A_true (P, H, W)). ``kind``:
+    - "white": Y = E·A + white Gaussian noise at ``snr_db`` (10·log10(mean(EA)²/σ²));
+    - "band": the same noise power, but σ varies ×5 across bands (:func:`band_noise_profile`);
+    - "variability": each pixel's endmembers scaled by smooth random factors in [0.8, 1.2]
+      (one field per endmember; the library given to the methods is unchanged), plus white
+      noise. The truth is still A.
+    """
+    if kind not in NOISE_KINDS:
+        raise ValueError(f"unknown noise kind {kind!r}")
+    rng = np.random.default_rng(seed)
+    A = truth_maps(scene.A)
+    P, H, W = A.shape
+    E = scene.E
+    if kind == "variability":
+        s = variability_factors(P, H, W, rng)
+        clean = np.einsum("bp,phw->bhw", E, A * s)
+    else:
+        clean = np.einsum("bp,phw->bhw", E, A)
+    if not np.isfinite(snr_db):
+        return clean, A
+    sigma = float(np.sqrt(np.mean(clean * clean) / 10 ** (snr_db / 10)))
+    prof = band_noise_profile(E.shape[0]) if kind == "band" else np.ones(E.shape[0])
+    Y = clean + sigma * prof[:, None, None] * rng.standard_normal(clean.shape)
+    return Y, A

@@ -14,6 +14,10 @@ white noise per band and pixel that best explains the data.
 * Without endmembers: HySime-style regression (Bioucas-Dias & Nascimento 2008): each
   band is predicted from all other bands over a pixel sample; the prediction error of
   band b is 1/(R⁻¹)_bb for the band correlation matrix R. σ is the RMS over bands.
+
+``estimate_band_sigma`` returns one σ per band from the same FCLS-residual differences;
+the weight selection (:mod:`core.weight_selection`) uses it, so band-dependent noise is
+not mistaken for white noise.
 """
 
 from __future__ import annotations
@@ -73,3 +77,36 @@ def estimate_noise_sigma(Y: np.ndarray, E: np.ndarray | None = None,
     var = 1.0 / np.diag(np.linalg.inv(Rm))
     var *= N / (N - B + 1)  # unbiased residual variance of a regression on B−1 bands
     return float(np.sqrt(np.mean(var)))
+
+
+def estimate_band_sigma(Y: np.ndarray, E: np.ndarray, valid: np.ndarray | None = None,
+                        A: np.ndarray | None = None) -> np.ndarray:
+    """Noise σ of every band (B,), reflectance units, from an image grid ``Y`` (B × h × w).
+
+    Robust MAD of horizontal and vertical differences of the FCLS residual in each band
+    (see the module docstring), with the same B/(B−P+1) correction for the noise the fit
+    absorbed. ``A`` (P × h × w): the FCLS abundances when already known. Needs h, w ≥ 2.
+    """
+    Y = np.asarray(Y, np.float64)
+    E = np.asarray(E, np.float64)
+    B, h, w = Y.shape
+    P = E.shape[1]
+    Yf = Y.reshape(B, -1)
+    vf = np.ones(h * w, bool) if valid is None else np.asarray(valid, bool).ravel().copy()
+    vf &= np.isfinite(Yf).all(axis=0)
+    R = np.full_like(Yf, np.nan)
+    if A is None:
+        from .solvers import fcls
+
+        R[:, vf] = Yf[:, vf] - E @ fcls(Yf[:, vf], E)
+    else:
+        R[:, vf] = Yf[:, vf] - E @ np.asarray(A, np.float64).reshape(P, -1)[:, vf]
+    R = R.reshape(B, h, w)
+    d = np.concatenate([(R[:, :, 1:] - R[:, :, :-1]).reshape(B, -1),
+                        (R[:, 1:, :] - R[:, :-1, :]).reshape(B, -1)], axis=1)
+    d = d[:, np.isfinite(d).all(axis=0)]
+    if d.shape[1] == 0:
+        return np.zeros(B)
+    med = np.median(d, axis=1, keepdims=True)
+    sig = _MAD * np.median(np.abs(d - med), axis=1) / np.sqrt(2.0)
+    return sig * np.sqrt(B / max(B - P + 1, 1))

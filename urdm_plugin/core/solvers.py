@@ -523,30 +523,36 @@ def _solve_constrained(Y, E, sum_to_one: bool, chunk: int, max_iter) -> np.ndarr
 
 def _solve_chunk(Y, E, A, s, e, buf, unc, ops, iters) -> None:
     """Solve pixels s:e into ``A[:, s:e]`` (one chunk; safe to run in parallel)."""
-    G, P, sum_to_one = ops.G, ops.P, ops.sum_to_one
     C, fin = _rhs(Y, E, s, e, buf)
+    A[:, s:e] = _solve_gram(C, unc, ops, iters)
+    A[:, s:e][:, ~fin] = np.nan
+
+
+def _solve_gram(C, unc, ops, iters) -> np.ndarray:
+    """Exact constrained minimisers of ½aᵀGa − cᵀa for the columns of C (P × n)."""
+    G, P, sum_to_one = ops.G, ops.P, ops.sum_to_one
     U = unc[0] @ C + unc[1][:, None] if sum_to_one else unc[0] @ C
     # the unconstrained (sum-to-one) optimum is already the answer where it is >= 0
     hard = np.flatnonzero((U < 0).any(axis=0))
-    A[:, s:e] = U
+    A = U.copy()
     if hard.size and P <= ENUM_MAX_P:
         Ah, found = _enumerate_faces(ops, C[:, hard])
-        A[:, s + hard] = Ah
+        A[:, hard] = Ah
         hard = hard[~found]
     if hard.size:
         Ch = C[:, hard]
         A0 = project_simplex(U[:, hard]) if sum_to_one else np.maximum(U[:, hard], 0.0)
         if PDAS_ROUNDS:
             Ah, found = _primal_dual(ops, Ch, A0 > 0, PDAS_ROUNDS)
-            A[:, s + hard] = Ah
+            A[:, hard] = Ah
             hard, Ch, A0 = hard[~found], Ch[:, ~found], A0[:, ~found]
     if hard.size:
         a, conv = _active_set(G, Ch, A0, sum_to_one, iters, ops)
         if not conv.all():  # rare (cycling in degenerate ties): exact fallback per pixel
             for k in np.flatnonzero(~conv):
                 a[k] = _single_pixel(G, Ch[:, k], a[k], sum_to_one)
-        A[:, s + hard] = a.T
-    A[:, s:e][:, ~fin] = np.nan
+        A[:, hard] = a.T
+    return A
 
 
 def _single_pixel(G, c, a0, sum_to_one: bool) -> np.ndarray:
@@ -579,6 +585,28 @@ def fcls(Y: np.ndarray, E: np.ndarray, chunk: int = CHUNK, max_iter=None) -> np.
     to rounding, and satisfy the KKT conditions of the problem.
     """
     return _solve_constrained(Y, E, True, chunk, max_iter)
+
+
+def fcls_gram(G: np.ndarray, C: np.ndarray, chunk: int = CHUNK, max_iter=None) -> np.ndarray:
+    """FCLS in Gram form: ``min ½aᵀGa − cᵀa`` s.t. ``a ≥ 0, 1ᵀa = 1`` for every column c of C.
+
+    G (P × P) symmetric positive semi-definite, C (P × N) float64; returns A (P × N), exact
+    like :func:`fcls` (which is this with G = EᵀE, C = EᵀY). URDM's data step solves
+    ``½‖y − Ea‖² + ρ/2‖a − z‖²`` on the simplex as G = EᵀE + ρI, c = Eᵀy + ρz.
+    """
+    G = np.asarray(G, np.float64)
+    C = np.asarray(C, np.float64)
+    P, N = C.shape
+    if G.shape != (P, P):
+        raise OptionError(f"Gram matrix {G.shape} does not match {P} abundances",
+                          "Pass G = EᵀE (P × P) and C = EᵀY (P × N).")
+    M, v = _scls_operator(G)
+    ops = _FaceOperators(G, True)
+    iters = max_iter if max_iter is not None else 10 * P + 50
+    A = np.empty((P, N))
+    for s, e in _chunks(N, chunk):
+        A[:, s:e] = _solve_gram(C[:, s:e], (M, v), ops, iters)
+    return A
 
 
 SOLVERS = {"fcls": fcls, "scls": scls, "nnls": nnls, "ucls": ucls}

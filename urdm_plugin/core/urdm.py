@@ -6,29 +6,36 @@ its equations; this module implements the scheme specified in the project's desi
 
     min_A ½‖Y − EA‖²_F + λ·R_θ(A) + ι_Δ(A)          Y (B × N), E (B × P), A (P × N)
 
-split with Z = A (prior copy) and V = A (simplex copy), swept along a descending timestep
-schedule t_K > … > t_1 started from the FCLS solution at an intermediate timestep:
+split with Z = A (the prior's copy) by half-quadratic splitting along a descending timestep
+schedule t_K > … > t_1, started from the FCLS solution at an intermediate timestep:
 
-1. prior step: x_t = √ᾱ_t·s(Â) + √(1−ᾱ_t)·ε, Tweedie x̂₀ = (x_t − √(1−ᾱ_t)·ε_θ(x_t, t))/√ᾱ_t,
+1. prior step: x_t = √ᾱ_t·s(A) + ζ·√(1−ᾱ_t)·ε, Tweedie x̂₀ = (x_t − √(1−ᾱ_t)·ε_θ(x_t, t))/√ᾱ_t,
    Z = s⁻¹(x̂₀), with s(a) = 2a − 1 mapping abundances to the network's [−1, 1]
-   (the denoiser-as-prior step of DiffPIR, Zhu et al. 2023);
-2. data step: A = (EᵀE + (ρ_t+μ_t)I)⁻¹ (EᵀY + ρ_t(Z − U) + μ_t(V − W)) — one P × P solve
-   shared by all pixels, ρ_t = λ·σ_n²/σ̄_t² with σ̄_t = √(1−ᾱ_t)/√ᾱ_t measured on the
-   [0, 1] abundance scale (half the network's) and σ_n the noise level;
-3. constraint step: V = Π_Δ(A + W), the exact per-pixel projection on the simplex;
-4. scaled dual updates U += A − Z, W += A − V; then re-noise for the next timestep with
-   √ζ·fresh + √(1−ζ)·predicted noise (ζ = 1: fresh noise, best in our measurements).
+   (the denoiser-as-prior step of DiffPIR, Zhu et al. 2023). ζ = 0 (the default) passes the
+   current estimate itself as x_t: the network is then a deterministic denoiser of strength
+   t (plug-and-play / RED-style), which measured lower RMSE than fresh noise (ζ = 1) on the
+   semi-synthetic scenes (README, ablation); ζ > 0 draws posterior samples (samples > 1);
+2. data + constraint step: A = argmin_{a ∈ Δ} ½‖y − Ea‖² + ρ_t/2·‖a − z‖² per pixel, with
+   ρ_t = λ·σ_n²/σ̄_t², σ̄_t = √(1−ᾱ_t)/√ᾱ_t measured on the [0, 1] abundance scale (half the
+   network's) and σ_n the noise level. This is the constrained least-squares problem with
+   Gram matrix EᵀE + ρ_t·I and right-hand side Eᵀy + ρ_t·z, solved *exactly* by the active-set
+   FCLS solver (:func:`solvers.fcls_gram`): the converged limit of the inner ADMM sweeps
+   (simplex copy V, scaled duals) of the design notes. An earlier version ran two ADMM
+   sweeps per step and stopped unconverged, so even without a prior it did not return FCLS
+   (0.0618 against FCLS's 0.0858 on Jasper Ridge as shipped, an artefact that happened to
+   land nearer the published reference maps). Solved exactly, the no-prior limit is exact:
+   with Z = A (no prior) or λ = 0 every step returns the FCLS solution, so every
+   difference between URDM and FCLS is the prior's.
 
-The result is the feasible copy V, polished at the end by an exact constrained solve of
-the last data + prior subproblem (FCLS on the ρ-augmented system). With ``samples`` > 1,
-several chains run as one batch; their mean is returned (a posterior-mean estimate, still
+Every iterate, and so the result, is feasible (non-negative, summing to one) and the exact
+minimiser of the last data + prior subproblem. With ``samples`` > 1, several chains with
+sampling noise run as one batch; their mean is returned (a posterior-mean estimate, still
 feasible) and their per-pixel standard deviation is the uncertainty map.
 
-λ = "auto": the penalty ρ_t = λ·σ̂²/σ̄_t² is set from the scene through σ̂, its white-noise
-level (``core.noise.estimate_noise_sigma``: spatial differences of the FCLS residual, so
-smooth model mismatch is not counted as noise), and λ itself follows the scene's estimated
-SNR (:func:`auto_lambda`), a rule fitted on synthetic scenes only
-(``benchmarks/tune_urdm.py``; never on the benchmark scenes).
+λ = "auto": chosen per scene by Monte-Carlo SURE of the abundance error
+(:mod:`core.weight_selection`) over λ ∈ {0 (FCLS), LAMBDA_GRID, one refinement}, on the
+central window of at most SELECTION_WINDOW² pixels; σ_n (``core.noise``) is the scene's
+white-noise level from spatial differences of the FCLS residual. No truth is used.
 """
 
 from __future__ import annotations
@@ -41,40 +48,28 @@ import numpy as np
 
 from . import solvers
 from .errors import Cancelled, MethodUnavailableError, OptionError
-from .noise import estimate_noise_sigma
+from .noise import estimate_band_sigma, estimate_noise_sigma
 from .prior import schedule
 
 
 @dataclass(frozen=True)
 class QualityPreset:
     nfe: int  # network evaluations per chain
-    t_start: int  # first timestep (the FCLS warm start is noised to this level)
-    inner: int  # ADMM sweeps (data + projection + duals) per network evaluation
+    t_start: int  # first timestep (the FCLS warm start enters the schedule here)
 
 
 PRESETS = {
-    # Measured (benchmarks/bench_urdm.py): beyond ~20 evaluations accuracy no longer improves,
-    # and quadratic spacing beats linear at every budget.
-    "fast": QualityPreset(nfe=10, t_start=200, inner=2),
-    "balanced": QualityPreset(nfe=15, t_start=250, inner=2),
-    "best": QualityPreset(nfe=20, t_start=250, inner=3),
+    # Measured on semi-synthetic Jasper Ridge (benchmarks/bench_urdm.py): from t = 100,
+    # 10 evaluations are within 1 % of 20; t_start 50–150 lie within 2 % of each other.
+    "fast": QualityPreset(nfe=6, t_start=100),
+    "balanced": QualityPreset(nfe=10, t_start=100),
+    "best": QualityPreset(nfe=20, t_start=100),
 }
 DEFAULT_QUALITY = "balanced"
-LAMBDA_AUTO = 0.3  # λ at 20 dB SNR; chosen on synthetic scenes (benchmarks/tune_urdm.py)
-LAMBDA_SNR_SLOPE_DB = 40.0  # λ grows ×10 per 40 dB of SNR (fitted on the same synthetic scenes)
-LAMBDA_RANGE = (0.05, 5.0)
-
-
-def auto_lambda(sigma_n: float, signal_rms: float) -> float:
-    """λ from the scene's SNR = 20·log10(signal RMS / σ̂): LAMBDA_AUTO at 20 dB, rising with SNR.
-
-    Measured on synthetic scenes, the best λ grows with SNR (≈0.3 at 20 dB, 0.5 at 30 dB, 1 at
-    40 dB): a clean scene can lean harder on the prior, because the prior's own error then
-    dominates what the data can still correct.
-    """
-    snr_db = 20.0 * math.log10(max(signal_rms, 1e-12) / max(sigma_n, 1e-12))
-    lam = LAMBDA_AUTO * 10.0 ** ((snr_db - 20.0) / LAMBDA_SNR_SLOPE_DB)
-    return float(min(max(lam, LAMBDA_RANGE[0]), LAMBDA_RANGE[1]))
+#: Candidate prior weights for the automatic choice (0 = FCLS is always tried as well).
+LAMBDA_GRID = (0.1, 0.3, 1.0)
+#: Fresh-noise fraction used when several chains are asked for and ζ was left at 0.
+ZETA_SAMPLING = 1.0
 
 _model_lock = threading.Lock()
 _models: dict = {}
@@ -191,21 +186,6 @@ def coordinate_noise(seed: int, step: int, chains: int, P: int, row0: int, col0:
     return (np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)).astype(np.float32)
 
 
-def data_step(G, EtY, Z, U, V, W, rho: float, mu: float, valid=None):
-    """A = (G + (ρ+μ)I)⁻¹ (EᵀY + ρ(Z − U) + μ(V − W)); one P × P inverse for all pixels.
-
-    G (P, P) = EᵀE; EtY, Z, U, V, W (..., P, N) torch tensors. Pixels with ``valid`` False
-    have no data term: A = (ρ(Z − U) + μ(V − W)) / (ρ + μ).
-    """
-    torch = _torch()
-    P = G.shape[0]
-    rhs = EtY + rho * (Z - U) + mu * (V - W)
-    A = torch.linalg.inv(G + (rho + mu) * torch.eye(P, dtype=G.dtype, device=G.device)) @ rhs
-    if valid is not None and not bool(valid.all()):
-        A[..., ~valid] = rhs[..., ~valid] / (rho + mu)
-    return A
-
-
 def tv_denoise(X, weight: float, iters: int = 30):
     """Anisotropic-TV (ROF) denoising of maps X (n, h, w): argmin ½‖z − x‖² + weight·TV(z).
 
@@ -242,131 +222,191 @@ def _grad_adjoint(px, py):
 
 
 # ------------------------------------------------------------------ the sampler
-def _sweep(Yf, E, A0, valid, h, w, *, lam, sigma_n, preset: QualityPreset, zeta, samples, seed,
-           device, model, origin=(0, 0), prior="ddpm", tv_weight=0.0, prior_dual=True,
-           progress=None, cancel=None, progress_span=(0.0, 1.0)):
-    """Run ``samples`` chains of the splitting; returns (V mean (P,N), V std (P,N) | None, info).
-
-    ``prior``: "ddpm" (the diffusion prior step), "none" (ablation: Z is the current
-    estimate, i.e. plain constrained least squares by ADMM) or "tv" (ablation: Z is a TV
-    denoising of the current estimate with ``tv_weight``).
-    """
+def _prior_step(model, A, t: int, i: int, *, zeta, seed, origin, h, w, device):
+    """Z from A (K, P, N) float64 numpy: the Tweedie estimate of the network at timestep t."""
     torch = _torch()
+    K, P, N = A.shape
+    ab = float(schedule.alphas_cumprod()[t])
+    sab, s1ab = math.sqrt(ab), math.sqrt(1.0 - ab)
+    xt = sab * (2.0 * torch.from_numpy(A.astype(np.float32)) - 1.0)
+    if zeta > 0.0:
+        noise = torch.from_numpy(coordinate_noise(seed, i, K, P, origin[0], origin[1], h, w))
+        xt = xt + (zeta * s1ab) * noise.reshape(K, P, N)
+    xt = xt.to(device)
+    img = _pad_to_multiple(xt.reshape(K * P, 1, h, w))
+    eps = model(img, torch.full((K * P,), int(t), device=device, dtype=torch.long))
+    eps = eps[..., :h, :w].reshape(K, P, N)
+    Z = 0.5 * (((xt - s1ab * eps) / sab).clamp(-1.0, 1.0) + 1.0)
+    return Z.cpu().numpy().astype(np.float64)
+
+
+def _sweep(Yf, E, A0, valid, h, w, *, lam, sigma_n, preset: QualityPreset, zeta, samples, seed,
+           device, model, origin=(0, 0), prior="ddpm", tv_weight=0.0,
+           progress=None, cancel=None, progress_span=(0.0, 1.0)):
+    """Run ``samples`` chains of the splitting; returns (mean (P,N), std (P,N) | None, info).
+
+    ``Yf`` (B, N) with N = h·w, ``A0`` (P, N) the FCLS warm start, ``valid`` (N,) bool.
+    ``prior``: "ddpm" (the diffusion prior step), "none" (ablation: Z is the current
+    estimate, so every step returns FCLS exactly) or "tv" (ablation: Z is a TV denoising
+    of the current estimate with ``tv_weight``).
+    """
     P, N = A0.shape
-    dt = torch.float32
-    abar_all = schedule.alphas_cumprod()
     ts = schedule.sampling_timesteps(preset.t_start, preset.nfe)
+    abar = schedule.alphas_cumprod()
     K = int(samples)
-
-    Et = torch.as_tensor(E, dtype=dt, device=device)
-    G = Et.T @ Et
-    valid_t = torch.as_tensor(valid, device=device)
-    EtY = torch.zeros((P, N), dtype=dt, device=device)
-    EtY[:, valid_t] = Et.T @ torch.as_tensor(Yf[:, valid], dtype=dt, device=device)
-
-    A = torch.as_tensor(A0, dtype=dt, device=device).repeat(K, 1, 1)  # (K, P, N): chains × maps
-    V = A.clone()
-    U = torch.zeros_like(A)
-    W = torch.zeros_like(A)
-    Z = A.clone()
-    eps_hat = None
-    rho_prev = mu_prev = None
+    G = E.T @ E
+    C = E.T @ Yf[:, valid]  # (P, n valid)
+    eye = np.eye(P)
+    A = np.repeat(A0[None], K, axis=0)  # (K, P, N): chains × maps
     rho = 0.0
     lo, hi = progress_span
-
+    torch = _torch()
     with torch.inference_mode():
         for i, t in enumerate(ts):
             if cancel is not None and cancel():
                 raise Cancelled()
-            ab = float(abar_all[t])
-            sab, s1ab = math.sqrt(ab), math.sqrt(1.0 - ab)
-            sbar = 0.5 * s1ab / sab  # σ̄_t on the [0, 1] abundance scale
-            rho = lam * sigma_n**2 / sbar**2
-            mu = rho + 1e-2 * float(torch.trace(G)) / P
-            if rho_prev is not None:  # scaled duals follow their penalties
-                U *= rho_prev / rho
-                W *= mu_prev / mu
-            rho_prev, mu_prev = rho, mu
-
-            # 1. prior step
-            xt = None
-            if prior == "ddpm":
-                x0 = 2.0 * V - 1.0
-                noise = torch.from_numpy(coordinate_noise(seed, i, K, P, origin[0], origin[1], h, w))
-                noise = noise.reshape(K, P, N).to(device)
-                if eps_hat is not None and zeta < 1.0:
-                    noise = math.sqrt(zeta) * noise + math.sqrt(1.0 - zeta) * eps_hat
-                xt = sab * x0 + s1ab * noise
-                img = _pad_to_multiple(xt.reshape(K * P, 1, h, w))
-                eps = model(img, torch.full((K * P,), int(t), device=device, dtype=torch.long))
-                eps = eps[..., :h, :w].reshape(K, P, N)
-                Z = 0.5 * (((xt - s1ab * eps) / sab).clamp(-1.0, 1.0) + 1.0)
+            ab = float(abar[t])
+            sbar = 0.5 * math.sqrt(1.0 - ab) / math.sqrt(ab)  # σ̄_t on the [0, 1] abundance scale
+            rho = lam * sigma_n ** 2 / sbar ** 2
+            if prior == "ddpm" and lam > 0:
+                Z = _prior_step(model, A, int(t), i, zeta=zeta, seed=seed, origin=origin, h=h, w=w,
+                                device=device)
                 if cancel is not None and cancel():  # the network call is the slow part
                     raise Cancelled()
-            elif prior == "tv":
-                Z = tv_denoise(V.reshape(K * P, h, w), tv_weight / max(rho, 1e-12)).reshape(K, P, N)
+            elif prior == "tv" and lam > 0:
+                Z = tv_denoise(torch.from_numpy(A.reshape(K * P, h, w)),
+                               tv_weight / max(rho, 1e-12)).numpy().reshape(K, P, N)
             else:
-                Z = V.clone()
-
-            # 2.–4. data step, simplex projection, dual updates
-            for _ in range(preset.inner):
-                A = data_step(G, EtY, Z, U, V, W, rho, mu, valid_t)
-                V = project_simplex_torch((A + W).permute(1, 0, 2).reshape(P, K * N)).reshape(P, K, N).permute(1, 0, 2)
-                W += A - V
-            if prior_dual:
-                U += A - Z
-            if xt is not None and zeta < 1.0:
-                eps_hat = (xt - sab * (2.0 * V - 1.0)) / s1ab
+                Z = A
+            # exact data + constraint step: FCLS on the ρ-augmented system, per pixel
+            for k in range(K):
+                A[k][:, valid] = solvers.fcls_gram(G + rho * eye, C + rho * Z[k][:, valid])
+                if not valid.all():  # no data: the nearest feasible point to the prior's copy
+                    A[k][:, ~valid] = solvers.project_simplex(Z[k][:, ~valid])
             if progress is not None:
                 progress(lo + (hi - lo) * (i + 1) / len(ts), f"URDM step {i + 1}/{len(ts)} (t={int(t)})")
-
-    # Polish: the exact minimiser of ½‖y − Ea‖² + ρ/2‖a − z‖² on the simplex, per pixel
-    # (FCLS on the ρ-augmented system), so the returned maps are feasible and data-consistent.
-    Zn = Z.cpu().numpy().astype(np.float64)
-    Vn = V.cpu().numpy().astype(np.float64)
-    root = math.sqrt(max(rho, 1e-12))
-    out = np.empty_like(Vn)
-    Eaug = np.vstack([E, root * np.eye(P)])
-    for k in range(K):
-        Yaug = np.vstack([Yf, root * Zn[k]])
-        out[k][:, valid] = solvers.fcls(Yaug[:, valid], Eaug)
-        out[k][:, ~valid] = Vn[k][:, ~valid]
-    mean = out.mean(axis=0)
-    std = out.std(axis=0) if K > 1 else None
+    mean = A.mean(axis=0)
+    std = A.std(axis=0) if K > 1 else None
     return mean, std, {"timesteps": [int(t) for t in ts], "final_rho": float(rho)}
+
+
+def _resolve_preset(quality, nfe, t_start) -> QualityPreset:
+    if quality not in PRESETS:
+        raise OptionError(f"Unknown quality '{quality}'", f"Use one of: {', '.join(PRESETS)}.")
+    base = PRESETS[quality]
+    preset = QualityPreset(nfe=int(nfe or base.nfe), t_start=int(t_start or base.t_start))
+    if preset.nfe < 1 or not (1 <= preset.t_start < schedule.T):
+        raise OptionError("URDM needs at least one network evaluation and 1 ≤ t_start < 1000",
+                          "Use the quality presets or valid nfe/t_start values.")
+    return preset
+
+
+def _parse_lambda(lam):
+    """"auto" (or None / ≤ 0) → None; a number → float; anything else → OptionError."""
+    if lam is None or (isinstance(lam, str) and lam.strip().lower() in ("auto", "")):
+        return None
+    try:
+        val = float(lam)
+    except (TypeError, ValueError):
+        raise OptionError(f"URDM weight '{lam}' is neither a number nor 'auto'",
+                          "Give a non-negative number or 'auto'.") from None
+    if not math.isfinite(val) or val < 0:
+        raise OptionError(f"URDM weight {lam} is negative or not finite",
+                          "Give a value ≥ 0 (0 = no prior, i.e. FCLS) or 'auto'.")
+    return None if val == 0 and isinstance(lam, str) else val
+
+
+def choose_lambda(Y, E, valid=None, *, sigma_n=None, band_sigma=None, quality=DEFAULT_QUALITY,
+                  nfe=None, t_start=None, zeta=0.0, samples=1, seed=0, device="auto",
+                  origin=(0, 0), weights_dir=None, grid=LAMBDA_GRID, window=None,
+                  progress=None, cancel=None):
+    """URDM's weight for a scene, by SURE (:mod:`core.weight_selection`), without the truth.
+
+    Y (B, h, w) reflectance, E (B, P), valid (h, w) bool. Runs on the central window of at
+    most ``window``² pixels (default SELECTION_WINDOW). Returns
+    (λ, Selection (its ``A`` is the result on the window), window box (row0, col0, h, w)).
+    """
+    from . import weight_selection as ws
+
+    preset = _resolve_preset(quality, nfe, t_start)
+    Y = np.asarray(Y, np.float64)
+    E = np.asarray(E, np.float64)
+    B, H, W = Y.shape
+    v = np.isfinite(Y).all(axis=0)
+    if valid is not None:
+        v &= np.asarray(valid, bool).reshape(H, W)
+    r0, c0, hh, ww = ws.central_window(H, W, window or ws.SELECTION_WINDOW)
+    Yw = np.where(v[None], Y, 0.0)[:, r0:r0 + hh, c0:c0 + ww]
+    vw = v[r0:r0 + hh, c0:c0 + ww]
+    if vw.sum() < 16:  # the central window is mostly nodata: use the whole tile
+        r0, c0, hh, ww = 0, 0, H, W
+        Yw, vw = np.where(v[None], Y, 0.0), v
+    if sigma_n is None:
+        sigma_n = estimate_noise_sigma(Yw, E, valid=vw)
+    sigma_n = max(float(sigma_n), 1e-6)
+    if band_sigma is None:
+        band_sigma = estimate_band_sigma(Yw, E, valid=vw)
+    configure_threads()
+    dev = resolve_device(device)
+    model = get_model(dev, weights_dir)
+    probe = ws.make_probe(Yw, E, vw, band_sigma, seed=seed)
+    org = (origin[0] + r0, origin[1] + c0)
+    samples = int(samples)
+    if samples > 1 and zeta == 0.0:
+        zeta = ZETA_SAMPLING
+
+    def solve(Yx, lam):
+        Yf = Yx.reshape(B, -1)
+        vf = vw.ravel()
+        A0 = _warm_start(Yf, E, vf)
+        mean, _std, _ = _sweep(Yf, E, A0, vf, hh, ww, lam=lam, sigma_n=sigma_n, preset=preset,
+                               zeta=zeta, samples=samples, seed=seed, device=dev, model=model,
+                               origin=org, cancel=cancel)
+        return mean.reshape(-1, hh, ww)
+
+    sel = ws.select_weight(solve, Yw, probe, grid, cancel=cancel, progress=progress)
+    return sel.weight, sel, (r0, c0, hh, ww)
+
+
+def _warm_start(Yf, E, v):
+    """FCLS at the valid pixels (P, N); the others get the valid mean (no holes for the prior)."""
+    P = E.shape[1]
+    A0 = np.empty((P, Yf.shape[1]))
+    A0[:, v] = solvers.fcls(Yf[:, v], E)
+    A0[:, ~v] = A0[:, v].mean(axis=1, keepdims=True) if v.any() else 1.0 / P
+    return A0
 
 
 def urdm_unmix(Y, E, valid=None, lam="auto", quality: str = DEFAULT_QUALITY, seed: int = 0,
                device: str = "auto", samples: int = 1, nfe: int | None = None,
-               t_start: int | None = None, zeta: float = 1.0, sigma_n: float | None = None,
+               t_start: int | None = None, zeta: float = 0.0, sigma_n: float | None = None,
                signal_rms: float | None = None, origin=(0, 0), prior: str = "ddpm",
-               tv_weight: float = 0.0, weights_dir=None,
-               progress=None, cancel=None, **_ignored):
+               tv_weight: float = 0.0, weights_dir=None, progress=None, cancel=None):
     """Unmix one image tile with URDM.
 
     Y: (B, h, w) reflectance; E: (B, P) endmembers on the same bands; valid: (h, w) bool or
     None (all valid). Returns (A (P, h, w) float32 on the simplex, std (P, h, w) float32 or
-    None when one chain ran, info dict with λ, σ̂, timesteps).
-    ``sigma_n`` / ``signal_rms`` (reflectance): the scene's noise level and signal RMS, estimated
-    from this tile when not given (the pipeline passes scene-wide values so tiles agree).
-    ``origin`` (row, col) is the tile's position in the whole image: the sampling noise is keyed
-    to global pixel coordinates, so overlapping tiles agree. Deterministic for a given seed
-    (counter-based noise; no global random state is read or changed).
+    None when one chain ran, info dict with λ, σ̂, timesteps and — when λ was chosen
+    automatically — the SURE value of every candidate).
+    ``lam``: the prior weight λ ≥ 0 (0 = no prior: exactly FCLS) or "auto".
+    ``sigma_n`` (reflectance): the scene's noise level, estimated from this tile when not
+    given (the pipeline passes scene-wide values, and a λ chosen once, so tiles agree);
+    ``signal_rms`` is accepted for the same reason and recorded.
+    ``origin`` (row, col) is the tile's position in the whole image: sampling noise (ζ > 0)
+    is keyed to global pixel coordinates, so overlapping tiles agree. Deterministic for a
+    given seed (counter-based noise; no global random state is read or changed).
     """
-    if quality not in PRESETS:
-        raise OptionError(f"Unknown quality '{quality}'", f"Use one of: {', '.join(PRESETS)}.")
-    base = PRESETS[quality]
-    preset = QualityPreset(nfe=int(nfe or base.nfe), t_start=int(t_start or base.t_start), inner=base.inner)
+    preset = _resolve_preset(quality, nfe, t_start)
     samples = 1 if samples is None else int(samples)
-    if preset.nfe < 1 or not (1 <= preset.t_start < schedule.T):
-        raise OptionError("URDM needs at least one network evaluation and 1 ≤ t_start < 1000",
-                          "Use the quality presets or valid nfe/t_start values.")
     if samples < 1:
         raise OptionError(f"samples must be at least 1, not {samples}", "Use 1, or e.g. 8 for an uncertainty map.")
     if prior not in ("ddpm", "none", "tv"):
         raise OptionError(f"Unknown prior '{prior}'", "Use ddpm (URDM), or none/tv for ablations.")
     if not (0.0 <= zeta <= 1.0):
-        raise OptionError(f"zeta must lie in [0, 1], not {zeta}", "Use 1 (fresh noise) unless experimenting.")
+        raise OptionError(f"zeta must lie in [0, 1], not {zeta}", "Use 0 (deterministic prior step) unless experimenting.")
+    lam_val = _parse_lambda(lam)
+    if samples > 1 and zeta == 0.0:
+        zeta = ZETA_SAMPLING  # identical chains would give no uncertainty
     Y = np.asarray(Y, np.float64)
     E = np.asarray(E, np.float64)
     if Y.ndim != 3:
@@ -381,38 +421,55 @@ def urdm_unmix(Y, E, valid=None, lam="auto", quality: str = DEFAULT_QUALITY, see
         A = np.full((P, h, w), np.nan, np.float32)
         return A, None, {"lam": None, "sigma_n": None}
     Yf = np.where(np.isfinite(Yf), Yf, 0.0)
+    if P == 1:
+        A = np.where(v.reshape(1, h, w), 1.0, np.nan).astype(np.float32)
+        return A, None, {"lam": None, "sigma_n": None}
 
     configure_threads()
     dev = resolve_device(device)
     model = get_model(dev, weights_dir) if prior == "ddpm" else None
-
-    A0 = np.empty((P, h * w))
-    A0[:, v] = solvers.fcls(Yf[:, v], E)
-    A0[:, ~v] = A0[:, v].mean(axis=1, keepdims=True)  # neutral fill so the prior sees no holes
-    if P == 1:
-        return np.ones((1, h, w), np.float32), None, {"lam": None, "sigma_n": None}
     if sigma_n is None:
-        sigma_n = estimate_noise_sigma(Y, E, valid=v.reshape(h, w))
+        sigma_n = estimate_noise_sigma(Yf.reshape(B, h, w), E, valid=v.reshape(h, w))
     sigma_n = max(float(sigma_n), 1e-6)
-
     info = {"sigma_n": sigma_n, "quality": quality, "nfe": preset.nfe, "t_start": preset.t_start,
             "samples": samples, "zeta": zeta, "device": str(dev), "prior": prior}
-    if lam == "auto" or lam is None or (isinstance(lam, (int, float)) and lam <= 0):
-        if signal_rms is None:
-            signal_rms = float(np.sqrt(np.mean(np.square(Yf[:, v]))))
-        lam_val = auto_lambda(sigma_n, signal_rms)
-        info["lambda_rule"] = "auto: from the scene's SNR (white-noise sigma_hat vs signal RMS)"
-        info["snr_db_estimated"] = 20.0 * math.log10(max(signal_rms, 1e-12) / sigma_n)
-    else:
-        lam_val = float(lam)
-        info["lambda_rule"] = "given"
+    if signal_rms is not None:
+        info["signal_rms"] = float(signal_rms)
     span = (0.0, 1.0)
-    info["lam"] = lam_val
-    mean, std, extra = _sweep(Yf, E, A0, v, h, w, lam=lam_val, sigma_n=sigma_n, preset=preset, zeta=zeta,
-                              samples=samples, seed=seed, device=dev, model=model, origin=origin,
-                              prior=prior, tv_weight=tv_weight, progress=progress, cancel=cancel,
-                              progress_span=span)
-    info.update(extra)
+    reuse = None
+    if lam_val is None:
+        if prior != "ddpm":
+            raise OptionError("The automatic weight is defined for the diffusion prior only",
+                              "Give lam explicitly for the ablation priors.")
+        sel_progress = None
+        if progress is not None:
+            def sel_progress(f, m):
+                progress(0.8 * f, m)
+        lam_val, sel, box = choose_lambda(
+            Yf.reshape(B, h, w), E, v.reshape(h, w), sigma_n=sigma_n, quality=quality, nfe=nfe,
+            t_start=t_start, zeta=zeta, samples=samples, seed=seed, device=device, origin=origin,
+            weights_dir=weights_dir, progress=sel_progress, cancel=cancel)
+        info["lambda_rule"] = "auto: SURE of the abundance error over candidate weights (0 = FCLS)"
+        info["lambda_selection"] = dict(sel.report(), window=[int(x) for x in box])
+        if box == (0, 0, h, w) and samples == 1:
+            reuse = sel.A.reshape(P, h * w)  # the chosen candidate's run is the result
+        span = (0.8, 1.0)
+    else:
+        info["lambda_rule"] = "given"
+    info["lam"] = float(lam_val)
+    if reuse is not None:
+        mean, std = reuse, None
+        info.update({"timesteps": [int(t) for t in schedule.sampling_timesteps(preset.t_start, preset.nfe)]})
+    else:
+        A0 = _warm_start(Yf, E, v)
+        mean, std, extra = _sweep(Yf, E, A0, v, h, w, lam=lam_val, sigma_n=sigma_n, preset=preset,
+                                  zeta=zeta, samples=samples, seed=seed, device=dev, model=model,
+                                  origin=origin, prior=prior, tv_weight=tv_weight, progress=progress,
+                                  cancel=cancel, progress_span=span)
+        info.update(extra)
+    if progress is not None:
+        progress(1.0, "URDM done")
+    mean = np.array(mean, dtype=np.float64)
     mean[:, ~v] = np.nan
     A = mean.reshape(P, h, w).astype(np.float32)
     if std is not None:
