@@ -205,8 +205,13 @@ def test_tv_runs_in_blended_tiles(tmp_path):
     tif, csv, sc = write_scene(tmp_path, H=40, W=70, seed=1_000_203, snr_db=30.0)
     res = unmix_raster(tif, csv, tmp_path / "tv", UnmixOptions(method="tv", tile_size=32,
                                                                 params={"max_iter": 60}))
-    lams = res.manifest["parameters"]["lam_chosen_per_tile"]
-    assert len(lams) >= 4 and res.manifest["parameters"]["lam_chosen"] > 0  # several tiles
+    params = res.manifest["parameters"]
+    lams = params["lam_chosen_per_tile"]
+    assert len(lams) >= 4  # several tiles ...
+    assert len(set(lams)) == 1  # ... one weight for the whole scene, so no seams
+    sel = params["lambda_selection"]  # chosen once, from the scene, with every candidate's SURE
+    assert sel["chosen"] == pytest.approx(max(lams[0], 0.0), abs=1e-9) or lams[0] == pytest.approx(1e-12)
+    assert len(sel["candidates"]) >= 4 and sel["candidates"][0]["weight"] == 0.0
     maps = np.stack([read(Path(res.out_dir) / f"{n}.tif")[0] for n in NAMES])
     ok = maps[0] != -9999.0
     expected = np.ones((40, 70), bool)
@@ -272,4 +277,5 @@ def test_urdm_with_samples_writes_uncertainty_maps(scene, tmp_path):
     s = read(Path(res.out_dir) / "Tree_std.tif")[0]
     ok = s != -9999.0
     assert ok.sum() == 20 * 24 - len(NODATA_PIXELS) and (s[ok] >= 0).all() and s[ok].max() > 0
-    assert res.manifest["parameters"]["samples"] == 2 and res.manifest["parameters"]["lam_chosen"] > 0
+    params = res.manifest["parameters"]
+    assert params["samples"] == 2 and params["lam_chosen"] == pytest.approx(params["lambda_selection"]["chosen"])

@@ -272,6 +272,7 @@ def solve_spatial_tile(spec, Y, E, valid, params: dict, seed: int, device: str,
 
 def _solve_spatial_tiled(spec, Y, E, valid, params, seed, device, tile_size, progress, cancel):
     """A large in-memory array in overlapping tiles blended without seams (core.tiling)."""
+    from . import weight_selection
     from .tiling import TileBlender, plan_tiles
 
     B, H, W = Y.shape
@@ -286,6 +287,16 @@ def _solve_spatial_tiled(spec, Y, E, valid, params, seed, device, tile_size, pro
             params = dict(params, sigma=sigma)
     overlap = max(4, tile_size // 8)
     tiles = plan_tiles(H, W, tile_size, overlap)
+    report = None
+    if len(tiles) > 1 and weight_selection.needs_choice(spec.id, params):
+        # one weight for the whole image, chosen on its central window (seamless tiles)
+        r0, c0, hh, ww = weight_selection.central_window(H, W)
+        sigma = params.get("sigma_n", params.get("sigma"))
+        chosen, report = weight_selection.choose_scene_weight(
+            spec.id, Y[:, r0:r0 + hh, c0:c0 + ww], E, valid[r0:r0 + hh, c0:c0 + ww],
+            {k: v for k, v in params.items() if k not in ("sigma_n", "sigma", "signal_rms")},
+            sigma=sigma, seed=seed, device=device, cancel=cancel)
+        params = dict(params, **{k: chosen[k] for k in (weight_selection.WEIGHT_PARAM[spec.id],)})
     blend = TileBlender(P, H, W, overlap=overlap)
     sblend = None
     infos = []
@@ -312,6 +323,8 @@ def _solve_spatial_tiled(spec, Y, E, valid, params, seed, device, tile_size, pro
         _check_cancel(cancel)
     lams = [float(i["lam"]) for i in infos if isinstance(i.get("lam"), (int, float))]
     info = {"tiles": n}
+    if report is not None:
+        info["lambda_selection"] = report
     if lams:
         info["lam"] = float(np.median(lams))
         info["lam_per_tile"] = lams

@@ -532,7 +532,7 @@ def _solve_blocks(info, bands, E, extent, mask, spec, params, options, writer, k
 
 def _solve_tiled(info, bands, E, extent, mask, spec, params, options, writer, keys, std_keys,
                  prog, lam_seen, solver_info) -> int:
-    from . import raster_io
+    from . import raster_io, weight_selection
     from .api import unmix_array_full
     from .tiling import TileBlender, plan_tiles
 
@@ -549,12 +549,19 @@ def _solve_tiled(info, bands, E, extent, mask, spec, params, options, writer, ke
     if spec.id in ("urdm", "tv"):
         noise = _scene_noise(info, bands, E, extent, mask)
         if noise is not None:
-            sigma, rms = noise
+            sigma, rms, win, win_valid = noise
             if spec.id == "urdm":
                 shared.update(sigma_n=sigma, signal_rms=rms)
             else:
                 shared["sigma"] = sigma
             solver_info["noise_sigma"] = sigma
+            if n_t > 1 and weight_selection.needs_choice(spec.id, params):
+                # one weight for the whole scene, chosen on its central window
+                prog(0.0, "Choosing the regularisation weight from the scene")
+                params, report = weight_selection.choose_scene_weight(
+                    spec.id, win, E, win_valid, params, sigma=sigma, seed=options.seed,
+                    device=options.device, cancel=prog.cancel)
+                solver_info["lambda_selection"] = report
     for ti, t in enumerate(tiles):
         ty, tx, th, tw = _tile_box(t)
         data, valid = raster_io.read_window(info, bands, c0 + tx, r0 + ty, tw, th)
@@ -574,6 +581,8 @@ def _solve_tiled(info, bands, E, extent, mask, spec, params, options, writer, ke
             for k, v in tinfo.items():  # per-tile solver facts, e.g. iterations, sigma
                 if k != "lam" and (v is None or isinstance(v, (int, float, str, bool))):
                     solver_info.setdefault(f"{k}_per_tile", []).append(v)
+            if n_t == 1 and "lambda_selection" in tinfo:
+                solver_info["lambda_selection"] = tinfo["lambda_selection"]
         else:
             A, std = np.zeros((P, th, tw), np.float32), None
         blender.add(t, A)
@@ -601,8 +610,9 @@ def _solve_tiled(info, bands, E, extent, mask, spec, params, options, writer, ke
 
 
 def _scene_noise(info, bands, E, extent, mask, size: int = 256):
-    """(white-noise σ, signal RMS) of the scene (reflectance), from a central window of at
-    most size² pixels; None when it holds too few valid pixels."""
+    """(white-noise σ, signal RMS, window data (B, h, w), its valid mask) of the scene
+    (reflectance), from a central window of at most size² pixels; None when it holds too
+    few valid pixels."""
     from . import raster_io
     from .noise import estimate_noise_sigma
 
@@ -617,7 +627,7 @@ def _scene_noise(info, bands, E, extent, mask, size: int = 256):
         return None  # too little here: each tile estimates its own
     data = np.asarray(data, np.float64)
     return (float(estimate_noise_sigma(data, E, valid=valid)),
-            float(np.sqrt(np.mean(np.square(data[:, valid])))))
+            float(np.sqrt(np.mean(np.square(data[:, valid])))), data, valid)
 
 
 def _tile_box(t) -> tuple[int, int, int, int]:

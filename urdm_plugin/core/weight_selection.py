@@ -19,7 +19,8 @@ The divergence term is probed Monte-Carlo style with one perturbed run (Ramani, 
 Unser 2008): draw n with per-band σ_b (bands × pixels), set b = G⁺Eᵀn, then
 ``Σ tr(C·∂f/∂Â_LS) ≈ ⟨b, f(Y + εn) − f(Y)⟩ / ε``. The same probe n serves every candidate
 (common random numbers), so differences between candidates are far more precise than
-each value. The solvers must be deterministic functions of Y for a fixed seed (URDM's
+each value: the values share the random offset ‖Â_LS − A‖² − N·tr(C), large when E is
+ill-conditioned, which cancels in the choice (run.json reports the values as they are). The solvers must be deterministic functions of Y for a fixed seed (URDM's
 sampling noise is keyed to the seed) and everything estimated from Y — the noise level
 — is held fixed while the weight varies.
 
@@ -141,18 +142,69 @@ def select_weight(solve: Callable[[np.ndarray, float], np.ndarray], Y: np.ndarra
     evaluate(0.0)
     for g in grid:
         evaluate(g)
-    best = min(table, key=table.get)
+    best = _smallest_best(table)
     if best == 0.0 and grid:
         neighbours = [grid[0] / refine ** 2, grid[0] / refine]
     else:
         neighbours = [best / refine, best * refine]
     for g in neighbours:
         evaluate(float(g))
-    best = min(table, key=table.get)
+    best = _smallest_best(table)
     return Selection(weight=float(best), A=results[best], table=table)
+
+
+def _smallest_best(table: dict) -> float:
+    """The weight with the least SURE; among values equal to rounding, the smallest weight
+    (so a scene where regularising changes nothing stays unregularised)."""
+    low = min(table.values())
+    tol = 1e-9 * abs(low) + 1e-15
+    return min(w for w, v in table.items() if v <= low + tol)
 
 
 def central_window(h: int, w: int, size: int = SELECTION_WINDOW) -> tuple:
     """(row0, col0, height, width) of the central window of at most size × size pixels."""
     hh, ww = min(h, size), min(w, size)
     return (h - hh) // 2, (w - ww) // 2, hh, ww
+
+
+#: The registry parameter that holds each regularised method's weight (0 = automatic).
+WEIGHT_PARAM = {"urdm": "lam", "tv": "lam_tv"}
+
+
+def needs_choice(method_id: str, params: dict) -> bool:
+    """True when ``method_id`` has a weight and ``params`` leave it automatic (0 / "auto")."""
+    from .methods import resolve_auto
+
+    key = WEIGHT_PARAM.get(method_id)
+    return key is not None and resolve_auto(params.get(key, 0.0)) == "auto"
+
+
+def choose_scene_weight(method_id: str, Y: np.ndarray, E: np.ndarray, valid: np.ndarray,
+                        params: dict, sigma: Optional[float] = None, seed: int = 0,
+                        device: str = "auto", cancel=None, progress=None) -> tuple:
+    """Choose a method's weight once for a whole scene, from a window of it.
+
+    Tiled runs call this before the tiles, so every tile uses one weight and the blend
+    stays seamless. ``Y`` (B, h, w) a central window of the scene (invalid pixels
+    anything), ``valid`` (h, w), ``params`` the method's registry parameters, ``sigma``
+    the scene's noise level. Returns (params with the weight filled in, report for run.json).
+    """
+    Yz = np.where(valid[None], np.asarray(Y, np.float64), 0.0)
+    if method_id == "urdm":
+        from .urdm import choose_lambda
+
+        lam, sel, box = choose_lambda(Yz, E, valid, sigma_n=sigma, quality=params.get("quality", "balanced"),
+                                      zeta=float(params.get("zeta", 0.0)), samples=int(params.get("samples", 1)),
+                                      seed=seed, device=device, cancel=cancel, progress=progress)
+    elif method_id == "tv":
+        from .tv import choose_lambda
+
+        lam, _sigma, sel, box = choose_lambda(Yz, E, valid, sigma=sigma, seed=seed, cancel=cancel,
+                                              progress=progress)
+    else:
+        return dict(params), None
+    report = dict(sel.report(), window="central window of the scene, "
+                  f"{box[2]}×{box[3]} pixels")
+    # a chosen weight of 0 means "no regularisation"; the registry's 0 means "auto", so
+    # the smallest positive weight stands in (a prior weight of 1e-12 is FCLS to rounding)
+    return dict(params, **{WEIGHT_PARAM[method_id]: max(float(lam), 1e-12)}), report

@@ -58,6 +58,32 @@ def make_validation(size: int, n: int = 64):
     return x0, t, noise
 
 
+DATA_KINDS = ("synthetic", "photo-mix")
+
+
+def batch_source(kind: str, photo_share: float):
+    """The training-map generator ``f(batch, size, rng)`` for ``--data``.
+
+    ``synthetic``: core.synthetic only; ``photo-mix``: each batch takes ``photo_share`` of its
+    maps from soft segmentations of photographs (core.natural_maps) and the rest from
+    core.synthetic.
+    """
+    if kind == "synthetic":
+        return training_batch
+    if kind != "photo-mix":
+        raise ValueError(f"unknown training data {kind!r}; use one of {DATA_KINDS}")
+    from .. import natural_maps
+
+    def mixed(batch, size, rng):
+        n_photo = int(round(photo_share * batch))
+        parts = [training_batch(batch - n_photo, size, rng)] if batch - n_photo else []
+        if n_photo:
+            parts.append(natural_maps.training_batch(n_photo, size, rng))
+        return np.concatenate(parts)[rng.permutation(batch)]
+
+    return mixed
+
+
 def train(args) -> dict:
     import torch
 
@@ -79,6 +105,15 @@ def train(args) -> dict:
     rng = np.random.default_rng(TRAIN_SEED_BASE + args.seed)
     gen = torch.Generator(device="cpu").manual_seed(args.seed)
     step, wall, history = 0, 0.0, []
+    source = batch_source(args.data, args.photo_share)
+    if args.init and not (ckpt_path.exists() and not args.restart):
+        from .weights import load_prior
+
+        init_model, init_card = load_prior(Path(args.init), device=dev)
+        model.load_state_dict(init_model.state_dict())
+        ema.load_state_dict(init_model.state_dict())
+        history = [dict(h, phase="init") for h in init_card.get("history", [])[-1:]]
+        print(f"fine-tuning from {args.init}", file=sys.stderr)
 
     if ckpt_path.exists() and not args.restart:
         ck = torch.load(ckpt_path, map_location=dev, weights_only=True)
@@ -114,7 +149,7 @@ def train(args) -> dict:
     t_last = time.time()
     model.train()
     while step < args.steps:
-        x0 = torch.from_numpy(training_batch(args.batch, args.size, rng) * 2 - 1)[:, None].to(dev)
+        x0 = torch.from_numpy(source(args.batch, args.size, rng) * 2 - 1)[:, None].to(dev)
         t = torch.randint(0, args.t_max, (args.batch,), generator=gen).to(dev)
         noise = torch.randn(x0.shape, generator=gen).to(dev)
         for g in opt.param_groups:
@@ -157,12 +192,17 @@ def train(args) -> dict:
             "recipe": {"command": "make prior", "seed": args.seed, "steps": step, "batch": args.batch,
                        "map_size": args.size, "lr": args.lr, "warmup": args.warmup, "ema": args.ema,
                        "t_max": args.t_max, "T": schedule.T, "beta": [schedule.BETA_START, schedule.BETA_END],
-                       "data": "urdm_plugin.core.synthetic.training_batch (fields, regions, patches, lines, texture; P in [2, 10])",
+                       "data": ("urdm_plugin.core.synthetic.training_batch (fields, regions, patches, lines, texture; P in [2, 10])"
+                                if args.data == "synthetic" else
+                                f"{1 - args.photo_share:.0%} core.synthetic.training_batch + {args.photo_share:.0%} "
+                                "core.natural_maps.training_batch (soft segmentations of scikit-image's sample photos)"),
+                       "init": args.init or None,
                        "data_seed": TRAIN_SEED_BASE + args.seed},
             "final_train_loss": result["train_loss"], "final_val_loss": result["val_loss"],
             "history": history[-20:], "wall_seconds": result["wall_s"], "parameters": result["parameters"],
             "machine": f"{platform.machine()} {platform.processor() or ''} {dev.type}, torch threads {torch.get_num_threads()}".strip(),
-            "licence": "GPL-2.0-or-later (trained only on the project's own synthetic maps)",
+            "licence": ("GPL-2.0-or-later (trained only on the project's own synthetic maps" + (
+                        ")" if args.data == "synthetic" else " and scikit-image's public-domain/CC0 sample photos)")),
         }
         save_prior(ema, Path(args.export), card)
         print(f"exported EMA weights to {args.export}", file=sys.stderr)
@@ -186,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--ckpt-every", type=int, default=500)
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    p.add_argument("--data", default="synthetic", choices=DATA_KINDS, help="training maps")
+    p.add_argument("--photo-share", type=float, default=0.5, help="share of photo maps with --data photo-mix")
+    p.add_argument("--init", default="", help="start from these weights (a weights folder) instead of random")
     p.add_argument("--quiet", action="store_true", help="no progress bar; one JSON line per checkpoint")
     return p
 
