@@ -26,12 +26,13 @@ fi
 
 # Reinstall only when the pins change.
 stamp="$VENV/.requirements.sha256"
-want=$(cat requirements.txt constraints.txt | sha256sum | cut -d' ' -f1)
+want=$(cat requirements.txt requirements-train.txt constraints.txt | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "setup: installing pinned Python packages into $VENV"
   # PIP_CONSTRAINT keeps Debian's numpy even when a package asks for a newer one.
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
       -c constraints.txt -r requirements.txt
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -r requirements-train.txt
   "$VENV/bin/python" - <<'PY'
 import numpy, osgeo.gdal, qgis.core, torch
 assert numpy.__version__.startswith("1.24"), f"numpy {numpy.__version__} replaced Debian's 1.24"

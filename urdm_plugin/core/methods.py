@@ -130,8 +130,9 @@ METHODS: list = [
                   help="Prior weight λ; 0 = automatic (chosen from the scene's data)."),
         ParamSpec("quality", "choice", "balanced", choices=("fast", "balanced", "best"),
                   help="Number of network evaluations: fast (fewest), balanced, best (most)."),
-        ParamSpec("zeta", "float", 1.0, 0.0, 1.0,
-                  help="Fresh-noise fraction when re-noising between steps (1 = fresh noise)."),
+        ParamSpec("zeta", "float", 0.0, 0.0, 1.0,
+                  help="Sampling noise in the prior step: 0 = deterministic denoising (most accurate), "
+                       "1 = fresh noise each step (posterior samples; used for samples > 1)."),
         ParamSpec("samples", "int", 1, 1, 64,
                   help="Posterior samples averaged; more than 1 also gives an uncertainty map."),
         _TILE,
