@@ -66,8 +66,8 @@ PROFILES = {
     },
 }
 #: Weight grids of the oracles (chosen with the truth; the automatic choice is added).
-TV_ORACLE_GRID = tuple(float(x) for x in np.geomspace(1e-4, 2e-2, 9))
-URDM_ORACLE_GRID = (0.03, 0.06, 0.1, 0.17, 0.3, 0.52, 1.0, 1.7)
+TV_ORACLE_GRID = tuple(float(x) for x in np.geomspace(2e-4, 1.6e-2, 7))
+URDM_ORACLE_GRID = (0.06, 0.1, 0.17, 0.3, 0.52, 1.0, 1.7)
 METHODS = ("fcls", "tv", "tv_oracle", "urdm", "urdm_oracle")
 
 #: Seed offsets inside the benchmark range, so noise draws and synthetic scenes never collide.

@@ -171,7 +171,8 @@ def unmix_array_full(Y, E, method: str = "fcls", **options: Any):
     seed = int(options.pop("seed", 0) or 0)
     device = options.pop("device", "auto")
     # scene-level facts the pipeline passes to every tile (not user parameters)
-    internal = {k: options.pop(k) for k in ("origin", "sigma_n", "sigma", "signal_rms") if k in options}
+    internal = {k: options.pop(k) for k in ("origin", "sigma_n", "sigma", "signal_rms", "band_weights")
+                if k in options}
     params = validate_params(spec, options)
     tile_size = params.pop("tile_size", None)
     params.update(internal)
@@ -296,7 +297,8 @@ def _solve_spatial_tiled(spec, Y, E, valid, params, seed, device, tile_size, pro
             spec.id, Y[:, r0:r0 + hh, c0:c0 + ww], E, valid[r0:r0 + hh, c0:c0 + ww],
             {k: v for k, v in params.items() if k not in ("sigma_n", "sigma", "signal_rms")},
             sigma=sigma, seed=seed, device=device, cancel=cancel)
-        params = dict(params, **{k: chosen[k] for k in (weight_selection.WEIGHT_PARAM[spec.id],)})
+        params = dict(params, **{k: chosen[k] for k in (weight_selection.WEIGHT_PARAM[spec.id], "band_weights",
+                                                          "sigma_n") if k in chosen})
     blend = TileBlender(P, H, W, overlap=overlap)
     sblend = None
     infos = []

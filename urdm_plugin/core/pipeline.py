@@ -561,6 +561,9 @@ def _solve_tiled(info, bands, E, extent, mask, spec, params, options, writer, ke
                 params, report = weight_selection.choose_scene_weight(
                     spec.id, win, E, win_valid, params, sigma=sigma, seed=options.seed,
                     device=options.device, cancel=prog.cancel)
+                for k in ("band_weights", "sigma_n"):  # scene facts, passed beside the parameters
+                    if k in params:
+                        shared[k] = params.pop(k)
                 solver_info["lambda_selection"] = report
     for ti, t in enumerate(tiles):
         ty, tx, th, tw = _tile_box(t)
@@ -581,8 +584,9 @@ def _solve_tiled(info, bands, E, extent, mask, spec, params, options, writer, ke
             for k, v in tinfo.items():  # per-tile solver facts, e.g. iterations, sigma
                 if k != "lam" and (v is None or isinstance(v, (int, float, str, bool))):
                     solver_info.setdefault(f"{k}_per_tile", []).append(v)
-            if n_t == 1 and "lambda_selection" in tinfo:
-                solver_info["lambda_selection"] = tinfo["lambda_selection"]
+            for k in ("lambda_selection", "band_weights"):
+                if n_t == 1 and k in tinfo:
+                    solver_info[k] = tinfo[k]
         else:
             A, std = np.zeros((P, th, tw), np.float32), None
         blender.add(t, A)

@@ -316,15 +316,46 @@ def _parse_lambda(lam):
     return None if val == 0 and isinstance(lam, str) else val
 
 
+def resolve_band_weights(Y, E, valid, band_weights="auto", seed=0):
+    """The per-band noise weights d (B,) of the data term, or None (unweighted).
+
+    ``band_weights``: "auto" (decided on the central window by
+    :func:`weight_selection.choose_band_weights`), None (unweighted) or an array (B,) of
+    relative noise σ per band. Returns (d or None, report dict or None).
+    """
+    from . import weight_selection as ws
+
+    if band_weights is None:
+        return None, None
+    if isinstance(band_weights, str):
+        if band_weights != "auto":
+            raise OptionError(f"band_weights must be 'auto', None or an array, not '{band_weights}'",
+                              "Leave it at 'auto'.")
+        B, H, W = Y.shape
+        r0, c0, hh, ww = ws.central_window(H, W)
+        Yw, vw = Y[:, r0:r0 + hh, c0:c0 + ww], valid[r0:r0 + hh, c0:c0 + ww]
+        if vw.sum() < 16 or min(hh, ww) < 2:
+            return None, None
+        Yw = np.where(vw[None], Yw, 0.0)
+        sb = estimate_band_sigma(Yw, E, valid=vw)
+        return ws.choose_band_weights(Yw, E, vw, sb, seed=seed)
+    d = np.asarray(band_weights, np.float64).reshape(-1)
+    if d.shape != (E.shape[0],) or not np.all(np.isfinite(d)) or not np.all(d > 0):
+        raise OptionError("band_weights must hold one positive value per band", "Leave it at 'auto'.")
+    return d, {"weighted": True, "given": True}
+
+
 def choose_lambda(Y, E, valid=None, *, sigma_n=None, band_sigma=None, quality=DEFAULT_QUALITY,
                   nfe=None, t_start=None, zeta=0.0, samples=1, seed=0, device="auto",
                   origin=(0, 0), weights_dir=None, grid=LAMBDA_GRID, window=None,
-                  progress=None, cancel=None):
+                  band_weights=None, progress=None, cancel=None):
     """URDM's weight for a scene, by SURE (:mod:`core.weight_selection`), without the truth.
 
     Y (B, h, w) reflectance, E (B, P), valid (h, w) bool. Runs on the central window of at
-    most ``window``² pixels (default SELECTION_WINDOW). Returns
-    (λ, Selection (its ``A`` is the result on the window), window box (row0, col0, h, w)).
+    most ``window``² pixels (default SELECTION_WINDOW). ``band_weights`` as in
+    :func:`resolve_band_weights` (None: Y and E are used as given; the sampler calls this
+    on already weighted data). Returns (λ, Selection (its ``A`` is the result on the
+    window), window box (row0, col0, h, w), data-weighting dict {"d", "report", "sigma_n"}).
     """
     from . import weight_selection as ws
 
@@ -341,6 +372,10 @@ def choose_lambda(Y, E, valid=None, *, sigma_n=None, band_sigma=None, quality=DE
     if vw.sum() < 16:  # the central window is mostly nodata: use the whole tile
         r0, c0, hh, ww = 0, 0, H, W
         Yw, vw = np.where(v[None], Y, 0.0), v
+    d, d_report = resolve_band_weights(Yw, E, vw, band_weights, seed=seed)
+    if d is not None:  # fit and choose in the noise-weighted metric
+        Yw, E = Yw / d[:, None, None], E / d[:, None]
+        sigma_n = band_sigma = None
     if sigma_n is None:
         sigma_n = estimate_noise_sigma(Yw, E, valid=vw)
     sigma_n = max(float(sigma_n), 1e-6)
@@ -365,7 +400,7 @@ def choose_lambda(Y, E, valid=None, *, sigma_n=None, band_sigma=None, quality=DE
         return mean.reshape(-1, hh, ww)
 
     sel = ws.select_weight(solve, Yw, probe, grid, cancel=cancel, progress=progress)
-    return sel.weight, sel, (r0, c0, hh, ww)
+    return sel.weight, sel, (r0, c0, hh, ww), {"d": d, "report": d_report, "sigma_n": sigma_n}
 
 
 def _warm_start(Yf, E, v):
@@ -381,7 +416,8 @@ def urdm_unmix(Y, E, valid=None, lam="auto", quality: str = DEFAULT_QUALITY, see
                device: str = "auto", samples: int = 1, nfe: int | None = None,
                t_start: int | None = None, zeta: float = 0.0, sigma_n: float | None = None,
                signal_rms: float | None = None, origin=(0, 0), prior: str = "ddpm",
-               tv_weight: float = 0.0, weights_dir=None, progress=None, cancel=None):
+               tv_weight: float = 0.0, band_weights="auto", weights_dir=None, progress=None,
+               cancel=None):
     """Unmix one image tile with URDM.
 
     Y: (B, h, w) reflectance; E: (B, P) endmembers on the same bands; valid: (h, w) bool or
@@ -392,6 +428,11 @@ def urdm_unmix(Y, E, valid=None, lam="auto", quality: str = DEFAULT_QUALITY, see
     ``sigma_n`` (reflectance): the scene's noise level, estimated from this tile when not
     given (the pipeline passes scene-wide values, and a λ chosen once, so tiles agree);
     ``signal_rms`` is accepted for the same reason and recorded.
+    ``band_weights``: "auto" — when the noise is clearly band-dependent and SURE prefers it,
+    the data term is weighted by the inverse per-band noise (the maximum-likelihood fit;
+    then the no-prior limit is noise-weighted FCLS) — None (plain least squares: the
+    no-prior limit is FCLS) or relative per-band σ (B,); with an array, ``sigma_n`` is in
+    the weighted units.
     ``origin`` (row, col) is the tile's position in the whole image: sampling noise (ζ > 0)
     is keyed to global pixel coordinates, so overlapping tiles agree. Deterministic for a
     given seed (counter-based noise; no global random state is read or changed).
@@ -428,6 +469,12 @@ def urdm_unmix(Y, E, valid=None, lam="auto", quality: str = DEFAULT_QUALITY, see
     configure_threads()
     dev = resolve_device(device)
     model = get_model(dev, weights_dir) if prior == "ddpm" else None
+    given_weights = band_weights is not None and not isinstance(band_weights, str)
+    d, d_report = resolve_band_weights(Yf.reshape(B, h, w), E, v.reshape(h, w), band_weights, seed=seed)
+    if d is not None:  # maximum-likelihood data term under band-dependent noise
+        Yf, E = Yf / d[:, None], E / d[:, None]
+        if not given_weights:
+            sigma_n = None  # a scene σ̂ given in plain units does not apply after weighting
     if sigma_n is None:
         sigma_n = estimate_noise_sigma(Yf.reshape(B, h, w), E, valid=v.reshape(h, w))
     sigma_n = max(float(sigma_n), 1e-6)
@@ -435,6 +482,8 @@ def urdm_unmix(Y, E, valid=None, lam="auto", quality: str = DEFAULT_QUALITY, see
             "samples": samples, "zeta": zeta, "device": str(dev), "prior": prior}
     if signal_rms is not None:
         info["signal_rms"] = float(signal_rms)
+    if d_report is not None:
+        info["band_weights"] = dict(d_report, **({"relative_sigma": [float(x) for x in d]} if d is not None else {}))
     span = (0.0, 1.0)
     reuse = None
     if lam_val is None:
@@ -445,10 +494,10 @@ def urdm_unmix(Y, E, valid=None, lam="auto", quality: str = DEFAULT_QUALITY, see
         if progress is not None:
             def sel_progress(f, m):
                 progress(0.8 * f, m)
-        lam_val, sel, box = choose_lambda(
+        lam_val, sel, box, _w = choose_lambda(
             Yf.reshape(B, h, w), E, v.reshape(h, w), sigma_n=sigma_n, quality=quality, nfe=nfe,
             t_start=t_start, zeta=zeta, samples=samples, seed=seed, device=device, origin=origin,
-            weights_dir=weights_dir, progress=sel_progress, cancel=cancel)
+            weights_dir=weights_dir, band_weights=None, progress=sel_progress, cancel=cancel)
         info["lambda_rule"] = "auto: SURE of the abundance error over candidate weights (0 = FCLS)"
         info["lambda_selection"] = dict(sel.report(), window=[int(x) for x in box])
         if box == (0, 0, h, w) and samples == 1:

@@ -8,21 +8,22 @@ help (e.g. noise-free mixtures).
 
 The estimate. With ``Y = E·A + N`` (Y bands × pixels, E bands × P, A P × pixels) and
 Gaussian noise independent across pixels with per-band standard deviations σ_b, the
-least-squares abundances ``Â_LS = G⁺EᵀY`` (G = EᵀE) are unbiased for A with covariance
-``C = G⁺EᵀΣEG⁺`` (P × P, Σ = diag σ_b²) at every pixel. All solvers here see Y only
-through EᵀY, i.e. through Â_LS, so by Stein's lemma any solver ``f`` with the weight fixed
-satisfies
+least-squares abundances ``Â_LS = K·Y`` (K = G⁺Eᵀ, G = EᵀE) are unbiased for A with
+covariance ``C = KΣKᵀ`` (P × P, Σ = diag σ_b²) at every pixel. Expanding
+‖f − A‖² around Â_LS and applying Stein's lemma to ⟨K·N, f(Y)⟩ gives, for any solver
+``f`` (weakly differentiable in Y) with the weight fixed,
 
-    E‖f(Y) − A‖² = E[ ‖f(Y) − Â_LS‖² − N·tr(C) + 2·Σ_pixels tr(C·∂f/∂Â_LS) ].
+    E‖f(Y) − A‖² = E[ ‖f(Y) − Â_LS‖² − N·tr(C) + 2·Σ_pixels tr(ΣKᵀ·∂f/∂Y) ].
 
 The divergence term is probed Monte-Carlo style with one perturbed run (Ramani, Blu &
-Unser 2008): draw n with per-band σ_b (bands × pixels), set b = G⁺Eᵀn, then
-``Σ tr(C·∂f/∂Â_LS) ≈ ⟨b, f(Y + εn) − f(Y)⟩ / ε``. The same probe n serves every candidate
+Unser 2008): draw n with per-band σ_b (bands × pixels), set b = K·n, then
+``Σ tr(ΣKᵀ·∂f/∂Y) ≈ ⟨b, f(Y + εn) − f(Y)⟩ / ε``. The same probe n serves every candidate
 (common random numbers), so differences between candidates are far more precise than
 each value: the values share the random offset ‖Â_LS − A‖² − N·tr(C), large when E is
-ill-conditioned, which cancels in the choice (run.json reports the values as they are). The solvers must be deterministic functions of Y for a fixed seed (URDM's
-sampling noise is keyed to the seed) and everything estimated from Y — the noise level
-— is held fixed while the weight varies.
+ill-conditioned, which cancels in the choice (run.json reports the values as they are).
+The solvers must be deterministic functions of Y for a fixed seed (URDM's sampling noise
+is keyed to the seed) and everything estimated from Y — the noise level — is held fixed
+while the weight varies.
 
 What SURE cannot see: model mismatch in the range of E (endmember variability, a wrong
 library) is signal to it; it then estimates the error against the mixture the data
@@ -193,9 +194,12 @@ def choose_scene_weight(method_id: str, Y: np.ndarray, E: np.ndarray, valid: np.
     if method_id == "urdm":
         from .urdm import choose_lambda
 
-        lam, sel, box = choose_lambda(Yz, E, valid, sigma_n=sigma, quality=params.get("quality", "balanced"),
-                                      zeta=float(params.get("zeta", 0.0)), samples=int(params.get("samples", 1)),
-                                      seed=seed, device=device, cancel=cancel, progress=progress)
+        lam, sel, box, data_w = choose_lambda(
+            Yz, E, valid, sigma_n=sigma, quality=params.get("quality", "balanced"),
+            zeta=float(params.get("zeta", 0.0)), samples=int(params.get("samples", 1)),
+            seed=seed, device=device, band_weights="auto", cancel=cancel, progress=progress)
+        if data_w["d"] is not None:  # the tiles fit in the same noise-weighted metric
+            params = dict(params, band_weights=data_w["d"], sigma_n=data_w["sigma_n"])
     elif method_id == "tv":
         from .tv import choose_lambda
 
@@ -205,6 +209,55 @@ def choose_scene_weight(method_id: str, Y: np.ndarray, E: np.ndarray, valid: np.
         return dict(params), None
     report = dict(sel.report(), window="central window of the scene, "
                   f"{box[2]}×{box[3]} pixels")
+    if method_id == "urdm" and data_w["report"] is not None:
+        report["band_weights"] = data_w["report"]
     # a chosen weight of 0 means "no regularisation"; the registry's 0 means "auto", so
     # the smallest positive weight stands in (a prior weight of 1e-12 is FCLS to rounding)
     return dict(params, **{WEIGHT_PARAM[method_id]: max(float(lam), 1e-12)}), report
+
+
+#: Band weighting is considered only when the noise is clearly band-dependent: the ratio of
+#: the 95th to the 5th percentile of the per-band σ̂ exceeds this (white noise: ≈ 1.1).
+BAND_NOISE_RATIO = 1.5
+
+
+def choose_band_weights(Y: np.ndarray, E: np.ndarray, valid: np.ndarray, band_sigma: np.ndarray,
+                        seed: int = 0) -> tuple:
+    """Whether to fit the data with per-band noise weights, and which.
+
+    Under band-dependent noise the maximum-likelihood data term is ½‖D⁻¹(y − Ea)‖² with
+    D = diag(σ_b) (normalised to RMS 1). It is used when the noise is clearly band-dependent
+    (:data:`BAND_NOISE_RATIO`) *and* SURE of the abundance error prefers noise-weighted FCLS
+    to plain FCLS on this data — a cheap test, no network involved. Returns
+    (d (B,) or None, report dict).
+    """
+    from .solvers import fcls
+
+    sb = np.asarray(band_sigma, np.float64)
+    lo, hi = np.percentile(sb, [5, 95])
+    ratio = float(hi / max(lo, 1e-12))
+    report = {"band_noise_ratio_p95_p5": ratio}
+    if not np.isfinite(ratio) or ratio <= BAND_NOISE_RATIO or not np.all(sb > 0):
+        report["weighted"] = False
+        return None, report
+    d = sb / np.sqrt(np.mean(sb * sb))
+    B = Y.shape[0]
+    P = E.shape[1]
+    v = valid.ravel()
+
+    def plain(Yx):
+        out = np.zeros((P, v.size))
+        out[:, v] = fcls(Yx.reshape(B, -1)[:, v], E)
+        return out.reshape(P, *Y.shape[1:])
+
+    def weighted(Yx):
+        out = np.zeros((P, v.size))
+        out[:, v] = fcls((Yx.reshape(B, -1) / d[:, None])[:, v], E / d[:, None])
+        return out.reshape(P, *Y.shape[1:])
+
+    probe = make_probe(Y, E, valid, sb, seed=seed)
+    s_plain = sure_value(plain(Y), plain(Y + probe.eps * probe.n), probe)
+    s_weighted = sure_value(weighted(Y), weighted(Y + probe.eps * probe.n), probe)
+    use = s_weighted < s_plain
+    report.update(weighted=bool(use), sure_mse_fcls=float(s_plain), sure_mse_weighted_fcls=float(s_weighted))
+    return (d if use else None), report
