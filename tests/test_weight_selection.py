@@ -104,3 +104,22 @@ def test_urdm_declines_a_prior_that_cannot_help():
     Au, _, info = urdm.urdm_unmix(Y, E, quality="fast")
     assert rmse(Au, A) <= 1.01 * rmse(_fcls(Y, E), A)
     assert info["lam"] <= 0.1
+
+
+def test_band_weights_only_where_the_noise_is_band_dependent(scene):
+    """White noise keeps the plain fit (so URDM's no-prior limit stays FCLS); noise that
+    varies ×5 across bands gets the noise-weighted fit, which SURE confirms is better."""
+    valid = np.ones(scene.Y.shape[1:], bool)
+    sb = noise.estimate_band_sigma(scene.Y, scene.E)
+    d, rep = ws.choose_band_weights(scene.Y, scene.E, valid, sb)
+    assert d is None and rep["weighted"] is False
+    rng = np.random.default_rng(1)
+    prof = 5.0 ** np.linspace(-1, 1, scene.E.shape[0]) ** 2
+    Y = scene.clean + 0.01 * prof[:, None, None] * rng.standard_normal(scene.clean.shape)
+    d, rep = ws.choose_band_weights(Y, scene.E, valid, noise.estimate_band_sigma(Y, scene.E))
+    assert rep["weighted"] is True and rep["sure_mse_weighted_fcls"] < rep["sure_mse_fcls"]
+    B = Y.shape[0]
+    plain = solvers.fcls(Y.reshape(B, -1), scene.E)
+    weighted = solvers.fcls(Y.reshape(B, -1) / d[:, None], scene.E / d[:, None])
+    truth = scene.A.reshape(scene.E.shape[1], -1)
+    assert rmse(weighted, truth) < rmse(plain, truth)
