@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from urdm_plugin.core import noise, solvers, synthetic, tv, weight_selection as ws
+from urdm_plugin.core import noise, solvers, synthetic, tv
+from urdm_plugin.core import weight_selection as ws
 
 
 def rmse(a, b):
