@@ -59,19 +59,6 @@ def test_data_step_is_the_exact_constrained_minimiser_of_data_plus_prior_term():
         assert np.all(f(trial) >= f(A) - 1e-10)
 
 
-def test_torch_simplex_projection_is_feasible_and_optimal():
-    rng = np.random.default_rng(1)
-    X = rng.normal(0, 2, (6, 500))
-    V = urdm.project_simplex_torch(torch.as_tensor(X)).numpy()
-    assert V.min() >= 0
-    np.testing.assert_allclose(V.sum(0), 1, atol=1e-12)
-    np.testing.assert_allclose(V, solvers.project_simplex(X), atol=1e-12)
-    # optimality: no random feasible point is closer
-    for n in range(0, 500, 50):
-        cand = rng.dirichlet(np.ones(6), 200).T
-        assert np.linalg.norm(X[:, n] - V[:, n]) <= np.min(np.linalg.norm(X[:, [n]] - cand, axis=0)) + 1e-12
-
-
 def test_coordinate_noise_is_standard_normal_and_keyed_to_global_position():
     full = urdm.coordinate_noise(7, 3, 2, 3, 0, 0, 40, 50)
     assert full.shape == (2, 3, 40, 50)

@@ -164,11 +164,8 @@ def choose_lambda(Y: np.ndarray, E: np.ndarray, valid: np.ndarray, sigma: Option
     from . import weight_selection as ws
     from .noise import estimate_band_sigma
 
-    B, h, w = Y.shape
-    r0, c0, hh, ww = ws.central_window(h, w)
-    Yw, vw = Y[:, r0:r0 + hh, c0:c0 + ww], valid[r0:r0 + hh, c0:c0 + ww]
-    if vw.sum() < 16:  # central window mostly nodata: use the whole tile
-        r0, c0, hh, ww, Yw, vw = 0, 0, h, w, Y, valid
+    B = Y.shape[0]
+    Yw, vw, (r0, c0, hh, ww) = ws.selection_window(Y, valid)
     if sigma is None:
         sigma = estimate_noise_sigma(Yw, E, valid=vw)
     sigma = float(sigma)

@@ -140,20 +140,6 @@ def _pad_to_multiple(x, m: int = 4):
     return torch.nn.functional.pad(x, (0, pw, 0, ph), mode=mode)
 
 
-def project_simplex_torch(X):
-    """Euclidean projection of each column of X (P × N) onto the simplex (torch, sort-based)."""
-    torch = _torch()
-    P = X.shape[0]
-    U, _ = torch.sort(X, dim=0, descending=True)
-    css = torch.cumsum(U, dim=0) - 1.0
-    k = torch.arange(1, P + 1, device=X.device, dtype=X.dtype)[:, None]
-    cond = (U - css / k) > 0
-    rho = P - 1 - torch.argmax(cond.flip(0).to(torch.uint8), dim=0)
-    theta = css.gather(0, rho[None]) / (rho[None].to(X.dtype) + 1.0)
-    return torch.clamp(X - theta, min=0.0)
-
-
-
 # ------------------------------------------------------------------ building blocks
 _M1, _M2, _GOLD = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), np.uint64(0x9E3779B97F4A7C15)
 
@@ -366,12 +352,7 @@ def choose_lambda(Y, E, valid=None, *, sigma_n=None, band_sigma=None, quality=DE
     v = np.isfinite(Y).all(axis=0)
     if valid is not None:
         v &= np.asarray(valid, bool).reshape(H, W)
-    r0, c0, hh, ww = ws.central_window(H, W, window or ws.SELECTION_WINDOW)
-    Yw = np.where(v[None], Y, 0.0)[:, r0:r0 + hh, c0:c0 + ww]
-    vw = v[r0:r0 + hh, c0:c0 + ww]
-    if vw.sum() < 16:  # the central window is mostly nodata: use the whole tile
-        r0, c0, hh, ww = 0, 0, H, W
-        Yw, vw = np.where(v[None], Y, 0.0), v
+    Yw, vw, (r0, c0, hh, ww) = ws.selection_window(Y, v, window or ws.SELECTION_WINDOW)
     d, d_report = resolve_band_weights(Yw, E, vw, band_weights, seed=seed)
     if d is not None:  # fit and choose in the noise-weighted metric
         Yw, E = Yw / d[:, None, None], E / d[:, None]

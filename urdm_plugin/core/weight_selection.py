@@ -168,6 +168,20 @@ def central_window(h: int, w: int, size: int = SELECTION_WINDOW) -> tuple:
     return (h - hh) // 2, (w - ww) // 2, hh, ww
 
 
+def selection_window(Y: np.ndarray, valid: np.ndarray, size: int = SELECTION_WINDOW,
+                     min_valid: int = 16) -> tuple:
+    """The data a weight is chosen on: (Y window (B, h, w) with invalid pixels zero, its
+    valid mask, box (row0, col0, h, w)). The central window of at most size² pixels, or the
+    whole tile when that window holds fewer than ``min_valid`` valid pixels."""
+    H, W = valid.shape
+    r0, c0, hh, ww = central_window(H, W, size)
+    vw = valid[r0:r0 + hh, c0:c0 + ww]
+    if vw.sum() < min_valid:
+        r0, c0, hh, ww, vw = 0, 0, H, W, valid
+    Yw = np.where(vw[None], Y[:, r0:r0 + hh, c0:c0 + ww], 0.0)
+    return Yw, vw, (r0, c0, hh, ww)
+
+
 #: The registry parameter that holds each regularised method's weight (0 = automatic).
 WEIGHT_PARAM = {"urdm": "lam", "tv": "lam_tv"}
 
