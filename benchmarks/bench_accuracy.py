@@ -122,7 +122,7 @@ def t_interval(d: np.ndarray) -> tuple:
 
 def method_list() -> tuple:
     """(method ids to run, {id: reason} for those skipped)."""
-    from urdm_plugin.core.api import method_ready
+    from urdm_plugin.core.engine.arrays import method_ready
 
     run, skipped = [], {}
     for mid in METHODS:
@@ -136,7 +136,7 @@ def method_list() -> tuple:
 
 def _solve(method: str, Y, E, seed: int, **opts):
     """(A (P,H,W), info) through the public API."""
-    from urdm_plugin.core.api import unmix_array_full
+    from urdm_plugin.core.engine.arrays import unmix_array_full
 
     if method == "urdm":
         opts["seed"] = seed

@@ -1,7 +1,7 @@
 """Cancel latency: worst delay between a cancel request and the run stopping.
 
 For each method (fcls, tv, and urdm when it can run here) a generated GeoTIFF is unmixed
-through ``core.pipeline.unmix_raster`` once to measure the uncancelled time T, then again
+through ``core.engine.pipeline.unmix_raster`` once to measure the uncancelled time T, then again
 with cancel requested at 10 %, 30 %, 50 %, 70 % and 90 % of T. ``cancel()`` returns True
 from the request time on; the delay is the time from the request to ``Cancelled`` reaching
 the caller (which includes removing the temporary output folder). Also checks that no
@@ -73,8 +73,8 @@ class TimedCancel:
 
 
 def measure(method: str, spec: tuple, fractions: list, work: Path, progress: bool = False) -> dict:
+    from urdm_plugin.core.engine.pipeline import UnmixOptions, unmix_raster
     from urdm_plugin.core.errors import Cancelled, UrdmError
-    from urdm_plugin.core.pipeline import UnmixOptions, unmix_raster
 
     H, W, B, memory_mb, tile = spec
     folder = work / method
@@ -113,7 +113,7 @@ def measure(method: str, spec: tuple, fractions: list, work: Path, progress: boo
 
 def run(profile: str = "quick", out_dir: Optional[str] = None, progress: bool = True) -> dict:
     """Measure cancel latency for fcls, tv and urdm; write ``cancel.json`` (run_all interface)."""
-    from urdm_plugin.core.api import method_ready
+    from urdm_plugin.core.engine.arrays import method_ready
 
     cfg = PROFILES[profile]
     out = Path(out_dir) if out_dir else ROOT / "bench_results"

@@ -1,4 +1,4 @@
-"""FCLS (and NNLS) speed: core.solvers against per-pixel scipy NNLS, the common reference
+"""FCLS (and NNLS) speed: core.methods.active_set against per-pixel scipy NNLS, the common reference
 implementation — for FCLS on the δ-augmented system (δ = 1e4), for NNLS on E itself.
 
 Synthetic 1024 × 1024 × 200 scene (float32, as read from disk) at P = 4 and P = 10; the
@@ -31,8 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from urdm_plugin.core import solvers as _solvers  # noqa: E402
-from urdm_plugin.core.solvers import fcls, nnls  # noqa: E402
+from urdm_plugin.core.methods import active_set as _solvers  # noqa: E402
+from urdm_plugin.core.methods.active_set import fcls, nnls  # noqa: E402
 from urdm_plugin.core.synthetic import BENCHMARK_SEED_BASE, abundance_maps, synthetic_spectra  # noqa: E402
 
 DELTA = 1e4
@@ -124,7 +124,7 @@ def run(profile: str = "quick", size: int | None = None, sample: int | None = No
         del Y
     lines = [f"### FCLS / NNLS speed ({profile} profile: {cfg['size']}×{cfg['size']}×{cfg['bands']} "
              f"float32 scene, {rows[0]['threads']} BLAS threads, best of {cfg['repeats']})", "",
-             "| method | P | core.solvers (px/s) | scipy nnls per pixel (px/s) | speed-up | "
+             "| method | P | core.methods.active_set (px/s) | scipy nnls per pixel (px/s) | speed-up | "
              "max abs diff | max abs(1ᵀa−1) |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:

@@ -40,8 +40,8 @@ def main(argv=None) -> int:
 
     app = QgsApplication([], False)
     app.initQgis()
-    from urdm_plugin.core.api import method_ready
-    from urdm_plugin.core.pipeline import UnmixOptions
+    from urdm_plugin.core.engine.arrays import method_ready
+    from urdm_plugin.core.engine.pipeline import UnmixOptions
     from urdm_plugin.gui.task import UnmixTask
 
     spec = importlib.util.spec_from_file_location("mds", ROOT / "scripts" / "make_demo_scene.py")

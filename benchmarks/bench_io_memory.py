@@ -78,15 +78,11 @@ def generate(path: str, size: int, bands: int) -> None:
 
 def run(size: int = 1024, bands: int = 200, memory_mb: float = 256, keep: bool = False) -> dict:
     sys.path.insert(0, str(ROOT))
-    from urdm_plugin.core.library_io import SpectralLibrary
-    from urdm_plugin.core.raster_io import (
-        RESIDUAL_KEY,
-        OutputWriter,
-        build_manifest,
-        iter_row_blocks,
-        open_image,
-    )
-    from urdm_plugin.core.spectra import match_library
+    from urdm_plugin.core.bands import match_library
+    from urdm_plugin.core.io.image import iter_row_blocks, open_image
+    from urdm_plugin.core.io.library import SpectralLibrary
+    from urdm_plugin.core.io.manifest import build_manifest
+    from urdm_plugin.core.io.writer import RESIDUAL_KEY, OutputWriter
 
     tmp = tempfile.mkdtemp(prefix="urdm-bench-io-")
     scene = os.path.join(tmp, "scene.tif")

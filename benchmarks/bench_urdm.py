@@ -67,7 +67,7 @@ def _scenes(seeds: int):
 
 def trained_priors() -> dict:
     """{label: weights folder}: the shipped prior and any candidates under build/prior*/export."""
-    from urdm_plugin.core.prior.weights import WEIGHTS_DIR, read_card
+    from urdm_plugin.core.diffusion.weights import WEIGHTS_DIR, read_card
 
     found = {"shipped": WEIGHTS_DIR}
     for d in sorted((ROOT / "build").glob("prior*/export")):
@@ -81,13 +81,14 @@ ABLATION_ROWS = ("fcls", "none", "tv", "fresh noise, oracle λ", "deterministic,
 
 
 def ablation(cfg) -> tuple[list, str]:
-    from urdm_plugin.core import solvers, urdm
+    from urdm_plugin.core.diffusion import sampler as urdm
+    from urdm_plugin.core.methods.active_set import fcls
 
     priors = trained_priors()
     rows = []
     for label, k, Y, E, A in _scenes(cfg["seeds"]):
         B = Y.shape[0]
-        r = {"scene": label, "seed": k, "fcls": rmse(solvers.fcls(Y.reshape(B, -1), E).reshape(A.shape), A)}
+        r = {"scene": label, "seed": k, "fcls": rmse(fcls(Y.reshape(B, -1), E).reshape(A.shape), A)}
         r["none"] = rmse(urdm.urdm_unmix(Y, E, lam=0.3, prior="none")[0], A)
         r["tv"] = min(rmse(urdm.urdm_unmix(Y, E, lam=1.0, prior="tv", tv_weight=w)[0], A) for w in cfg["tv_grid"])
         r["fresh noise, oracle λ"] = min(rmse(urdm.urdm_unmix(Y, E, lam=lam, zeta=1.0, seed=k)[0], A)
@@ -116,7 +117,7 @@ def ablation(cfg) -> tuple[list, str]:
 
 
 def nfe_curve(cfg) -> tuple[list, str]:
-    from urdm_plugin.core import urdm
+    from urdm_plugin.core.diffusion import sampler as urdm
 
     rows = []
     lam = 0.3
@@ -139,7 +140,7 @@ def _write_scene(path: Path, size: int, P: int):
     from osgeo import gdal, osr
 
     from urdm_plugin.core import synthetic
-    from urdm_plugin.core.library_io import SpectralLibrary, write_library_csv
+    from urdm_plugin.core.io.library import SpectralLibrary, write_library_csv
 
     rng = np.random.default_rng(synthetic.BENCHMARK_SEED_BASE + 900 + size)
     wl = np.linspace(400.0, 2500.0, 200)

@@ -43,7 +43,7 @@ def write_scene(out_dir, height: int = 120, width: int = 120, n_bands: int = 150
     from osgeo import gdal, osr
 
     from urdm_plugin.core import synthetic
-    from urdm_plugin.core.library_io import SpectralLibrary, write_library_csv
+    from urdm_plugin.core.io.library import SpectralLibrary, write_library_csv
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -169,7 +169,7 @@ def make_run(folder, width: int = 24, height: int = 18, method: str = "fcls", se
 def run_real_pipeline(fixture: FixtureRun, out_dir, method: str = "fcls"):
     """Unmix the fixture's input image with the real pipeline (library = the fixture's
     endmembers at every image wavelength). Returns the pipeline's RunResult."""
-    from urdm_plugin.core.pipeline import UnmixOptions, unmix_raster
+    from urdm_plugin.core.engine.pipeline import UnmixOptions, unmix_raster
 
     t = (WAVELENGTHS - 450.0) / 450.0
     E_all = np.stack([0.05 + 0.45 * (t > 0.5) + 0.05 * t, 0.15 + 0.25 * t, 0.08 * (1.0 - t) + 0.01], axis=1)

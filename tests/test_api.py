@@ -1,11 +1,11 @@
-"""core.api.unmix_array: shapes, dtypes, constraints, options, progress and cancel."""
+"""core.engine.arrays.unmix_array: shapes, dtypes, constraints, options, progress and cancel."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from urdm_plugin.core.api import unmix_array
+from urdm_plugin.core.engine.arrays import unmix_array
 from urdm_plugin.core.errors import Cancelled, OptionError
 from urdm_plugin.core.synthetic import make_scene
 

@@ -137,7 +137,7 @@ def test_methods_help_and_light_import():
 
 
 def test_unavailable_method_says_so_in_one_line(scene, tmp_path, monkeypatch, capsys):
-    from urdm_plugin.core import methods
+    from urdm_plugin.core.methods import registry as methods
 
     monkeypatch.setattr(methods, "method_available",
                         lambda mid: (False, "Method 'urdm' needs PyTorch. Install it or choose fcls.")
@@ -166,7 +166,7 @@ def test_ctrl_c_exits_130_and_leaves_nothing(scene, tmp_path, monkeypatch, capsy
 
 
 def test_unexpected_error_is_one_line_with_debug_hint(scene, tmp_path, monkeypatch, capsys):
-    from urdm_plugin.core import pipeline
+    from urdm_plugin.core.engine import pipeline
 
     def boom(*a, **k):
         raise RuntimeError("disk on fire")
@@ -179,7 +179,7 @@ def test_unexpected_error_is_one_line_with_debug_hint(scene, tmp_path, monkeypat
 
 
 def test_vca_writes_a_library_the_unmix_command_reads(scene, tmp_path):
-    pytest.importorskip("urdm_plugin.core.selection", reason="core.selection not merged yet")
+    pytest.importorskip("urdm_plugin.core.methods.selection", reason="core.methods.selection not merged yet")
     tif, _, sc = scene
     lib = tmp_path / "vca.csv"
     r = run_cli("vca", tif, 3, lib, "--seed", "1")

@@ -131,7 +131,7 @@ def test_no_overlap_and_too_few_bands_block_run(project_with_scene, qgis_iface, 
 
 def test_unknown_unit_and_scale_warnings_shown(project_with_scene, qgis_iface, scene, tmp_path):
     # a library in percent against a reflectance image: warning, Run still allowed
-    from urdm_plugin.core.library_io import read_library
+    from urdm_plugin.core.io.library import read_library
 
     lib = read_library(scene["library"])
     rows = ["wavelength_nm," + ",".join(lib.names)]
@@ -171,8 +171,8 @@ def test_settings_persist_across_dialogs(project_with_scene, qgis_iface, scene, 
 
 
 def test_method_combo_follows_registry(project_with_scene, qgis_iface):
-    from urdm_plugin.core.api import method_ready
-    from urdm_plugin.core.methods import METHODS
+    from urdm_plugin.core.engine.arrays import method_ready
+    from urdm_plugin.core.methods.registry import METHODS
 
     dlg = make_dialog(qgis_iface)
     assert dlg.method_ids() == [m.id for m in METHODS]

@@ -18,7 +18,7 @@ from qgis.PyQt.QtCore import Qt
 from run_fixture import EPSG, NODATA_PIXEL, make_run
 
 from urdm_plugin.core.errors import LibraryError, UrdmError
-from urdm_plugin.core.library_io import read_library
+from urdm_plugin.core.io.library import read_library
 from urdm_plugin.gui.inspector_data import (
     PixelNodataError,
     add_spectrum_to_library,

@@ -1,4 +1,4 @@
-"""core.library_io: CSV and ENVI spectral libraries, selection, errors, round trips."""
+"""core.io.library: CSV and ENVI spectral libraries, selection, errors, round trips."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from urdm_plugin.core.errors import LibraryError, UrdmError, WavelengthError
-from urdm_plugin.core.library_io import (
+from urdm_plugin.core.io.library import (
     SpectralLibrary,
     parse_csv_library,
     read_library,

@@ -155,8 +155,8 @@ def test_processing_run_by_id_with_the_run_folder(run, tmp_path, qgis_new_projec
 def test_sheet_of_a_real_pipeline_run(run, tmp_path, qgis_new_project):
     from run_fixture import run_real_pipeline
 
-    from urdm_plugin.core.pipeline import plugin_version
     from urdm_plugin.gui.map_sheet import export_map_sheet
+    from urdm_plugin.paths import plugin_version
 
     result = run_real_pipeline(run, tmp_path / "real_out")
     layout = build_map_sheet(result.out_dir, QgsProject.instance(), paper="A3")

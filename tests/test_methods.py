@@ -1,4 +1,4 @@
-"""The method registry is an append-only contract (core.methods)."""
+"""The method registry is an append-only contract (core.methods.registry)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import importlib.util
 
 import pytest
 
-from urdm_plugin.core import methods
 from urdm_plugin.core.errors import OptionError
+from urdm_plugin.core.methods import registry as methods
 
 
 def test_ids_and_positions_never_change():

@@ -7,6 +7,7 @@ import csv
 import numpy as np
 import pytest
 
+from urdm_plugin.core.methods.active_set import fcls
 from urdm_plugin.core.metrics import (
     abundance_rmse,
     per_endmember_rmse,
@@ -14,7 +15,6 @@ from urdm_plugin.core.metrics import (
     spectral_angle_deg,
     sre_db,
 )
-from urdm_plugin.core.solvers import fcls
 
 
 def test_metric_definitions():

@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("skimage", reason="scikit-image is a training-time dependency (requirements-train.txt)")
 
-from urdm_plugin.core import natural_maps  # noqa: E402
+from urdm_plugin.core.diffusion import natural_maps  # noqa: E402
 
 
 def test_photo_maps_are_abundances_with_edges_and_mixtures():
@@ -24,7 +24,7 @@ def test_photo_maps_are_abundances_with_edges_and_mixtures():
 
 
 def test_batches_follow_the_seed_and_the_mix_share():
-    from urdm_plugin.core.prior.train import batch_source
+    from urdm_plugin.core.diffusion.train import batch_source
 
     a = natural_maps.training_batch(8, 16, np.random.default_rng(5))
     b = natural_maps.training_batch(8, 16, np.random.default_rng(5))

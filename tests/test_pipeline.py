@@ -1,4 +1,4 @@
-"""core.pipeline.unmix_raster on small generated GeoTIFFs and on Jasper Ridge."""
+"""core.engine.pipeline.unmix_raster on small generated GeoTIFFs and on Jasper Ridge."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from osgeo import gdal, ogr, osr
 
+from urdm_plugin.core.engine.pipeline import UnmixOptions, unmix_raster
 from urdm_plugin.core.errors import Cancelled, InputImageError, LibraryError
-from urdm_plugin.core.pipeline import UnmixOptions, plugin_version, unmix_raster
 from urdm_plugin.core.synthetic import make_scene
+from urdm_plugin.paths import plugin_version
 
 GT = (500000.0, 30.0, 0.0, 4200000.0, 0.0, -30.0)
 NODATA_PIXELS = ((0, 0), (3, 5), (19, 23))

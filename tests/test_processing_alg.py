@@ -36,7 +36,7 @@ def provider(qgis_processing):
 def test_provider_lists_algorithms_and_method_enum_follows_registry(provider):
     from qgis.core import QgsApplication
 
-    from urdm_plugin.core.methods import METHODS
+    from urdm_plugin.core.methods.registry import METHODS
 
     ids = {a.id() for a in provider.algorithms()}
     assert {"urdm:unmix", "urdm:vca"} <= ids
@@ -109,7 +109,7 @@ def test_run_and_load_results_styles_and_groups_layers(provider, qgis_new_projec
 def test_vca_algorithm_writes_library(provider, scene, tmp_path):
     import processing
 
-    from urdm_plugin.core.library_io import read_library
+    from urdm_plugin.core.io.library import read_library
 
     out = tmp_path / "em.csv"
     res = processing.run("urdm:vca", {"INPUT": scene["image"], "N": 3, "OUTPUT": str(out)})

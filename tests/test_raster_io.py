@@ -1,4 +1,4 @@
-"""core.raster_io on small generated rasters: metadata, masking, block reads, output writing."""
+"""core.io.image on small generated rasters: metadata, masking, block reads, output writing."""
 
 from __future__ import annotations
 
@@ -10,20 +10,12 @@ import numpy as np
 import pytest
 from osgeo import gdal, osr
 
+from urdm_plugin.core.bands import match_library
 from urdm_plugin.core.errors import InputImageError, OutputError, WavelengthError
-from urdm_plugin.core.library_io import SpectralLibrary, read_library
-from urdm_plugin.core.raster_io import (
-    NODATA,
-    RESIDUAL_KEY,
-    OutputWriter,
-    build_manifest,
-    iter_row_blocks,
-    open_image,
-    read_window,
-    safe_filename,
-    sample_pixels,
-)
-from urdm_plugin.core.spectra import match_library
+from urdm_plugin.core.io.image import iter_row_blocks, open_image, read_window, sample_pixels
+from urdm_plugin.core.io.library import SpectralLibrary, read_library
+from urdm_plugin.core.io.manifest import build_manifest
+from urdm_plugin.core.io.writer import NODATA, RESIDUAL_KEY, OutputWriter, safe_filename
 
 GT = (500000.0, 10.0, 0.0, 4100000.0, 0.0, -10.0)
 ROTATED = (500000.0, 8.660254, 5.0, 4100000.0, 5.0, -8.660254)

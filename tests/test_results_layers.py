@@ -23,7 +23,7 @@ def _load_scene_module():
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
     """A small georeferenced scene and an FCLS run of it (pipeline, no QGIS)."""
-    from urdm_plugin.core.pipeline import UnmixOptions, unmix_raster
+    from urdm_plugin.core.engine.pipeline import UnmixOptions, unmix_raster
 
     tmp = tmp_path_factory.mktemp("results")
     scene = _load_scene_module().write_scene(tmp, height=40, width=48, n_bands=30, n_endmembers=3,

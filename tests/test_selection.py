@@ -1,4 +1,4 @@
-"""Endmember selection from a library and VCA (core.selection)."""
+"""Endmember selection from a library and VCA (core.methods.selection)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from urdm_plugin.core.errors import OptionError
+from urdm_plugin.core.methods.selection import select_endmembers, vca
 from urdm_plugin.core.metrics import spectral_angle_deg
-from urdm_plugin.core.selection import select_endmembers, vca
 from urdm_plugin.core.synthetic import BENCHMARK_SEED_BASE, make_scene, synthetic_spectra
 
 

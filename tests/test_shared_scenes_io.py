@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from urdm_plugin.core.library_io import read_library
-from urdm_plugin.core.raster_io import iter_row_blocks, open_image, read_window
-from urdm_plugin.core.spectra import check_reflectance_scale, match_library
+from urdm_plugin.core.bands import check_reflectance_scale, match_library
+from urdm_plugin.core.io.image import iter_row_blocks, open_image, read_window
+from urdm_plugin.core.io.library import read_library
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Exactness and constraints of the per-pixel solvers (core.solvers)."""
+"""Exactness and constraints of the per-pixel solvers (core.methods.active_set)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import pytest
 from scipy.optimize import nnls as scipy_nnls
 
 from urdm_plugin.core.errors import OptionError
-from urdm_plugin.core.solvers import fcls, nnls, project_simplex, scls, ucls
+from urdm_plugin.core.methods.active_set import fcls, nnls
+from urdm_plugin.core.methods.linear import project_simplex, scls, ucls
 
 DELTA = 1e4
 
@@ -146,13 +147,13 @@ def test_project_simplex_feasible_and_optimal():
 @pytest.mark.parametrize("solver", [fcls, nnls])
 def test_face_enumeration_agrees_with_active_set(solver, monkeypatch):
     """Small P is solved by testing every face; the active-set path must give the same."""
-    from urdm_plugin.core import solvers
+    from urdm_plugin.core.methods import active_set
 
     rng = np.random.default_rng(7)
     for P in (2, 3, 4, 5):
         Y, E = _scene(rng, P=P, N=400)
         A_enum = solver(Y, E)
-        monkeypatch.setattr(solvers, "ENUM_MAX_P", 0)
+        monkeypatch.setattr(active_set, "ENUM_MAX_P", 0)
         A_as = solver(Y, E)
         monkeypatch.undo()
         np.testing.assert_allclose(A_enum, A_as, atol=1e-10)
@@ -160,10 +161,10 @@ def test_face_enumeration_agrees_with_active_set(solver, monkeypatch):
 
 def test_fcls_wide_library_matches_scipy():
     """P beyond the look-up table of free sets (grouping by unique free sets instead)."""
-    from urdm_plugin.core import solvers
+    from urdm_plugin.core.methods import active_set
 
     rng = np.random.default_rng(8)
-    P = solvers._FaceOperators.LUT_MAX_P + 3
+    P = active_set._FaceOperators.LUT_MAX_P + 3
     Y, E = _scene(rng, B=80, P=P, N=120)
     A = fcls(Y, E)
     np.testing.assert_allclose(A, _reference_fcls(Y, E), atol=1e-4)
@@ -195,17 +196,17 @@ def test_infinite_values_give_nan_pixels(solver):
 def test_threaded_chunks_equal_serial(solver, monkeypatch):
     """Chunks solved on worker threads (shared, locked face operators) give the serial
     result: same chunks, same arithmetic."""
-    from urdm_plugin.core import solvers
+    from urdm_plugin.core.methods import active_set
 
     rng = np.random.default_rng(10)
     for P in (4, 8):
         Y, E = _scene(rng, P=P, N=3000)
         Y32 = Y.astype(np.float32)
         Y32[:, 5] = np.nan
-        monkeypatch.setattr(solvers, "WORKERS", 1)
+        monkeypatch.setattr(active_set, "WORKERS", 1)
         A1 = solver(Y32, E, chunk=256)
-        monkeypatch.setattr(solvers, "WORKERS", 2)
-        monkeypatch.setattr(solvers, "PARALLEL_MIN_N", 0)
+        monkeypatch.setattr(active_set, "WORKERS", 2)
+        monkeypatch.setattr(active_set, "PARALLEL_MIN_N", 0)
         A2 = solver(Y32, E, chunk=256)
         monkeypatch.undo()
         np.testing.assert_allclose(A2, A1, atol=1e-12)
@@ -216,15 +217,15 @@ def test_threaded_chunks_equal_serial(solver, monkeypatch):
 def test_primal_dual_rounds_agree_with_active_set(solver, monkeypatch):
     """The primal-dual rounds only accept KKT points: the result equals the pure
     primal active-set result, and with a single round the active set finishes the rest."""
-    from urdm_plugin.core import solvers
+    from urdm_plugin.core.methods import active_set
 
     rng = np.random.default_rng(11)
     for P in (6, 10):
         Y, E = _scene(rng, P=P, N=500)
         A_pd = solver(Y, E)
-        monkeypatch.setattr(solvers, "PDAS_ROUNDS", 0)
+        monkeypatch.setattr(active_set, "PDAS_ROUNDS", 0)
         A_as = solver(Y, E)
-        monkeypatch.setattr(solvers, "PDAS_ROUNDS", 1)
+        monkeypatch.setattr(active_set, "PDAS_ROUNDS", 1)
         A_one = solver(Y, E)
         monkeypatch.undo()
         np.testing.assert_allclose(A_pd, A_as, atol=1e-10)

@@ -1,4 +1,4 @@
-"""core.spectra: units, wavelength parsing, resampling, band matching and scale checks."""
+"""core.bands: units, wavelength parsing, resampling, band matching and scale checks."""
 
 from __future__ import annotations
 
@@ -9,19 +9,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from urdm_plugin.core.errors import InputImageError, UrdmError, WavelengthError
-from urdm_plugin.core.library_io import SpectralLibrary
-from urdm_plugin.core.raster_io import ImageInfo
-from urdm_plugin.core.spectra import (
+from urdm_plugin.core.bands import (
     REASON_BBL,
     REASON_RANGE,
     REASON_WATER,
     check_reflectance_scale,
     match_library,
-    parse_number_list,
-    parse_unit,
     require_bands,
     resample_spectra,
+)
+from urdm_plugin.core.errors import InputImageError, UrdmError, WavelengthError
+from urdm_plugin.core.io.image import ImageInfo
+from urdm_plugin.core.io.library import SpectralLibrary
+from urdm_plugin.core.io.units import (
+    parse_number_list,
+    parse_unit,
     to_nm,
     unit_from_header,
     wavelength_from_text,

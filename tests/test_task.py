@@ -41,7 +41,7 @@ def wait_for(task, timeout=60.0):
 def test_task_adds_styled_group_with_inputs_crs_and_extent(qgis_new_project, qgis_iface, scene, tmp_path):
     from qgis.core import QgsProject, QgsRasterLayer
 
-    from urdm_plugin.core.pipeline import UnmixOptions
+    from urdm_plugin.core.engine.pipeline import UnmixOptions
     from urdm_plugin.gui.task import UnmixTask, make_run_dir
 
     src = QgsRasterLayer(scene["image"], "tsk scene", "gdal")
@@ -75,7 +75,7 @@ def test_task_adds_styled_group_with_inputs_crs_and_extent(qgis_new_project, qgi
 def test_cancel_leaves_no_files_and_no_layers(qgis_new_project, qgis_iface, scene, tmp_path):
     from qgis.core import QgsProject
 
-    from urdm_plugin.core.pipeline import UnmixOptions
+    from urdm_plugin.core.engine.pipeline import UnmixOptions
     from urdm_plugin.gui.task import UnmixTask
 
     class CancellingTask(UnmixTask):
@@ -98,7 +98,7 @@ def test_cancel_leaves_no_files_and_no_layers(qgis_new_project, qgis_iface, scen
 def test_user_error_reported_with_message_not_traceback(qgis_new_project, qgis_iface, scene, tmp_path):
     from qgis.core import QgsProject
 
-    from urdm_plugin.core.pipeline import UnmixOptions
+    from urdm_plugin.core.engine.pipeline import UnmixOptions
     from urdm_plugin.gui.task import UnmixTask
 
     bad_lib = tmp_path / "far.csv"

@@ -1,4 +1,4 @@
-"""Tiles and seamless blending (core.tiling)."""
+"""Tiles and seamless blending (core.engine.tiling)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
+from urdm_plugin.core.engine.tiling import TileBlender, plan_tiles, tile_size_for_memory
 from urdm_plugin.core.errors import OptionError
-from urdm_plugin.core.solvers import fcls
-from urdm_plugin.core.tiling import TileBlender, plan_tiles, tile_size_for_memory
+from urdm_plugin.core.methods.active_set import fcls
 
 
 @pytest.mark.parametrize("H,W,tile,ov", [(100, 70, 32, 8), (64, 64, 64, 8), (33, 200, 40, 6), (1, 5, 32, 4)])

@@ -28,8 +28,8 @@ CHILD = textwrap.dedent(r"""
     import urdm_plugin
     plugin = urdm_plugin.classFactory(None)
     plugin.initProcessing()
-    from urdm_plugin.core.api import method_ready
-    from urdm_plugin.core.methods import method_available
+    from urdm_plugin.core.engine.arrays import method_ready
+    from urdm_plugin.core.methods.registry import method_available
     from urdm_plugin.gui.dialog import UnmixDialog
     from urdm_plugin.gui import torch_support
     dlg = UnmixDialog(None)

@@ -1,4 +1,4 @@
-"""TV-regularised ADMM baseline and the noise estimate (core.tv, core.noise)."""
+"""TV-regularised ADMM baseline and the noise estimate (core.methods.tv, core.methods.noise)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from scipy.fft import dctn, idctn
 
-from urdm_plugin.core import tv
 from urdm_plugin.core.errors import Cancelled, OptionError
+from urdm_plugin.core.methods import tv
+from urdm_plugin.core.methods.active_set import fcls
+from urdm_plugin.core.methods.noise import estimate_noise_sigma
 from urdm_plugin.core.metrics import abundance_rmse
-from urdm_plugin.core.noise import estimate_noise_sigma
-from urdm_plugin.core.solvers import fcls
 from urdm_plugin.core.synthetic import BENCHMARK_SEED_BASE, make_scene
 
 

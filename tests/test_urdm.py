@@ -7,10 +7,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from urdm_plugin.core import solvers, synthetic, urdm  # noqa: E402
+from urdm_plugin.core import synthetic  # noqa: E402
+from urdm_plugin.core.diffusion import sampler as urdm  # noqa: E402
+from urdm_plugin.core.diffusion import schedule  # noqa: E402
+from urdm_plugin.core.engine.tiling import TileBlender, plan_tiles  # noqa: E402
 from urdm_plugin.core.errors import Cancelled, MethodUnavailableError, OptionError  # noqa: E402
-from urdm_plugin.core.prior import schedule  # noqa: E402
-from urdm_plugin.core.tiling import TileBlender, plan_tiles  # noqa: E402
+from urdm_plugin.core.methods.active_set import fcls, fcls_gram  # noqa: E402
+from urdm_plugin.core.methods.linear import project_simplex  # noqa: E402
 
 
 def rmse(a, b):
@@ -47,15 +50,15 @@ def test_data_step_is_the_exact_constrained_minimiser_of_data_plus_prior_term():
     Y = rng.uniform(0, 1, (B, N))
     Z = rng.uniform(-0.2, 1, (P, N))
     rho = 0.7
-    A = solvers.fcls_gram(E.T @ E + rho * np.eye(P), E.T @ Y + rho * Z)
+    A = fcls_gram(E.T @ E + rho * np.eye(P), E.T @ Y + rho * Z)
     # the same problem as plain FCLS on the augmented system [E; √ρ I] a ≈ [y; √ρ z]
-    A_aug = solvers.fcls(np.vstack([Y, np.sqrt(rho) * Z]), np.vstack([E, np.sqrt(rho) * np.eye(P)]))
+    A_aug = fcls(np.vstack([Y, np.sqrt(rho) * Z]), np.vstack([E, np.sqrt(rho) * np.eye(P)]))
     np.testing.assert_allclose(A, A_aug, atol=1e-10)
     assert A.min() >= -1e-12 and np.allclose(A.sum(axis=0), 1.0)
     # and no feasible point does better (random feasible perturbations)
     f = lambda a: 0.5 * np.sum((Y - E @ a) ** 2, axis=0) + 0.5 * rho * np.sum((a - Z) ** 2, axis=0)  # noqa: E731
     for _ in range(20):
-        trial = solvers.project_simplex(A + 0.05 * rng.standard_normal(A.shape))
+        trial = project_simplex(A + 0.05 * rng.standard_normal(A.shape))
         assert np.all(f(trial) >= f(A) - 1e-10)
 
 
@@ -84,7 +87,7 @@ def test_output_is_feasible_and_beats_fcls_on_a_noisy_synthetic_scene(scene):
     assert A.min() >= 0
     np.testing.assert_allclose(A.sum(0), 1, atol=1e-5)
     B = scene.Y.shape[0]
-    A_f = solvers.fcls(scene.Y.reshape(B, -1), scene.E).reshape(A.shape)
+    A_f = fcls(scene.Y.reshape(B, -1), scene.E).reshape(A.shape)
     assert rmse(A, scene.A) < rmse(A_f, scene.A)
     assert info["lam"] > 0 and info["sigma_n"] > 0
 
@@ -168,7 +171,7 @@ def test_ablation_priors_run_and_stay_feasible(scene):
 
 # ----------------------------------------------------------------------------- weights
 def test_shipped_weights_load_and_match_their_card():
-    from urdm_plugin.core.prior.weights import WEIGHTS_DIR, load_prior, read_card, sha256_of
+    from urdm_plugin.core.diffusion.weights import WEIGHTS_DIR, load_prior, read_card, sha256_of
 
     card = read_card()
     assert sha256_of(WEIGHTS_DIR / card["weights_file"]) == card["sha256"]
@@ -183,7 +186,7 @@ def test_shipped_weights_load_and_match_their_card():
 def test_tampered_weights_are_refused(tmp_path):
     import shutil
 
-    from urdm_plugin.core.prior.weights import WEIGHTS_DIR, load_prior
+    from urdm_plugin.core.diffusion.weights import WEIGHTS_DIR, load_prior
 
     for f in WEIGHTS_DIR.iterdir():
         shutil.copy(f, tmp_path / f.name)
@@ -196,8 +199,8 @@ def test_tampered_weights_are_refused(tmp_path):
 
 
 def test_training_smoke_resumes_and_exports(tmp_path):
-    from urdm_plugin.core.prior import train
-    from urdm_plugin.core.prior.weights import load_prior
+    from urdm_plugin.core.diffusion import train
+    from urdm_plugin.core.diffusion.weights import load_prior
 
     args = ["--steps", "4", "--batch", "4", "--size", "16", "--channels", "8", "--ckpt-every", "2",
             "--out", str(tmp_path / "ck"), "--quiet", "--device", "cpu"]
@@ -225,7 +228,7 @@ def test_splitting_without_prior_converges_to_fcls_on_jasper_ridge(shared_data):
     """No prior (Z = A) or λ = 0: the splitting is exactly FCLS, so any gain is the prior's."""
     _scenes, s = _jasper(shared_data)
     B, H, W = s.Y.shape
-    A_f = solvers.fcls(s.Y.reshape(B, -1), s.E).reshape(-1, H, W)
+    A_f = fcls(s.Y.reshape(B, -1), s.E).reshape(-1, H, W)
     A_none, _, _ = urdm.urdm_unmix(s.Y, s.E, lam=0.3, prior="none")
     assert rmse(A_none, A_f) <= 1e-4
     A_zero, _, _ = urdm.urdm_unmix(s.Y, s.E, lam=0.0)
@@ -235,19 +238,19 @@ def test_splitting_without_prior_converges_to_fcls_on_jasper_ridge(shared_data):
 def test_jasper_ridge_as_shipped_is_no_worse_than_fcls(shared_data):
     scenes, s = _jasper(shared_data)
     B, H, W = s.Y.shape
-    A_f = solvers.fcls(s.Y.reshape(B, -1), s.E).reshape(-1, H, W)
+    A_f = fcls(s.Y.reshape(B, -1), s.E).reshape(-1, H, W)
     A, _, _ = urdm.urdm_unmix(s.Y, s.E, quality="fast", seed=0)
     assert rmse(A, s.A) <= 1.02 * rmse(A_f, s.A)
 
 
 def test_semisynthetic_jasper_20db_auto_weight_beats_fcls_and_auto_tv(shared_data):
     """Real spatial structure with exact truth: the reference maps re-mixed, 20 dB white noise."""
-    from urdm_plugin.core.tv import tv_unmix
+    from urdm_plugin.core.methods.tv import tv_unmix
 
     scenes, s = _jasper(shared_data)
     Y, A_true = scenes.semisynthetic(s, 20.0, seed=1_010_007, kind="white")
     B, H, W = Y.shape
-    A_f = solvers.fcls(Y.reshape(B, -1), s.E).reshape(-1, H, W)
+    A_f = fcls(Y.reshape(B, -1), s.E).reshape(-1, H, W)
     A_tv, tv_info = tv_unmix(Y, s.E)
     A, _, info = urdm.urdm_unmix(Y, s.E, quality="fast", seed=0)
     assert info["lambda_rule"].startswith("auto") and info["lam"] > 0

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from urdm_plugin.core import noise, solvers, synthetic, tv
-from urdm_plugin.core import weight_selection as ws
+from urdm_plugin.core import synthetic
+from urdm_plugin.core.methods import noise, tv
+from urdm_plugin.core.methods import weight_selection as ws
+from urdm_plugin.core.methods.active_set import fcls
 
 
 def rmse(a, b):
@@ -21,7 +23,7 @@ def scene():
 
 def _fcls(Y, E):
     B = Y.shape[0]
-    return solvers.fcls(Y.reshape(B, -1), E).reshape(E.shape[1], *Y.shape[1:])
+    return fcls(Y.reshape(B, -1), E).reshape(E.shape[1], *Y.shape[1:])
 
 
 def _tv(Y, E, lam):
@@ -82,7 +84,7 @@ def test_selection_reports_every_candidate_and_refines_around_the_best(scene):
 
 
 def test_scene_weight_is_chosen_once_for_tiles(scene):
-    from urdm_plugin.core.api import unmix_array_full
+    from urdm_plugin.core.engine.arrays import unmix_array_full
 
     A, _, info = unmix_array_full(scene.Y, scene.E, "tv", tile_size=32, max_iter=60)
     assert info["tiles"] > 1
@@ -95,7 +97,7 @@ def test_urdm_declines_a_prior_that_cannot_help():
     """Spatially white abundances (every pixel drawn independently): a spatial prior has
     nothing to offer, and the chosen weight keeps URDM at FCLS's error (within 1 %)."""
     pytest.importorskip("torch")
-    from urdm_plugin.core import urdm
+    from urdm_plugin.core.diffusion import sampler as urdm
 
     rng = np.random.default_rng(0)
     P, h, w = 4, 40, 40
@@ -120,7 +122,7 @@ def test_band_weights_only_where_the_noise_is_band_dependent(scene):
     d, rep = ws.choose_band_weights(Y, scene.E, valid, noise.estimate_band_sigma(Y, scene.E))
     assert rep["weighted"] is True and rep["sure_mse_weighted_fcls"] < rep["sure_mse_fcls"]
     B = Y.shape[0]
-    plain = solvers.fcls(Y.reshape(B, -1), scene.E)
-    weighted = solvers.fcls(Y.reshape(B, -1) / d[:, None], scene.E / d[:, None])
+    plain = fcls(Y.reshape(B, -1), scene.E)
+    weighted = fcls(Y.reshape(B, -1) / d[:, None], scene.E / d[:, None])
     truth = scene.A.reshape(scene.E.shape[1], -1)
     assert rmse(weighted, truth) < rmse(plain, truth)

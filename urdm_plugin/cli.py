@@ -37,14 +37,14 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _method_help() -> str:
-    from .core.methods import METHODS
+    from .core.methods.registry import METHODS
 
     return ", ".join(m.id for m in METHODS)
 
 
 def _default_method() -> str:
-    from .core.api import method_ready
-    from .core.methods import DEFAULT_METHOD
+    from .core.engine.arrays import method_ready
+    from .core.methods.registry import DEFAULT_METHOD
 
     return DEFAULT_METHOD if method_ready(DEFAULT_METHOD)[0] else "fcls"
 
@@ -174,9 +174,9 @@ def _add_unmix(sub) -> None:
 
 
 def _build_options(args):
-    from .core.api import resolve_method
+    from .core.engine.arrays import resolve_method
+    from .core.engine.pipeline import UnmixOptions
     from .core.errors import OptionError
-    from .core.pipeline import UnmixOptions
 
     method = args.method or _default_method()
     spec = resolve_method(method)  # OptionError / MethodUnavailableError
@@ -199,8 +199,8 @@ def _build_options(args):
 
 
 def _run_unmix(args) -> int:
+    from .core.engine.pipeline import unmix_raster
     from .core.errors import InputImageError, LibraryError
-    from .core.pipeline import unmix_raster
 
     if not Path(args.image).exists():
         raise InputImageError(f"Image not found: {args.image}", "Check the path")
@@ -232,8 +232,8 @@ def _add_methods(sub) -> None:
 
 
 def _run_methods(args) -> int:
-    from .core.api import method_ready
-    from .core.methods import METHODS
+    from .core.engine.arrays import method_ready
+    from .core.methods.registry import METHODS
 
     default = _default_method()
     for m in METHODS:
@@ -270,8 +270,8 @@ def _add_vca(sub) -> None:
 
 
 def _run_vca(args) -> int:
+    from .core.engine.pipeline import extract_endmembers
     from .core.errors import OptionError, OutputError
-    from .core.pipeline import extract_endmembers
 
     out = Path(args.out)
     if out.exists() and not args.overwrite:
@@ -280,7 +280,7 @@ def _run_vca(args) -> int:
         raise OptionError(f"N must be at least 1 (got {args.n})", "Give the number of endmembers to extract")
     lib = extract_endmembers(args.image, args.n, seed=args.seed, max_pixels=args.max_pixels,
                              mask_water_bands=not args.no_water_mask)
-    from .core.library_io import write_library_csv
+    from .core.io.library import write_library_csv
 
     write_library_csv(out, lib)
     if not args.quiet:

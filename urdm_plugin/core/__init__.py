@@ -18,11 +18,11 @@ __all__ = ["Cancelled", "UrdmError", "unmix_array", "unmix_raster"]
 
 def __getattr__(name):  # lazy: the pipeline pulls in GDAL, keep plain imports cheap
     if name == "unmix_array":
-        from .api import unmix_array
+        from .engine.arrays import unmix_array
 
         return unmix_array
     if name == "unmix_raster":
-        from .pipeline import unmix_raster
+        from .engine.pipeline import unmix_raster
 
         return unmix_raster
     raise AttributeError(name)

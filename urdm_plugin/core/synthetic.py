@@ -2,7 +2,7 @@
 
 One generator serves three users, each with its own seed range so they never overlap:
 
-* prior training (``core.prior.train``): seeds ``TRAIN_SEED_BASE + k``;
+* prior training (``core.diffusion.train``): seeds ``TRAIN_SEED_BASE + k``;
 * the benchmark and tests: seeds ``>= BENCHMARK_SEED_BASE``;
 * the built-in demo: ``DEMO_SEED``.
 

@@ -1,7 +1,7 @@
 """The "URDM Unmixing…" dialog (Raster menu and toolbar).
 
-Thin on top of core: it reads the input's metadata (``core.raster_io.open_image``), the
-library (``core.library_io.read_library``), checks them (``core.spectra.match_library`` /
+Thin on top of core: it reads the input's metadata (``core.io.image.open_image``), the
+library (``core.io.library.read_library``), checks them (``core.bands.match_library`` /
 ``check_reflectance_scale``) and shows every problem inline before Run is enabled. Run and
 Preview start a :class:`gui.task.UnmixTask` in QGIS's task manager; the dialog stays
 responsive and shows the progress. Choices are remembered with QgsSettings ("urdm/").
@@ -100,8 +100,8 @@ class UnmixDialog(QDialog):
         self.setObjectName("UrdmUnmixDialog")
         self.task = None
         self.preview_task = None
-        self.info = None  # core.raster_io.ImageInfo of the chosen layer
-        self.library = None  # core.library_io.SpectralLibrary
+        self.info = None  # core.io.image.ImageInfo of the chosen layer
+        self.library = None  # core.io.library.SpectralLibrary
         self.matched = None
         self.problems: list = []
         self.warnings: list = []
@@ -295,8 +295,8 @@ class UnmixDialog(QDialog):
 
     # ================================================================ methods
     def _fill_methods(self) -> None:
-        from ..core.api import method_ready
-        from ..core.methods import METHODS
+        from ..core.engine.arrays import method_ready
+        from ..core.methods.registry import METHODS
 
         self.method_model.clear()
         torch_missing = False
@@ -319,7 +319,7 @@ class UnmixDialog(QDialog):
         return bool(self.method_model.item(i).flags() & Qt.ItemIsEnabled)
 
     def default_method(self) -> str:
-        from ..core.methods import DEFAULT_METHOD
+        from ..core.methods.registry import DEFAULT_METHOD
 
         if DEFAULT_METHOD in self.method_ids() and self.method_enabled(DEFAULT_METHOD):
             return DEFAULT_METHOD
@@ -336,7 +336,7 @@ class UnmixDialog(QDialog):
         return self.method_combo.currentData(Qt.UserRole) or "fcls"
 
     def _method_changed(self, *_):
-        from ..core.methods import get_method
+        from ..core.methods.registry import get_method
 
         m = get_method(self.current_method())
         self.quality_combo.setEnabled(m.id == "urdm")
@@ -379,7 +379,7 @@ class UnmixDialog(QDialog):
 
     def _layer_changed(self, *_):
         from ..core.errors import UrdmError
-        from ..core.raster_io import open_image
+        from ..core.io.image import open_image
 
         self.info = None
         layer = self.current_layer()
@@ -405,7 +405,7 @@ class UnmixDialog(QDialog):
     # ================================================================ library
     def _library_changed(self, *_):
         from ..core.errors import UrdmError
-        from ..core.library_io import read_library
+        from ..core.io.library import read_library
 
         self.library = None
         self._library_error = ""
@@ -454,8 +454,8 @@ class UnmixDialog(QDialog):
 
     def _rematch(self) -> None:
         """Match the library to the layer's bands; fill the band counts and the plot."""
+        from ..core.bands import match_library
         from ..core.errors import UrdmError
-        from ..core.spectra import match_library
 
         self.matched = None
         self._match_error = ""
@@ -476,14 +476,14 @@ class UnmixDialog(QDialog):
         self._validate()
 
     def _check_scale(self) -> list:
-        """core.spectra.check_reflectance_scale on a few rows of the image (metadata already read)."""
+        """core.bands.check_reflectance_scale on a few rows of the image (metadata already read)."""
         if self.matched is None or self.info is None:
             return []
         import numpy as np
 
+        from ..core.bands import check_reflectance_scale
         from ..core.errors import UrdmError
-        from ..core.raster_io import read_window
-        from ..core.spectra import check_reflectance_scale
+        from ..core.io.image import read_window
 
         try:
             cols = []
@@ -523,7 +523,7 @@ class UnmixDialog(QDialog):
         """Collect problems (Run disabled) and warnings (shown, Run allowed)."""
         if self._loading:
             return
-        from ..core.api import method_ready
+        from ..core.engine.arrays import method_ready
 
         problems, warnings = [], []
         layer = self.current_layer()
@@ -719,8 +719,8 @@ class UnmixDialog(QDialog):
         return folder
 
     def build_options(self, window=None, mask_path=None):
-        from ..core.methods import get_method
-        from ..core.pipeline import UnmixOptions
+        from ..core.engine.pipeline import UnmixOptions
+        from ..core.methods.registry import get_method
 
         m = get_method(self.current_method())
         params = {}

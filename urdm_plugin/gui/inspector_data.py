@@ -220,7 +220,7 @@ class _RunRasters:
 
 def _endmember_matrix(run: RunInfo, n_bands: int, wl_sorted: Optional[np.ndarray]) -> np.ndarray:
     """E (B_used sorted by wavelength, P) from endmembers_used.csv, columns in run order."""
-    from ..core.library_io import read_library
+    from ..core.io.library import read_library
 
     if not run.library_csv:
         raise RunFileError(f"The run folder '{run.folder}' has no endmembers_used.csv",
@@ -345,7 +345,7 @@ def add_spectrum_to_library(csv_path, name: str, wavelengths_nm: Optional[np.nda
     Refuses (:class:`LibraryError`) a name already in the library, a library sampled at
     other wavelengths, and a non-CSV file. The file is replaced atomically.
     """
-    from ..core.library_io import SpectralLibrary, read_library, write_library_csv
+    from ..core.io.library import SpectralLibrary, read_library, write_library_csv
 
     p = Path(str(csv_path))
     name = str(name or "").strip()

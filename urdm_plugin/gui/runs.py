@@ -57,7 +57,7 @@ class RunInfo:
 
     @property
     def method_label(self) -> str:
-        from ..core.methods import get_method
+        from ..core.methods.registry import get_method
 
         try:
             return get_method(self.method).label

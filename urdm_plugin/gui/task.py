@@ -1,4 +1,4 @@
-"""Running ``core.pipeline.unmix_raster`` as a QgsTask in QGIS's task manager.
+"""Running ``core.engine.pipeline.unmix_raster`` as a QgsTask in QGIS's task manager.
 
 ``run()`` executes in a worker thread: it opens the image from its path there (GDAL
 datasets are never shared across threads), reports progress, and polls
@@ -54,7 +54,7 @@ class UnmixTask(QgsTask):
         image_path: GDAL source of the input layer (``layer.source()``).
         library: library path or a ``SpectralLibrary``.
         out_dir: the (new) run folder.
-        options: ``core.pipeline.UnmixOptions``.
+        options: ``core.engine.pipeline.UnmixOptions``.
         input_name: the input layer's name (result group name).
         add_to_map: load the results into the project when done.
         iface: QgisInterface for messages (None: only the log).
@@ -105,7 +105,7 @@ class UnmixTask(QgsTask):
         from ..core.errors import Cancelled, UrdmError
 
         try:
-            from ..core.pipeline import unmix_raster
+            from ..core.engine.pipeline import unmix_raster
             from .results import prepare_run
 
             self.result = unmix_raster(self.image_path, self.library, self.out_dir, self.options,

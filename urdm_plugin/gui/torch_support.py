@@ -77,7 +77,7 @@ def install_command(target: Optional[Path] = None) -> str:
 
 def torch_status() -> tuple:
     """(available: bool, reason: str) for the URDM method, from the registry (no import)."""
-    from ..core.methods import method_available
+    from ..core.methods.registry import method_available
 
     return method_available("urdm")
 

@@ -1,1 +1,1 @@
-"""Processing provider and algorithms (thin wrappers over ``core.pipeline``)."""
+"""Processing provider and algorithms (thin wrappers over ``core.engine.pipeline``)."""

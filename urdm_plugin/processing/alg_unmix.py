@@ -1,6 +1,6 @@
 """Processing algorithm "Unmix hyperspectral raster" (``urdm:unmix``).
 
-Parameter indices of the enums follow ``core.methods.METHODS`` and the fixed tuples below;
+Parameter indices of the enums follow ``core.methods.registry.METHODS`` and the fixed tuples below;
 they are append-only (saved models and scripts store indices).
 """
 
@@ -64,7 +64,7 @@ class UnmixAlgorithm(QgsProcessingAlgorithm):
         return "unmixing"
 
     def shortHelpString(self):  # noqa: N802
-        from ..core.methods import METHODS
+        from ..core.methods.registry import METHODS
 
         methods = "".join(f"<li><b>{m.label}</b>: {m.description}</li>" for m in METHODS)
         return ("Unmixes a hyperspectral raster into one georeferenced abundance map per endmember of a "
@@ -79,8 +79,8 @@ class UnmixAlgorithm(QgsProcessingAlgorithm):
         return UnmixAlgorithm()
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        from ..core.api import method_ready
-        from ..core.methods import METHODS, default_method
+        from ..core.engine.arrays import method_ready
+        from ..core.methods.registry import METHODS, default_method
 
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Hyperspectral raster"))
         self.addParameter(QgsProcessingParameterFile(
@@ -117,9 +117,9 @@ class UnmixAlgorithm(QgsProcessingAlgorithm):
         self.addOutput(QgsProcessingOutputRasterLayer(self.DOMINANT, "Dominant material"))
 
     def processAlgorithm(self, parameters, context: QgsProcessingContext, feedback):  # noqa: N802
+        from ..core.engine.pipeline import UnmixOptions, unmix_raster
         from ..core.errors import Cancelled, UrdmError
-        from ..core.methods import METHODS
-        from ..core.pipeline import UnmixOptions, unmix_raster
+        from ..core.methods.registry import METHODS
         from ..gui.results import (
             ROLE_ABUNDANCE,
             group_name_for,

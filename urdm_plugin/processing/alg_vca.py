@@ -60,9 +60,9 @@ class VcaAlgorithm(QgsProcessingAlgorithm):
                                                                 "CSV files (*.csv)"))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        from ..core.engine.pipeline import extract_endmembers
         from ..core.errors import UrdmError
-        from ..core.library_io import write_library_csv
-        from ..core.pipeline import extract_endmembers
+        from ..core.io.library import write_library_csv
 
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         if layer is None or layer.providerType() != "gdal":

@@ -65,7 +65,7 @@ def make_probe(Y: np.ndarray, E: np.ndarray, valid: np.ndarray, band_sigma: np.n
                seed: int = 0, eps: float = PROBE_EPS) -> SureProbe:
     """The shared SURE probe for ``Y`` (B, h, w), ``E`` (B, P), ``valid`` (h, w) bool,
     ``band_sigma`` (B,) noise σ per band (reflectance)."""
-    from .solvers import _pinv_sym
+    from .linear import _pinv_sym
 
     B, h, w = Y.shape
     sb = np.asarray(band_sigma, np.float64).reshape(B)
@@ -121,7 +121,7 @@ def select_weight(solve: Callable[[np.ndarray, float], np.ndarray], Y: np.ndarra
     best weight are tried (below the grid when the best is 0), so the result lands within
     a factor √refine of the SURE minimum on the grid's span.
     """
-    from .errors import Cancelled
+    from ..errors import Cancelled
 
     table: dict = {}
     results: dict = {}
@@ -188,7 +188,7 @@ WEIGHT_PARAM = {"urdm": "lam", "tv": "lam_tv"}
 
 def needs_choice(method_id: str, params: dict) -> bool:
     """True when ``method_id`` has a weight and ``params`` leave it automatic (0 / "auto")."""
-    from .methods import resolve_auto
+    from .registry import resolve_auto
 
     key = WEIGHT_PARAM.get(method_id)
     return key is not None and resolve_auto(params.get(key, 0.0)) == "auto"
@@ -206,7 +206,7 @@ def choose_scene_weight(method_id: str, Y: np.ndarray, E: np.ndarray, valid: np.
     """
     Yz = np.where(valid[None], np.asarray(Y, np.float64), 0.0)
     if method_id == "urdm":
-        from .urdm import choose_lambda
+        from ..diffusion.sampler import choose_lambda
 
         lam, sel, box, data_w = choose_lambda(
             Yz, E, valid, sigma_n=sigma, quality=params.get("quality", "balanced"),
@@ -245,7 +245,7 @@ def choose_band_weights(Y: np.ndarray, E: np.ndarray, valid: np.ndarray, band_si
     to plain FCLS on this data — a cheap test, no network involved. Returns
     (d (B,) or None, report dict).
     """
-    from .solvers import fcls
+    from .active_set import fcls
 
     sb = np.asarray(band_sigma, np.float64)
     lo, hi = np.percentile(sb, [5, 95])

@@ -1,4 +1,4 @@
-"""Block-wise GDAL reading of hyperspectral images and georeferenced output writing.
+"""Block-wise GDAL reading of hyperspectral images: metadata (wavelengths, scale, nodata) and pixels.
 
 Reading (:func:`open_image`, :func:`iter_row_blocks`, :func:`read_window`) works for any
 format GDAL reads (GeoTIFF, ENVI, VRT, ...). Values come back as float32 with each
@@ -13,31 +13,22 @@ finite. Wavelengths are converted to nm, looked up in this order:
 and are None when none of these covers every band. Unit-less numbers are µm when all
 are < 30, else nm.
 
-Writing (:class:`OutputWriter`) puts float32 GeoTIFFs into a temporary sibling folder
-and renames it into place at :meth:`OutputWriter.commit`, so a failed or cancelled run
-leaves nothing behind. Never calls ``gdal.UseExceptions()``: return values are checked.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import json
 import math
 import os
 import re
-import shutil
-import tempfile
-import unicodedata
-import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterator, Optional, Sequence, Union
 
 import numpy as np
 from osgeo import gdal
 
-from .errors import InputImageError, OutputError, WavelengthError
-from .spectra import (
+from ..errors import InputImageError, WavelengthError
+from .gdal_quiet import QuietGdal
+from .units import (
     infer_unit_factor,
     is_index_unit,
     parse_number_list,
@@ -45,32 +36,6 @@ from .spectra import (
     unit_label,
     wavelength_from_text,
 )
-
-#: nodata value of every float output raster.
-NODATA = -9999.0
-
-#: Key and file stem reserved for the residual RMSE raster.
-RESIDUAL_KEY = "residual_rmse"
-
-#: Manifest schema version written to ``run.json``.
-MANIFEST_SCHEMA_VERSION = 1
-
-_WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
-
-
-class _QuietGdal:
-    """Silence GDAL's error printing inside a block; the message is kept for ours."""
-
-    def __enter__(self):
-        gdal.PushErrorHandler("CPLQuietErrorHandler")
-        gdal.ErrorReset()
-        return self
-
-    def __exit__(self, *exc):
-        self.last = gdal.GetLastErrorMsg()
-        gdal.PopErrorHandler()
-        return False
-
 
 # ---------------------------------------------------------------------------------------
 # Image metadata
@@ -109,7 +74,7 @@ class ImageInfo:
 
 
 def _open_dataset(path: str):
-    with _QuietGdal() as q:
+    with QuietGdal() as q:
         ds = gdal.Open(str(path), gdal.GA_ReadOnly)
     if ds is None:
         if not os.path.exists(str(path)) and "://" not in str(path) and not str(path).startswith("/vsi"):
@@ -335,7 +300,7 @@ def _read(ds, info: ImageInfo, bands: list, col0: int, row0: int, w: int, h: int
     return data, valid
 
 
-def _check_window(info: ImageInfo, col0: int, row0: int, w: int, h: int) -> None:
+def check_window(info: ImageInfo, col0: int, row0: int, w: int, h: int) -> None:
     if w <= 0 or h <= 0 or col0 < 0 or row0 < 0 or col0 + w > info.width or row0 + h > info.height:
         raise InputImageError(
             f"Window (col {col0}, row {row0}, {w}x{h}) is not inside the {info.width}x{info.height} image",
@@ -351,7 +316,7 @@ def read_window(info: ImageInfo, bands: Optional[Sequence[int]], col0: int, row0
     hold 0 in ``data``.
     """
     bl = _bands_list(info, bands)
-    _check_window(info, col0, row0, width, height)
+    check_window(info, col0, row0, width, height)
     ds = _open_dataset(info.path)
     try:
         return _read(ds, info, bl, col0, row0, width, height)
@@ -379,7 +344,7 @@ def iter_row_blocks(info: ImageInfo, bands: Optional[Sequence[int]] = None, memo
     """
     bl = _bands_list(info, bands)
     c0, r0, W, H = (0, 0, info.width, info.height) if window is None else (int(v) for v in window)
-    _check_window(info, c0, r0, W, H)
+    check_window(info, c0, r0, W, H)
     step = rows_per_block(info, len(bl), memory_mb, W)
     ds = _open_dataset(info.path)
     # whole tile/strip rows per block, so each file block is decoded once
@@ -416,7 +381,7 @@ def sample_pixels(info: ImageInfo, bands: Optional[Sequence[int]] = None, n: int
                   memory_mb: float = 256) -> np.ndarray:
     """Up to ``n`` valid pixels drawn at random: (nb, n') float32.
 
-    For quick checks (:func:`~urdm_plugin.core.spectra.check_reflectance_scale`, noise
+    For quick checks (:func:`~urdm_plugin.core.bands.check_reflectance_scale`, noise
     estimates). Reads the image once block-wise; raises :class:`InputImageError` when no
     pixel is valid.
     """
@@ -439,357 +404,3 @@ def sample_pixels(info: ImageInfo, bands: Optional[Sequence[int]] = None, n: int
     return Y
 
 
-# ---------------------------------------------------------------------------------------
-# Writing
-# ---------------------------------------------------------------------------------------
-
-
-def safe_filename(name: str, max_len: int = 100) -> str:
-    """A file-system-safe stem for ``name``: letters, digits, ``_ - .`` only; never empty,
-    never a path, never hidden, never a Windows device name (CON, NUL, ...)."""
-    t = unicodedata.normalize("NFKC", str(name))
-    t = re.sub(r"[^\w.-]+", "_", t, flags=re.UNICODE)
-    t = re.sub(r"_+", "_", t).strip("._- ")
-    t = t[:max_len].rstrip("._- ")
-    if not t:
-        t = "endmember"
-    head, dot, tail = t.partition(".")
-    if head.lower() in _WINDOWS_RESERVED:  # Windows reserves "nul" and "nul.txt" alike
-        t = head + "_" + dot + tail
-    return t
-
-
-def shifted_geotransform(gt: Sequence[float], col0: int, row0: int) -> tuple:
-    """Geotransform of a sub-grid whose pixel (0, 0) is pixel (col0, row0) of ``gt``
-    (works for rotated geotransforms)."""
-    g = [float(v) for v in gt]
-    return (g[0] + col0 * g[1] + row0 * g[2], g[1], g[2], g[3] + col0 * g[4] + row0 * g[5], g[4], g[5])
-
-
-def _is_nonempty_dir(p: Path) -> bool:
-    try:
-        return p.is_dir() and any(p.iterdir())
-    except OSError:
-        return True
-
-
-class OutputWriter:
-    """Writes one run's rasters and files, all or nothing.
-
-    Usage::
-
-        with OutputWriter(out_dir, info, overwrite=False, window=None) as w:
-            w.add_raster("Tree", "Tree", "abundance")
-            w.add_raster(RESIDUAL_KEY, RESIDUAL_KEY, "residual RMSE")
-            for blk in ...: w.write("Tree", A_rows, blk.row0, 0)
-            w.write_library_csv(matched.as_library())
-            w.commit(build_manifest(...))
-
-    Files go into a temporary sibling folder ``.<name>.tmp-*`` on the same file system;
-    :meth:`commit` computes statistics, closes the rasters, writes ``run.json`` and renames
-    the folder into place (replacing an old one only then, with ``overwrite=True``).
-    Leaving the ``with`` block by an exception, or :meth:`abort`, removes the temporary
-    folder and leaves any existing output untouched.
-
-    ``window=(col0, row0, w, h)`` (image pixels) writes a sub-extent: the output grid is
-    w x h with the shifted geotransform, and ``write`` takes output-grid coordinates.
-    Raises :class:`OutputError` when the folder is refused or cannot be written.
-    """
-
-    def __init__(self, out_dir: Union[str, os.PathLike], info: ImageInfo, overwrite: bool = False,
-                 window: Optional[Sequence[int]] = None):
-        self.out_dir = Path(out_dir).absolute()
-        self.info = info
-        self.overwrite = bool(overwrite)
-        if window is None:
-            self.col0, self.row0, self.width, self.height = 0, 0, info.width, info.height
-        else:
-            c0, r0, w, h = (int(v) for v in window)
-            try:
-                _check_window(info, c0, r0, w, h)
-            except InputImageError as exc:
-                raise OutputError(exc.problem, exc.fix) from None
-            self.col0, self.row0, self.width, self.height = c0, r0, w, h
-        self.geotransform = shifted_geotransform(info.geotransform, self.col0, self.row0)
-        self._check_target()
-        parent = self.out_dir.parent
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-            self.tmp_dir = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}.tmp-", dir=parent))
-        except OSError as exc:
-            raise OutputError(f"Cannot create the output folder in '{parent}' ({exc.strerror or exc})",
-                              "Choose a folder you can write to") from None
-        self._datasets: dict = {}
-        self._files: dict = {}  # key -> (name, filename)
-        self._used = {RESIDUAL_KEY.lower()}
-        self._text_files: list = []
-        self._done = False
-
-    # -- context manager ------------------------------------------------------------------
-    def __enter__(self) -> OutputWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc_type is not None or not self._done:
-            self.abort()
-        return False
-
-    def _check_target(self) -> None:
-        p = self.out_dir
-        if p.exists() and not p.is_dir():
-            raise OutputError(f"The output path '{p}' is a file, not a folder", "Choose a folder name")
-        if _is_nonempty_dir(p) and not self.overwrite:
-            raise OutputError(f"The output folder '{p}' already exists and is not empty",
-                              "Choose a new or empty folder, or allow overwriting (overwrite=True)")
-
-    # -- rasters ---------------------------------------------------------------------------
-    def _unique_stem(self, name: str) -> str:
-        stem = safe_filename(name)
-        cand, k = stem, 2
-        while cand.lower() in self._used or cand.lower() in {"run", "endmembers_used"}:
-            cand = f"{stem}_{k}"
-            k += 1
-        self._used.add(cand.lower())
-        return cand
-
-    def add_raster(self, key: str, name: str, description: str = "") -> str:
-        """Create a float32 GeoTIFF for ``key`` (filled with :data:`NODATA`) and return its path.
-
-        The file is named after ``name`` (made safe and unique); the band description is
-        ``name``; ``description`` is stored as the band's metadata ``DESCRIPTION``. The key
-        :data:`RESIDUAL_KEY` gets ``residual_rmse.tif``; no other key can take that name.
-        """
-        self._require_open()
-        if key in self._files:
-            raise ValueError(f"raster key {key!r} added twice")
-        stem = RESIDUAL_KEY if key == RESIDUAL_KEY else self._unique_stem(name)
-        fname = stem + ".tif"
-        path = self.tmp_dir / fname
-        drv = gdal.GetDriverByName("GTiff")
-        opts = ["TILED=YES", "COMPRESS=DEFLATE", "PREDICTOR=3", "BIGTIFF=IF_SAFER"]
-        with _QuietGdal() as q:
-            ds = drv.Create(str(path), self.width, self.height, 1, gdal.GDT_Float32, options=opts)
-        if ds is None:
-            raise OutputError(f"Cannot create '{path}' ({q.last})", "Check free disk space and folder permissions")
-        ds.SetGeoTransform(self.geotransform)
-        if self.info.crs_wkt:
-            ds.SetProjection(self.info.crs_wkt)
-        band = ds.GetRasterBand(1)
-        # blocks never written are filled with the nodata value when the file is closed
-        band.SetNoDataValue(NODATA)
-        band.SetDescription(str(name))
-        if description:
-            band.SetMetadataItem("DESCRIPTION", str(description))
-        self._datasets[key] = ds
-        self._files[key] = (str(name), fname)
-        return str(path)
-
-    def write(self, key: str, array2d: np.ndarray, row0: int, col0: int = 0,
-              valid: Optional[np.ndarray] = None) -> None:
-        """Write ``array2d`` (h, w) at output-grid pixel (col0, row0).
-
-        Non-finite values, and pixels where ``valid`` (h, w) is False, become
-        :data:`NODATA`.
-        """
-        self._require_open()
-        ds = self._datasets[key]
-        a = np.array(array2d, dtype=np.float32, copy=True)
-        if a.ndim != 2:
-            raise ValueError(f"write() needs a 2-D array, got shape {a.shape}")
-        h, w = a.shape
-        if row0 < 0 or col0 < 0 or row0 + h > self.height or col0 + w > self.width:
-            raise ValueError(f"block {w}x{h} at ({col0},{row0}) outside the {self.width}x{self.height} output")
-        bad = ~np.isfinite(a)
-        if valid is not None:
-            bad |= ~np.asarray(valid, dtype=bool)
-        a[bad] = NODATA
-        err = ds.GetRasterBand(1).WriteArray(a, int(col0), int(row0))
-        if err != 0:
-            raise OutputError(f"Writing to '{self._files[key][1]}' failed ({gdal.GetLastErrorMsg()})",
-                              "Check free disk space")
-
-    def write_text(self, filename: str, text: str) -> str:
-        """Write a text file (UTF-8) into the output folder; ``filename`` must be a plain
-        file name (no folders). Returns its temporary path."""
-        self._require_open()
-        if filename != os.path.basename(filename) or filename in ("", ".", "..") or "\\" in filename:
-            raise ValueError(f"write_text needs a plain file name, got {filename!r}")
-        path = self.tmp_dir / filename
-        try:
-            path.write_text(text, encoding="utf-8")
-        except OSError as exc:
-            raise OutputError(f"Cannot write '{path}' ({exc.strerror or exc})", "Check free disk space") from None
-        self._text_files.append(filename)
-        return str(path)
-
-    def write_library_csv(self, lib, filename: str = "endmembers_used.csv") -> str:
-        """Write the endmembers actually used (e.g. ``MatchedBands.as_library()``) as CSV."""
-        from .library_io import write_library_csv
-
-        self._require_open()
-        if filename != os.path.basename(filename):
-            raise ValueError(f"plain file name needed, got {filename!r}")
-        path = write_library_csv(self.tmp_dir / filename, lib)
-        self._text_files.append(filename)
-        return path
-
-    # -- bookkeeping -----------------------------------------------------------------------
-    def filename(self, key: str) -> str:
-        """File name (no folder) of raster ``key``."""
-        return self._files[key][1]
-
-    def endmember_entries(self) -> list:
-        """``[{"name", "file"}]`` for every raster except the residual, in creation order."""
-        return [{"name": n, "file": f} for k, (n, f) in self._files.items() if k != RESIDUAL_KEY]
-
-    def residual_file(self) -> Optional[str]:
-        return self._files[RESIDUAL_KEY][1] if RESIDUAL_KEY in self._files else None
-
-    def _require_open(self) -> None:
-        if self._done:
-            raise RuntimeError("OutputWriter already committed or aborted")
-
-    def _close_all(self, stats: bool) -> None:
-        for key, ds in list(self._datasets.items()):
-            if stats:
-                band = ds.GetRasterBand(1)
-                with _QuietGdal():
-                    # all-nodata rasters have no statistics; GDAL reports an error we ignore
-                    band.ComputeStatistics(False)
-            ds.FlushCache()
-            self._datasets[key] = None
-        self._datasets.clear()
-
-    def abort(self) -> None:
-        """Drop everything written so far (idempotent)."""
-        if self._done:
-            return
-        self._done = True
-        try:
-            self._close_all(stats=False)
-        finally:
-            shutil.rmtree(self.tmp_dir, ignore_errors=True)
-
-    def commit(self, manifest: dict) -> str:
-        """Finish: statistics, ``run.json`` (``manifest`` as JSON), rename into place.
-
-        Returns the final folder path. Raises :class:`OutputError` when the target
-        appeared meanwhile (without overwrite) or the rename fails; the temporary
-        folder is removed then and existing outputs are untouched.
-        """
-        self._require_open()
-        try:
-            self._close_all(stats=True)
-            text = json.dumps(manifest, indent=2, ensure_ascii=False, default=_json_default)
-            (self.tmp_dir / "run.json").write_text(text + "\n", encoding="utf-8")
-            self._check_target()
-            self._move_into_place()
-        except OSError as exc:
-            self.abort()
-            raise OutputError(f"Cannot finish the output folder '{self.out_dir}' ({exc.strerror or exc})",
-                              "Check permissions and free disk space") from None
-        except BaseException:
-            self.abort()
-            raise
-        self._done = True
-        return str(self.out_dir)
-
-    def _move_into_place(self) -> None:
-        target = self.out_dir
-        if target.is_dir() and not any(target.iterdir()):
-            target.rmdir()
-        if not target.exists():
-            os.rename(self.tmp_dir, target)
-            return
-        # overwrite=True and a non-empty folder: swap, then delete the old one
-        backup = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-        os.rename(target, backup)
-        try:
-            os.rename(self.tmp_dir, target)
-        except OSError:
-            os.rename(backup, target)
-            raise
-        shutil.rmtree(backup, ignore_errors=True)
-
-
-def _json_default(o):
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def build_manifest(
-    method: str,
-    info: ImageInfo,
-    library_path: str,
-    matched=None,
-    endmembers: Optional[list] = None,
-    residual_file: Optional[str] = None,
-    extra_files: Optional[dict] = None,
-    parameters: Optional[dict] = None,
-    version: str = "",
-    seconds: float = 0.0,
-    created: Optional[str] = None,
-    writer: Optional[OutputWriter] = None,
-) -> dict:
-    """The ``run.json`` dict (schema_version 1, see docs/ARCHITECTURE.md).
-
-    ``inputs.bands_used`` are 1-based GDAL band numbers; ``inputs.scale``/``offset``
-    the per-used-band scale and offset applied on reading; ``inputs.wavelengths_nm``
-    the used bands' wavelengths (nm) or None; ``inputs.unit`` the unit the image stored
-    its wavelengths in. ``matched`` is a :class:`~urdm_plugin.core.spectra.MatchedBands`
-    (None = all bands). ``endmembers``/``residual_file`` default to the ``writer``'s.
-    ``created`` defaults to now (UTC, ISO 8601).
-    """
-    idx = np.arange(info.band_count) if matched is None else np.asarray(matched.band_indices)
-    wl = None
-    if matched is not None and matched.wavelengths_nm is not None:
-        wl = [round(float(v), 4) for v in matched.wavelengths_nm]
-    elif matched is None and info.wavelengths_nm is not None:
-        wl = [round(float(v), 4) for v in info.wavelengths_nm]
-    if endmembers is None:
-        endmembers = writer.endmember_entries() if writer is not None else []
-    if residual_file is None and writer is not None:
-        residual_file = writer.residual_file()
-    return {
-        "schema_version": MANIFEST_SCHEMA_VERSION,
-        "method": method,
-        "inputs": {
-            "image": str(info.path),
-            "library": str(library_path),
-            "bands_used": [int(i) + 1 for i in idx],
-            "scale": [float(info.scales[i]) for i in idx],
-            "offset": [float(info.offsets[i]) for i in idx],
-            "wavelengths_nm": wl,
-            "unit": info.wavelength_unit.replace(" (inferred)", "") if info.wavelength_unit else None,
-        },
-        "endmembers": [dict(e) for e in endmembers],
-        "residual_file": residual_file,
-        "extra_files": dict(extra_files or {}),
-        "parameters": dict(parameters or {}),
-        "version": version,
-        "seconds": float(seconds),
-        "created": created or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
-__all__ = [
-    "NODATA",
-    "RESIDUAL_KEY",
-    "ImageInfo",
-    "RowBlock",
-    "OutputWriter",
-    "open_image",
-    "read_window",
-    "iter_row_blocks",
-    "rows_per_block",
-    "sample_pixels",
-    "raise_no_valid_pixels",
-    "safe_filename",
-    "shifted_geotransform",
-    "build_manifest",
-]

@@ -27,14 +27,8 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from .errors import LibraryError, UrdmError, WavelengthError
-from .spectra import (
-    infer_unit_factor,
-    is_index_unit,
-    parse_number_list,
-    parse_unit,
-    unit_from_header,
-)
+from ..errors import LibraryError, UrdmError, WavelengthError
+from .units import infer_unit_factor, is_index_unit, parse_number_list, parse_unit, unit_from_header
 
 #: Largest library file read (bytes); anything bigger is not a spectral library.
 MAX_LIBRARY_BYTES = 512 * 1024 * 1024
@@ -453,7 +447,7 @@ def write_library_csv(path: Union[str, os.PathLike], lib: SpectralLibrary) -> st
     library has no wavelengths), one row per wavelength, values with 10 significant
     digits. Names with commas or quotes are quoted. Returns the path written; raises
     :class:`~urdm_plugin.core.errors.OutputError` when it cannot be written."""
-    from .errors import OutputError
+    from ..errors import OutputError
 
     p = Path(path)
     first = "wavelength_nm" if lib.wavelengths_nm is not None else "band"

@@ -19,7 +19,7 @@ schedule t_K > … > t_1, started from the FCLS solution at an intermediate time
    ρ_t = λ·σ_n²/σ̄_t², σ̄_t = √(1−ᾱ_t)/√ᾱ_t measured on the [0, 1] abundance scale (half the
    network's) and σ_n the noise level. This is the constrained least-squares problem with
    Gram matrix EᵀE + ρ_t·I and right-hand side Eᵀy + ρ_t·z, solved *exactly* by the active-set
-   FCLS solver (:func:`solvers.fcls_gram`): the converged limit of the inner ADMM sweeps
+   FCLS solver (:func:`methods.active_set.fcls_gram`): the converged limit of the inner ADMM sweeps
    (simplex copy V, scaled duals) of the design notes. An earlier version ran two ADMM
    sweeps per step and stopped unconverged, so even without a prior it did not return FCLS
    (0.0618 against FCLS's 0.0858 on Jasper Ridge as shipped, an artefact that happened to
@@ -33,8 +33,8 @@ sampling noise run as one batch; their mean is returned (a posterior-mean estima
 feasible) and their per-pixel standard deviation is the uncertainty map.
 
 λ = "auto": chosen per scene by Monte-Carlo SURE of the abundance error
-(:mod:`core.weight_selection`) over λ ∈ {0 (FCLS), LAMBDA_GRID, one refinement}, on the
-central window of at most SELECTION_WINDOW² pixels; σ_n (``core.noise``) is the scene's
+(:mod:`core.methods.weight_selection`) over λ ∈ {0 (FCLS), LAMBDA_GRID, one refinement}, on the
+central window of at most SELECTION_WINDOW² pixels; σ_n (``core.methods.noise``) is the scene's
 white-noise level from spatial differences of the FCLS residual. No truth is used.
 """
 
@@ -46,10 +46,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import solvers
-from .errors import Cancelled, MethodUnavailableError, OptionError
-from .noise import estimate_band_sigma, estimate_noise_sigma
-from .prior import schedule
+from ..errors import Cancelled, MethodUnavailableError, OptionError
+from ..methods.active_set import fcls, fcls_gram
+from ..methods.linear import project_simplex
+from ..methods.noise import estimate_band_sigma, estimate_noise_sigma
+from . import schedule
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ def resolve_device(device: str = "auto"):
 
 def get_model(device="cpu", weights_dir=None):
     """The shipped prior on ``device`` (loaded once per process and device)."""
-    from .prior.weights import WEIGHTS_DIR, load_prior
+    from .weights import WEIGHTS_DIR, load_prior
 
     key = (str(device), str(weights_dir or WEIGHTS_DIR))
     with _model_lock:
@@ -266,9 +267,9 @@ def _sweep(Yf, E, A0, valid, h, w, *, lam, sigma_n, preset: QualityPreset, zeta,
                 Z = A
             # exact data + constraint step: FCLS on the ρ-augmented system, per pixel
             for k in range(K):
-                A[k][:, valid] = solvers.fcls_gram(G + rho * eye, C + rho * Z[k][:, valid])
+                A[k][:, valid] = fcls_gram(G + rho * eye, C + rho * Z[k][:, valid])
                 if not valid.all():  # no data: the nearest feasible point to the prior's copy
-                    A[k][:, ~valid] = solvers.project_simplex(Z[k][:, ~valid])
+                    A[k][:, ~valid] = project_simplex(Z[k][:, ~valid])
             if progress is not None:
                 progress(lo + (hi - lo) * (i + 1) / len(ts), f"URDM step {i + 1}/{len(ts)} (t={int(t)})")
     mean = A.mean(axis=0)
@@ -309,7 +310,7 @@ def resolve_band_weights(Y, E, valid, band_weights="auto", seed=0):
     :func:`weight_selection.choose_band_weights`), None (unweighted) or an array (B,) of
     relative noise σ per band. Returns (d or None, report dict or None).
     """
-    from . import weight_selection as ws
+    from ..methods import weight_selection as ws
 
     if band_weights is None:
         return None, None
@@ -335,7 +336,7 @@ def choose_lambda(Y, E, valid=None, *, sigma_n=None, band_sigma=None, quality=DE
                   nfe=None, t_start=None, zeta=0.0, samples=1, seed=0, device="auto",
                   origin=(0, 0), weights_dir=None, grid=LAMBDA_GRID, window=None,
                   band_weights=None, progress=None, cancel=None):
-    """URDM's weight for a scene, by SURE (:mod:`core.weight_selection`), without the truth.
+    """URDM's weight for a scene, by SURE (:mod:`core.methods.weight_selection`), without the truth.
 
     Y (B, h, w) reflectance, E (B, P), valid (h, w) bool. Runs on the central window of at
     most ``window``² pixels (default SELECTION_WINDOW). ``band_weights`` as in
@@ -343,7 +344,7 @@ def choose_lambda(Y, E, valid=None, *, sigma_n=None, band_sigma=None, quality=DE
     on already weighted data). Returns (λ, Selection (its ``A`` is the result on the
     window), window box (row0, col0, h, w), data-weighting dict {"d", "report", "sigma_n"}).
     """
-    from . import weight_selection as ws
+    from ..methods import weight_selection as ws
 
     preset = _resolve_preset(quality, nfe, t_start)
     Y = np.asarray(Y, np.float64)
@@ -388,7 +389,7 @@ def _warm_start(Yf, E, v):
     """FCLS at the valid pixels (P, N); the others get the valid mean (no holes for the prior)."""
     P = E.shape[1]
     A0 = np.empty((P, Yf.shape[1]))
-    A0[:, v] = solvers.fcls(Yf[:, v], E)
+    A0[:, v] = fcls(Yf[:, v], E)
     A0[:, ~v] = A0[:, v].mean(axis=1, keepdims=True) if v.any() else 1.0 / P
     return A0
 

@@ -6,7 +6,7 @@ Processing algorithms all end up in the same solvers.
 Example::
 
     import numpy as np
-    from urdm_plugin.core.api import unmix_array
+    from urdm_plugin.core.engine.arrays import unmix_array
 
     Y = np.random.rand(50, 32, 32)          # (bands, H, W) reflectance
     E = np.random.rand(50, 3)               # (bands, P) endmember spectra, same bands
@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from .errors import Cancelled, MethodUnavailableError, OptionError
+from ..errors import Cancelled, MethodUnavailableError, OptionError
 
 ProgressFn = Optional[Callable[[float, str], None]]
 CancelFn = Optional[Callable[[], bool]]
@@ -43,8 +43,8 @@ def _param_names(spec) -> list[str]:
     return [p.name for p in getattr(spec, "params", [])]
 
 
-#: Modules that implement methods beyond core.solvers (checked without importing them).
-_IMPLEMENTED_BY = {"tv": "urdm_plugin.core.tv", "urdm": "urdm_plugin.core.urdm"}
+#: Modules that implement methods beyond core.methods.active_set (checked without importing them).
+_IMPLEMENTED_BY = {"tv": "urdm_plugin.core.methods.tv", "urdm": "urdm_plugin.core.diffusion.sampler"}
 
 
 def _module_present(name: str) -> bool:
@@ -73,7 +73,7 @@ def resolve_method(method: str):
         OptionError: unknown method id (the message lists the known ids).
         MethodUnavailableError: known but not runnable in this Python (e.g. no torch).
     """
-    from .methods import get_method, method_available
+    from ..methods.registry import get_method, method_available
 
     spec = get_method(method)
     ok, reason = method_available(spec.id)
@@ -105,7 +105,7 @@ def _as_float_arrays(Y, E) -> tuple[np.ndarray, np.ndarray]:
     if E.shape[0] != Y.shape[0]:
         raise OptionError(
             f"Y has {Y.shape[0]} bands but E has {E.shape[0]}",
-            "Resample the endmembers to the image bands first (core.spectra.match_library)",
+            "Resample the endmembers to the image bands first (core.bands.match_library)",
         )
     B, P = E.shape
     if P < 1:
@@ -128,7 +128,7 @@ def unmix_array(Y, E, method: str = "fcls", **options: Any) -> np.ndarray:
             (any NaN/inf band) are treated as invalid and come back as NaN.
         E: endmember spectra on the same bands, shape (bands, P).
         method: a registry id (``fcls``, ``scls``, ``nnls``, ``ucls``, ``tv``, ``urdm``;
-            see :mod:`urdm_plugin.core.methods`). Spatial methods (``tv``, ``urdm``)
+            see :mod:`urdm_plugin.core.methods.registry`). Spatial methods (``tv``, ``urdm``)
             need (bands, H, W) input.
         **options: ``progress(fraction, message)``, ``cancel() -> bool``, ``seed`` (int),
             ``device`` (``auto``/``cpu``/``cuda``, urdm only), ``valid`` (bool mask (H, W)
@@ -155,7 +155,7 @@ def unmix_array_full(Y, E, method: str = "fcls", **options: Any):
     ``std`` (same shape as ``A``) is the posterior standard deviation of urdm when
     ``samples > 1``; ``info`` holds solver facts such as the chosen ``lam``.
     """
-    from .methods import get_method
+    from ..methods.registry import get_method
 
     spec = get_method(method)
     if spec.spatial and np.ndim(Y) != 3:
@@ -248,17 +248,17 @@ def solve_spatial_tile(spec, Y, E, valid, params: dict, seed: int, device: str,
                        progress: ProgressFn, cancel: CancelFn):
     """Run a spatial method on one tile: Y (B,h,w) float64 (invalid pixels zero), E (B,P),
     valid (h,w) bool. Returns (A (P,h,w), std (P,h,w) | None, info dict)."""
-    from .methods import resolve_auto
+    from ..methods.registry import resolve_auto
 
     if spec.id == "tv":
-        from .tv import tv_unmix
+        from ..methods.tv import tv_unmix
 
         kw = dict(params)
         lam = resolve_auto(kw.pop("lam_tv", 0.0))
         A, info = tv_unmix(Y, E, valid, lam=lam, progress=progress, cancel=cancel, **kw)
         return A, None, dict(info or {})
     if spec.id == "urdm":
-        from .urdm import urdm_unmix
+        from ..diffusion.sampler import urdm_unmix
 
         kw = dict(params)
         lam = resolve_auto(kw.pop("lam", 0.0))
@@ -272,14 +272,16 @@ def solve_spatial_tile(spec, Y, E, valid, params: dict, seed: int, device: str,
 
 
 def _solve_spatial_tiled(spec, Y, E, valid, params, seed, device, tile_size, progress, cancel):
-    """A large in-memory array in overlapping tiles blended without seams (core.tiling)."""
-    from . import weight_selection
+    """A large in-memory array in overlapping tiles blended without seams (core.engine.tiling)."""
+    from ..methods import weight_selection
     from .tiling import TileBlender, plan_tiles
 
     B, H, W = Y.shape
     P = E.shape[1]
     if spec.id in ("urdm", "tv") and not ({"sigma_n", "sigma"} & set(params)):
-        from .noise import estimate_noise_sigma  # one noise level for all tiles: seamless blend
+        from ..methods.noise import (
+            estimate_noise_sigma,  # one noise level for all tiles: seamless blend
+        )
 
         sigma = estimate_noise_sigma(Y, E, valid=valid)
         if spec.id == "urdm":
@@ -335,12 +337,12 @@ def _solve_spatial_tiled(spec, Y, E, valid, params, seed, device, tile_size, pro
 
 def per_pixel_solver(method_id: str) -> Callable[..., np.ndarray]:
     """The numpy solver ``f(Y (B,N), E (B,P)) -> A (P,N)`` of a per-pixel method."""
-    from . import solvers
+    from ..methods import active_set, linear
 
-    fn = getattr(solvers, method_id, None)
+    fn = getattr(active_set, method_id, None) or getattr(linear, method_id, None)
     if fn is None:
         raise MethodUnavailableError(
-            f"Per-pixel method '{method_id}' has no solver in core.solvers",
+            f"Per-pixel method '{method_id}' has no solver in core.methods.active_set",
             "Use fcls, scls, nnls or ucls",
         )
     return fn

@@ -21,7 +21,7 @@ Splitting (all copies equal A): X (data), V (simplex), Z = DA (TV). One sweep:
 The returned abundances are the simplex copy V: every valid pixel ≥ 0 and summing to one.
 
 **Automatic λ_TV** (``lam="auto"``): chosen per scene by Monte-Carlo SURE of the abundance
-error (:mod:`core.weight_selection`), the same criterion URDM uses, over λ_TV ∈ {0 (FCLS),
+error (:mod:`core.methods.weight_selection`), the same criterion URDM uses, over λ_TV ∈ {0 (FCLS),
 σ̂·TV_GRID, one refinement} on the central window of at most SELECTION_WINDOW² pixels,
 with σ̂ the scene's white-noise level (:func:`noise.estimate_noise_sigma`). The candidates
 scale with σ̂ because the best weight does (measured: ≈ 0.1·σ̂ on semi-synthetic Jasper
@@ -36,9 +36,10 @@ from typing import Callable, Optional
 import numpy as np
 from scipy.fft import dctn, idctn
 
-from .errors import Cancelled, OptionError
+from ..errors import Cancelled, OptionError
+from .active_set import fcls
+from .linear import project_simplex
 from .noise import estimate_noise_sigma
-from .solvers import fcls, project_simplex
 
 #: Candidate TV weights relative to the noise σ̂ (0 = FCLS is always tried as well).
 TV_GRID = (0.03, 0.1, 0.3)

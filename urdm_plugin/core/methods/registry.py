@@ -15,7 +15,7 @@ import importlib.util
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from .errors import OptionError
+from ..errors import OptionError
 
 PARAM_KINDS = ("float", "int", "choice", "bool")
 

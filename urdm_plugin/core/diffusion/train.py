@@ -1,6 +1,6 @@
 """Train the DDPM abundance prior on synthetic maps; resumable, reproducible from a seed.
 
-    python -m urdm_plugin.core.prior.train --steps 40000 --out build/prior [--export urdm_plugin/weights]
+    python -m urdm_plugin.core.diffusion.train --steps 40000 --out build/prior [--export urdm_plugin/weights]
 
 Recipe: ε-prediction loss on single-channel maps from ``core.synthetic.training_batch``
 (seeds from ``TRAIN_SEED_BASE``, never the benchmark's), mapped to [-1, 1]; timesteps
@@ -65,14 +65,14 @@ def batch_source(kind: str, photo_share: float):
     """The training-map generator ``f(batch, size, rng)`` for ``--data``.
 
     ``synthetic``: core.synthetic only; ``photo-mix``: each batch takes ``photo_share`` of its
-    maps from soft segmentations of photographs (core.natural_maps) and the rest from
+    maps from soft segmentations of photographs (core.diffusion.natural_maps) and the rest from
     core.synthetic.
     """
     if kind == "synthetic":
         return training_batch
     if kind != "photo-mix":
         raise ValueError(f"unknown training data {kind!r}; use one of {DATA_KINDS}")
-    from .. import natural_maps
+    from . import natural_maps
 
     def mixed(batch, size, rng):
         n_photo = int(round(photo_share * batch))
@@ -195,7 +195,7 @@ def train(args) -> dict:
                        "data": ("urdm_plugin.core.synthetic.training_batch (fields, regions, patches, lines, texture; P in [2, 10])"
                                 if args.data == "synthetic" else
                                 f"{1 - args.photo_share:.0%} core.synthetic.training_batch + {args.photo_share:.0%} "
-                                "core.natural_maps.training_batch (soft segmentations of scikit-image's sample photos)"),
+                                "core.diffusion.natural_maps.training_batch (soft segmentations of scikit-image's sample photos)"),
                        "init": args.init or None,
                        "data_seed": TRAIN_SEED_BASE + args.seed},
             "final_train_loss": result["train_loss"], "final_val_loss": result["val_loss"],

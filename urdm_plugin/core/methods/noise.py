@@ -16,7 +16,7 @@ white noise per band and pixel that best explains the data.
   band b is 1/(R⁻¹)_bb for the band correlation matrix R. σ is the RMS over bands.
 
 ``estimate_band_sigma`` returns one σ per band from the same FCLS-residual differences;
-the weight selection (:mod:`core.weight_selection`) uses it, so band-dependent noise is
+the weight selection (:mod:`core.methods.weight_selection`) uses it, so band-dependent noise is
 not mistaken for white noise.
 """
 
@@ -45,7 +45,7 @@ def estimate_noise_sigma(Y: np.ndarray, E: np.ndarray | None = None,
     B = Y.shape[0]
     rng = np.random.default_rng(seed)
     if E is not None:
-        from .solvers import fcls
+        from .active_set import fcls
 
         E = np.asarray(E, np.float64)
         P = E.shape[1]
@@ -96,7 +96,7 @@ def estimate_band_sigma(Y: np.ndarray, E: np.ndarray, valid: np.ndarray | None =
     vf &= np.isfinite(Yf).all(axis=0)
     R = np.full_like(Yf, np.nan)
     if A is None:
-        from .solvers import fcls
+        from .active_set import fcls
 
         R[:, vf] = Yf[:, vf] - E @ fcls(Yf[:, vf], E)
     else:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import OptionError
+from ..errors import OptionError
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import nnls as _scipy_nnls
 
-from .errors import OptionError
+from ..errors import OptionError
 
 DEFAULT_THRESHOLD = 0.02  # keep spectra carrying ≥ 2 % of the sample's total abundance
 MAX_AUTO = 20  # default cap on automatically selected endmembers
@@ -24,7 +24,7 @@ PRUNE_TAU = 2.0  # residual reduction (in units of σ²·pixels) a spectrum must
 
 
 def _rss(Y, E, cols):
-    from .solvers import nnls
+    from .active_set import nnls
 
     R = Y - E[:, cols] @ nnls(Y, E[:, cols])
     return float(np.sum(R * R))

@@ -5,14 +5,13 @@ QGIS dialog. It opens the image, reads the library, picks the endmembers, matche
 checks the reflectance scale, validates, solves (per-pixel methods row block by row block,
 spatial methods tile by overlapping tile with seamless blending) and writes one GeoTIFF per
 endmember, a per-pixel residual RMSE map, the endmembers actually used (CSV) and a
-``run.json`` manifest through :class:`core.raster_io.OutputWriter`, which commits the
+``run.json`` manifest through :class:`core.io.writer.OutputWriter`, which commits the
 folder atomically: a failed or cancelled run leaves no outputs behind.
 """
 
 from __future__ import annotations
 
 import math
-import re
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -20,7 +19,8 @@ from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
-from .errors import Cancelled, InputImageError, LibraryError, OptionError
+from ...paths import plugin_version
+from ..errors import Cancelled, InputImageError, LibraryError, OptionError
 
 ProgressFn = Optional[Callable[[float, str], None]]
 CancelFn = Optional[Callable[[], bool]]
@@ -32,25 +32,6 @@ def default_overlap(tile_size: int) -> int:
     return int(max(4, min(32, int(tile_size) // 8)))
 #: Rows sampled across the extent for the scale check and automatic selection.
 SAMPLE_ROWS = 32
-
-
-# ------------------------------------------------------------------ version
-def plugin_version() -> str:
-    """The plugin version from ``metadata.txt`` (``version=...``), or ``"unknown"``.
-
-    Looks in the packaged plugin (``urdm_plugin/metadata.txt``) first, then at the
-    repository root (``../metadata.txt`` relative to the package).
-    """
-    pkg = Path(__file__).resolve().parents[1]
-    for cand in (pkg / "metadata.txt", pkg.parent / "metadata.txt"):
-        try:
-            text = cand.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            continue
-        m = re.search(r"^\s*version\s*=\s*(\S+)\s*$", text, flags=re.MULTILINE)
-        if m:
-            return m.group(1)
-    return "unknown"
 
 
 # ------------------------------------------------------------------ options / result
@@ -254,7 +235,7 @@ def unmix_raster(
     Args:
         image_path: any GDAL raster with wavelengths (GeoTIFF, ENVI, ...).
         library: a spectral library path (CSV or ENVI ``.sli``) or a
-            :class:`core.library_io.SpectralLibrary`.
+            :class:`core.io.library.SpectralLibrary`.
         out_dir: output folder (created; must not exist unless ``options.overwrite``).
         options: :class:`UnmixOptions` (defaults: FCLS, all library spectra).
         progress: ``progress(fraction in [0, 1], message)`` called after every block,
@@ -271,9 +252,12 @@ def unmix_raster(
     reflectance units), ``<name>_std.tif`` for urdm with ``uncertainty_samples > 1``,
     ``endmembers_used.csv`` (spectra on the bands used) and ``run.json``.
     """
-    from . import raster_io, spectra
-    from .api import resolve_method, validate_params
-    from .library_io import SpectralLibrary, read_library
+    from .. import bands as spectra
+    from ..io import image as raster_io
+    from ..io.library import SpectralLibrary, read_library
+    from ..io.manifest import build_manifest
+    from ..io.writer import OutputWriter
+    from .arrays import resolve_method, validate_params
 
     t0 = time.perf_counter()
     options = options or UnmixOptions()
@@ -341,7 +325,7 @@ def unmix_raster(
             if n_sample < max(limit, 2):
                 raise InputImageError("Too few valid pixels to select endmembers automatically",
                                       "Name the endmembers to use, or check the image's nodata")
-            from .selection import select_endmembers
+            from ..methods.selection import select_endmembers
 
             idx, sel_report = _call_select(select_endmembers, sample, E, names, limit, options.seed)
             E = E[:, idx]
@@ -366,7 +350,7 @@ def unmix_raster(
     write_std = spec.id == "urdm" and int(options.uncertainty_samples) > 1
     lam_seen: list = []
     solver_info: dict = {}
-    with raster_io.OutputWriter(str(out_dir), info, overwrite=options.overwrite,
+    with OutputWriter(str(out_dir), info, overwrite=options.overwrite,
                                 window=options.window and extent) as writer:
         keys = []
         files = []
@@ -413,7 +397,7 @@ def unmix_raster(
         extra = {"endmembers_used": "endmembers_used.csv"}
         if write_std:
             extra["std"] = [{"name": n, "file": f} for n, f in zip(names, std_files)]
-        manifest = raster_io.build_manifest(
+        manifest = build_manifest(
             spec.id, info, lib_label, matched=matched,
             endmembers=[{"name": n, "file": f} for n, f in zip(names, files)],
             residual_file=Path(res_path).name, extra_files=extra, parameters=parameters,
@@ -438,7 +422,7 @@ def unmix_raster(
 
 
 def _call_select(select_endmembers, sample, E, names, limit, seed):
-    """Run core.selection.select_endmembers; return (indices, JSON-able report dict)."""
+    """Run core.methods.selection.select_endmembers; return (indices, JSON-able report dict)."""
     res = select_endmembers(sample.astype(np.float64), E, names=names, max_endmembers=limit, seed=seed)
     rep = res.as_dict() if hasattr(res, "as_dict") else {"indices": [int(i) for i in np.asarray(res)]}
     return [int(i) for i in np.asarray(res).ravel()], {k: _jsonable(v) for k, v in rep.items()}
@@ -493,14 +477,14 @@ def _write_result(writer, keys, A, valid, row0, col0) -> None:
 
 
 def _nodata() -> float:
-    from .raster_io import NODATA
+    from ..io.writer import NODATA
 
     return float(NODATA)
 
 
 def _iter_blocks(info, bands, extent, memory_mb):
     """(row0 in the extent, data (nb, rows, w) float32, valid (rows, w)) over the extent."""
-    from . import raster_io
+    from ..io import image as raster_io
 
     for blk in raster_io.iter_row_blocks(info, bands, memory_mb=int(memory_mb), window=extent,
                                          require_valid=False):
@@ -508,7 +492,7 @@ def _iter_blocks(info, bands, extent, memory_mb):
 
 
 def _solve_blocks(info, bands, E, extent, mask, spec, params, options, writer, keys, prog) -> int:
-    from .api import unmix_array_full
+    from .arrays import unmix_array_full
 
     c0, r0, w, h = extent
     n_valid = 0
@@ -532,8 +516,9 @@ def _solve_blocks(info, bands, E, extent, mask, spec, params, options, writer, k
 
 def _solve_tiled(info, bands, E, extent, mask, spec, params, options, writer, keys, std_keys,
                  prog, lam_seen, solver_info) -> int:
-    from . import raster_io, weight_selection
-    from .api import unmix_array_full
+    from ..io import image as raster_io
+    from ..methods import weight_selection
+    from .arrays import unmix_array_full
     from .tiling import TileBlender, plan_tiles
 
     c0, r0, w, h = extent
@@ -617,8 +602,8 @@ def _scene_noise(info, bands, E, extent, mask, size: int = 256):
     """(white-noise σ, signal RMS, window data (B, h, w), its valid mask) of the scene
     (reflectance), from a central window of at most size² pixels; None when it holds too
     few valid pixels."""
-    from . import raster_io
-    from .noise import estimate_noise_sigma
+    from ..io import image as raster_io
+    from ..methods.noise import estimate_noise_sigma
 
     c0, r0, w, h = extent
     ww, hh = min(w, size), min(h, size)
@@ -635,23 +620,24 @@ def _scene_noise(info, bands, E, extent, mask, size: int = 256):
 
 
 def _tile_box(t) -> tuple[int, int, int, int]:
-    """(row0, col0, height, width) of a core.tiling Tile."""
+    """(row0, col0, height, width) of a core.engine.tiling Tile."""
     return int(t.row0), int(t.col0), int(t.height), int(t.width)
 
 
 # ------------------------------------------------------------------ endmember extraction
 def extract_endmembers(image_path: Union[str, Path], n: int, seed: int = 0, max_pixels: int = 200_000,
                        mask_water_bands: bool = True):
-    """Extract ``n`` endmember spectra from an image with VCA (core.selection.vca).
+    """Extract ``n`` endmember spectra from an image with VCA (core.methods.selection.vca).
 
     Uses the image's usable bands (ENVI bbl), minus water-vapour bands when
     ``mask_water_bands`` and the image has wavelengths, and a random subset of at most
-    ``max_pixels`` valid pixels. Returns a :class:`core.library_io.SpectralLibrary` named
+    ``max_pixels`` valid pixels. Returns a :class:`core.io.library.SpectralLibrary` named
     ``endmember_1..n`` on those bands (wavelengths in nm, or None when the image has none).
     """
-    from . import raster_io, spectra
-    from .library_io import SpectralLibrary
-    from .selection import vca
+    from .. import bands as spectra
+    from ..io import image as raster_io
+    from ..io.library import SpectralLibrary
+    from ..methods.selection import vca
 
     info = raster_io.open_image(str(image_path))
     keep = np.ones(info.band_count, bool) if info.usable is None else np.asarray(info.usable, bool).copy()
