@@ -139,9 +139,7 @@ def test_methods_help_and_light_import():
 def test_unavailable_method_says_so_in_one_line(scene, tmp_path, monkeypatch, capsys):
     from urdm_plugin.core.methods import registry as methods
 
-    monkeypatch.setattr(methods, "method_available",
-                        lambda mid: (False, "Method 'urdm' needs PyTorch. Install it or choose fcls.")
-                        if mid == "urdm" else (True, ""))
+    monkeypatch.setattr(methods, "_installed", lambda name: name != "torch")
     tif, csv, _ = scene
     code = cli.main(["unmix", str(tif), str(csv), str(tmp_path / "o"), "--method", "urdm"])
     err = capsys.readouterr().err

@@ -20,10 +20,11 @@ def test_ids_and_positions_never_change():
 def test_flags_and_params():
     urdm = methods.get_method("URDM")
     assert urdm.needs_torch and urdm.spatial
-    assert {"lam", "quality", "zeta", "samples", "tile_size"} <= {p.name for p in urdm.params}
+    assert {"lam", "quality", "zeta", "samples"} <= {p.name for p in urdm.params}
     assert urdm.param("quality").choices == ("fast", "balanced", "best")
     tv = methods.get_method("tv")
-    assert tv.spatial and not tv.needs_torch and tv.param("lam_tv").default == 0.0
+    assert tv.spatial and not tv.needs_torch and tv.param("lam").default == "auto"
+    assert urdm.weight == tv.weight == "lam"  # one weight name for every regularised method
     for mid in ("fcls", "scls", "nnls", "ucls"):
         m = methods.get_method(mid)
         assert not m.spatial and not m.needs_torch
@@ -36,15 +37,19 @@ def test_unknown_method_lists_valid_ids():
 
 def test_param_validation():
     tv = methods.get_method("tv")
-    assert tv.validate_params({"lam_tv": "0.01"})["lam_tv"] == 0.01
+    assert tv.validate_params({"lam": "0.01"})["lam"] == 0.01
+    assert tv.validate_params({"lam_tv": 0.2})["lam"] == 0.2  # the old name still reads
     with pytest.raises(OptionError, match="outside"):
-        tv.validate_params({"lam_tv": -1})
-    with pytest.raises(OptionError, match="no option"):
-        tv.validate_params({"lam": 1})
+        tv.validate_params({"lam": -1})
+    with pytest.raises(OptionError, match="finite"):
+        tv.validate_params({"lam": "nan"})
+    with pytest.raises(OptionError, match="Unknown option"):
+        tv.validate_params({"lamda": 1})
     with pytest.raises(OptionError, match="fast"):
         methods.get_method("urdm").validate_params({"quality": "ultra"})
-    assert methods.resolve_auto(0.0) == "auto" and methods.resolve_auto("auto") == "auto"
-    assert methods.resolve_auto(0.5) == 0.5
+    # "auto" is a value of its own, and 0 means no regularisation (not "auto")
+    assert tv.validate_params({"lam": "AUTO"})["lam"] == "auto" == tv.validate_params({})["lam"]
+    assert tv.validate_params({"lam": 0})["lam"] == 0.0
 
 
 def test_availability_follows_torch(monkeypatch):
@@ -52,7 +57,16 @@ def test_availability_follows_torch(monkeypatch):
     assert methods.method_available("urdm")[0] == has_torch
     assert methods.default_method() == ("urdm" if has_torch else "fcls")
     assert methods.method_available("fcls") == (True, "")
-    monkeypatch.setattr(methods, "_torch_installed", lambda: False)
+    monkeypatch.setattr(methods, "_installed", lambda name: name != "torch")
     ok, reason = methods.method_available("urdm")
     assert not ok and "torch" in reason.lower()
     assert methods.default_method() == "fcls"
+
+
+def test_every_implementation_resolves():
+    """Each registry entry names a function that exists (imported lazily, on use)."""
+    for m in methods.METHODS:
+        if m.available()[0]:
+            assert callable(m.load())
+            if m.choose_weight:
+                assert callable(m.load_weight_chooser())

@@ -271,8 +271,8 @@ def test_digital_numbers_without_scale_are_warned_about(tmp_path):
 def test_urdm_with_samples_writes_uncertainty_maps(scene, tmp_path):
     pytest.importorskip("torch", reason="urdm needs torch")
     tif, csv, _ = scene
-    res = unmix_raster(tif, csv, tmp_path / "u", UnmixOptions(method="urdm", quality="fast",
-                                                               uncertainty_samples=2, seed=1))
+    res = unmix_raster(tif, csv, tmp_path / "u", UnmixOptions(method="urdm", seed=1,
+                                                               params={"quality": "fast", "samples": 2}))
     std = res.manifest["extra_files"]["std"]
     assert [s["file"] for s in std] == [f"{n}_std.tif" for n in NAMES]
     s = read(Path(res.out_dir) / "Tree_std.tif")[0]

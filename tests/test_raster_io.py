@@ -14,7 +14,7 @@ from urdm_plugin.core.bands import match_library
 from urdm_plugin.core.errors import InputImageError, OutputError, WavelengthError
 from urdm_plugin.core.io.image import iter_row_blocks, open_image, read_window, sample_pixels
 from urdm_plugin.core.io.library import SpectralLibrary, read_library
-from urdm_plugin.core.io.manifest import build_manifest
+from urdm_plugin.core.io.manifest import RunManifest, build_manifest
 from urdm_plugin.core.io.writer import NODATA, RESIDUAL_KEY, OutputWriter, safe_filename
 
 GT = (500000.0, 10.0, 0.0, 4100000.0, 0.0, -10.0)
@@ -343,7 +343,7 @@ def test_hostile_names_stay_inside_and_unique(tmp_path):
         paths = [wr.add_raster(f"k{i}", n) for i, n in enumerate(names)]
         wr.add_raster(RESIDUAL_KEY, RESIDUAL_KEY)
         tmp = wr.tmp_dir
-        final = Path(wr.commit({"schema_version": 1}))
+        final = Path(wr.commit(RunManifest(method="fcls")))
     files = [Path(p).name for p in paths]
     assert all(Path(p).parent == tmp for p in paths)
     assert len({f.lower() for f in files}) == len(files)
@@ -370,6 +370,6 @@ def test_unwritten_pixels_read_back_as_nodata(tmp_path):
     with OutputWriter(tmp_path / "out", info) as wr:
         wr.add_raster("a", "a")
         wr.write("a", np.ones((5, 40), np.float32), 10, 0)  # rows 10-14 only
-        final = wr.commit({"schema_version": 1})
+        final = wr.commit(RunManifest(method="fcls"))
     a = gdal.Open(os.path.join(final, "a.tif")).ReadAsArray()
     assert np.all(a[10:15] == 1.0) and np.all(a[:10] == NODATA) and np.all(a[15:] == NODATA)

@@ -43,10 +43,9 @@ def _method_help() -> str:
 
 
 def _default_method() -> str:
-    from .core.engine.arrays import method_ready
-    from .core.methods.registry import DEFAULT_METHOD
+    from .core.methods.registry import default_method
 
-    return DEFAULT_METHOD if method_ready(DEFAULT_METHOD)[0] else "fcls"
+    return default_method()
 
 
 # ------------------------------------------------------------------ progress
@@ -148,19 +147,7 @@ def _add_unmix(sub) -> None:
                         "automatically reduced when it is larger than the bands support or 20)")
     p.add_argument("--max-endmembers", type=int, default=None, metavar="N",
                    help="at most N endmembers when choosing them automatically")
-    p.add_argument("--quality", default="balanced", choices=("fast", "balanced", "best"),
-                   help="urdm speed/accuracy preset (default: balanced)")
-    p.add_argument("--lam", default=None, metavar="X",
-                   help="regularisation weight of tv or urdm; 'auto' (default) chooses it from the data")
-    p.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default 0)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
-                   help="compute device for urdm (default: auto = cuda if present)")
-    p.add_argument("--memory-mb", type=int, default=512, metavar="N",
-                   help="memory budget for one block of image data in MiB (default 512)")
-    p.add_argument("--tile-size", type=int, default=256, metavar="N",
-                   help="tile edge in pixels for spatial methods tv and urdm (default 256)")
-    p.add_argument("--samples", type=int, default=1, metavar="K",
-                   help="urdm posterior samples averaged; K>1 also writes <name>_std.tif uncertainty maps")
+    _add_registry_options(p)
     p.add_argument("--window", type=int, nargs=4, default=None, metavar=("COL0", "ROW0", "W", "H"),
                    help="process only this pixel window (outputs get the window's georeferencing)")
     p.add_argument("--mask", default=None, metavar="PATH",
@@ -173,28 +160,59 @@ def _add_unmix(sub) -> None:
     p.set_defaults(func=_run_unmix)
 
 
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _add_registry_options(p) -> None:
+    """The engine options and every method parameter, generated from the registry (one
+    ``--lam`` for all regularised methods; a method's option given to another is an error)."""
+    from .core.methods.registry import ENGINE_OPTIONS, all_params
+
+    def add(spec, default, methods=None):
+        kw = {"default": default, "help": spec.help}
+        if spec.kind == "choice":
+            kw["choices"] = spec.choices
+        elif not spec.auto:
+            kw.update(type=float if spec.kind == "float" else int, metavar="N")
+        else:
+            kw["metavar"] = "X"
+        if methods:
+            kw["help"] += f" [{', '.join(methods)}; default {spec.default}]"
+        else:
+            kw["help"] += f" (default {spec.default})"
+        p.add_argument(_flag(spec.name), **kw)
+
+    for spec in ENGINE_OPTIONS:
+        add(spec, spec.default)
+    for spec, methods in all_params().values():
+        add(spec, None, methods)  # None: not given, the method's default applies
+
+
 def _build_options(args):
     from .core.engine.arrays import resolve_method
     from .core.engine.pipeline import UnmixOptions
     from .core.errors import OptionError
+    from .core.methods.registry import all_params
 
     method = args.method or _default_method()
     spec = resolve_method(method)  # OptionError / MethodUnavailableError
     params = {}
-    if args.lam is not None:
-        names = [p.name for p in spec.params]
-        key = "lam_tv" if "lam_tv" in names else ("lam" if "lam" in names else None)
-        if key is None:
-            raise OptionError(f"--lam does not apply to method '{spec.id}'",
-                              "Use --lam only with tv or urdm")
-        params[key] = args.lam
+    for name, (_p, methods) in all_params().items():
+        value = getattr(args, name)
+        if value is None:
+            continue
+        if spec.id not in methods:
+            raise OptionError(f"{_flag(name)} does not apply to method '{spec.id}'",
+                              f"Use {_flag(name)} only with {' or '.join(methods)}")
+        params[name] = value
+    spec.validate_params(params)  # a bad value is reported before any file is opened
     return UnmixOptions(
         method=spec.id, endmembers=args.endmember, max_endmembers=args.max_endmembers,
-        quality=args.quality, params=params, seed=args.seed, device=args.device,
+        params=params, seed=args.seed, device=args.device,
         memory_mb=args.memory_mb, tile_size=args.tile_size, overwrite=args.overwrite,
         mask_water_bands=not args.no_water_mask,
         window=tuple(args.window) if args.window else None, mask_path=args.mask,
-        uncertainty_samples=args.samples,
     )
 
 
@@ -232,12 +250,11 @@ def _add_methods(sub) -> None:
 
 
 def _run_methods(args) -> int:
-    from .core.engine.arrays import method_ready
     from .core.methods.registry import METHODS
 
     default = _default_method()
     for m in METHODS:
-        ok, reason = method_ready(m.id)
+        ok, reason = m.available()
         mark = "available" if ok else f"NOT AVAILABLE: {reason}"
         star = " (default)" if m.id == default else ""
         print(f"{m.id:<6} {m.label}{star} -- {mark}")
@@ -270,7 +287,7 @@ def _add_vca(sub) -> None:
 
 
 def _run_vca(args) -> int:
-    from .core.engine.pipeline import extract_endmembers
+    from .core.engine.extraction import extract_endmembers
     from .core.errors import OptionError, OutputError
 
     out = Path(args.out)

@@ -209,6 +209,21 @@ def in_water_band(wl_nm: np.ndarray) -> np.ndarray:
     return hit
 
 
+def usable_image_bands(info: ImageInfo, mask_water_bands: bool = True) -> tuple:
+    """The image bands any use of the image starts from: not flagged bad (ENVI ``bbl``) and,
+    when ``mask_water_bands`` and the image has wavelengths, outside the water-vapour
+    windows. Returns (keep (B,) bool, dropped [(band, wavelength nm | None, reason)])."""
+    B = int(info.band_count)
+    img_wl = None if info.wavelengths_nm is None else np.asarray(info.wavelengths_nm, dtype=float)
+    keep = np.ones(B, dtype=bool) if info.usable is None else np.asarray(info.usable, dtype=bool).copy()
+    dropped = [(int(b), None if img_wl is None else float(img_wl[b]), REASON_BBL) for b in np.flatnonzero(~keep)]
+    if mask_water_bands and img_wl is not None:
+        water = in_water_band(img_wl) & keep
+        dropped += [(int(b), float(img_wl[b]), REASON_WATER) for b in np.flatnonzero(water)]
+        keep &= ~water
+    return keep, dropped
+
+
 def match_library(info: ImageInfo, library: SpectralLibrary, mask_water_bands: bool = True) -> MatchedBands:
     """Choose the image bands to use and resample ``library`` onto them.
 
@@ -224,22 +239,16 @@ def match_library(info: ImageInfo, library: SpectralLibrary, mask_water_bands: b
     :func:`require_bands` with the endmembers actually used.
     """
     B = int(info.band_count)
-    usable = np.ones(B, dtype=bool) if info.usable is None else np.asarray(info.usable, dtype=bool)
     img_wl = None if info.wavelengths_nm is None else np.asarray(info.wavelengths_nm, dtype=float)
     lib_wl = library.wavelengths_nm
-    dropped = []
     warnings = []
+    keep, dropped = usable_image_bands(info, mask_water_bands)
+    water_masked = bool(mask_water_bands and img_wl is not None)
 
     def drop(mask: np.ndarray, keep: np.ndarray, reason: str) -> None:
         for b in np.flatnonzero(mask & keep):
             dropped.append((int(b), None if img_wl is None else float(img_wl[b]), reason))
         keep &= ~mask
-
-    keep = np.ones(B, dtype=bool)
-    drop(~usable, keep, REASON_BBL)
-    water_masked = bool(mask_water_bands and img_wl is not None)
-    if water_masked:
-        drop(in_water_band(img_wl), keep, REASON_WATER)
 
     if img_wl is None or lib_wl is None:
         n_lib = library.spectra.shape[0]

@@ -60,7 +60,7 @@ class VcaAlgorithm(QgsProcessingAlgorithm):
                                                                 "CSV files (*.csv)"))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        from ..core.engine.pipeline import extract_endmembers
+        from ..core.engine.extraction import extract_endmembers
         from ..core.errors import UrdmError
         from ..core.io.library import write_library_csv
 

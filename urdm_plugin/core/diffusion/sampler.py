@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import math
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -507,3 +507,32 @@ def urdm_unmix(Y, E, valid=None, lam="auto", quality: str = DEFAULT_QUALITY, see
         std[:, ~v] = np.nan
         std = std.reshape(P, h, w).astype(np.float32)
     return A, std, info
+
+
+# ----------------------------------------------------------------------------- registry entry points
+def solve_tile(Y, E, valid, params: dict, ctx, progress=None, cancel=None) -> tuple:
+    """The registry's spatial entry point (see :mod:`core.methods.registry`): one tile with
+    the validated ``params`` (``lam``, ``quality``, ``zeta``, ``samples``) and the scene's
+    facts in ``ctx`` (seed, device, noise level, band weights, the tile's origin)."""
+    return urdm_unmix(Y, E, valid, lam=params["lam"], quality=params["quality"], zeta=float(params["zeta"]),
+                      samples=int(params["samples"]), seed=ctx.seed, device=ctx.device, sigma_n=ctx.sigma,
+                      signal_rms=ctx.signal_rms, band_weights=ctx.band_weights, origin=ctx.origin,
+                      progress=progress, cancel=cancel)
+
+
+def choose_scene_weight(Y, E, valid, params: dict, ctx, progress=None, cancel=None) -> tuple:
+    """λ and the data weighting for a whole scene from a window of it (Y (B, h, w), invalid
+    pixels zero), so every tile fits and regularises alike. Returns (params with ``lam``
+    filled in, ctx with the band weights decided (and σ in their metric), report)."""
+    lam, sel, box, data_w = choose_lambda(
+        Y, E, valid, sigma_n=ctx.sigma, quality=params["quality"], zeta=float(params["zeta"]),
+        samples=int(params["samples"]), seed=ctx.seed, device=ctx.device, band_weights=ctx.band_weights,
+        cancel=cancel, progress=progress)
+    if data_w["d"] is not None:  # the tiles fit in the same noise-weighted metric
+        ctx = replace(ctx, band_weights=data_w["d"], sigma=data_w["sigma_n"])
+    else:
+        ctx = replace(ctx, band_weights=None)
+    report = dict(sel.report(), window=[int(x) for x in box])
+    if data_w["report"] is not None:
+        report["band_weights"] = data_w["report"]
+    return dict(params, lam=float(lam)), ctx, report

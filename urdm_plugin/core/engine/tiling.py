@@ -1,5 +1,8 @@
-"""Overlapping tiles and seamless blending for spatial methods.
+"""Overlapping tiles, seamless blending, and the one loop that runs a spatial method over a scene.
 
+:func:`solve_tiled` is used by the array API and the raster pipeline alike: the scene-wide
+context (noise level, the regularisation weight, band weights) is fixed once on a central
+window before the tiles, every tile sees the same context, and the results are blended.
 A spatial method sees one tile (P × h × w abundances out). Tiles overlap by ``overlap``
 pixels; :class:`TileBlender` weights each tile by a separable window that ramps (raised cosine)
 across the overlap (full weight in the interior and at the image edges) and divides by the
@@ -9,11 +12,12 @@ solving the image at once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import Callable, Optional
 
 import numpy as np
 
-from ..errors import OptionError
+from ..errors import Cancelled, OptionError
 
 
 @dataclass(frozen=True)
@@ -77,18 +81,6 @@ def plan_tiles(height: int, width: int, tile: int, overlap: int) -> list:
             for i, r in enumerate(rows) for j, c in enumerate(cols)]
 
 
-def tile_size_for_memory(memory_mb: float, bands: int, P: int, bytes_per_value: int = 4,
-                         factor: float = 12.0, minimum: int = 32, maximum: int = 2048) -> int:
-    """Largest square tile edge (pixels) whose working set fits in ``memory_mb`` MiB.
-
-    A tile holds the B-band data plus about ``factor`` P-band work arrays (ADMM copies,
-    duals, FFT buffers), each pixel costing ``(bands + factor·P)·bytes_per_value`` bytes.
-    """
-    per_px = (int(bands) + float(factor) * int(P)) * int(bytes_per_value)
-    side = int(np.sqrt(max(float(memory_mb), 0.0) * 2**20 / max(per_px, 1)))
-    return int(min(max(side, minimum), maximum))
-
-
 def _ramp(n: int, lo_overlap: int, hi_overlap: int) -> np.ndarray:
     """1-D weight: raised-cosine ramp over each overlapping end (edges of the image get 1).
 
@@ -147,3 +139,134 @@ class TileBlender:
             out = self._acc / self._wsum
         out[:, self._wsum <= 0] = np.nan
         return out.astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- the tile loop
+#: Side of the central window the scene's noise level is estimated on (pixels).
+NOISE_WINDOW = 256
+#: Largest default overlap between neighbouring tiles (pixels).
+MAX_DEFAULT_OVERLAP = 32
+
+
+def default_overlap(tile_size: int) -> int:
+    """Tile overlap (pixels) used when none is given: tile_size/8, between 4 and 32."""
+    return int(max(4, min(MAX_DEFAULT_OVERLAP, int(tile_size) // 8)))
+
+
+#: ``read(row0, col0, height, width) -> (Y (B, h, w) float, valid (h, w) bool)``: the scene's
+#: data and valid mask in a window of it (scene pixel coordinates).
+ReadFn = Callable[[int, int, int, int], tuple]
+
+
+@dataclass
+class TiledResult:
+    """``A`` (P, H, W) float32 (NaN where not valid), ``std`` like ``A`` or None, ``valid``
+    (H, W) bool (pixels a tile solved), ``info`` (scene and per-tile solver facts)."""
+
+    A: np.ndarray
+    std: Optional[np.ndarray]
+    valid: np.ndarray
+    info: dict = field(default_factory=dict)
+
+
+def _central(read: ReadFn, H: int, W: int, size: int) -> tuple:
+    hh, ww = min(H, size), min(W, size)
+    r0, c0 = (H - hh) // 2, (W - ww) // 2
+    Y, valid = read(r0, c0, hh, ww)
+    valid = np.asarray(valid, bool) & np.all(np.isfinite(Y), axis=0)
+    return np.where(valid[None], np.asarray(Y, np.float64), 0.0), valid
+
+
+def scene_context(spec, read: ReadFn, shape: tuple, E: np.ndarray, params: dict, ctx,
+                  choose_weight: bool, progress=None, cancel=None) -> tuple:
+    """Fix what every tile must share, from the scene's central window: the white-noise σ
+    (window of :data:`NOISE_WINDOW`²) and, when ``choose_weight`` and the weight is "auto",
+    the weight (and URDM's band weights) by the method's chooser. Returns (params, ctx,
+    info); a window with fewer than 16 valid pixels leaves each tile to itself."""
+    from ..methods.noise import estimate_noise_sigma
+
+    H, W = shape
+    Y, valid = _central(read, H, W, NOISE_WINDOW)
+    info: dict = {}
+    if valid.sum() < 16:
+        return params, ctx, info
+    if ctx.sigma is None:
+        sigma = float(estimate_noise_sigma(Y, E, valid=valid))
+        ctx = replace(ctx, sigma=sigma, signal_rms=float(np.sqrt(np.mean(np.square(Y[:, valid])))))
+    info["noise_sigma"] = ctx.sigma
+    if choose_weight and spec.weight_is_auto(params):
+        if progress is not None:
+            progress(0.0, "choosing the regularisation weight from the scene")
+        params, ctx, report = spec.load_weight_chooser()(Y, E, valid, params, ctx, cancel=cancel)
+        info["lambda_selection"] = dict(report, window=f"central window of the scene, {report['window'][2]}"
+                                        f"×{report['window'][3]} pixels")
+    return params, ctx, info
+
+
+def solve_tiled(spec, read: ReadFn, shape: tuple, E: np.ndarray, params: dict, ctx,
+                tile_size: int, overlap: Optional[int] = None, progress=None, cancel=None) -> TiledResult:
+    """Run the spatial method ``spec`` (a registry :class:`MethodSpec`) over a scene of
+    ``shape`` = (H, W) pixels in overlapping tiles of at most ``tile_size``² pixels.
+
+    ``read`` gives the data of a window (see :data:`ReadFn`); ``E`` (B, P) the endmembers;
+    ``params`` the method's validated parameters (its weight may be "auto": with more than
+    one tile it is chosen once for the scene); ``ctx`` a :class:`SceneContext` (seed,
+    device; the noise level is filled in here). ``progress(fraction, message)`` and
+    ``cancel()`` are called per tile and inside the method.
+    """
+    H, W = int(shape[0]), int(shape[1])
+    P = E.shape[1]
+    overlap = default_overlap(tile_size) if overlap is None else int(overlap)
+    tiles = plan_tiles(H, W, int(tile_size), overlap)
+    n = len(tiles)
+    solve = spec.load()
+    params, ctx, info = scene_context(spec, read, (H, W), E, params, ctx, choose_weight=n > 1,
+                                      progress=progress, cancel=cancel)
+    info["tiles"] = n
+    blend = TileBlender(P, H, W, overlap=overlap)
+    sblend = None
+    valid_full = np.zeros((H, W), bool)
+    lams = []
+    for i, t in enumerate(tiles):
+        r0, c0, th, tw = int(t.row0), int(t.col0), int(t.height), int(t.width)
+        Y, v = read(r0, c0, th, tw)
+        v = np.asarray(v, bool) & np.all(np.isfinite(Y), axis=0)
+        valid_full[r0:r0 + th, c0:c0 + tw] |= v
+        sub = None
+        if progress is not None:
+            def sub(f, m, i=i):
+                progress((i + min(max(f, 0.0), 1.0)) / n, f"tile {i + 1}/{n}: {m}")
+        std = None
+        if v.any():
+            Yz = np.where(v[None], np.asarray(Y, np.float64), 0.0)
+            A, std, tinfo = solve(Yz, E, v, params, ctx.at(r0, c0), sub, cancel)
+            lam = tinfo.get("lam")
+            if isinstance(lam, (int, float)):
+                lams.append(float(lam))
+            for k, val in tinfo.items():
+                if n == 1 and k in ("lambda_selection", "band_weights"):
+                    info[k] = val
+                elif k != "lam" and (val is None or isinstance(val, (int, float, str, bool))):
+                    info.setdefault(f"{k}_per_tile", []).append(val)
+        else:
+            A = np.zeros((P, th, tw), np.float32)
+        blend.add(t, np.nan_to_num(np.asarray(A, np.float32)))
+        if std is not None and sblend is None:
+            sblend = TileBlender(P, H, W, overlap=overlap)
+        if sblend is not None:
+            sblend.add(t, np.nan_to_num(np.asarray(std, np.float32)) if std is not None
+                       else np.zeros((P, th, tw), np.float32))
+        if cancel is not None and cancel():
+            raise Cancelled()
+        if progress is not None:
+            progress((i + 1) / n, f"unmixed tile {i + 1} of {n}")
+    if lams:
+        info["lam"] = float(np.median(lams))
+        info["lam_per_tile"] = lams
+    A_full = blend.result()
+    A_full[:, ~valid_full] = np.nan
+    S_full = None
+    if sblend is not None:
+        S_full = sblend.result()
+        S_full[:, ~valid_full] = np.nan
+    return TiledResult(A_full, S_full, valid_full, info)

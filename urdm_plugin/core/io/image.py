@@ -404,3 +404,8 @@ def sample_pixels(info: ImageInfo, bands: Optional[Sequence[int]] = None, n: int
     return Y
 
 
+def shifted_geotransform(gt: Sequence[float], col0: int, row0: int) -> tuple:
+    """Geotransform of a sub-grid whose pixel (0, 0) is pixel (col0, row0) of ``gt``
+    (works for rotated geotransforms)."""
+    g = [float(v) for v in gt]
+    return (g[0] + col0 * g[1] + row0 * g[2], g[1], g[2], g[3] + col0 * g[4] + row0 * g[5], g[4], g[5])

@@ -1,17 +1,140 @@
-"""The run.json manifest: what a run read, used and wrote (schema_version 1)."""
+"""The run.json manifest: what a run read, used and wrote (schema_version 1).
+
+:class:`RunManifest` is the one reader and writer of ``run.json`` — the pipeline builds
+it, the QGIS side reads and extends it (the dominant-material map), the tests write it
+for their fixture runs. Unknown keys are kept, so a newer run.json survives a rewrite.
+"""
 
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Optional
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 import numpy as np
 
+from ..errors import OutputError
 from .image import ImageInfo
-from .writer import OutputWriter
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from .writer import OutputWriter
 
 #: Manifest schema version written to ``run.json``.
 MANIFEST_SCHEMA_VERSION = 1
+
+
+def jsonable(v: Any) -> Any:
+    """``v`` as plain JSON values: numpy scalars and arrays to numbers and lists, non-finite
+    floats to None, paths to strings, anything else unknown to its ``str``."""
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        f = float(v)
+        return f if math.isfinite(f) else None
+    if isinstance(v, np.ndarray):
+        return [jsonable(x) for x in v.tolist()]
+    if isinstance(v, (list, tuple)):
+        return [jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): jsonable(x) for k, x in v.items()}
+    if isinstance(v, Path):
+        return str(v)
+    if v is None or isinstance(v, (bool, int, str)):
+        return v
+    return str(v)
+
+
+@dataclass
+class RunManifest:
+    """The content of ``run.json``.
+
+    ``inputs``: ``image``, ``library`` (absolute paths), ``bands_used`` (1-based GDAL
+    bands), ``scale``/``offset`` (per used band, applied on reading), ``wavelengths_nm``
+    (used bands, or None), ``unit``, ``window`` (col0, row0, w, h) or None, ``mask``.
+    ``endmembers``: ``[{"name", "file"}]`` (files relative to the run folder);
+    ``residual_file``; ``extra_files`` (e.g. ``endmembers_used``, ``std``, ``dominant``);
+    ``parameters``: the method's parameters, the weight chosen and the run's options;
+    ``selection``/``match``: how endmembers and bands were chosen; ``seconds``: wall time.
+    """
+
+    method: str
+    inputs: dict = field(default_factory=dict)
+    endmembers: list = field(default_factory=list)
+    residual_file: Optional[str] = None
+    extra_files: dict = field(default_factory=dict)
+    parameters: dict = field(default_factory=dict)
+    version: str = ""
+    seconds: float = 0.0
+    created: str = ""
+    warnings: list = field(default_factory=list)
+    selection: Optional[dict] = None
+    match: Optional[dict] = None
+    valid_pixels: Optional[int] = None
+    schema_version: int = MANIFEST_SCHEMA_VERSION
+    #: keys this version does not know, kept as they were
+    other: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = {"schema_version": self.schema_version}
+        d.update({k: v for k, v in asdict(self).items() if k not in ("schema_version", "other")})
+        d.update(self.other)
+        return jsonable(d)
+
+    @classmethod
+    def from_dict(cls, d: Any, source: str = "run.json") -> RunManifest:
+        """Check and wrap a parsed run.json; OutputError names what is wrong."""
+        fix = "Choose a run.json written by URDM unmixing, or run the unmixing again"
+        if not isinstance(d, dict):
+            raise OutputError(f"'{source}' is not a run manifest (no JSON object)", fix)
+        ems = d.get("endmembers")
+        if not isinstance(ems, list) or not ems:
+            raise OutputError(f"'{source}' lists no endmember rasters", fix)
+        if not all(isinstance(e, dict) and e.get("file") for e in ems):
+            raise OutputError(f"An endmember entry in '{source}' has no file", fix)
+        known = {f.name for f in fields(cls)} - {"other"}
+        kw = {k: d[k] for k in known if k in d}
+        kw.setdefault("method", "")
+        for k in ("inputs", "extra_files", "parameters"):
+            if not isinstance(kw.get(k, {}), dict):
+                raise OutputError(f"'{source}' has a malformed '{k}' entry", fix)
+            kw[k] = kw.get(k) or {}
+        return cls(**kw, other={k: v for k, v in d.items() if k not in known})
+
+    @classmethod
+    def read(cls, path: Union[str, os.PathLike]) -> RunManifest:
+        """Read ``run.json`` (the file or its folder); OutputError when unreadable."""
+        p = Path(path)
+        if p.is_dir():
+            p = p / "run.json"
+        try:
+            d = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise OutputError(f"Cannot read the run manifest {p} ({exc})",
+                              "Choose a folder written by URDM unmixing (it holds run.json)") from None
+        return cls.from_dict(d, str(p))
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
+
+    def write(self, path: Union[str, os.PathLike]) -> None:
+        """Write atomically (a reader never sees a half-written file)."""
+        folder = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(prefix=".run.json.", suffix=".tmp", dir=folder)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(self.dumps())
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
 
 
 def build_manifest(
@@ -27,8 +150,8 @@ def build_manifest(
     seconds: float = 0.0,
     created: Optional[str] = None,
     writer: Optional[OutputWriter] = None,
-) -> dict:
-    """The ``run.json`` dict (schema_version 1, see docs/ARCHITECTURE.md).
+) -> RunManifest:
+    """The :class:`RunManifest` of a run on ``info`` (schema_version 1, see docs/ARCHITECTURE.md).
 
     ``inputs.bands_used`` are 1-based GDAL band numbers; ``inputs.scale``/``offset``
     the per-used-band scale and offset applied on reading; ``inputs.wavelengths_nm``
@@ -47,10 +170,9 @@ def build_manifest(
         endmembers = writer.endmember_entries() if writer is not None else []
     if residual_file is None and writer is not None:
         residual_file = writer.residual_file()
-    return {
-        "schema_version": MANIFEST_SCHEMA_VERSION,
-        "method": method,
-        "inputs": {
+    return RunManifest(
+        method=method,
+        inputs={
             "image": str(info.path),
             "library": str(library_path),
             "bands_used": [int(i) + 1 for i in idx],
@@ -59,12 +181,11 @@ def build_manifest(
             "wavelengths_nm": wl,
             "unit": info.wavelength_unit.replace(" (inferred)", "") if info.wavelength_unit else None,
         },
-        "endmembers": [dict(e) for e in endmembers],
-        "residual_file": residual_file,
-        "extra_files": dict(extra_files or {}),
-        "parameters": dict(parameters or {}),
-        "version": version,
-        "seconds": float(seconds),
-        "created": created or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }
-
+        endmembers=[dict(e) for e in endmembers],
+        residual_file=residual_file,
+        extra_files=dict(extra_files or {}),
+        parameters=dict(parameters or {}),
+        version=version,
+        seconds=float(seconds),
+        created=created or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    )

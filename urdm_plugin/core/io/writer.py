@@ -7,7 +7,6 @@ leaves nothing behind. Never calls ``gdal.UseExceptions()``: return values are c
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -22,7 +21,7 @@ from osgeo import gdal
 
 from ..errors import InputImageError, OutputError
 from .gdal_quiet import QuietGdal
-from .image import ImageInfo, check_window
+from .image import ImageInfo, check_window, shifted_geotransform
 
 #: nodata value of every float output raster.
 NODATA = -9999.0
@@ -52,13 +51,6 @@ def safe_filename(name: str, max_len: int = 100) -> str:
     if head.lower() in _WINDOWS_RESERVED:  # Windows reserves "nul" and "nul.txt" alike
         t = head + "_" + dot + tail
     return t
-
-
-def shifted_geotransform(gt: Sequence[float], col0: int, row0: int) -> tuple:
-    """Geotransform of a sub-grid whose pixel (0, 0) is pixel (col0, row0) of ``gt``
-    (works for rotated geotransforms)."""
-    g = [float(v) for v in gt]
-    return (g[0] + col0 * g[1] + row0 * g[2], g[1], g[2], g[3] + col0 * g[4] + row0 * g[5], g[4], g[5])
 
 
 def _is_nonempty_dir(p: Path) -> bool:
@@ -265,8 +257,8 @@ class OutputWriter:
         finally:
             shutil.rmtree(self.tmp_dir, ignore_errors=True)
 
-    def commit(self, manifest: dict) -> str:
-        """Finish: statistics, ``run.json`` (``manifest`` as JSON), rename into place.
+    def commit(self, manifest) -> str:
+        """Finish: statistics, ``run.json`` (a :class:`core.io.manifest.RunManifest`), rename into place.
 
         Returns the final folder path. Raises :class:`OutputError` when the target
         appeared meanwhile (without overwrite) or the rename fails; the temporary
@@ -275,8 +267,7 @@ class OutputWriter:
         self._require_open()
         try:
             self._close_all(stats=True)
-            text = json.dumps(manifest, indent=2, ensure_ascii=False, default=_json_default)
-            (self.tmp_dir / "run.json").write_text(text + "\n", encoding="utf-8")
+            (self.tmp_dir / "run.json").write_text(manifest.dumps(), encoding="utf-8")
             self._check_target()
             self._move_into_place()
         except OSError as exc:
@@ -305,15 +296,3 @@ class OutputWriter:
             os.rename(backup, target)
             raise
         shutil.rmtree(backup, ignore_errors=True)
-
-
-def _json_default(o):
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-

@@ -1,143 +1,236 @@
-"""The one registry of unmixing methods, read by the CLI, the dialog and Processing.
+"""The one executable registry of unmixing methods, read by the CLI, the dialog and Processing.
+
+Each :class:`MethodSpec` names its implementation lazily (``"module:function"`` under
+``urdm_plugin.core``, imported on first use, so torch loads only when ``urdm`` runs), says
+whether it is per-pixel or spatial, and declares its parameters (:class:`ParamSpec`: type,
+range, choices, help) — the single source the front ends build their argparse options,
+Processing parameters and dialog widgets from.
+
+Calling conventions of the implementations:
+
+* per-pixel: ``f(Y (B, N), E (B, P), **params) -> A (P, N)``;
+* spatial (one tile): ``f(Y (B, h, w) float64 with invalid pixels zero, E (B, P),
+  valid (h, w) bool, params: dict, ctx: SceneContext, progress=None, cancel=None)
+  -> (A (P, h, w), std (P, h, w) | None, info dict)``;
+* weight chooser of a regularised spatial method (tiled runs choose once per scene):
+  ``g(Y, E, valid, params, ctx, progress=None, cancel=None)
+  -> (params with the weight filled in, ctx with scene facts added, report dict)``.
+
+Every regularised method calls its weight ``lam``; its value is a number ≥ 0 (0 = no
+regularisation) or the string ``"auto"`` (chosen from the scene's own data).
 
 The list :data:`METHODS` is **append-only**: ids and their positions (Processing stores a
-method as the index into an enum parameter, saved models and scripts store the id) are a
+method as the index into an enum parameter; saved models and scripts store the id) are a
 stable contract. Never reorder, rename or remove an entry; add new methods at the end.
-
-Regularisation weights that may be chosen automatically (``urdm``'s ``lam``, ``tv``'s
-``lam_tv``) are ``float`` parameters where **0 means "auto"** (the data-driven rule of the
-method); any positive value is used as given. ``resolve_auto`` turns 0 into ``"auto"``.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
-from dataclasses import dataclass, field
-from typing import Any, Optional
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
 
-from ..errors import OptionError
+from ..errors import MethodUnavailableError, OptionError
 
-PARAM_KINDS = ("float", "int", "choice", "bool")
+#: The value of a weight chosen from the data.
+AUTO = "auto"
 
 
 @dataclass(frozen=True)
 class ParamSpec:
-    """One user-visible option of a method.
+    """One user-visible option.
 
-    ``kind`` is one of ``float``, ``int``, ``choice``, ``bool``. ``minimum``/``maximum`` bound
-    numeric kinds (inclusive, None = unbounded); ``choices`` lists the allowed strings of a
-    ``choice``. ``help`` is the one-line tooltip / ``--help`` text.
+    ``kind`` is ``float``, ``int`` or ``choice``. ``minimum``/``maximum`` bound numeric kinds
+    (inclusive, None = unbounded); ``choices`` lists the allowed strings of a ``choice``;
+    ``auto`` says the string ``"auto"`` is also a value (the method chooses it from the data).
+    ``label`` is the short UI label, ``help`` the one-line tooltip / ``--help`` text.
     """
 
     name: str
     kind: str
     default: Any
+    label: str = ""
     minimum: Optional[float] = None
     maximum: Optional[float] = None
     choices: tuple = ()
+    auto: bool = False
     help: str = ""
 
     def validate(self, value: Any) -> Any:
-        """Return ``value`` converted to this parameter's kind or raise :class:`OptionError`."""
+        """``value`` converted to this parameter's kind, or :class:`OptionError`."""
+        if self.auto and (value is None or (isinstance(value, str) and value.strip().lower() == AUTO)):
+            return AUTO
         if self.kind == "choice":
             v = str(value).strip().lower()
             if v not in self.choices:
-                raise OptionError(
-                    f"Option '{self.name}' is '{value}', which is not one of {', '.join(self.choices)}",
-                    f"Choose one of: {', '.join(self.choices)}.",
-                )
+                raise OptionError(f"Option '{self.name}' is '{value}', which is not one of {', '.join(self.choices)}",
+                                  f"Choose one of: {', '.join(self.choices)}.")
             return v
-        if self.kind == "bool":
-            if isinstance(value, str):
-                low = value.strip().lower()
-                if low in ("1", "true", "yes", "on"):
-                    return True
-                if low in ("0", "false", "no", "off"):
-                    return False
-                raise OptionError(f"Option '{self.name}' must be true or false, got '{value}'",
-                                  "Use true or false.")
-            return bool(value)
+        example = AUTO if self.auto else self.default
         try:
             v = float(value) if self.kind == "float" else int(value)
-        except (TypeError, ValueError):
-            raise OptionError(f"Option '{self.name}' must be a number, got '{value}'",
-                              f"Give a {self.kind} value, e.g. {self.default}.") from None
+        except (TypeError, ValueError, OverflowError):
+            raise OptionError(f"Option '{self.name}' must be a number{' or auto' if self.auto else ''}, got '{value}'",
+                              f"Give a {self.kind} value, e.g. {example}.") from None
         if self.kind == "int" and float(value) != int(value):
             raise OptionError(f"Option '{self.name}' must be a whole number, got '{value}'",
                               f"Give an integer, e.g. {self.default}.")
+        if not math.isfinite(v):
+            raise OptionError(f"Option '{self.name}' must be a finite number, got '{value}'",
+                              f"Give a {self.kind} value, e.g. {example}.")
         lo = "-inf" if self.minimum is None else self.minimum
         hi = "inf" if self.maximum is None else self.maximum
         if (self.minimum is not None and v < self.minimum) or (self.maximum is not None and v > self.maximum):
             raise OptionError(f"Option '{self.name}' = {value} is outside its range [{lo}, {hi}]",
-                              f"Give a value between {lo} and {hi}.")
+                              f"Give a value between {lo} and {hi}" + (" or auto." if self.auto else "."))
         return v
+
+
+def _load(target: str) -> Callable:
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(f"urdm_plugin.core.{module}"), name)
+
+
+_PACKAGE_NAMES = {"torch": "PyTorch"}
+
+
+def _installed(module: str) -> bool:
+    # find_spec only looks the package up; importing torch here would cost seconds.
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """One unmixing method: ``id`` (stable), ``label`` (UI), whether it ``needs_torch``,
-    whether it is ``spatial`` (works on image tiles, not pixel by pixel), its ``params`` and
-    a short ``description``."""
+    """One unmixing method.
+
+    ``id`` (stable), ``label`` (UI), ``spatial`` (works on image tiles, not pixel by pixel),
+    ``implementation`` (``"module:function"`` under ``urdm_plugin.core``), ``params``,
+    ``description``, ``requires`` (Python packages it needs), ``weight`` (name of its
+    regularisation weight, or None) and ``choose_weight`` (the scene-level weight chooser
+    of a regularised spatial method).
+    """
 
     id: str
     label: str
-    needs_torch: bool
     spatial: bool
-    params: list = field(default_factory=list)
+    implementation: str
+    params: tuple = ()
     description: str = ""
+    requires: tuple = ()
+    weight: Optional[str] = None
+    choose_weight: Optional[str] = None
+
+    @property
+    def needs_torch(self) -> bool:
+        return "torch" in self.requires
 
     def param(self, name: str) -> ParamSpec:
         for p in self.params:
             if p.name == name:
                 return p
-        raise OptionError(
-            f"Method '{self.id}' has no option '{name}'",
-            f"Its options are: {', '.join(p.name for p in self.params) or 'none'}.",
-        )
+        raise OptionError(f"Method '{self.id}' has no option '{name}'",
+                          f"Its options are: {', '.join(p.name for p in self.params) or 'none'}.")
 
     def defaults(self) -> dict:
         return {p.name: p.default for p in self.params}
 
     def validate_params(self, params: Optional[dict]) -> dict:
         """Defaults overlaid with ``params`` (validated); unknown names raise OptionError."""
+        given = dict(params or {})
+        if self.weight and _LEGACY_WEIGHT in given:  # run.json/scripts before the one weight name
+            if self.weight in given:
+                raise OptionError(f"Both '{self.weight}' and '{_LEGACY_WEIGHT}' given for method '{self.id}'",
+                                  f"Give only '{self.weight}'.")
+            given[self.weight] = given.pop(_LEGACY_WEIGHT)
+        unknown = sorted(set(given) - {p.name for p in self.params})
+        if unknown:
+            raise OptionError(f"Unknown option(s) for method '{self.id}': {', '.join(unknown)}",
+                              "Its options are: " + (", ".join(p.name for p in self.params) or "none") + ".")
         out = self.defaults()
-        for k, v in (params or {}).items():
+        for k, v in given.items():
             out[k] = self.param(k).validate(v)
         return out
 
+    def weight_is_auto(self, params: dict) -> bool:
+        """True when this method has a weight and ``params`` leave it to be chosen."""
+        return self.weight is not None and params.get(self.weight, AUTO) == AUTO
 
-_TILE = ParamSpec("tile_size", "int", 256, 32, 4096,
-                  help="Side of the square tiles (pixels) a spatial method works on; larger uses more memory.")
+    def available(self) -> tuple:
+        """``(True, "")`` if the method can run in this Python, else ``(False, reason with fix)``."""
+        missing = [m for m in self.requires if not _installed(m)]
+        if missing:
+            what = ", ".join(f"{_PACKAGE_NAMES.get(m, m)} ({m})" for m in missing)
+            return False, (f"Method '{self.id}' needs {what}, which is not installed in this "
+                           f"Python. Install it (pip install {' '.join(missing)}) or choose fcls or tv.")
+        return True, ""
+
+    def load(self) -> Callable:
+        """The implementation (imported now); MethodUnavailableError if it cannot run here."""
+        ok, reason = self.available()
+        if not ok:
+            raise MethodUnavailableError(reason, "Choose another method (see `python -m urdm_plugin methods`) "
+                                                 "or install what it needs")
+        return _load(self.implementation)
+
+    def load_weight_chooser(self) -> Callable:
+        if self.choose_weight is None:
+            raise OptionError(f"Method '{self.id}' has no weight to choose", "Give no weight for it.")
+        self.load()
+        return _load(self.choose_weight)
+
+
+#: The name regularised methods' weights had before one name served all ("tv": lam_tv).
+_LEGACY_WEIGHT = "lam_tv"
+
+# ----------------------------------------------------------------------------- engine options
+#: Options of every run (not of a method), with the same ParamSpec contract.
+SEED = ParamSpec("seed", "int", 0, "Seed", 0, 2**63 - 1,
+                 help="Random seed: automatic selection, weight choice probes and URDM sampling.")
+DEVICE = ParamSpec("device", "choice", "auto", "Device", choices=("auto", "cpu", "cuda"),
+                   help="Where URDM's network runs: auto (CUDA when available), cpu or cuda.")
+TILE_SIZE = ParamSpec("tile_size", "int", 256, "Tile size", 32, 4096,
+                      help="Side of the square tiles (pixels) a spatial method works on; larger uses more memory.")
+MEMORY_MB = ParamSpec("memory_mb", "int", 512, "Memory (MiB)", 1, 1 << 20,
+                      help="Budget for one block of image data (MiB).")
+ENGINE_OPTIONS: tuple = (SEED, DEVICE, TILE_SIZE, MEMORY_MB)
+
+# ----------------------------------------------------------------------------- methods
+_LAM_HELP = "{what}; 'auto' = chosen from the scene's own data (SURE), 0 = none (FCLS)."
 
 METHODS: list = [
-    MethodSpec("fcls", "FCLS (fully constrained least squares)", False, False, [],
+    MethodSpec("fcls", "FCLS (fully constrained least squares)", False, "methods.active_set:fcls", (),
                "Per-pixel least squares with abundances non-negative and summing to one (exact)."),
-    MethodSpec("scls", "SCLS (sum-to-one least squares)", False, False, [],
+    MethodSpec("scls", "SCLS (sum-to-one least squares)", False, "methods.linear:scls", (),
                "Per-pixel least squares with abundances summing to one; may be negative."),
-    MethodSpec("nnls", "NNLS (non-negative least squares)", False, False, [],
+    MethodSpec("nnls", "NNLS (non-negative least squares)", False, "methods.active_set:nnls", (),
                "Per-pixel least squares with non-negative abundances; sums are free."),
-    MethodSpec("ucls", "UCLS (unconstrained least squares)", False, False, [],
+    MethodSpec("ucls", "UCLS (unconstrained least squares)", False, "methods.linear:ucls", (),
                "Per-pixel ordinary least squares, no constraints."),
-    MethodSpec("tv", "TV-regularised (SUnSAL-TV style ADMM)", False, True, [
-        ParamSpec("lam_tv", "float", 0.0, 0.0, 1e3,
-                  help="Total-variation weight; 0 = automatic (chosen from the scene's noise)."),
-        ParamSpec("max_iter", "int", 300, 10, 5000, help="Maximum ADMM iterations per tile."),
-        _TILE,
-    ], "Fully constrained unmixing with a total-variation penalty on each abundance map "
-       "(smooth maps with sharp edges). Needs only numpy/scipy."),
-    MethodSpec("urdm", "URDM (diffusion-prior unmixing)", True, True, [
-        ParamSpec("lam", "float", 0.0, 0.0, 1e3,
-                  help="Prior weight λ; 0 = automatic (chosen from the scene's data)."),
-        ParamSpec("quality", "choice", "balanced", choices=("fast", "balanced", "best"),
+    MethodSpec("tv", "TV-regularised (SUnSAL-TV style ADMM)", True, "methods.tv:solve_tile", (
+        ParamSpec("lam", "float", AUTO, "Weight λ", 0.0, 1e3, auto=True,
+                  help=_LAM_HELP.format(what="Total-variation weight")),
+        ParamSpec("max_iter", "int", 300, "Iterations", 10, 5000, help="Maximum ADMM iterations per tile."),
+    ), "Fully constrained unmixing with a total-variation penalty on each abundance map "
+       "(smooth maps with sharp edges). Needs only numpy/scipy.",
+        weight="lam", choose_weight="methods.tv:choose_scene_weight"),
+    MethodSpec("urdm", "URDM (diffusion-prior unmixing)", True, "diffusion.sampler:solve_tile", (
+        ParamSpec("lam", "float", AUTO, "Weight λ", 0.0, 1e3, auto=True,
+                  help=_LAM_HELP.format(what="Prior weight λ")),
+        ParamSpec("quality", "choice", "balanced", "Quality", choices=("fast", "balanced", "best"),
                   help="Number of network evaluations: fast (fewest), balanced, best (most)."),
-        ParamSpec("zeta", "float", 0.0, 0.0, 1.0,
+        ParamSpec("zeta", "float", 0.0, "Sampling noise ζ", 0.0, 1.0,
                   help="Sampling noise in the prior step: 0 = deterministic denoising (most accurate), "
                        "1 = fresh noise each step (posterior samples; used for samples > 1)."),
-        ParamSpec("samples", "int", 1, 1, 64,
+        ParamSpec("samples", "int", 1, "Samples", 1, 64,
                   help="Posterior samples averaged; more than 1 also gives an uncertainty map."),
-        _TILE,
-    ], "Unmixing regularised by a diffusion (DDPM) prior on abundance maps, solved by "
-       "splitting inside diffusion sampling (TIP 2025, doi 10.1109/TIP.2025.3638151). Needs torch."),
+    ), "Unmixing regularised by a diffusion (DDPM) prior on abundance maps, solved by "
+       "splitting inside diffusion sampling (TIP 2025, doi 10.1109/TIP.2025.3638151). Needs torch.",
+        requires=("torch",), weight="lam", choose_weight="diffusion.sampler:choose_scene_weight"),
 ]
 
 METHOD_IDS: tuple = tuple(m.id for m in METHODS)
@@ -149,8 +242,7 @@ def get_method(method_id: str) -> MethodSpec:
     for m in METHODS:
         if m.id == key:
             return m
-    raise OptionError(f"Unknown unmixing method '{method_id}'",
-                      f"Use one of: {', '.join(METHOD_IDS)}.")
+    raise OptionError(f"Unknown unmixing method '{method_id}'", f"Use one of: {', '.join(METHOD_IDS)}.")
 
 
 def method_index(method_id: str) -> int:
@@ -158,21 +250,20 @@ def method_index(method_id: str) -> int:
     return METHOD_IDS.index(get_method(method_id).id)
 
 
-def _torch_installed() -> bool:
-    # find_spec only looks the package up; importing torch here would cost seconds.
-    try:
-        return importlib.util.find_spec("torch") is not None
-    except (ImportError, ValueError):
-        return False
-
-
 def method_available(method_id: str) -> tuple:
     """``(True, "")`` if the method can run in this Python, else ``(False, reason with fix)``."""
-    m = get_method(method_id)
-    if m.needs_torch and not _torch_installed():
-        return False, (f"Method '{m.id}' needs PyTorch, which is not installed in this Python. "
-                       "Install it (pip install torch) or choose fcls or tv.")
-    return True, ""
+    return get_method(method_id).available()
+
+
+def all_params() -> dict:
+    """Every method parameter by name, each with the ids of the methods that take it (the CLI
+    and Processing expose a parameter once, e.g. one ``lam`` for tv and urdm)."""
+    out: dict = {}
+    for m in METHODS:
+        for p in m.params:
+            spec, ids = out.get(p.name, (p, []))
+            out[p.name] = (spec, ids + [m.id])
+    return out
 
 
 def default_method() -> str:
@@ -180,13 +271,7 @@ def default_method() -> str:
     return "urdm" if method_available("urdm")[0] else "fcls"
 
 
-def resolve_auto(value: Any) -> Any:
-    """Map the registry's "0 means automatic" convention to ``"auto"``; other values pass."""
-    if value is None:
-        return "auto"
-    if isinstance(value, str):
-        return "auto" if value.strip().lower() in ("auto", "", "0", "0.0") else float(value)
-    return "auto" if float(value) == 0.0 else float(value)
-
-
 DEFAULT_METHOD: str = default_method()
+
+__all__ = ["AUTO", "DEFAULT_METHOD", "ENGINE_OPTIONS", "METHODS", "METHOD_IDS", "MethodSpec", "ParamSpec",
+           "all_params", "default_method", "get_method", "method_available", "method_index"]

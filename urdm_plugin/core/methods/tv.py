@@ -264,3 +264,21 @@ def tv_unmix(Y: np.ndarray, E: np.ndarray, valid: Optional[np.ndarray] = None, l
     if selection is not None:
         info["lambda_selection"] = selection
     return A_out, info
+
+
+# ----------------------------------------------------------------------------- registry entry points
+def solve_tile(Y, E, valid, params: dict, ctx, progress=None, cancel=None) -> tuple:
+    """The registry's spatial entry point (see :mod:`core.methods.registry`): one tile with
+    the validated ``params`` (``lam``, ``max_iter``) and the scene's noise level ``ctx.sigma``.
+    Returns (A (P, h, w), None, info)."""
+    A, info = tv_unmix(Y, E, valid, lam=params["lam"], max_iter=int(params["max_iter"]),
+                       sigma=ctx.sigma, progress=progress, cancel=cancel)
+    return A, None, info
+
+
+def choose_scene_weight(Y, E, valid, params: dict, ctx, progress=None, cancel=None) -> tuple:
+    """λ_TV for a whole scene from a window of it (Y (B, h, w), invalid pixels zero), so every
+    tile uses one weight. Returns (params with ``lam`` filled in, ctx, report)."""
+    lam, _sigma, sel, box = choose_lambda(Y, E, valid, sigma=ctx.sigma, seed=ctx.seed, cancel=cancel,
+                                          progress=progress)
+    return dict(params, lam=float(lam)), ctx, dict(sel.report(), window=[int(x) for x in box])

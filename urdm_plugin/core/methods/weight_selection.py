@@ -182,54 +182,6 @@ def selection_window(Y: np.ndarray, valid: np.ndarray, size: int = SELECTION_WIN
     return Yw, vw, (r0, c0, hh, ww)
 
 
-#: The registry parameter that holds each regularised method's weight (0 = automatic).
-WEIGHT_PARAM = {"urdm": "lam", "tv": "lam_tv"}
-
-
-def needs_choice(method_id: str, params: dict) -> bool:
-    """True when ``method_id`` has a weight and ``params`` leave it automatic (0 / "auto")."""
-    from .registry import resolve_auto
-
-    key = WEIGHT_PARAM.get(method_id)
-    return key is not None and resolve_auto(params.get(key, 0.0)) == "auto"
-
-
-def choose_scene_weight(method_id: str, Y: np.ndarray, E: np.ndarray, valid: np.ndarray,
-                        params: dict, sigma: Optional[float] = None, seed: int = 0,
-                        device: str = "auto", cancel=None, progress=None) -> tuple:
-    """Choose a method's weight once for a whole scene, from a window of it.
-
-    Tiled runs call this before the tiles, so every tile uses one weight and the blend
-    stays seamless. ``Y`` (B, h, w) a central window of the scene (invalid pixels
-    anything), ``valid`` (h, w), ``params`` the method's registry parameters, ``sigma``
-    the scene's noise level. Returns (params with the weight filled in, report for run.json).
-    """
-    Yz = np.where(valid[None], np.asarray(Y, np.float64), 0.0)
-    if method_id == "urdm":
-        from ..diffusion.sampler import choose_lambda
-
-        lam, sel, box, data_w = choose_lambda(
-            Yz, E, valid, sigma_n=sigma, quality=params.get("quality", "balanced"),
-            zeta=float(params.get("zeta", 0.0)), samples=int(params.get("samples", 1)),
-            seed=seed, device=device, band_weights="auto", cancel=cancel, progress=progress)
-        if data_w["d"] is not None:  # the tiles fit in the same noise-weighted metric
-            params = dict(params, band_weights=data_w["d"], sigma_n=data_w["sigma_n"])
-    elif method_id == "tv":
-        from .tv import choose_lambda
-
-        lam, _sigma, sel, box = choose_lambda(Yz, E, valid, sigma=sigma, seed=seed, cancel=cancel,
-                                              progress=progress)
-    else:
-        return dict(params), None
-    report = dict(sel.report(), window="central window of the scene, "
-                  f"{box[2]}×{box[3]} pixels")
-    if method_id == "urdm" and data_w["report"] is not None:
-        report["band_weights"] = data_w["report"]
-    # a chosen weight of 0 means "no regularisation"; the registry's 0 means "auto", so
-    # the smallest positive weight stands in (a prior weight of 1e-12 is FCLS to rounding)
-    return dict(params, **{WEIGHT_PARAM[method_id]: max(float(lam), 1e-12)}), report
-
-
 #: Band weighting is considered only when the noise is clearly band-dependent: the ratio of
 #: the 95th to the 5th percentile of the per-band σ̂ exceeds this (white noise: ≈ 1.1).
 BAND_NOISE_RATIO = 1.5

@@ -1,0 +1,259 @@
+"""What a run will do, decided before any output exists: :func:`plan_run` -> :class:`RunPlan`.
+
+The plan holds everything the run's rules decide — the method and its validated
+parameters, the processing extent and mask, the image bands used, the endmembers (given,
+the whole library, or chosen automatically) resampled onto those bands, the warnings —
+and the problems that stop it. :func:`core.engine.pipeline.unmix_raster` executes a plan;
+the dialog shows one (``read_pixels=False``: metadata only, instantly) so the UI keeps no
+copy of these rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from ..errors import InputImageError, LibraryError, OptionError, UrdmError
+
+#: Libraries with more spectra than this are reduced by automatic selection.
+AUTO_SELECT_ABOVE = 20
+#: Rows sampled across the extent for the scale check and automatic selection.
+SAMPLE_ROWS = 32
+
+
+@dataclass
+class UnmixOptions:
+    """What to run and how.
+
+    Attributes:
+        method: registry id (``fcls``, ``scls``, ``nnls``, ``ucls``, ``tv``, ``urdm``).
+        endmembers: library spectrum names to use, or None (whole library, or automatic
+            selection when it holds more spectra than the bands support or more than
+            :data:`AUTO_SELECT_ABOVE`).
+        max_endmembers: upper bound for automatic selection (None: bands − 1, at most 20).
+        params: the method's parameters from the registry, e.g. ``{"lam": "auto",
+            "quality": "fast", "samples": 8}`` (urdm with ``samples`` > 1 also writes
+            posterior std maps).
+        seed: random seed (urdm sampling, automatic selection, weight choice).
+        device: ``auto``, ``cpu`` or ``cuda`` (urdm only).
+        memory_mb: budget for one block of image data (MiB).
+        tile_size: tile edge in pixels for spatial methods.
+        tile_overlap: overlap between neighbouring tiles in pixels (None: tile_size/8,
+            between 4 and 32).
+        overwrite: replace an existing output folder.
+        mask_water_bands: drop the atmospheric water-absorption bands.
+        window: ``(col0, row0, width, height)`` pixel window of the image, or None (all).
+        mask_path: optional mask: a GDAL raster on the image grid (non-zero = process) or
+            an OGR vector file whose polygons are rasterised onto the image grid.
+    """
+
+    method: str = "fcls"
+    endmembers: Optional[list] = None
+    max_endmembers: Optional[int] = None
+    params: dict = field(default_factory=dict)
+    seed: int = 0
+    device: str = "auto"
+    memory_mb: int = 512
+    tile_size: int = 256
+    tile_overlap: Optional[int] = None
+    overwrite: bool = False
+    mask_water_bands: bool = True
+    window: Optional[tuple] = None
+    mask_path: Optional[str] = None
+    # TEMP(redesign): front ends not yet generated from the registry still pass these
+    quality: Optional[str] = None
+    uncertainty_samples: Optional[int] = None
+
+
+@dataclass
+class RunPlan:
+    """A run, decided. ``problems`` is empty when it can run (:func:`plan_run` with
+    ``strict=True`` raises the first problem instead of recording it).
+
+    ``spec``/``params``: the registry method and its validated parameters; ``info``: the
+    image (:class:`core.io.image.ImageInfo`); ``extent``: (col0, row0, width, height);
+    ``mask``: (height, width) bool or None; ``matched``: :class:`core.bands.MatchedBands`
+    of the library (before selection); ``bands``: 0-based image bands used; ``E`` (bands
+    used × P) and ``names`` (P) the endmembers run; ``selection``: how they were chosen
+    (``mode`` given / all / automatic / automatic-pending); ``sample`` (bands used × N)
+    pixels read for the checks, or None.
+    """
+
+    options: UnmixOptions
+    spec: Any = None
+    params: dict = field(default_factory=dict)
+    info: Any = None
+    library: Any = None
+    library_label: str = ""
+    extent: Optional[tuple] = None
+    mask: Optional[np.ndarray] = None
+    matched: Any = None
+    bands: list = field(default_factory=list)
+    E: Optional[np.ndarray] = None
+    names: list = field(default_factory=list)
+    selection: Optional[dict] = None
+    sample: Optional[np.ndarray] = None
+    warnings: list = field(default_factory=list)
+    problems: list = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def auto_select_limit(self) -> Optional[int]:
+        """How many endmembers automatic selection may keep (None before bands are known)."""
+        if not self.bands:
+            return None
+        limit = min(AUTO_SELECT_ABOVE, len(self.bands) - 1)
+        if self.options.max_endmembers is not None:
+            limit = min(limit, int(self.options.max_endmembers))
+        return limit
+
+
+def check_extent(options: UnmixOptions, info) -> tuple:
+    """Validate the engine options against the image; return the extent (col0, row0, w, h)."""
+    from ..methods.registry import DEVICE, MEMORY_MB, SEED, TILE_SIZE
+
+    for spec, value in ((MEMORY_MB, options.memory_mb), (TILE_SIZE, options.tile_size),
+                        (SEED, options.seed), (DEVICE, options.device)):
+        spec.validate(value)
+    if options.tile_overlap is not None and not 0 <= int(options.tile_overlap) < int(options.tile_size) // 2:
+        raise OptionError(f"tile_overlap must be in [0, tile_size/2) (got {options.tile_overlap})",
+                          "Use e.g. 16 with tile_size 256")
+    if options.max_endmembers is not None and int(options.max_endmembers) < 1:
+        raise OptionError(f"max_endmembers must be at least 1 (got {options.max_endmembers})",
+                          "Give a positive number of endmembers")
+    if options.window is None:
+        return 0, 0, info.width, info.height
+    try:
+        c0, r0, w, h = (int(v) for v in options.window)
+    except (TypeError, ValueError):
+        raise OptionError(f"window must be (col0, row0, width, height); got {options.window!r}",
+                          "Give four integers in pixels") from None
+    if w < 1 or h < 1 or c0 < 0 or r0 < 0 or c0 + w > info.width or r0 + h > info.height:
+        raise OptionError(f"window {(c0, r0, w, h)} is not inside the {info.width}×{info.height} image",
+                          "Give (col0, row0, width, height) within the image's pixel grid")
+    return c0, r0, w, h
+
+
+def read_sample(info, bands, extent) -> np.ndarray:
+    """Up to :data:`SAMPLE_ROWS` evenly spaced rows of the extent as (nb, N) valid pixels."""
+    from ..io.image import read_window
+
+    c0, r0, w, h = extent
+    rows = np.unique(np.linspace(0, h - 1, min(h, SAMPLE_ROWS)).round().astype(int))
+    cols = []
+    for r in rows:
+        data, valid = read_window(info, bands, c0, r0 + int(r), w, 1)
+        cols.append(data.reshape(data.shape[0], -1)[:, valid.reshape(-1)])
+    return np.concatenate(cols, axis=1) if cols else np.zeros((len(bands), 0), np.float32)
+
+
+def plan_run(image: Any, library: Any, options: Optional[UnmixOptions] = None, *, strict: bool = True,
+             read_pixels: bool = True, progress=None) -> RunPlan:
+    """Decide a run of ``options`` on ``image`` with ``library``.
+
+    Args:
+        image: an image path (any GDAL raster with wavelengths) or an already opened
+            :class:`core.io.image.ImageInfo`.
+        library: a library path (CSV or ENVI ``.sli``) or a :class:`core.io.library.SpectralLibrary`.
+        strict: raise the first problem (:class:`UrdmError`); False records it in
+            ``plan.problems`` and returns what was decided up to there.
+        read_pixels: read a sample of pixels for automatic endmember selection and the
+            reflectance-scale check. False decides from metadata alone (the selection is
+            then ``automatic-pending`` when it would run).
+        progress: ``progress(fraction, message)`` for the stages (optional).
+    """
+    plan = RunPlan(options=options or UnmixOptions())
+    try:
+        _decide(plan, image, library, read_pixels, progress or (lambda f, m: None))
+    except UrdmError as exc:
+        if strict:
+            raise
+        plan.problems.append(str(exc))
+    return plan
+
+
+def _decide(plan: RunPlan, image, library, read_pixels: bool, note) -> None:
+    from .. import bands as band_rules
+    from ..io.image import ImageInfo, open_image
+    from ..io.library import SpectralLibrary, read_library
+    from ..io.mask import load_mask
+    from .arrays import resolve_method
+
+    opts = plan.options
+    plan.spec = resolve_method(opts.method)
+    given = dict(opts.params or {})
+    for old, new in (("quality", "quality"), ("uncertainty_samples", "samples")):  # TEMP(redesign)
+        if getattr(opts, old) is not None and new not in given and new in {p.name for p in plan.spec.params}:
+            given[new] = getattr(opts, old)
+    plan.params = plan.spec.validate_params(given)
+    info = image if isinstance(image, ImageInfo) else open_image(str(image))
+    plan.info = info
+    plan.extent = check_extent(opts, info)
+    note(0.0, f"Opened {Path(str(info.path)).name}: {info.width}×{info.height} pixels, {info.band_count} bands")
+
+    if isinstance(library, SpectralLibrary):
+        lib, plan.library_label = library, library.path or "<in-memory library>"
+    else:
+        lib, plan.library_label = read_library(str(library)), str(library)
+    if len(lib) < 1:
+        raise LibraryError(f"The library {plan.library_label} holds no spectra",
+                           "Give a library with at least one spectrum")
+    if opts.endmembers:
+        lib = lib.select(list(opts.endmembers))  # LibraryError names unknown ones
+        plan.selection = {"mode": "given", "names": list(lib.names)}
+    plan.library = lib
+    plan.matched = matched = band_rules.match_library(info, lib, mask_water_bands=opts.mask_water_bands)
+    plan.bands = [int(b) for b in matched.band_indices]
+    plan.E = np.asarray(matched.E, dtype=np.float64)
+    plan.names = list(matched.names)
+    plan.warnings.extend(list(matched.report.warnings or []))
+    note(0.5, "Bands: " + matched.report.summary())
+
+    if opts.mask_path:
+        plan.mask = load_mask(opts.mask_path, info, plan.extent)
+        if not plan.mask.any():
+            raise InputImageError(f"The mask {opts.mask_path} covers no pixel of the image"
+                                  + (" window" if opts.window else ""), "Check that the mask overlaps the image")
+
+    limit = plan.auto_select_limit
+    if plan.selection is None and plan.E.shape[1] <= limit:
+        plan.selection = {"mode": "all", "names": plan.names}
+    if read_pixels:
+        plan.sample = read_sample(info, plan.bands, plan.extent)
+    if plan.selection is None:
+        if plan.sample is None:
+            plan.selection = {"mode": "automatic-pending", "from": len(plan.names), "max": limit}
+            return
+        _select_automatically(plan, limit, note)
+    band_rules.require_bands(len(plan.bands), plan.E.shape[1])
+    if plan.sample is not None and plan.sample.shape[1]:
+        for w in band_rules.check_reflectance_scale(plan.sample.astype(np.float64), plan.E):
+            plan.warnings.append(w)
+            note(0.9, "warning: " + w)
+
+
+def _select_automatically(plan: RunPlan, limit: int, note) -> None:
+    from ..io.manifest import jsonable
+    from ..methods.selection import select_endmembers
+
+    if plan.sample.shape[1] < max(limit, 2):
+        raise InputImageError("Too few valid pixels to select endmembers automatically",
+                              "Name the endmembers to use, or check the image's nodata")
+    res = select_endmembers(plan.sample.astype(np.float64), plan.E, names=plan.names, max_endmembers=limit,
+                            seed=plan.options.seed)
+    idx = [int(i) for i in np.asarray(res).ravel()]
+    report = {k: jsonable(v) for k, v in res.as_dict().items()}
+    plan.E = plan.E[:, idx]
+    plan.names = [plan.names[i] for i in idx]
+    plan.selection = {**report, "mode": "automatic", "from": len(plan.matched.names), "max": limit,
+                      "names": plan.names}
+    msg = (f"Library holds {len(plan.matched.names)} spectra, more than {limit} the run can use; "
+           f"selected {len(plan.names)} automatically: {', '.join(plan.names)}")
+    plan.warnings.append(msg)
+    note(0.7, msg)
