@@ -6,7 +6,6 @@ Read directly with GDAL and csv so the benchmark does not depend on the plugin's
 
 from __future__ import annotations
 
-import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,26 +27,16 @@ class RealScene:
 
 
 def _read_cube(path: Path) -> np.ndarray:
-    from osgeo import gdal
+    from urdm_plugin.core.io.image import read_image
 
-    ds = gdal.Open(str(path))
-    if ds is None:
-        raise FileNotFoundError(path)
-    bands = []
-    for i in range(1, ds.RasterCount + 1):
-        b = ds.GetRasterBand(i)
-        arr = b.ReadAsArray().astype(np.float64)
-        arr = arr * (b.GetScale() or 1.0) + (b.GetOffset() or 0.0)
-        bands.append(arr)
-    return np.stack(bands)
+    return read_image(path)[0].astype(np.float64)
 
 
 def _read_csv(path: Path):
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
-    names = rows[0][1:]
-    data = np.array([[float(c) for c in r] for r in rows[1:] if r], dtype=np.float64)
-    return data[:, 0], data[:, 1:], names
+    from urdm_plugin.core.io.library import read_library
+
+    lib = read_library(path)
+    return lib.wavelengths_nm, lib.spectra, list(lib.names)
 
 
 def load(name: str) -> RealScene:

@@ -177,7 +177,6 @@ def test_unexpected_error_is_one_line_with_debug_hint(scene, tmp_path, monkeypat
 
 
 def test_vca_writes_a_library_the_unmix_command_reads(scene, tmp_path):
-    pytest.importorskip("urdm_plugin.core.methods.selection", reason="core.methods.selection not merged yet")
     tif, _, sc = scene
     lib = tmp_path / "vca.csv"
     r = run_cli("vca", tif, 3, lib, "--seed", "1")

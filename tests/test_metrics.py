@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import csv
-
 import numpy as np
 import pytest
 
+from urdm_plugin.core.io.image import read_image
+from urdm_plugin.core.io.library import read_library
 from urdm_plugin.core.methods.active_set import fcls
 from urdm_plugin.core.metrics import (
     abundance_rmse,
@@ -35,23 +35,12 @@ def test_metric_definitions():
 
 
 def _read(path):
-    from osgeo import gdal
-
-    ds = gdal.Open(str(path))
-    assert ds is not None
-    bands = []
-    for i in range(1, ds.RasterCount + 1):
-        b = ds.GetRasterBand(i)
-        arr = b.ReadAsArray().astype(np.float64)
-        arr = arr * (b.GetScale() or 1.0) + (b.GetOffset() or 0.0)
-        bands.append(arr)
-    return np.stack(bands)
+    return read_image(path)[0].astype(np.float64)
 
 
 def _csv(path):
-    with open(path, newline="") as fh:
-        rows = list(csv.reader(fh))
-    return rows[0][1:], np.array([[float(x) for x in r] for r in rows[1:]])
+    lib = read_library(path)
+    return list(lib.names), np.column_stack([lib.wavelengths_nm, lib.spectra])
 
 
 @pytest.mark.parametrize("scene,image,expected", [

@@ -1,5 +1,9 @@
 """URDM: unmixing regularised by a diffusion model (after IEEE TIP 2025, doi 10.1109/TIP.2025.3638151).
 
+Size note: one module (~470 lines) because the sampler, its SURE weight choice and its
+registry entry points share the private sweep and presets; split, they would import each
+other. Torch plumbing lives in :mod:`.runtime`.
+
 The paper's abstract fixes the ingredients — a variational unmixing objective, a DDPM prior
 brought in during diffusion sampling, a splitting that decouples the objective — but not
 its equations; this module implements the scheme specified in the project's design notes:
@@ -41,16 +45,16 @@ white-noise level from spatial differences of the FCLS residual. No truth is use
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..errors import Cancelled, MethodUnavailableError, OptionError
+from ..errors import Cancelled, OptionError
 from ..methods.active_set import fcls, fcls_gram
 from ..methods.linear import project_simplex
 from ..methods.noise import estimate_band_sigma, estimate_noise_sigma
 from . import schedule
+from .runtime import configure_threads, get_model, pad_to_multiple, resolve_device, torch_module
 
 
 @dataclass(frozen=True)
@@ -72,73 +76,6 @@ LAMBDA_GRID = (0.1, 0.3, 1.0)
 #: Fresh-noise fraction used when several chains are asked for and ζ was left at 0.
 ZETA_SAMPLING = 1.0
 
-_model_lock = threading.Lock()
-_models: dict = {}
-_threads_configured = False
-
-
-# ------------------------------------------------------------------ torch plumbing
-def _torch():
-    try:
-        import torch
-    except ImportError as exc:  # pragma: no cover - exercised via the GUI's torch-absent test
-        raise MethodUnavailableError(
-            "The URDM method needs PyTorch, which this Python does not have",
-            "Install it (see the README: 'pip install torch'), or choose FCLS or TV.",
-        ) from exc
-    return torch
-
-
-def configure_threads(n: int | None = None) -> None:
-    """Set torch's intra-op threads once per process (interop threads can be set only once)."""
-    global _threads_configured
-    torch = _torch()
-    if n:
-        torch.set_num_threads(int(n))
-    if not _threads_configured:
-        try:
-            torch.set_num_interop_threads(1)
-        except RuntimeError:  # already set, or parallel work started: keep what is there
-            pass
-        _threads_configured = True
-
-
-def resolve_device(device: str = "auto"):
-    torch = _torch()
-    if device in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise OptionError(f"Device '{device}' was asked for but no CUDA GPU is available to PyTorch",
-                          "Use --device auto or cpu.")
-    if device not in ("cpu",) and not str(device).startswith("cuda"):
-        raise OptionError(f"Unknown device '{device}'", "Use auto, cpu or cuda.")
-    return torch.device(device)
-
-
-def get_model(device="cpu", weights_dir=None):
-    """The shipped prior on ``device`` (loaded once per process and device)."""
-    from .weights import WEIGHTS_DIR, load_prior
-
-    key = (str(device), str(weights_dir or WEIGHTS_DIR))
-    with _model_lock:
-        if key not in _models:
-            _models[key] = load_prior(weights_dir or WEIGHTS_DIR, device=device)[0]
-        return _models[key]
-
-
-def _pad_to_multiple(x, m: int = 4):
-    """Reflect-pad (n, 1, h, w) to multiples of m (at least 8 px per side for the UNet)."""
-    torch = _torch()
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % m, (-w) % m
-    if h + ph < 8:
-        ph = 8 - h
-    if w + pw < 8:
-        pw = 8 - w
-    if ph == 0 and pw == 0:
-        return x
-    mode = "reflect" if (h > ph and w > pw) else "replicate"
-    return torch.nn.functional.pad(x, (0, pw, 0, ph), mode=mode)
 
 
 # ------------------------------------------------------------------ building blocks
@@ -179,7 +116,7 @@ def tv_denoise(X, weight: float, iters: int = 30):
     Chambolle–Pock on the dual; used only by the ablation that puts a TV term where the
     diffusion prior stood.
     """
-    torch = _torch()
+    torch = torch_module()
     if weight <= 0:
         return X
     px = torch.zeros_like(X)
@@ -197,7 +134,7 @@ def tv_denoise(X, weight: float, iters: int = 30):
 
 
 def _grad_adjoint(px, py):
-    torch = _torch()
+    torch = torch_module()
     d = torch.zeros_like(px)
     d[..., :, 0] = px[..., :, 0]
     d[..., :, 1:-1] = px[..., :, 1:-1] - px[..., :, :-2]
@@ -211,7 +148,7 @@ def _grad_adjoint(px, py):
 # ------------------------------------------------------------------ the sampler
 def _prior_step(model, A, t: int, i: int, *, zeta, seed, origin, h, w, device):
     """Z from A (K, P, N) float64 numpy: the Tweedie estimate of the network at timestep t."""
-    torch = _torch()
+    torch = torch_module()
     K, P, N = A.shape
     ab = float(schedule.alphas_cumprod()[t])
     sab, s1ab = math.sqrt(ab), math.sqrt(1.0 - ab)
@@ -220,7 +157,7 @@ def _prior_step(model, A, t: int, i: int, *, zeta, seed, origin, h, w, device):
         noise = torch.from_numpy(coordinate_noise(seed, i, K, P, origin[0], origin[1], h, w))
         xt = xt + (zeta * s1ab) * noise.reshape(K, P, N)
     xt = xt.to(device)
-    img = _pad_to_multiple(xt.reshape(K * P, 1, h, w))
+    img = pad_to_multiple(xt.reshape(K * P, 1, h, w))
     eps = model(img, torch.full((K * P,), int(t), device=device, dtype=torch.long))
     eps = eps[..., :h, :w].reshape(K, P, N)
     Z = 0.5 * (((xt - s1ab * eps) / sab).clamp(-1.0, 1.0) + 1.0)
@@ -247,7 +184,7 @@ def _sweep(Yf, E, A0, valid, h, w, *, lam, sigma_n, preset: QualityPreset, zeta,
     A = np.repeat(A0[None], K, axis=0)  # (K, P, N): chains × maps
     rho = 0.0
     lo, hi = progress_span
-    torch = _torch()
+    torch = torch_module()
     with torch.inference_mode():
         for i, t in enumerate(ts):
             if cancel is not None and cancel():

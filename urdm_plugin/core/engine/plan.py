@@ -17,9 +17,10 @@ from typing import Any, Optional
 import numpy as np
 
 from ..errors import InputImageError, LibraryError, OptionError, UrdmError
+from ..methods.selection import MAX_AUTO
 
 #: Libraries with more spectra than this are reduced by automatic selection.
-AUTO_SELECT_ABOVE = 20
+AUTO_SELECT_ABOVE = MAX_AUTO
 #: Rows sampled across the extent for the scale check and automatic selection.
 SAMPLE_ROWS = 32
 

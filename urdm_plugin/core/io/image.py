@@ -1,5 +1,8 @@
 """Block-wise GDAL reading of hyperspectral images: metadata (wavelengths, scale, nodata) and pixels.
 
+Size note: ~420 lines, metadata (four places wavelengths may live) and block-wise reading of
+the same :class:`ImageInfo`; the wavelength lookup is the larger half.
+
 Reading (:func:`open_image`, :func:`iter_row_blocks`, :func:`read_window`) works for any
 format GDAL reads (GeoTIFF, ENVI, VRT, ...). Values come back as float32 with each
 band's scale/offset applied; a pixel is invalid when any band read is nodata or not
@@ -322,6 +325,14 @@ def read_window(info: ImageInfo, bands: Optional[Sequence[int]], col0: int, row0
         return _read(ds, info, bl, col0, row0, width, height)
     finally:
         ds = None
+
+
+def read_image(path: Union[str, os.PathLike], bands: Optional[Sequence[int]] = None) -> tuple:
+    """A whole (small) image at once: ``(data (nb, H, W) float32 scaled, valid (H, W) bool)``
+    — :func:`open_image` then :func:`read_window` over every pixel (scale, offset and
+    nodata applied the same way)."""
+    info = open_image(path)
+    return read_window(info, bands, 0, 0, info.width, info.height)
 
 
 def rows_per_block(info: ImageInfo, n_bands: int, memory_mb: float = 512, width: Optional[int] = None) -> int:

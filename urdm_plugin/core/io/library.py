@@ -1,5 +1,8 @@
 """Endmember libraries: CSV and ENVI spectral libraries (.sli + .hdr).
 
+Size note: ~480 lines, two readers (CSV dialects, ENVI header + binary) and one writer of
+the same :class:`SpectralLibrary`; each reader's checks are what users hit first.
+
 A library is ``M`` named spectra sampled at ``Bl`` wavelengths (nm), spectra ``(Bl, M)``.
 
 CSV layout: a header row, first column the wavelengths (its header names the unit:

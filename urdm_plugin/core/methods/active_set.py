@@ -1,5 +1,8 @@
 """Exact constrained per-pixel solvers: :func:`nnls` and :func:`fcls` (and its Gram form).
 
+Size note: ~480 lines, one algorithm (face operators, enumeration, primal–dual rounds, the
+primal active set) whose stages share the operator cache; the design is described below.
+
 Design of the constrained solvers (``nnls``, ``fcls``). Everything happens in Gram space:
 ``G = EᵀE`` (P × P) and ``c = Eᵀy`` (P per pixel), so after one BLAS product per chunk of
 pixels the cost no longer depends on B. The unconstrained (sum-to-one) optimum is the
