@@ -122,11 +122,11 @@ def t_interval(d: np.ndarray) -> tuple:
 
 def method_list() -> tuple:
     """(method ids to run, {id: reason} for those skipped)."""
-    from urdm_plugin.core.engine.arrays import method_ready
+    from urdm_plugin.core.methods.registry import method_available
 
     run, skipped = [], {}
     for mid in METHODS:
-        ok, why = method_ready(mid.replace("_oracle", ""))
+        ok, why = method_available(mid.replace("_oracle", ""))
         if ok:
             run.append(mid)
         else:
@@ -159,7 +159,7 @@ def evaluate(Y, E, A_ref, methods: list, seed: int, skipped: dict) -> list:
         try:
             with PeakRSS() as mem:
                 if m.endswith("_oracle"):
-                    key, grid = ("lam_tv", TV_ORACLE_GRID) if base == "tv" else ("lam", URDM_ORACLE_GRID)
+                    key, grid = "lam", (TV_ORACLE_GRID if base == "tv" else URDM_ORACLE_GRID)
                     best = auto.get(base)
                     for lam in grid:
                         A, _info = _solve(base, Y, E, seed, **{key: lam})

@@ -113,7 +113,7 @@ def measure(method: str, spec: tuple, fractions: list, work: Path, progress: boo
 
 def run(profile: str = "quick", out_dir: Optional[str] = None, progress: bool = True) -> dict:
     """Measure cancel latency for fcls, tv and urdm; write ``cancel.json`` (run_all interface)."""
-    from urdm_plugin.core.engine.arrays import method_ready
+    from urdm_plugin.core.methods.registry import method_available
 
     cfg = PROFILES[profile]
     out = Path(out_dir) if out_dir else ROOT / "bench_results"
@@ -121,7 +121,7 @@ def run(profile: str = "quick", out_dir: Optional[str] = None, progress: bool = 
     results = []
     with tempfile.TemporaryDirectory(prefix="urdm-bench-cancel-") as tmp:
         for method in ("fcls", "tv", "urdm"):
-            ok, why = method_ready(method)
+            ok, why = method_available(method)
             if not ok:
                 results.append({"method": method, "skipped": why})
                 continue

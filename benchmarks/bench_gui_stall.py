@@ -40,8 +40,8 @@ def main(argv=None) -> int:
 
     app = QgsApplication([], False)
     app.initQgis()
-    from urdm_plugin.core.engine.arrays import method_ready
     from urdm_plugin.core.engine.pipeline import UnmixOptions
+    from urdm_plugin.core.methods.registry import method_available
     from urdm_plugin.gui.task import UnmixTask
 
     spec = importlib.util.spec_from_file_location("mds", ROOT / "scripts" / "make_demo_scene.py")
@@ -52,8 +52,8 @@ def main(argv=None) -> int:
 
     rows = []
     for i_run, method in enumerate([m.strip() for m in a.methods.split(",") if m.strip()]):
-        if not method_ready(method)[0]:
-            print(f"skipping {method}: {method_ready(method)[1]}")
+        if not method_available(method)[0]:
+            print(f"skipping {method}: {method_available(method)[1]}")
             continue
         QgsProject.instance().clear()
         gaps = []
@@ -73,7 +73,7 @@ def main(argv=None) -> int:
         timer.timeout.connect(tick)
         ended = []
         task = UnmixTask(scene["image"], scene["library"], str(tmp / f"run{i_run}_{method}"),
-                         UnmixOptions(method=method, quality="fast"), "bench scene")
+                         UnmixOptions(method=method, params={"quality": "fast"} if method == "urdm" else {}), "bench scene")
         task.on_finished = ended.append
         task.message.connect(lambda m, phase=phase: phase.__setitem__(0, m[:60]))
         t0 = time.perf_counter()
