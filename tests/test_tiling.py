@@ -69,3 +69,27 @@ def test_constant_tiles_stay_constant():
     np.testing.assert_allclose(blend.result(), 0.25, atol=1e-7)
     with pytest.raises(OptionError):
         plan_tiles(100, 100, 32, 20)
+
+
+def test_array_api_and_raster_pipeline_tile_alike(tmp_path):
+    """One tiler serves both entry points: the same tiles, scene weight and blend."""
+    from osgeo import gdal
+    from test_pipeline import NAMES, write_scene
+
+    from urdm_plugin.core.engine.arrays import unmix_array_full
+    from urdm_plugin.core.engine.pipeline import UnmixOptions, unmix_raster
+
+    tif, csv, sc = write_scene(tmp_path, H=40, W=70, seed=1_000_203, snr_db=30.0)
+    opts = UnmixOptions(method="tv", tile_size=32, params={"max_iter": 40}, mask_water_bands=False)
+    res = unmix_raster(tif, csv, tmp_path / "tv", opts)
+    ds = gdal.Open(str(tif))
+    Y = ds.ReadAsArray().astype(np.float64)
+    valid = np.all(Y != -9999.0, axis=0)
+    A, _std, info = unmix_array_full(np.where(valid, Y, np.nan), sc.E, "tv", tile_size=32, max_iter=40)
+    params = res.manifest["parameters"]
+    # the pipeline's E went through the CSV (8 decimals): equal to rounding
+    assert info["tiles"] > 1 and info["lam_per_tile"] == pytest.approx(params["lam_chosen_per_tile"], rel=1e-6)
+    assert len(set(info["lam_per_tile"])) == 1
+    assert info["lambda_selection"]["chosen"] == pytest.approx(params["lambda_selection"]["chosen"], rel=1e-6)
+    maps = np.stack([gdal.Open(str(tmp_path / "tv" / f"{n}.tif")).ReadAsArray() for n in NAMES])
+    np.testing.assert_allclose(maps[:, valid], A[:, valid], atol=2e-5)
