@@ -31,7 +31,7 @@ CancelFn = Optional[Callable[[], bool]]
 COMMON_OPTIONS = ("device", "seed", "progress", "cancel", "valid", "tile_size", "tile_overlap")
 
 #: Pixels solved per batch by the per-pixel methods; progress and cancel run between batches.
-PIXEL_BATCH = 16384
+PIXEL_BATCH = 65536
 
 
 def _check_cancel(cancel: CancelFn) -> None:
@@ -92,7 +92,10 @@ def _as_float_arrays(Y, E) -> tuple[np.ndarray, np.ndarray]:
         )
     if not np.all(np.isfinite(E)):
         raise OptionError("E contains NaN or infinite values", "Remove or fix those spectra")
-    return Y.astype(np.float64, copy=False), E.astype(np.float64, copy=False)
+    if not np.issubdtype(Y.dtype, np.floating):
+        Y = Y.astype(np.float32)
+    # Y keeps its float type: the solvers convert float32 in cache-sized blocks (no copy)
+    return Y, E.astype(np.float64, copy=False)
 
 
 def unmix_array(Y, E, method: str = "fcls", **options: Any) -> np.ndarray:
@@ -152,7 +155,6 @@ def unmix_array_full(Y, E, method: str = "fcls", **options: Any):
     params = spec.validate_params(options)  # unknown names raise, listing the method's options
 
     spatial_shape = Y.shape[1:]
-    finite = np.all(np.isfinite(Y), axis=0)
     if valid is not None:
         valid = np.asarray(valid, dtype=bool)
         if valid.shape != spatial_shape:
@@ -160,30 +162,41 @@ def unmix_array_full(Y, E, method: str = "fcls", **options: Any):
                 f"valid mask has shape {valid.shape}; the data has {spatial_shape}",
                 "Pass a boolean mask with the image's spatial shape",
             )
-        finite &= valid
-    P = E.shape[1]
 
     if spec.spatial:
         def read(r0, c0, h, w):
-            return Y[:, r0:r0 + h, c0:c0 + w], finite[r0:r0 + h, c0:c0 + w]
+            Yt = Y[:, r0:r0 + h, c0:c0 + w]
+            v = np.all(np.isfinite(Yt), axis=0)
+            return Yt, (v if valid is None else v & valid[r0:r0 + h, c0:c0 + w])
 
         res = solve_tiled(spec, read, spatial_shape, E, params, SceneContext(seed=seed, device=device),
                           tile_size, tile_overlap, progress, cancel)
         return res.A, res.std, res.info
 
+    return _solve_pixels(spec, Y, E, valid, params, progress, cancel), None, {}
+
+
+def _solve_pixels(spec, Y, E, valid, params: dict, progress: ProgressFn, cancel: CancelFn) -> np.ndarray:
+    """A per-pixel method over contiguous batches of pixels. The solvers return NaN for
+    non-finite pixels themselves, so the data are neither checked nor gathered beforehand;
+    only pixels a ``valid`` mask excludes are left out (and come back NaN)."""
     solver = spec.load()
-    Yf = Y.reshape(Y.shape[0], -1)
-    vf = finite.reshape(-1)
-    out = np.full((P, Yf.shape[1]), np.nan, dtype=np.float32)
-    idx = np.flatnonzero(vf)
-    n = idx.size
+    B = Y.shape[0]
+    Yf = Y.reshape(B, -1)
+    N = Yf.shape[1]
+    vf = None if valid is None else valid.reshape(-1)
+    out = np.full((E.shape[1], N), np.nan, dtype=np.float32)
     _check_cancel(cancel)
-    for start in range(0, max(n, 1), PIXEL_BATCH):
-        sel = idx[start:start + PIXEL_BATCH]
-        if sel.size:
+    for s in range(0, N, PIXEL_BATCH):
+        e = min(s + PIXEL_BATCH, N)
+        if vf is None or vf[s:e].all():
+            out[:, s:e] = solver(Yf[:, s:e], E, **params)
+        elif vf[s:e].any():
+            sel = np.flatnonzero(vf[s:e]) + s
             out[:, sel] = solver(Yf[:, sel], E, **params)
-        done = min(start + PIXEL_BATCH, n)
         if progress is not None:
-            progress(done / n if n else 1.0, f"{spec.id}: {done}/{n} pixels")
+            progress(e / N, f"{spec.id}: {e}/{N} pixels")
         _check_cancel(cancel)
-    return out.reshape((P,) + spatial_shape), None, {}
+    if N == 0 and progress is not None:
+        progress(1.0, f"{spec.id}: no pixels")
+    return out.reshape((E.shape[1],) + Y.shape[1:])
