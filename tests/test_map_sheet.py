@@ -19,8 +19,8 @@ from qgis.core import (
 from qgis.PyQt.QtGui import QImage
 from run_fixture import NAMES, make_run
 
-from urdm_plugin.gui.map_sheet import ABUNDANCE_LEGEND, build_map_sheet
 from urdm_plugin.processing.alg_sheet import MapSheetAlgorithm
+from urdm_plugin.qgis_layers.map_sheet import ABUNDANCE_LEGEND, build_map_sheet
 
 
 @pytest.fixture
@@ -155,8 +155,8 @@ def test_processing_run_by_id_with_the_run_folder(run, tmp_path, qgis_new_projec
 def test_sheet_of_a_real_pipeline_run(run, tmp_path, qgis_new_project):
     from run_fixture import run_real_pipeline
 
-    from urdm_plugin.gui.map_sheet import export_map_sheet
     from urdm_plugin.paths import plugin_version
+    from urdm_plugin.qgis_layers.map_sheet import export_map_sheet
 
     result = run_real_pipeline(run, tmp_path / "real_out")
     layout = build_map_sheet(result.out_dir, QgsProject.instance(), paper="A3")
@@ -170,8 +170,8 @@ def test_sheet_of_a_real_pipeline_run(run, tmp_path, qgis_new_project):
 
 def test_open_map_sheet_adds_layout_and_layers_and_opens_designer(run, tmp_path, qgis_iface,
                                                                   qgis_new_project):
-    from urdm_plugin.gui.map_sheet import open_map_sheet
-    from urdm_plugin.gui.runs import layers_with_runs
+    from urdm_plugin.qgis_layers.map_sheet import open_map_sheet
+    from urdm_plugin.qgis_layers.tags import layers_with_runs
 
     project = QgsProject.instance()
     qgis_iface.openLayoutDesigner.reset_mock()

@@ -35,7 +35,7 @@ def small_run(tmp_path_factory):
 def test_prepare_run_writes_dominant_and_registers_it(small_run, tmp_path):
     from osgeo import gdal
 
-    from urdm_plugin.gui.results import DOMINANT_NODATA, prepare_run
+    from urdm_plugin.qgis_layers.dominant import DOMINANT_NODATA, prepare_run
 
     scene, res = small_run
     run_json = os.path.join(res.out_dir, "run.json")
@@ -72,55 +72,59 @@ def _shader_signature(layer):
 def test_add_run_to_map_group_style_and_properties(qgis_new_project, small_run):
     from qgis.core import QgsProject, QgsRasterLayer
 
-    from urdm_plugin.gui import results as R
+    from urdm_plugin.qgis_layers.dominant import prepare_run
+    from urdm_plugin.qgis_layers.loading import add_run_to_map
+    from urdm_plugin.qgis_layers.runs import read_manifest
+    from urdm_plugin.qgis_layers.styles import MAGMA, VIRIDIS
+    from urdm_plugin.qgis_layers.tags import PROP_ENDMEMBER, PROP_ROLE, PROP_RUN_JSON
 
     scene, res = small_run
     run_json = os.path.join(res.out_dir, "run.json")
-    R.prepare_run(run_json)
+    prepare_run(run_json)
     project = QgsProject.instance()
     src = QgsRasterLayer(scene["image"], "small scene", "gdal")
-    group, layers = R.add_run_to_map(run_json, "small scene", project)
+    group, layers = add_run_to_map(run_json, "small scene", project)
 
     assert group.name() == "URDM – small scene"
     names = scene["names"]
-    abund = [ly for ly in layers if ly.customProperty(R.PROP_ROLE) == "abundance"]
+    abund = [ly for ly in layers if ly.customProperty(PROP_ROLE) == "abundance"]
     assert [ly.name() for ly in abund] == names
-    roles = sorted(ly.customProperty(R.PROP_ROLE) for ly in layers)
+    roles = sorted(ly.customProperty(PROP_ROLE) for ly in layers)
     assert roles == sorted(["abundance"] * len(names) + ["residual", "dominant"])
     assert [n.layerId() for n in group.findLayers()] == [ly.id() for ly in layers]
     for ly in layers:
-        assert ly.customProperty(R.PROP_RUN_JSON) == os.path.abspath(run_json)
+        assert ly.customProperty(PROP_RUN_JSON) == os.path.abspath(run_json)
         assert ly.crs() == src.crs()
         assert ly.extent() == src.extent()
         assert project.mapLayer(ly.id()) is ly
     for ly, name in zip(abund, names):
-        assert ly.customProperty(R.PROP_ENDMEMBER) == name
+        assert ly.customProperty(PROP_ENDMEMBER) == name
 
     # one shared 0–1 viridis ramp for every abundance layer
     sigs = [_shader_signature(ly) for ly in abund]
     assert all(s == sigs[0] for s in sigs)
     assert sigs[0][0:4] == (0.0, 1.0, 0.0, 1.0)
-    assert sigs[0][4][0][1] == R.VIRIDIS[0] and sigs[0][4][-1][1] == R.VIRIDIS[-1]
+    assert sigs[0][4][0][1] == VIRIDIS[0] and sigs[0][4][-1][1] == VIRIDIS[-1]
 
-    residual = next(ly for ly in layers if ly.customProperty(R.PROP_ROLE) == "residual")
+    residual = next(ly for ly in layers if ly.customProperty(PROP_ROLE) == "residual")
     rmin, rmax, *_ = _shader_signature(residual)
-    p98 = R.read_manifest(run_json)["display"]["residual_max"]
+    p98 = read_manifest(run_json)["display"]["residual_max"]
     assert rmin == 0.0 and rmax == pytest.approx(p98) and 0 < p98 < 1
-    assert _shader_signature(residual)[4][-1][1] == R.MAGMA[-1]
+    assert _shader_signature(residual)[4][-1][1] == MAGMA[-1]
 
-    dominant = next(ly for ly in layers if ly.customProperty(R.PROP_ROLE) == "dominant")
+    dominant = next(ly for ly in layers if ly.customProperty(PROP_ROLE) == "dominant")
     classes = dominant.renderer().classes()
     assert [c.label for c in classes] == names
     assert [c.value for c in classes] == list(range(len(names)))
     assert len({c.color.name() for c in classes}) == len(names)
 
     # a second run of the same input gets its own group
-    group2, _ = R.add_run_to_map(run_json, "small scene", project)
+    group2, _ = add_run_to_map(run_json, "small scene", project)
     assert group2.name() == "URDM – small scene (2)"
 
 
 def test_uncertainty_layers_listed_when_in_manifest(small_run, tmp_path):
-    from urdm_plugin.gui.results import run_layers
+    from urdm_plugin.qgis_layers.runs import run_layers
 
     _, res = small_run
     m = json.loads(Path(res.out_dir, "run.json").read_text())

@@ -22,8 +22,8 @@ def choose_run_and_open_map_sheet(iface, project=None) -> None:
     from qgis.core import QgsProject
     from qgis.PyQt.QtWidgets import QFileDialog
 
-    from .map_sheet import open_map_sheet
-    from .runs import current_run_json
+    from ..qgis_layers.map_sheet import open_map_sheet
+    from ..qgis_layers.tags import current_run_json
 
     project = project or QgsProject.instance()
     start = current_run_json(iface, project) or ""

@@ -40,13 +40,13 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from ..core.errors import UrdmError
+from ..qgis_layers.tags import current_run_json, project_has_runs
 from .inspector_data import (
     PixelInspection,
     add_spectrum_to_library,
     inspect_pixel,
     inspect_rectangle,
 )
-from .runs import current_run_json, project_has_runs
 
 OBSERVED_COLOR = QColor("#1f77b4")
 RECON_COLOR = QColor("#ff7f0e")

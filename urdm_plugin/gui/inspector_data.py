@@ -30,7 +30,7 @@ from qgis.core import (
 )
 
 from ..core.errors import LibraryError, UrdmError
-from .runs import RunFileError, RunInfo, load_run
+from ..qgis_layers.runs import RunFileError, RunInfo, load_run
 
 #: Largest rectangle (pixels) averaged by :func:`inspect_rectangle`.
 MAX_RECT_PIXELS = 250_000

@@ -106,7 +106,7 @@ class UnmixTask(QgsTask):
 
         try:
             from ..core.engine.pipeline import unmix_raster
-            from .results import prepare_run
+            from ..qgis_layers.dominant import prepare_run
 
             self.result = unmix_raster(self.image_path, self.library, self.out_dir, self.options,
                                        progress=self._progress, cancel=self.isCanceled)
@@ -173,7 +173,8 @@ class UnmixTask(QgsTask):
         if ok and self.result is not None:
             run_json = os.path.join(self.result.out_dir, "run.json")
             if self.add_to_map:
-                from .results import add_run_to_map, read_manifest
+                from ..qgis_layers.loading import add_run_to_map
+                from ..qgis_layers.runs import read_manifest
 
                 manifest = read_manifest(run_json)
                 name = f"preview – {self.input_name}" if self.preview else self.input_name
@@ -203,7 +204,7 @@ class UnmixTask(QgsTask):
     def _remove_previous_preview(self, name: str) -> None:
         from qgis.core import QgsProject
 
-        from .results import group_name_for
+        from ..qgis_layers.loading import group_name_for
 
         project = self.project or QgsProject.instance()
         root = project.layerTreeRoot()

@@ -1,6 +1,6 @@
 """Processing algorithm ``urdm:mapsheet`` — "Create abundance map sheet".
 
-Builds the map sheet of a finished run (see :mod:`urdm_plugin.gui.map_sheet`) and exports
+Builds the map sheet of a finished run (see :mod:`urdm_plugin.qgis_layers.map_sheet`) and exports
 it to PDF and PNG. Runs in the main thread (``FlagNoThreading``): layouts and layers are
 not thread-safe.
 """
@@ -60,7 +60,7 @@ class MapSheetAlgorithm(QgsProcessingAlgorithm):
         return MapSheetAlgorithm()
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        from ..gui.map_sheet import PAPER_NAMES
+        from ..qgis_layers.map_sheet import PAPER_NAMES
 
         self.addParameter(QgsProcessingParameterFile(
             self.INPUT, "Run (output folder or run.json)", behavior=QgsProcessingParameterFile.File,
@@ -81,7 +81,7 @@ class MapSheetAlgorithm(QgsProcessingAlgorithm):
             self.OUTPUT_PNG, "Map sheet (PNG)", fileFilter="PNG files (*.png)"))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        from ..gui.map_sheet import PAPER_NAMES, build_map_sheet, export_map_sheet
+        from ..qgis_layers.map_sheet import PAPER_NAMES, build_map_sheet, export_map_sheet
 
         run = self.parameterAsFile(parameters, self.INPUT, context)
         background = self.parameterAsLayer(parameters, self.BACKGROUND, context)

@@ -120,12 +120,10 @@ class UnmixAlgorithm(QgsProcessingAlgorithm):
         from ..core.engine.pipeline import UnmixOptions, unmix_raster
         from ..core.errors import Cancelled, UrdmError
         from ..core.methods.registry import METHODS
-        from ..gui.results import (
-            ROLE_ABUNDANCE,
-            group_name_for,
-            prepare_run,
-            run_layers,
-        )
+        from ..qgis_layers.dominant import prepare_run
+        from ..qgis_layers.loading import group_name_for
+        from ..qgis_layers.runs import run_layers
+        from ..qgis_layers.tags import ROLE_ABUNDANCE
         from . import postprocess
 
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)

@@ -28,7 +28,10 @@ class ResultLayerPostProcessor(QgsProcessingLayerPostProcessorInterface):
         self.name = name
 
     def postProcessLayer(self, layer, context, feedback):  # noqa: N802 - QGIS's name
-        from ..gui.results import move_layer_into_group, read_manifest, style_by_role, tag_layer
+        from ..qgis_layers.loading import move_layer_into_group
+        from ..qgis_layers.runs import read_manifest
+        from ..qgis_layers.styles import style_by_role
+        from ..qgis_layers.tags import tag_layer
 
         try:
             manifest = read_manifest(self.run_json)

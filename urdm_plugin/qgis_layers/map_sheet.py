@@ -18,10 +18,8 @@ import math
 import os
 from typing import Optional
 
-import numpy as np
 from qgis.core import (
     QgsColorRampLegendNode,
-    QgsColorRampShader,
     QgsCoordinateReferenceSystem,
     QgsLayoutExporter,
     QgsLayoutItemLabel,
@@ -36,10 +34,7 @@ from qgis.core import (
     QgsMapLayerLegendUtils,
     QgsPrintLayout,
     QgsProject,
-    QgsRasterLayer,
-    QgsRasterShader,
     QgsScaleBarSettings,
-    QgsSingleBandPseudoColorRenderer,
     QgsSymbolLayerUtils,
     QgsTextFormat,
     QgsUnitTypes,
@@ -48,17 +43,10 @@ from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QColor, QFont
 
 from ..core.errors import OutputError, UrdmError
-from .runs import (
-    PROP_ENDMEMBER,
-    PROP_ROLE,
-    PROP_RUN_JSON,
-    ROLE_ABUNDANCE,
-    ROLE_RESIDUAL,
-    RunFileError,
-    RunInfo,
-    find_run_layer,
-    load_run,
-)
+from .dominant import raster_percentile
+from .loading import group_of_run, load_result_layer
+from .runs import RunFileError, RunInfo, load_run
+from .tags import ROLE_ABUNDANCE, ROLE_RESIDUAL, find_run_layer
 
 #: Landscape paper sizes (width, height) in mm, in the Processing enum's order.
 PAPERS = {"A4": (297.0, 210.0), "A3": (420.0, 297.0), "Letter": (279.4, 215.9)}
@@ -68,133 +56,39 @@ ABUNDANCE_LEGEND = "abundance fraction"
 RESIDUAL_LEGEND = "residual RMSE (reflectance)"
 NORTH_ARROW_SVG = "arrows/NorthArrow_02.svg"
 
-_VIRIDIS = ("#440154", "#472d7b", "#3b528b", "#2c728e", "#21918c", "#28ae80", "#5ec962", "#addc30", "#fde725")
-_MAGMA = ("#000004", "#1c1044", "#4f127b", "#812581", "#b5367a", "#e55064", "#fb8761", "#fec287", "#fcfdbf")
-
-
-# ---------------------------------------------------------------------------------------
-# styling (the shared style functions of gui/results.py when present)
-# ---------------------------------------------------------------------------------------
-
-
-def _own_ramp(layer, stops, vmin: float, vmax: float) -> None:
-    fn = QgsColorRampShader(vmin, vmax)
-    fn.setColorRampType(QgsColorRampShader.Interpolated)
-    fn.setColorRampItemList([
-        QgsColorRampShader.ColorRampItem(vmin + (vmax - vmin) * i / (len(stops) - 1), QColor(c),
-                                         f"{vmin + (vmax - vmin) * i / (len(stops) - 1):.3g}")
-        for i, c in enumerate(stops)])
-    shader = QgsRasterShader(vmin, vmax)
-    shader.setRasterShaderFunction(fn)
-    r = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), 1, shader)
-    r.setClassificationMin(vmin)
-    r.setClassificationMax(vmax)
-    layer.setRenderer(r)
-
-
-def style_abundance_layer(layer) -> None:
-    """viridis 0–1, the same for every endmember."""
-    try:
-        from .results import style_abundance
-    except ImportError:
-        _own_ramp(layer, _VIRIDIS, 0.0, 1.0)
-    else:
-        style_abundance(layer)
-
-
-def style_residual_layer(layer, vmax: float) -> None:
-    try:
-        from .results import style_residual
-    except ImportError:
-        _own_ramp(layer, _MAGMA, 0.0, vmax)
-    else:
-        style_residual(layer, vmax)
-
-
 def residual_display_max(run: RunInfo) -> float:
     """run.json's ``display.residual_max``, else the residual's 98th percentile."""
     v = (run.manifest.get("display") or {}).get("residual_max")
     if isinstance(v, (int, float)) and v > 0:
         return float(v)
-    from osgeo import gdal
-
-    gdal.PushErrorHandler("CPLQuietErrorHandler")
-    try:
-        ds = gdal.Open(run.residual) if run.residual else None
-        if ds is None:
-            return 1.0
-        w, h = ds.RasterXSize, ds.RasterYSize
-        f = max(1.0, max(w, h) / 512.0)
-        band = ds.GetRasterBand(1)
-        a = band.ReadAsArray(0, 0, w, h, buf_xsize=max(1, int(w / f)), buf_ysize=max(1, int(h / f)))
-        nd = band.GetNoDataValue()
-    finally:
-        gdal.PopErrorHandler()
-    if a is None:
-        return 1.0
-    ok = np.isfinite(a)
-    if nd is not None:
-        ok &= a != nd
-    if not ok.any():
-        return 1.0
-    p = float(np.percentile(a[ok], 98))
-    return p if p > 0 else 1.0
+    p = raster_percentile(run.residual) if run.residual else None
+    return p if p is not None and p > 0 else 1.0
 
 
-# ---------------------------------------------------------------------------------------
-# layers
-# ---------------------------------------------------------------------------------------
-
-
-def _group_for(project, run: RunInfo):
-    from .runs import layers_with_runs, same_path
-
-    root = project.layerTreeRoot()
-    for lyr in layers_with_runs(project):
-        if same_path(lyr.customProperty(PROP_RUN_JSON), run.run_json):
-            node = root.findLayer(lyr.id())
-            if node is not None and node.parent() is not None:
-                return node.parent()
-    name = f"URDM – {run.input_name}"
-    return root.findGroup(name) or root.insertGroup(0, name)
-
-
-def _load_layer(run: RunInfo, path: str, name: str, role: str, endmember, project, owner, add: bool):
-    if not path or not os.path.isfile(path):
-        raise RunFileError(f"The result raster '{path}' of the run is missing",
-                           "Check the run folder, or run the unmixing again")
-    layer = QgsRasterLayer(path, name, "gdal")
-    if not layer.isValid():
-        raise RunFileError(f"QGIS cannot load the result raster '{path}'", "Check the run folder")
-    layer.setCustomProperty(PROP_RUN_JSON, run.run_json)
-    layer.setCustomProperty(PROP_ROLE, role)
-    if endmember is not None:
-        layer.setCustomProperty(PROP_ENDMEMBER, endmember)
+def _layer(run: RunInfo, path: str, name: str, role: str, endmember, project, owner, add: bool):
+    """The project's layer of the run for ``role`` or a new one: added to the run's group
+    when ``add``, else owned by the layout (it lives and dies with it)."""
+    lyr = find_run_layer(project, run.run_json, role, endmember)
+    if lyr is not None:
+        return lyr
+    manifest = dict(run.manifest, display=dict(run.manifest.get("display") or {},
+                                               residual_max=residual_display_max(run)))
+    lyr = load_result_layer(run.run_json, manifest, path, name, role, endmember)
     if add:
-        project.addMapLayer(layer, False)
-        group = _group_for(project, run)
-        node = group.addLayer(layer)
-        node.setItemVisibilityChecked(False)
+        project.addMapLayer(lyr, False)
+        group_of_run(project, run.run_json, run.input_name).addLayer(lyr).setItemVisibilityChecked(False)
     else:
-        layer.setParent(owner)  # lives (and dies) with the layout
-    return layer
+        lyr.setParent(owner)
+    return lyr
 
 
 def _run_layers(run: RunInfo, project, owner, add: bool):
     """[(name, abundance layer)] and the residual layer (or None)."""
-    out = []
-    for name, path in run.endmembers:
-        lyr = find_run_layer(project, run.run_json, ROLE_ABUNDANCE, name)
-        if lyr is None:
-            lyr = _load_layer(run, path, name, ROLE_ABUNDANCE, name, project, owner, add)
-            style_abundance_layer(lyr)
-        out.append((name, lyr))
+    out = [(name, _layer(run, path, name, ROLE_ABUNDANCE, name, project, owner, add))
+           for name, path in run.endmembers]
     res = None
     if run.residual:
-        res = find_run_layer(project, run.run_json, ROLE_RESIDUAL)
-        if res is None:
-            res = _load_layer(run, run.residual, "residual RMSE", ROLE_RESIDUAL, None, project, owner, add)
-            style_residual_layer(res, residual_display_max(run))
+        res = _layer(run, run.residual, "residual RMSE", ROLE_RESIDUAL, None, project, owner, add)
     return out, res
 
 

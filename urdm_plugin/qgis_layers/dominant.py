@@ -1,0 +1,165 @@
+"""Background-safe preparation of a finished run for display (GDAL + numpy, no QGIS).
+
+:func:`prepare_run` writes the dominant-material raster ``dominant.tif`` next to
+``run.json`` (from the abundance files, block by block, via a temporary file) and records it
+and the display ranges of the residual and uncertainty maps in run.json (rewritten
+atomically through :class:`core.io.manifest.RunManifest`). It may run in a worker thread.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Optional
+
+import numpy as np
+
+from .runs import read_manifest, write_manifest
+
+DOMINANT_FILE = "dominant.tif"
+DOMINANT_NODATA = 255
+
+
+def raster_percentile(path: str, q: float = 98.0, max_values: int = 1_000_000) -> Optional[float]:
+    """``q``-th percentile of a single-band float raster's valid values (strided sample)."""
+    from osgeo import gdal
+
+    ds = gdal.Open(path)
+    if ds is None:
+        return None
+    band = ds.GetRasterBand(1)
+    nd = band.GetNoDataValue()
+    step = max(1, int(np.sqrt(ds.RasterXSize * ds.RasterYSize / max_values)))
+    vals = []
+    rows = max(1, 4_000_000 // max(1, ds.RasterXSize))
+    for r0 in range(0, ds.RasterYSize, rows):
+        arr = band.ReadAsArray(0, r0, ds.RasterXSize, min(rows, ds.RasterYSize - r0))
+        if arr is None:
+            return None
+        arr = arr[(-r0) % step::step, ::step].ravel()
+        ok = np.isfinite(arr)
+        if nd is not None:
+            ok &= arr != nd
+        vals.append(arr[ok])
+    v = np.concatenate(vals) if vals else np.empty(0)
+    if v.size == 0:
+        return None
+    return float(np.percentile(v, q))
+
+
+def write_dominant(run_dir: str, manifest: dict, cancel=None) -> str:
+    """Write ``dominant.tif`` (uint8: index of the largest abundance, 255 = nodata).
+
+    Read block by block from the abundance files; written to a temporary file in the run
+    folder and renamed into place, so a failure leaves nothing half-written. Returns the
+    path. Raises :class:`core.errors.OutputError` when the abundance files are unreadable.
+    """
+    from osgeo import gdal
+
+    from ..core.errors import Cancelled, OutputError
+
+    ems = manifest.get("endmembers") or []
+    if not ems:
+        raise OutputError(f"The run in {run_dir} lists no endmembers", "Run the unmixing again")
+    if len(ems) >= DOMINANT_NODATA:
+        raise OutputError(f"{len(ems)} endmembers are too many for a dominant-material map",
+                          "Use fewer than 255 endmembers")
+    srcs = []
+    for em in ems:
+        ds = gdal.Open(os.path.join(run_dir, em["file"]))
+        if ds is None:
+            raise OutputError(f"Cannot open the abundance raster {em['file']} in {run_dir}",
+                              "Check that the run folder is complete")
+        srcs.append(ds)
+    W, H = srcs[0].RasterXSize, srcs[0].RasterYSize
+    final = os.path.join(run_dir, DOMINANT_FILE)
+    fd, tmp = tempfile.mkstemp(prefix=".dominant.", suffix=".tif", dir=run_dir)
+    os.close(fd)
+    out = None
+    try:
+        out = gdal.GetDriverByName("GTiff").Create(tmp, W, H, 1, gdal.GDT_Byte,
+                                                  ["COMPRESS=DEFLATE", "TILED=YES"])
+        if out is None:
+            raise OutputError(f"Cannot write {final} ({gdal.GetLastErrorMsg()})",
+                              "Check that the output folder is writable and has free space")
+        out.SetGeoTransform(srcs[0].GetGeoTransform())
+        out.SetProjection(srcs[0].GetProjection())
+        ob = out.GetRasterBand(1)
+        ob.SetNoDataValue(DOMINANT_NODATA)
+        ob.SetDescription("dominant material")
+        rat = gdal.RasterAttributeTable()
+        rat.CreateColumn("value", gdal.GFT_Integer, gdal.GFU_MinMax)
+        rat.CreateColumn("name", gdal.GFT_String, gdal.GFU_Name)
+        for i, em in enumerate(ems):
+            rat.SetValueAsInt(i, 0, i)
+            rat.SetValueAsString(i, 1, str(em["name"]))
+        ob.SetDefaultRAT(rat)
+        rows = max(1, 2_000_000 // max(1, W * len(ems)))
+        for r0 in range(0, H, rows):
+            if cancel is not None and cancel():
+                raise Cancelled()
+            n = min(rows, H - r0)
+            stack = []
+            valid = np.ones((n, W), bool)
+            for ds in srcs:
+                b = ds.GetRasterBand(1)
+                a = b.ReadAsArray(0, r0, W, n)
+                if a is None:
+                    raise OutputError(f"Reading {ds.GetDescription()} failed", "Check the run folder")
+                nd = b.GetNoDataValue()
+                valid &= np.isfinite(a)
+                if nd is not None:
+                    valid &= a != nd
+                stack.append(a)
+            idx = np.argmax(np.stack(stack), axis=0).astype(np.uint8)
+            idx[~valid] = DOMINANT_NODATA
+            if ob.WriteArray(idx, 0, r0) != 0:
+                raise OutputError(f"Writing {final} failed ({gdal.GetLastErrorMsg()})",
+                                  "Check free disk space")
+        ob.FlushCache()
+        ob = None
+        out = None  # close before renaming
+        if os.path.exists(tmp + ".aux.xml"):  # the attribute table (names) lives in the .aux.xml
+            os.replace(tmp + ".aux.xml", final + ".aux.xml")
+        os.replace(tmp, final)
+    except BaseException:
+        out = None
+        for p in (tmp, tmp + ".aux.xml"):
+            try:
+                os.unlink(p)
+            except OSError:
+                pass
+        raise
+    return final
+
+
+def prepare_run(run_json: str, dominant: bool = True, cancel=None) -> dict:
+    """Background-safe preparation before :func:`add_run_to_map`; returns the manifest.
+
+    Writes the dominant-material raster (if missing and ``dominant``), computes the display
+    maxima of the residual and uncertainty maps (their 98th percentiles) and records both in
+    run.json (``extra_files.dominant``, ``display``).
+    """
+    run_json = os.path.abspath(run_json)
+    run_dir = os.path.dirname(run_json)
+    manifest = read_manifest(run_json)
+    extra = manifest.setdefault("extra_files", {})
+    changed = False
+    if dominant and not (extra.get("dominant") and os.path.isfile(os.path.join(run_dir, extra["dominant"]))):
+        write_dominant(run_dir, manifest, cancel=cancel)
+        extra["dominant"] = DOMINANT_FILE
+        changed = True
+    display = manifest.setdefault("display", {})
+    if "residual_max" not in display and manifest.get("residual_file"):
+        p = raster_percentile(os.path.join(run_dir, manifest["residual_file"]))
+        display["residual_max"] = p if p is not None and p > 0 else 1.0
+        changed = True
+    stds = extra.get("std") or []
+    if stds and "std_max" not in display:
+        vals = [raster_percentile(os.path.join(run_dir, s["file"])) for s in stds]
+        vals = [v for v in vals if v is not None and v > 0]
+        display["std_max"] = max(vals) if vals else 1.0
+        changed = True
+    if changed:
+        write_manifest(run_json, manifest)
+    return manifest

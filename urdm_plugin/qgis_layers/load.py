@@ -1,0 +1,64 @@
+"""Loading a run's result rasters as styled, tagged layers (main thread).
+
+:func:`load_result_layer` makes one layer (styled by :func:`.style.style_by_role`, tagged
+by :func:`.tags.tag_layer`); :func:`add_run_to_map` loads every result of a run into a new
+group at the top of the layer tree. Run :func:`.prepare.prepare_run` first (in a
+background thread) so the dominant-material map and the display ranges exist.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+from qgis.core import QgsProject, QgsRasterLayer
+
+from .groups import group_name_for, unique_group_name
+from .runs import RunFileError, read_manifest, run_layers
+from .style import style_by_role
+from .tags import ROLE_ABUNDANCE, tag_layer
+
+
+def load_result_layer(path: str, name: str, run_json: str, manifest: dict, role: str,
+                      endmember: Optional[str] = None) -> QgsRasterLayer:
+    """The result raster ``path`` as a layer named ``name``, styled for ``role`` and tagged
+    with the run. Raises :class:`.runs.RunFileError` when the file is missing or unreadable."""
+    if not path or not os.path.isfile(path):
+        raise RunFileError(f"The result raster '{path}' of the run is missing",
+                           "Check the run folder, or run the unmixing again")
+    layer = QgsRasterLayer(path, name, "gdal")
+    if not layer.isValid():
+        raise RunFileError(f"QGIS cannot load the result raster '{path}'", "Check the run folder")
+    style_by_role(layer, manifest, role, endmember)
+    tag_layer(layer, run_json, role, endmember)
+    return layer
+
+
+def add_run_to_map(run_json: str, input_name: Optional[str] = None, project=None,
+                   manifest: Optional[dict] = None):
+    """Load every result layer of a run into a new group at the top of the layer tree.
+
+    Returns ``(group, layers)``. The first abundance map is visible; the others, the
+    dominant, residual and uncertainty maps are loaded unchecked (one click to compare).
+    Raises :class:`.runs.RunFileError` (an ``OutputError``) when a file cannot be loaded.
+    """
+    project = project or QgsProject.instance()
+    run_json = os.path.abspath(run_json)
+    m = manifest if manifest is not None else read_manifest(run_json)
+    if input_name is None:
+        input_name = Path(m.get("inputs", {}).get("image", "image")).stem
+    root = project.layerTreeRoot()
+    group = root.insertGroup(0, unique_group_name(root, group_name_for(input_name)))
+    layers = []
+    first = True
+    for path, name, role, em in run_layers(run_json, m):
+        layer = load_result_layer(path, name, run_json, m, role, em)
+        project.addMapLayer(layer, False)
+        node = group.addLayer(layer)
+        node.setItemVisibilityChecked(first and role == ROLE_ABUNDANCE)
+        first = False
+        if role != ROLE_ABUNDANCE:
+            node.setExpanded(False)
+        layers.append(layer)
+    return group, layers
