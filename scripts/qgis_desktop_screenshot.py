@@ -20,7 +20,7 @@ def _shot():
     run_dir = os.path.abspath(os.environ["URDM_RUN"])
     scene = QgsRasterLayer(os.path.join(os.path.dirname(run_dir), "demo_scene.tif"), "demo_scene")
     QgsProject.instance().addMapLayer(scene)
-    from urdm_plugin.qgis_layers.loading import add_run_to_map
+    from urdm_plugin.qgis_layers.load import add_run_to_map
 
     add_run_to_map(os.path.join(run_dir, "run.json"), input_name="demo_scene")
     iface.mapCanvas().setExtent(scene.extent())

@@ -82,7 +82,7 @@ def test_run_and_load_results_styles_and_groups_layers(provider, qgis_new_projec
     import processing
     from qgis.core import QgsProcessingContext, QgsProcessingFeedback, QgsProject
 
-    from urdm_plugin.qgis_layers.styles import VIRIDIS
+    from urdm_plugin.qgis_layers.style import VIRIDIS
 
     context = QgsProcessingContext()
     context.setProject(QgsProject.instance())

@@ -73,9 +73,9 @@ def test_add_run_to_map_group_style_and_properties(qgis_new_project, small_run):
     from qgis.core import QgsProject, QgsRasterLayer
 
     from urdm_plugin.qgis_layers.dominant import prepare_run
-    from urdm_plugin.qgis_layers.loading import add_run_to_map
+    from urdm_plugin.qgis_layers.load import add_run_to_map
     from urdm_plugin.qgis_layers.runs import read_manifest
-    from urdm_plugin.qgis_layers.styles import MAGMA, VIRIDIS
+    from urdm_plugin.qgis_layers.style import MAGMA, VIRIDIS
     from urdm_plugin.qgis_layers.tags import PROP_ENDMEMBER, PROP_ROLE, PROP_RUN_JSON
 
     scene, res = small_run

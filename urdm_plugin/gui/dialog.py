@@ -503,7 +503,7 @@ class UnmixDialog(QDialog):
         names = self.checked_names()
         idx = [self.library.names.index(n) for n in names]
         bands = self.matched.wavelengths_nm if self.matched is not None else None
-        from ..qgis_layers.styles import CATEGORICAL
+        from ..qgis_layers.style import CATEGORICAL
 
         colors = [CATEGORICAL[i % len(CATEGORICAL)] for i in idx]
         self.plot.set_data(self.library.wavelengths_nm, self.library.spectra[:, idx], names, bands, colors)

@@ -10,7 +10,7 @@ from qgis.PyQt.QtCore import QPointF, QRectF, QSize, Qt
 from qgis.PyQt.QtGui import QColor, QPainter, QPainterPath, QPen
 from qgis.PyQt.QtWidgets import QSizePolicy, QWidget
 
-from ..qgis_layers.styles import CATEGORICAL
+from ..qgis_layers.style import CATEGORICAL
 
 
 class SpectraPlot(QWidget):

@@ -173,7 +173,7 @@ class UnmixTask(QgsTask):
         if ok and self.result is not None:
             run_json = os.path.join(self.result.out_dir, "run.json")
             if self.add_to_map:
-                from ..qgis_layers.loading import add_run_to_map
+                from ..qgis_layers.load import add_run_to_map
                 from ..qgis_layers.runs import read_manifest
 
                 manifest = read_manifest(run_json)
@@ -204,7 +204,7 @@ class UnmixTask(QgsTask):
     def _remove_previous_preview(self, name: str) -> None:
         from qgis.core import QgsProject
 
-        from ..qgis_layers.loading import group_name_for
+        from ..qgis_layers.groups import group_name_for
 
         project = self.project or QgsProject.instance()
         root = project.layerTreeRoot()

@@ -121,7 +121,7 @@ class UnmixAlgorithm(QgsProcessingAlgorithm):
         from ..core.errors import Cancelled, UrdmError
         from ..core.methods.registry import METHODS
         from ..qgis_layers.dominant import prepare_run
-        from ..qgis_layers.loading import group_name_for
+        from ..qgis_layers.groups import group_name_for
         from ..qgis_layers.runs import run_layers
         from ..qgis_layers.tags import ROLE_ABUNDANCE
         from . import postprocess

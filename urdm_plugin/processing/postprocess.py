@@ -28,9 +28,9 @@ class ResultLayerPostProcessor(QgsProcessingLayerPostProcessorInterface):
         self.name = name
 
     def postProcessLayer(self, layer, context, feedback):  # noqa: N802 - QGIS's name
-        from ..qgis_layers.loading import move_layer_into_group
+        from ..qgis_layers.groups import move_layer_into_group
         from ..qgis_layers.runs import read_manifest
-        from ..qgis_layers.styles import style_by_role
+        from ..qgis_layers.style import style_by_role
         from ..qgis_layers.tags import tag_layer
 
         try:

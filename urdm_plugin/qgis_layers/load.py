@@ -2,7 +2,7 @@
 
 :func:`load_result_layer` makes one layer (styled by :func:`.style.style_by_role`, tagged
 by :func:`.tags.tag_layer`); :func:`add_run_to_map` loads every result of a run into a new
-group at the top of the layer tree. Run :func:`.prepare.prepare_run` first (in a
+group at the top of the layer tree. Run :func:`.dominant.prepare_run` first (in a
 background thread) so the dominant-material map and the display ranges exist.
 """
 

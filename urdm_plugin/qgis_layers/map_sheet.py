@@ -44,7 +44,8 @@ from qgis.PyQt.QtGui import QColor, QFont
 
 from ..core.errors import OutputError, UrdmError
 from .dominant import raster_percentile
-from .loading import group_of_run, load_result_layer
+from .groups import group_of_run
+from .load import load_result_layer
 from .runs import RunFileError, RunInfo, load_run
 from .tags import ROLE_ABUNDANCE, ROLE_RESIDUAL, find_run_layer
 
@@ -73,7 +74,7 @@ def _layer(run: RunInfo, path: str, name: str, role: str, endmember, project, ow
         return lyr
     manifest = dict(run.manifest, display=dict(run.manifest.get("display") or {},
                                                residual_max=residual_display_max(run)))
-    lyr = load_result_layer(run.run_json, manifest, path, name, role, endmember)
+    lyr = load_result_layer(path, name, run.run_json, manifest, role, endmember)
     if add:
         project.addMapLayer(lyr, False)
         group_of_run(project, run.run_json, run.input_name).addLayer(lyr).setItemVisibilityChecked(False)
