@@ -45,8 +45,33 @@ def test_provider_lists_algorithms_and_method_enum_follows_registry(provider):
     assert len(opts) == len(METHODS)
     for label, m in zip(opts, METHODS):
         assert label.startswith(m.label)
-    for name in ("LAMBDA", "SEED", "DEVICE", "MEMORY_MB", "TILE_SIZE"):
+    for name in ("LAMBDA", "SEED", "DEVICE", "MEMORY_MB", "TILE_SIZE", "SAMPLES", "ZETA", "MAX_ITER", "MASK", "EXTENT"):
         assert alg.parameterDefinition(name).flags() & alg.parameterDefinition(name).FlagAdvanced
+    # generated from the registry: the quality choices and λ's range are the registry's
+    urdm = [m for m in METHODS if m.id == "urdm"][0]
+    assert alg.parameterDefinition("QUALITY").options() == list(urdm.param("quality").choices)
+    lam = alg.parameterDefinition("LAMBDA")
+    assert lam.maximum() == urdm.param("lam").maximum and lam.defaultValue() is None  # empty = automatic
+
+
+def test_processing_options_from_parameters(provider, scene, tmp_path):
+    """LAMBDA left empty stays automatic, 0 is "no regularisation"; a window from EXTENT."""
+    from qgis.core import QgsApplication, QgsProcessingContext, QgsProcessingFeedback, QgsRasterLayer
+
+    from urdm_plugin.core.methods.registry import method_index
+
+    alg = QgsApplication.processingRegistry().algorithmById("urdm:unmix")
+    layer = QgsRasterLayer(scene["image"], "scene", "gdal")
+    ctx, fb = QgsProcessingContext(), QgsProcessingFeedback()
+    tv = method_index("tv")
+    opts = alg.options_from({"METHOD": tv, "SAMPLES": None}, ctx, layer, fb)
+    assert opts.method == "tv" and opts.params == {} and opts.window is None
+    opts = alg.options_from({"METHOD": tv, "LAMBDA": 0.0, "MAX_ITER": 50}, ctx, layer, fb)
+    assert opts.params == {"lam": 0.0, "max_iter": 50}
+    ext = layer.extent()
+    half = f"{ext.xMinimum()},{(ext.xMinimum() + ext.xMaximum()) / 2},{ext.yMinimum()},{ext.yMaximum()}"
+    opts = alg.options_from({"METHOD": 0, "EXTENT": half}, ctx, layer, fb)
+    assert opts.window == (0, 0, layer.width() // 2, layer.height())
 
 
 def test_processing_run_writes_outputs(provider, scene, tmp_path):

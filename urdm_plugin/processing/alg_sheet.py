@@ -10,7 +10,6 @@ from __future__ import annotations
 from qgis.core import (
     QgsProcessing,
     QgsProcessingAlgorithm,
-    QgsProcessingException,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
@@ -21,9 +20,13 @@ from qgis.core import (
 )
 
 from ..core.errors import UrdmError
+from .base import UrdmAlgorithm
 
 
-class MapSheetAlgorithm(QgsProcessingAlgorithm):
+class MapSheetAlgorithm(UrdmAlgorithm):
+    ID = "mapsheet"
+    LABEL = "Create abundance map sheet"
+    GROUP = "mapproducts"
     INPUT = "INPUT"
     BACKGROUND = "BACKGROUND"
     PAPER = "PAPER"
@@ -31,18 +34,6 @@ class MapSheetAlgorithm(QgsProcessingAlgorithm):
     TITLE = "TITLE"
     OUTPUT_PDF = "OUTPUT_PDF"
     OUTPUT_PNG = "OUTPUT_PNG"
-
-    def name(self) -> str:
-        return "mapsheet"
-
-    def displayName(self) -> str:  # noqa: N802
-        return "Create abundance map sheet"
-
-    def group(self) -> str:
-        return "Map products"
-
-    def groupId(self) -> str:  # noqa: N802
-        return "mapproducts"
 
     def shortHelpString(self) -> str:  # noqa: N802
         return (
@@ -55,9 +46,6 @@ class MapSheetAlgorithm(QgsProcessingAlgorithm):
 
     def flags(self):
         return super().flags() | QgsProcessingAlgorithm.FlagNoThreading
-
-    def createInstance(self):  # noqa: N802
-        return MapSheetAlgorithm()
 
     def initAlgorithm(self, config=None):  # noqa: N802
         from ..qgis_layers.map_sheet import PAPER_NAMES
@@ -97,7 +85,7 @@ class MapSheetAlgorithm(QgsProcessingAlgorithm):
             feedback.pushInfo(f"Map sheet: {len(layout.items())} items on {paper} landscape")
             done = export_map_sheet(layout, pdf_path=pdf, png_path=png, dpi=dpi)
         except UrdmError as err:
-            raise QgsProcessingException(str(err)) from None
+            raise self.fail(err) from None
         finally:
             layout = None
         feedback.setProgress(100)

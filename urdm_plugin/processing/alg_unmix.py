@@ -1,33 +1,40 @@
 """Processing algorithm "Unmix hyperspectral raster" (``urdm:unmix``).
 
-Parameter indices of the enums follow ``core.methods.registry.METHODS`` and the fixed tuples below;
-they are append-only (saved models and scripts store indices).
+The method enum follows ``core.methods.registry.METHODS`` (append-only: saved models and
+scripts store indices); the method and engine parameters are generated from the registry,
+each once (one ``LAMBDA`` for every regularised method: empty = automatic).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import time
 
 from qgis.core import (
-    QgsProcessingAlgorithm,
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingOutputFile,
     QgsProcessingOutputRasterLayer,
-    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
+    QgsProcessingParameterExtent,
     QgsProcessingParameterFile,
     QgsProcessingParameterFolderDestination,
-    QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
     QgsProcessingUtils,
 )
 
-QUALITIES = ("fast", "balanced", "best")  # append-only
-DEVICES = ("auto", "cpu", "cuda")  # append-only
+from .base import UrdmAlgorithm
+
+#: Processing names of registry parameters whose names predate the registry-generated ones.
+PARAMETER_NAMES = {"lam": "LAMBDA", "quality": "QUALITY", "seed": "SEED", "device": "DEVICE",
+                   "memory_mb": "MEMORY_MB", "tile_size": "TILE_SIZE"}
+
+
+def processing_name(param_name: str) -> str:
+    return PARAMETER_NAMES.get(param_name, param_name.upper())
 
 
 def split_names(text: str) -> list:
@@ -35,52 +42,48 @@ def split_names(text: str) -> list:
     return [t.strip() for t in re.split(r"[;\n\r]+", text or "") if t.strip()]
 
 
-class UnmixAlgorithm(QgsProcessingAlgorithm):
+def extent_to_window(layer, extent) -> tuple:
+    """(col0, row0, width, height) of the layer's pixels an extent (layer CRS) covers."""
+    full = layer.extent()
+    px, py = layer.rasterUnitsPerPixelX(), layer.rasterUnitsPerPixelY()
+    c0 = max(0, int(math.floor((extent.xMinimum() - full.xMinimum()) / px)))
+    r0 = max(0, int(math.floor((full.yMaximum() - extent.yMaximum()) / py)))
+    c1 = min(layer.width(), int(math.ceil((extent.xMaximum() - full.xMinimum()) / px)))
+    r1 = min(layer.height(), int(math.ceil((full.yMaximum() - extent.yMinimum()) / py)))
+    return c0, r0, c1 - c0, r1 - r0
+
+
+class UnmixAlgorithm(UrdmAlgorithm):
+    ID = "unmix"
+    LABEL = "Unmix hyperspectral raster"
     INPUT = "INPUT"
     LIBRARY = "LIBRARY"
     ENDMEMBERS = "ENDMEMBERS"
     METHOD = "METHOD"
-    QUALITY = "QUALITY"
-    LAMBDA = "LAMBDA"
-    SEED = "SEED"
-    DEVICE = "DEVICE"
-    MEMORY_MB = "MEMORY_MB"
-    TILE_SIZE = "TILE_SIZE"
+    MASK = "MASK"
+    EXTENT = "EXTENT"
     OUTPUT_FOLDER = "OUTPUT_FOLDER"
     RUN_JSON = "RUN_JSON"
     RESIDUAL = "RESIDUAL"
     DOMINANT = "DOMINANT"
 
-    def name(self):
-        return "unmix"
-
-    def displayName(self):  # noqa: N802
-        return "Unmix hyperspectral raster"
-
-    def group(self):
-        return "Unmixing"
-
-    def groupId(self):  # noqa: N802
-        return "unmixing"
-
     def shortHelpString(self):  # noqa: N802
-        from ..core.methods.registry import METHODS
+        from ..core.methods.registry import METHODS, all_params
 
         methods = "".join(f"<li><b>{m.label}</b>: {m.description}</li>" for m in METHODS)
+        params = "".join(f"<li><b>{processing_name(n)}</b> ({', '.join(ids)}): {spec.help}</li>"
+                         for n, (spec, ids) in all_params().items())
         return ("Unmixes a hyperspectral raster into one georeferenced abundance map per endmember of a "
                 "spectral library (CSV with a wavelength_nm column, or ENVI .sli), plus a per-pixel "
                 "residual RMSE map, a dominant-material map and run.json describing the run.<br>"
                 "ENDMEMBERS: names separated by ';' or new lines (empty: all spectra, or an automatic "
-                "selection for large libraries). LAMBDA 0 = automatic.<br>"
-                f"Methods:<ul>{methods}</ul>"
+                "selection for large libraries). MASK: a raster on the image grid or a polygon file; "
+                "EXTENT: process only this part of the raster.<br>"
+                f"Methods:<ul>{methods}</ul>Method parameters (empty = the method's default):<ul>{params}</ul>"
                 "The output folder must be new or empty.")
 
-    def createInstance(self):  # noqa: N802
-        return UnmixAlgorithm()
-
     def initAlgorithm(self, config=None):  # noqa: N802
-        from ..core.engine.arrays import method_ready
-        from ..core.methods.registry import METHODS, default_method
+        from ..core.methods.registry import ENGINE_OPTIONS, METHODS, all_params, default_method
 
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Hyperspectral raster"))
         self.addParameter(QgsProcessingParameterFile(
@@ -89,37 +92,55 @@ class UnmixAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterString(
             self.ENDMEMBERS, "Endmembers to use (names separated by ';' or new lines; empty = all/automatic)",
             multiLine=True, optional=True))
-        default = default_method()
-        if not method_ready(default)[0]:
-            default = "fcls"
-        labels = [m.label if method_ready(m.id)[0] else f"{m.label} (unavailable here)" for m in METHODS]
+        labels = [m.label if m.available()[0] else f"{m.label} (unavailable here)" for m in METHODS]
         self.addParameter(QgsProcessingParameterEnum(
-            self.METHOD, "Method", options=labels, defaultValue=[m.id for m in METHODS].index(default)))
-        self.addParameter(QgsProcessingParameterEnum(self.QUALITY, "Quality (URDM)", options=list(QUALITIES),
-                                                     defaultValue=1))
-        adv = [
-            QgsProcessingParameterNumber(self.LAMBDA, "Regularisation λ (0 = automatic)",
-                                         QgsProcessingParameterNumber.Double, 0.0, minValue=0.0, maxValue=1000.0),
-            QgsProcessingParameterNumber(self.SEED, "Random seed", QgsProcessingParameterNumber.Integer, 0,
-                                         minValue=0),
-            QgsProcessingParameterEnum(self.DEVICE, "Device (URDM)", options=list(DEVICES), defaultValue=0),
-            QgsProcessingParameterNumber(self.MEMORY_MB, "Memory budget (MiB)",
-                                         QgsProcessingParameterNumber.Integer, 512, minValue=16),
-            QgsProcessingParameterNumber(self.TILE_SIZE, "Tile size (pixels, spatial methods)",
-                                         QgsProcessingParameterNumber.Integer, 256, minValue=32, maxValue=4096),
-        ]
-        for p in adv:
-            p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-            self.addParameter(p)
+            self.METHOD, "Method", options=labels, defaultValue=[m.id for m in METHODS].index(default_method())))
+        method_params = all_params()
+        quality, ids = method_params.pop("quality")
+        self.addParameter(self.parameter_for(quality, "QUALITY", f"{quality.label} ({', '.join(ids)})"))
+        advanced = [self.parameter_for(spec, processing_name(n), f"{spec.label} ({', '.join(ids)}; empty = "
+                                       f"{spec.default})", optional=True)
+                    for n, (spec, ids) in method_params.items()]
+        advanced += [self.parameter_for(spec, processing_name(spec.name)) for spec in ENGINE_OPTIONS]
+        advanced += [QgsProcessingParameterFile(self.MASK, "Mask (raster on the image grid, or polygons)",
+                                                QgsProcessingParameterFile.File, optional=True),
+                     QgsProcessingParameterExtent(self.EXTENT, "Process only this extent", optional=True)]
+        self.add_advanced(*advanced)
         self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT_FOLDER, "Output folder (new or empty)"))
         self.addOutput(QgsProcessingOutputFile(self.RUN_JSON, "Run manifest (run.json)"))
         self.addOutput(QgsProcessingOutputRasterLayer(self.RESIDUAL, "Residual RMSE"))
         self.addOutput(QgsProcessingOutputRasterLayer(self.DOMINANT, "Dominant material"))
 
+    def options_from(self, parameters, context, layer, feedback):
+        """The :class:`UnmixOptions` the parameters ask for (method parameters through the registry)."""
+        from ..core.engine.pipeline import UnmixOptions
+        from ..core.methods.registry import ENGINE_OPTIONS, METHODS, all_params
+
+        spec = METHODS[self.parameterAsEnum(parameters, self.METHOD, context)]
+        params = {}
+        for name, (pspec, ids) in all_params().items():
+            value = self.value_of(self, pspec, processing_name(name), parameters, context)
+            if value is None or (name == "quality" and spec.id not in ids):
+                continue
+            if spec.id in ids:
+                params[name] = value
+            else:
+                feedback.pushWarning(f"{processing_name(name)} = {value} is ignored: method {spec.id} "
+                                     f"does not take it (only {', '.join(ids)}).")
+        engine = {o.name: self.value_of(self, o, processing_name(o.name), parameters, context) for o in ENGINE_OPTIONS}
+        window = None
+        if parameters.get(self.EXTENT):
+            extent = self.parameterAsExtent(parameters, self.EXTENT, context, layer.crs())
+            if not extent.isNull():
+                window = extent_to_window(layer, extent)
+        return UnmixOptions(
+            method=spec.id, endmembers=split_names(self.parameterAsString(parameters, self.ENDMEMBERS, context))
+            or None, params=params, mask_path=self.parameterAsFile(parameters, self.MASK, context) or None,
+            window=window, **{k: v for k, v in engine.items() if v is not None})
+
     def processAlgorithm(self, parameters, context: QgsProcessingContext, feedback):  # noqa: N802
-        from ..core.engine.pipeline import UnmixOptions, unmix_raster
+        from ..core.engine.pipeline import unmix_raster
         from ..core.errors import Cancelled, UrdmError
-        from ..core.methods.registry import METHODS
         from ..qgis_layers.dominant import prepare_run
         from ..qgis_layers.groups import group_name_for
         from ..qgis_layers.runs import run_layers
@@ -134,23 +155,11 @@ class UnmixAlgorithm(QgsProcessingAlgorithm):
                 f"Layer '{layer.name()}' is not a file GDAL reads (provider '{layer.providerType()}'). "
                 "Save it as a GeoTIFF and use that.")
         library = self.parameterAsFile(parameters, self.LIBRARY, context)
-        names = split_names(self.parameterAsString(parameters, self.ENDMEMBERS, context))
-        method = METHODS[self.parameterAsEnum(parameters, self.METHOD, context)].id
-        quality = QUALITIES[self.parameterAsEnum(parameters, self.QUALITY, context)]
-        lam = self.parameterAsDouble(parameters, self.LAMBDA, context)
-        params = {}
-        if method == "urdm":
-            params["lam"] = lam
-        elif method == "tv":
-            params["lam_tv"] = lam
-        elif lam > 0:
-            feedback.pushWarning(f"λ = {lam} is ignored: method {method} has no regularisation weight.")
-        options = UnmixOptions(
-            method=method, endmembers=names or None, quality=quality, params=params,
-            seed=self.parameterAsInt(parameters, self.SEED, context),
-            device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
-            memory_mb=self.parameterAsInt(parameters, self.MEMORY_MB, context),
-            tile_size=self.parameterAsInt(parameters, self.TILE_SIZE, context))
+        try:
+            options = self.options_from(parameters, context, layer, feedback)
+        except UrdmError as err:
+            raise self.fail(err) from None
+        method = options.method
         out_dir = self.parameterAsString(parameters, self.OUTPUT_FOLDER, context)
         if not out_dir:
             raise QgsProcessingException("Give an output folder.")
@@ -174,7 +183,7 @@ class UnmixAlgorithm(QgsProcessingAlgorithm):
         except Cancelled:
             raise QgsProcessingException("Unmixing cancelled; no output was written.") from None
         except UrdmError as err:
-            raise QgsProcessingException(str(err)) from None
+            raise self.fail(err) from None
         for w in manifest.get("warnings", []) or []:
             feedback.pushWarning(str(w))
 

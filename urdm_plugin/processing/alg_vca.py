@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from qgis.core import (
-    QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingParameterBoolean,
-    QgsProcessingParameterDefinition,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
 )
 
+from .base import UrdmAlgorithm
 
-class VcaAlgorithm(QgsProcessingAlgorithm):
+
+class VcaAlgorithm(UrdmAlgorithm):
+    ID = "vca"
+    LABEL = "Extract endmembers (VCA)"
     INPUT = "INPUT"
     N = "N"
     SEED = "SEED"
@@ -21,25 +23,10 @@ class VcaAlgorithm(QgsProcessingAlgorithm):
     MASK_WATER = "MASK_WATER"
     OUTPUT = "OUTPUT"
 
-    def name(self):
-        return "vca"
-
-    def displayName(self):  # noqa: N802
-        return "Extract endmembers (VCA)"
-
-    def group(self):
-        return "Unmixing"
-
-    def groupId(self):  # noqa: N802
-        return "unmixing"
-
     def shortHelpString(self):  # noqa: N802
         return ("Extracts N endmember spectra from the image's pixels with vertex component analysis and "
                 "writes them as a CSV library (wavelength_nm,endmember_1,…) that 'Unmix hyperspectral raster' "
                 "reads. Rename the columns to name the materials.")
-
-    def createInstance(self):  # noqa: N802
-        return VcaAlgorithm()
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Hyperspectral raster"))
@@ -53,9 +40,7 @@ class VcaAlgorithm(QgsProcessingAlgorithm):
                                          QgsProcessingParameterNumber.Integer, 200000, minValue=100),
             QgsProcessingParameterBoolean(self.MASK_WATER, "Drop water-vapour bands", True),
         ]
-        for p in adv:
-            p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-            self.addParameter(p)
+        self.add_advanced(*adv)
         self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT, "Endmember library",
                                                                 "CSV files (*.csv)"))
 
@@ -78,7 +63,7 @@ class VcaAlgorithm(QgsProcessingAlgorithm):
                 raise QgsProcessingException("Cancelled; no library was written.")
             write_library_csv(out, lib)
         except UrdmError as err:
-            raise QgsProcessingException(str(err)) from None
+            raise self.fail(err) from None
         feedback.setProgress(100)
         feedback.pushInfo(f"Wrote {len(lib)} endmembers on {lib.spectra.shape[0]} bands to {out}")
         return {self.OUTPUT: out}

@@ -1,0 +1,91 @@
+"""The small base every URDM Processing algorithm stands on (in the spirit of EnMAP-Box's).
+
+A subclass sets ``ID``, ``LABEL``, ``GROUP`` (a key of :data:`GROUPS`) and ``HELP`` and
+writes ``initAlgorithm``/``processAlgorithm``; name, group, help and ``createInstance``
+come from here, and so do the helpers every algorithm needs: Processing parameters built
+from a registry :class:`ParamSpec`, advanced parameters, and a user error turned into one
+``QgsProcessingException`` line.
+"""
+
+from __future__ import annotations
+
+from qgis.core import (
+    QgsProcessingAlgorithm,
+    QgsProcessingException,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterNumber,
+)
+
+#: Toolbox groups: id -> display name.
+GROUPS = {"unmixing": "Unmixing", "mapproducts": "Map products"}
+
+
+class UrdmAlgorithm(QgsProcessingAlgorithm):
+    ID = ""
+    LABEL = ""
+    GROUP = "unmixing"
+    HELP = ""
+
+    def name(self) -> str:
+        return self.ID
+
+    def displayName(self) -> str:  # noqa: N802
+        return self.LABEL
+
+    def group(self) -> str:
+        return GROUPS[self.GROUP]
+
+    def groupId(self) -> str:  # noqa: N802
+        return self.GROUP
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        return self.HELP
+
+    def createInstance(self):  # noqa: N802
+        return type(self)()
+
+    # ------------------------------------------------------------------ helpers
+    def add_advanced(self, *params) -> None:
+        for p in params:
+            p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            self.addParameter(p)
+
+    @staticmethod
+    def parameter_for(spec, name: str, label: str = "", optional: bool = False):
+        """A Processing parameter for a registry :class:`ParamSpec`: an enum of its choices
+        (default = the spec's), or a number with its range. ``optional`` parameters have no
+        default: left empty, the method's own default (or "auto") applies."""
+        label = label or spec.label or spec.name
+        if spec.kind == "choice":
+            p = QgsProcessingParameterEnum(name, label, options=list(spec.choices),
+                                           defaultValue=list(spec.choices).index(spec.default),
+                                           optional=optional)
+        else:
+            kind = QgsProcessingParameterNumber.Double if spec.kind == "float" else QgsProcessingParameterNumber.Integer
+            default = None if optional or spec.default == "auto" else spec.default
+            kw = {}
+            if spec.minimum is not None:
+                kw["minValue"] = spec.minimum
+            if spec.maximum is not None and spec.maximum < 2**31:
+                kw["maxValue"] = spec.maximum
+            p = QgsProcessingParameterNumber(name, label, kind, default, optional=optional or default is None, **kw)
+        p.setHelp(spec.help)
+        return p
+
+    @staticmethod
+    def value_of(alg, spec, name: str, parameters, context):
+        """The value of a parameter made by :meth:`parameter_for` (None when left empty)."""
+        raw = parameters.get(name)
+        if raw is None or raw == "":
+            return None
+        if spec.kind == "choice":
+            return spec.choices[alg.parameterAsEnum(parameters, name, context)]
+        if spec.kind == "float":
+            return alg.parameterAsDouble(parameters, name, context)
+        return alg.parameterAsInt(parameters, name, context)
+
+    @staticmethod
+    def fail(err) -> QgsProcessingException:
+        """A user error (:class:`UrdmError`) as the one-line exception Processing shows."""
+        return QgsProcessingException(str(err))
