@@ -124,7 +124,7 @@ def test_no_overlap_and_too_few_bands_block_run(project_with_scene, qgis_iface, 
     dlg.library_widget.setFilePath(str(lib))
     dlg.set_checked(["a", "b", "c"])
     assert not dlg.run_button.isEnabled()
-    assert any(p.startswith("Too few bands: 3 usable band(s) for 3 endmembers") for p in dlg.problems)
+    assert any(p.startswith("Only 3 usable band(s) for 3 endmember(s)") for p in dlg.problems)
     dlg.set_checked(["a", "b"])
     assert dlg.problems == [] and dlg.run_button.isEnabled()
 
@@ -147,37 +147,37 @@ def test_unknown_unit_and_scale_warnings_shown(project_with_scene, qgis_iface, s
 def test_settings_persist_across_dialogs(project_with_scene, qgis_iface, scene, tmp_path):
     dlg = make_dialog(qgis_iface, scene["library"], tmp_path / "results")
     assert dlg.set_method("tv")
-    dlg.quality_combo.setCurrentText("best")
-    dlg.seed_spin.setValue(42)
-    dlg.lam_auto.setChecked(False)
-    dlg.lam_spin.setValue(0.25)
-    dlg.memory_spin.setValue(256)
+    w = dlg.parameters.widget  # editors generated from the registry
+    w("quality").setCurrentText("best")
+    w("seed").setValue(42)
+    w("lam").set_value(0.25)
+    w("memory_mb").setValue(256)
     dlg.set_extent_mode("view")
     dlg.table.item(0, 1).setCheckState(0)
     dlg.close()  # saves
 
     again = make_dialog(qgis_iface)
     assert again.current_method() == "tv"
-    assert again.quality_combo.currentText() == "best"
-    assert again.seed_spin.value() == 42
-    assert not again.lam_auto.isChecked() and again.lam_spin.value() == pytest.approx(0.25)
-    assert again.memory_spin.value() == 256
+    w = again.parameters.widget
+    assert w("quality").currentText() == "best"
+    assert w("seed").value() == 42
+    assert not w("lam").auto.isChecked() and w("lam").spin.value() == pytest.approx(0.25)
+    assert w("memory_mb").value() == 256
     assert again.extent_mode() == "view"
     assert again.library_widget.filePath() == scene["library"]
     assert again.output_widget.filePath() == str(tmp_path / "results")
     assert again.checked_names() == scene["names"][1:]
     opts = again.build_options()
-    assert opts.method == "tv" and opts.params == {"lam_tv": pytest.approx(0.25)} and opts.seed == 42
+    assert opts.method == "tv" and opts.params == {"lam": pytest.approx(0.25)} and opts.seed == 42
 
 
 def test_method_combo_follows_registry(project_with_scene, qgis_iface):
-    from urdm_plugin.core.engine.arrays import method_ready
-    from urdm_plugin.core.methods.registry import METHODS
+    from urdm_plugin.core.methods.registry import METHODS, method_available
 
     dlg = make_dialog(qgis_iface)
     assert dlg.method_ids() == [m.id for m in METHODS]
     for m in METHODS:
-        assert dlg.method_enabled(m.id) == method_ready(m.id)[0]
+        assert dlg.method_enabled(m.id) == method_available(m.id)[0]
     assert dlg.current_method() == dlg.default_method()
 
 
@@ -260,3 +260,18 @@ def test_preview_adds_temporary_group(project_with_scene, qgis_iface, scene, tmp
     wait_task(dlg, "preview_task")
     assert t2.result is not None
     assert [g.name() for g in root.findGroups()].count("URDM – preview – dlg scene") == 1
+
+
+def test_method_parameters_come_from_the_registry(project_with_scene, qgis_iface, scene, tmp_path):
+    from urdm_plugin.core.methods.registry import ENGINE_OPTIONS, all_params
+
+    dlg = make_dialog(qgis_iface, scene["library"], tmp_path)
+    assert set(dlg.parameters.editors) == set(all_params()) | {o.name for o in ENGINE_OPTIONS}
+    assert dlg.set_method("fcls")
+    assert not dlg.parameters.widget("lam").isEnabled() and not dlg.parameters.widget("tile_size").isEnabled()
+    assert dlg.build_options().params == {}
+    assert dlg.set_method("tv")
+    assert dlg.parameters.widget("lam").isEnabled() and not dlg.parameters.widget("samples").isEnabled()
+    assert dlg.build_options().params == {}  # "automatic" is the registry's default: nothing to pass
+    dlg.parameters.widget("max_iter").setValue(77)
+    assert dlg.build_options().params == {"max_iter": 77}

@@ -56,7 +56,12 @@ def test_provider_lists_algorithms_and_method_enum_follows_registry(provider):
 
 def test_processing_options_from_parameters(provider, scene, tmp_path):
     """LAMBDA left empty stays automatic, 0 is "no regularisation"; a window from EXTENT."""
-    from qgis.core import QgsApplication, QgsProcessingContext, QgsProcessingFeedback, QgsRasterLayer
+    from qgis.core import (
+        QgsApplication,
+        QgsProcessingContext,
+        QgsProcessingFeedback,
+        QgsRasterLayer,
+    )
 
     from urdm_plugin.core.methods.registry import method_index
 

@@ -28,7 +28,7 @@ CHILD = textwrap.dedent(r"""
     import urdm_plugin
     plugin = urdm_plugin.classFactory(None)
     plugin.initProcessing()
-    from urdm_plugin.core.engine.arrays import method_ready
+    from urdm_plugin.core.methods.registry import method_available
     from urdm_plugin.core.methods.registry import method_available
     from urdm_plugin.gui.dialog import UnmixDialog
     from urdm_plugin.gui import torch_support
@@ -36,8 +36,8 @@ CHILD = textwrap.dedent(r"""
     urdm_row = dlg.method_ids().index("urdm")
     out = {
         "urdm_available": method_available("urdm")[0],
-        "urdm_reason": method_ready("urdm")[1],
-        "fcls_ready": method_ready("fcls")[0],
+        "urdm_reason": method_available("urdm")[1],
+        "fcls_ready": method_available("fcls")[0],
         "tv_enabled": dlg.method_enabled("tv"),
         "urdm_enabled": dlg.method_enabled("urdm"),
         "urdm_tooltip": dlg.method_model.item(urdm_row).toolTip(),

@@ -39,12 +39,6 @@ def _check_cancel(cancel: CancelFn) -> None:
         raise Cancelled()
 
 
-def method_ready(method_id: str) -> tuple:  # TEMP(redesign): front ends move to MethodSpec.available
-    from ..methods.registry import get_method
-
-    return get_method(method_id).available()
-
-
 def resolve_method(method: str):
     """The registry entry for ``method``, raising if unknown or unavailable here.
 

@@ -96,7 +96,7 @@ def unmix_raster(
 
     Outputs (float32 GeoTIFFs on the input grid, or the window's sub-grid, nodata −9999):
     one abundance map per endmember, ``residual_rmse.tif`` (per-pixel RMSE over bands,
-    reflectance units), ``<name>_std.tif`` for urdm with ``uncertainty_samples > 1``,
+    reflectance units), ``<name>_std.tif`` for urdm with ``params['samples'] > 1``,
     ``endmembers_used.csv`` (spectra on the bands used) and ``run.json``.
     """
     t0 = time.perf_counter()

@@ -64,9 +64,6 @@ class UnmixOptions:
     mask_water_bands: bool = True
     window: Optional[tuple] = None
     mask_path: Optional[str] = None
-    # TEMP(redesign): front ends not yet generated from the registry still pass these
-    quality: Optional[str] = None
-    uncertainty_samples: Optional[int] = None
 
 
 @dataclass
@@ -188,11 +185,7 @@ def _decide(plan: RunPlan, image, library, read_pixels: bool, note) -> None:
 
     opts = plan.options
     plan.spec = resolve_method(opts.method)
-    given = dict(opts.params or {})
-    for old, new in (("quality", "quality"), ("uncertainty_samples", "samples")):  # TEMP(redesign)
-        if getattr(opts, old) is not None and new not in given and new in {p.name for p in plan.spec.params}:
-            given[new] = getattr(opts, old)
-    plan.params = plan.spec.validate_params(given)
+    plan.params = plan.spec.validate_params(opts.params)
     info = image if isinstance(image, ImageInfo) else open_image(str(image))
     plan.info = info
     plan.extent = check_extent(opts, info)

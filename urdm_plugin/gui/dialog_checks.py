@@ -1,0 +1,131 @@
+"""What the dialog shows before Run: problems (Run disabled) and warnings.
+
+The run's rules (bands, endmembers, selection, parameters, method availability) come
+from :func:`core.engine.plan.plan_run`; only what concerns the dialog's own widgets
+(layer chosen, output folder, mask layer, map view) is checked here.
+"""
+
+from __future__ import annotations
+
+import os
+
+from qgis.PyQt.QtCore import Qt
+
+from .dialog_extent import EXTENT_MASK, EXTENT_VIEW
+
+
+class DialogChecks:
+    """Mixed into :class:`gui.dialog.UnmixDialog`; works on its widgets."""
+
+    def _plan(self):
+        """The run the current choices describe (core.engine.plan.plan_run on metadata only:
+        no pixel is read), or None while the layer or the library is missing."""
+        from ..core.engine.plan import plan_run
+
+        if self.info is None or self.library is None or not self.checked_names():
+            return None
+        return plan_run(self.info, self.library, self.build_options(), strict=False, read_pixels=False)
+
+    def _rematch(self) -> None:
+        """Match the library to the layer's bands; fill the band counts and the plot."""
+        plan = self._plan()
+        self.matched = plan.matched if plan is not None else None
+        n = self.matched.report.n_used if self.matched is not None else None
+        self.table.blockSignals(True)
+        for i in range(self.table.rowCount()):
+            it = self.table.item(i, 2)
+            it.setText("–" if n is None else str(n))
+            it.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
+        self.table.blockSignals(False)
+        self._scale_warnings = self._check_scale()
+        self._update_plot()
+        self._validate()
+
+    def _check_scale(self) -> list:
+        """core.bands.check_reflectance_scale on a few rows of the image (metadata already read)."""
+        if self.matched is None or self.info is None:
+            return []
+        from ..core.bands import check_reflectance_scale
+        from ..core.engine.plan import read_sample
+        from ..core.errors import UrdmError
+
+        try:
+            bands = list(self.matched.band_indices)
+            Y = read_sample(self.info, bands, (0, 0, self.info.width, self.info.height))
+            return check_reflectance_scale(Y, self.matched.E) if Y.size else []
+        except UrdmError as err:
+            return [str(err)]
+
+    def _validate(self) -> None:
+        """Collect problems (Run disabled) and warnings (shown, Run allowed)."""
+        if self._loading:
+            return
+        problems, warnings = [], []
+        layer = self.current_layer()
+        if layer is None:
+            problems.append("Choose a hyperspectral raster layer (two or more bands).")
+        elif layer.providerType() != "gdal":
+            problems.append(f"Layer '{layer.name()}' is not a file GDAL reads (provider '{layer.providerType()}'). "
+                            "Save it as a GeoTIFF (Export ▸ Save As…) and use that layer.")
+        elif layer.bandCount() < 2:
+            problems.append(f"Layer '{layer.name()}' has only {layer.bandCount()} band; unmixing needs a "
+                            "multi- or hyperspectral raster.")
+        elif self.info is None:
+            problems.append(getattr(self, "_layer_error", "") or f"Cannot read layer '{layer.name()}'.")
+        if not self.library_widget.filePath().strip():
+            problems.append("Choose an endmember library (CSV or ENVI .sli).")
+        elif self.library is None:
+            problems.append(self._library_error)
+        names = self.checked_names() if self.library is not None else []
+        if self.library is not None and not names:
+            problems.append("Tick at least one endmember in the table.")
+        plan = self._plan()  # the run's own rules (core.engine.plan), from metadata only
+        if plan is not None:
+            problems.extend(plan.problems)
+            warnings.extend(plan.warnings)
+        if self.info is not None and self.info.wavelengths_nm is None and self.library is not None \
+                and self.library.wavelengths_nm is not None and plan is not None and plan.matched is not None:
+            warnings.append("The layer has no wavelengths (unit unknown): library rows are matched to bands in "
+                            "order. Add wavelengths to the raster's metadata to match by wavelength.")
+        if self.info is not None and "inferred" in (self.info.wavelength_unit or ""):
+            warnings.append(f"The layer's wavelength unit is not stated; taken as {self.info.wavelength_unit}.")
+        warnings.extend(getattr(self, "_scale_warnings", []) or [])
+        sel = plan.selection if plan is not None else None
+        if sel and sel.get("mode") == "automatic-pending":
+            self.selection_hint.setText(f"All {sel['from']} spectra ticked: the run selects up to "
+                                        f"{sel['max']} of them automatically from the image.")
+        else:
+            self.selection_hint.setText("")
+        if plan is None:
+            ok, reason = self.current_spec().available()
+            if not ok:
+                problems.append(reason)
+        mode = self.extent_mode()
+        if mode == EXTENT_MASK and self.mask_combo.currentLayer() is None:
+            problems.append("Choose a polygon layer for the mask, or another processing extent.")
+        if mode == EXTENT_MASK and self.mask_selected.isChecked() and self.mask_combo.currentLayer() is not None \
+                and self.mask_combo.currentLayer().selectedFeatureCount() == 0:
+            problems.append(f"No feature of '{self.mask_combo.currentLayer().name()}' is selected.")
+        if mode == EXTENT_VIEW and self.info is not None and self._view_window() is None:
+            problems.append("The current map view does not overlap the layer. Zoom to the layer or choose "
+                            "'Whole layer'.")
+        out = self.output_widget.filePath().strip()
+        if not out:
+            problems.append("Choose an output folder (each run writes a new subfolder there).")
+        elif os.path.exists(out) and not (os.path.isdir(out) and os.access(out, os.W_OK)):
+            problems.append(f"Output folder {out} is not a writable folder. Choose another one.")
+        self.problems, self.warnings = problems, warnings
+        self._show_messages()
+        running = self.task is not None
+        self.run_button.setEnabled(not problems and not running)
+        preview_ok = all("output folder" in p.lower() for p in problems)  # preview writes to a temp folder
+        self.preview_button.setEnabled(preview_ok and self.preview_task is None and self.info is not None)
+
+    def _show_messages(self) -> None:
+        import html
+
+        parts = [f'<span style="color:#b00020">✖ {html.escape(p)}</span>' for p in self.problems]
+        parts += [f'<span style="color:#9a6700">⚠ {html.escape(w)}</span>' for w in self.warnings]
+        if not parts and self.matched is not None:
+            parts.append(f'<span style="color:#1b7f3b">✔ {html.escape(self.matched.report.summary())}</span>')
+        self.problem_label.setText("<br>".join(parts))

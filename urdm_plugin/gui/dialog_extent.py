@@ -1,0 +1,100 @@
+"""The processing extent: whole layer, current map view (a pixel window) or inside polygons (a mask file)."""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from typing import Optional
+
+from qgis.core import (
+    QgsCoordinateTransform,
+    QgsProject,
+    QgsRasterLayer,
+    QgsRectangle,
+    QgsVectorFileWriter,
+    QgsWkbTypes,
+)
+
+EXTENT_WHOLE, EXTENT_VIEW, EXTENT_MASK = "whole", "view", "mask"
+
+
+def extent_to_window(rect: QgsRectangle, gt, width: int, height: int) -> Optional[tuple]:
+    """Pixel window ``(col0, row0, w, h)`` of a north-up image covering ``rect`` (in the
+    image's CRS), clipped to the image; None when they do not overlap."""
+    if gt[2] != 0 or gt[4] != 0 or gt[1] == 0 or gt[5] == 0:
+        return None
+    cols = sorted(((rect.xMinimum() - gt[0]) / gt[1], (rect.xMaximum() - gt[0]) / gt[1]))
+    rows = sorted(((rect.yMaximum() - gt[3]) / gt[5], (rect.yMinimum() - gt[3]) / gt[5]))
+    c0, c1 = max(0, math.floor(cols[0])), min(width, math.ceil(cols[1]))
+    r0, r1 = max(0, math.floor(rows[0])), min(height, math.ceil(rows[1]))
+    if c1 - c0 < 1 or r1 - r0 < 1:
+        return None
+    return (int(c0), int(r0), int(c1 - c0), int(r1 - r0))
+
+
+def center_crop(window: tuple, size: int) -> tuple:
+    """The central ``size``×``size`` part (at most) of a window."""
+    c0, r0, w, h = window
+    nw, nh = min(w, size), min(h, size)
+    return (c0 + (w - nw) // 2, r0 + (h - nh) // 2, nw, nh)
+
+
+
+
+class DialogExtent:
+    """Mixed into :class:`gui.dialog.UnmixDialog`; works on its widgets."""
+
+    def extent_mode(self) -> str:
+        if self.extent_view.isChecked():
+            return EXTENT_VIEW
+        if self.extent_mask.isChecked():
+            return EXTENT_MASK
+        return EXTENT_WHOLE
+
+    def set_extent_mode(self, mode: str) -> None:
+        {EXTENT_VIEW: self.extent_view, EXTENT_MASK: self.extent_mask}.get(mode, self.extent_whole).setChecked(True)
+
+    def _view_window(self) -> Optional[tuple]:
+        """Pixel window of the current map view over the layer (None: no overlap / no canvas)."""
+        layer = self.current_layer()
+        if layer is None or self.info is None or self.iface is None:
+            return None
+        try:
+            canvas = self.iface.mapCanvas()
+            rect = canvas.extent()
+            dest = canvas.mapSettings().destinationCrs()
+        except Exception:  # noqa: BLE001 - no canvas
+            return None
+        if not isinstance(rect, QgsRectangle):
+            return None
+        if dest.isValid() and layer.crs().isValid() and dest != layer.crs():
+            ct = QgsCoordinateTransform(dest, layer.crs(), QgsProject.instance())
+            try:
+                rect = ct.transformBoundingBox(rect)
+            except Exception:  # noqa: BLE001 - QgsCsException
+                return None
+        return extent_to_window(rect, self.info.geotransform, self.info.width, self.info.height)
+
+    def _export_mask(self, layer: QgsRasterLayer) -> str:
+        """The chosen polygons in the raster's CRS as a temporary GeoPackage; returns its path."""
+        from ..core.errors import InputImageError
+
+        vl = self.mask_combo.currentLayer()
+        if vl is None or QgsWkbTypes.geometryType(vl.wkbType()) != QgsWkbTypes.PolygonGeometry:
+            raise InputImageError("The mask layer is not a polygon layer", "Choose a polygon layer")
+        folder = tempfile.mkdtemp(prefix="urdm_mask_")
+        path = os.path.join(folder, "mask.gpkg")
+        opts = QgsVectorFileWriter.SaveVectorOptions()
+        opts.driverName = "GPKG"
+        opts.onlySelectedFeatures = self.mask_selected.isChecked()
+        if vl.crs().isValid() and layer.crs().isValid() and vl.crs() != layer.crs():
+            opts.ct = QgsCoordinateTransform(vl.crs(), layer.crs(), QgsProject.instance())
+        res = QgsVectorFileWriter.writeAsVectorFormatV3(vl, path, QgsProject.instance().transformContext(), opts)
+        if res[0] != QgsVectorFileWriter.NoError:
+            import shutil
+
+            shutil.rmtree(folder, ignore_errors=True)
+            raise InputImageError(f"Cannot write the mask polygons of '{vl.name()}' ({res[1]})",
+                                  "Check the layer, or choose another processing extent")
+        return folder

@@ -1,0 +1,187 @@
+"""The dialog's widgets and their signals (layout only; method parameters come from the registry)."""
+
+from __future__ import annotations
+
+from qgis.core import QgsMapLayerProxyModel, QgsProject
+from qgis.gui import QgsCollapsibleGroupBox, QgsFileWidget, QgsMapLayerComboBox, QgsMessageBar
+from qgis.PyQt.QtCore import Qt
+from qgis.PyQt.QtGui import QStandardItemModel
+from qgis.PyQt.QtWidgets import (
+    QAbstractItemView,
+    QButtonGroup,
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QRadioButton,
+    QSizePolicy,
+    QTableWidget,
+    QVBoxLayout,
+)
+
+from .parameter_widgets import ParameterWidgets
+from .spectra_plot import SpectraPlot
+
+#: Edge of the preview window (pixels).
+PREVIEW_MAX_PIXELS = 128
+
+
+class DialogLayout:
+    """Mixed into :class:`gui.dialog.UnmixDialog`; works on its widgets."""
+
+    def _build(self) -> None:
+        outer = QVBoxLayout(self)
+        self.bar = QgsMessageBar(self)
+        self.bar.setSizePolicy(QSizePolicy.Minimum, QSizePolicy.Fixed)
+        outer.addWidget(self.bar)
+
+        # -- input
+        box_in = QGroupBox("Input")
+        f = QFormLayout(box_in)
+        self.layer_combo = QgsMapLayerComboBox()
+        self.layer_combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
+        self.layer_combo.setAllowEmptyLayer(True)
+        self.layer_combo.setObjectName("layer_combo")
+        f.addRow("Hyperspectral raster", self.layer_combo)
+        self.layer_info = QLabel("")
+        self.layer_info.setWordWrap(True)
+        f.addRow("", self.layer_info)
+        outer.addWidget(box_in)
+
+        # -- library
+        box_lib = QGroupBox("Endmember library")
+        v = QVBoxLayout(box_lib)
+        self.library_widget = QgsFileWidget()
+        self.library_widget.setStorageMode(QgsFileWidget.GetFile)
+        self.library_widget.setFilter("Spectral libraries (*.csv *.sli *.hdr *.txt);;All files (*)")
+        self.library_widget.setDialogTitle("Choose an endmember library (CSV or ENVI .sli)")
+        v.addWidget(self.library_widget)
+        row = QHBoxLayout()
+        self.table = QTableWidget(0, 3)
+        self.table.setHorizontalHeaderLabels(["Endmember", "Use", "Matched bands"])
+        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.Stretch)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setSelectionMode(QAbstractItemView.NoSelection)
+        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.setMinimumWidth(280)
+        row.addWidget(self.table, 1)
+        self.plot = SpectraPlot()
+        row.addWidget(self.plot, 1)
+        v.addLayout(row)
+        self.selection_hint = QLabel("")
+        self.selection_hint.setWordWrap(True)
+        v.addWidget(self.selection_hint)
+        outer.addWidget(box_lib)
+
+        # -- method
+        box_m = QGroupBox("Method")
+        g = QGridLayout(box_m)
+        self.method_combo = QComboBox()
+        self.method_model = QStandardItemModel(self.method_combo)
+        self.method_combo.setModel(self.method_model)
+        g.addWidget(QLabel("Method"), 0, 0)
+        g.addWidget(self.method_combo, 0, 1)
+        self.install_torch_button = QPushButton("Install PyTorch…")
+        self.install_torch_button.setToolTip("URDM needs PyTorch; install its CPU build for QGIS")
+        g.addWidget(self.install_torch_button, 0, 2)
+        self.parameters = ParameterWidgets()
+        g.addWidget(QLabel(self.parameters.label("quality")), 1, 0)
+        g.addWidget(self.parameters.widget("quality"), 1, 1)
+        self.method_help = QLabel("")
+        self.method_help.setWordWrap(True)
+        g.addWidget(self.method_help, 2, 0, 1, 3)
+        outer.addWidget(box_m)
+
+        # -- advanced
+        self.advanced = QgsCollapsibleGroupBox("Advanced")
+        self.advanced.setCollapsed(True)
+        fa = QFormLayout(self.advanced)
+        for name in self.parameters.method_params:  # generated from the registry
+            if name != "quality":
+                fa.addRow(self.parameters.label(name), self.parameters.widget(name))
+        for name in self.parameters.engine_options:
+            fa.addRow(self.parameters.label(name), self.parameters.widget(name))
+        outer.addWidget(self.advanced)
+
+        # -- extent
+        box_e = QGroupBox("Processing extent")
+        ge = QGridLayout(box_e)
+        self.extent_whole = QRadioButton("Whole layer")
+        self.extent_view = QRadioButton("Current map view")
+        self.extent_mask = QRadioButton("Inside polygons of")
+        self.extent_group = QButtonGroup(self)
+        for i, b in enumerate((self.extent_whole, self.extent_view, self.extent_mask)):
+            self.extent_group.addButton(b, i)
+        self.extent_whole.setChecked(True)
+        self.mask_combo = QgsMapLayerComboBox()
+        self.mask_combo.setFilters(QgsMapLayerProxyModel.PolygonLayer)
+        self.mask_selected = QCheckBox("selected features only")
+        ge.addWidget(self.extent_whole, 0, 0)
+        ge.addWidget(self.extent_view, 0, 1)
+        ge.addWidget(self.extent_mask, 1, 0)
+        ge.addWidget(self.mask_combo, 1, 1)
+        ge.addWidget(self.mask_selected, 1, 2)
+        outer.addWidget(box_e)
+
+        # -- output
+        box_o = QGroupBox("Output")
+        fo = QFormLayout(box_o)
+        self.output_widget = QgsFileWidget()
+        self.output_widget.setStorageMode(QgsFileWidget.GetDirectory)
+        self.output_widget.setDialogTitle("Folder for the results (each run gets a new subfolder)")
+        fo.addRow("Output folder", self.output_widget)
+        self.add_to_map = QCheckBox("Add results to the map")
+        self.add_to_map.setChecked(True)
+        fo.addRow("", self.add_to_map)
+        outer.addWidget(box_o)
+
+        # -- problems, progress, buttons
+        self.problem_label = QLabel("")
+        self.problem_label.setObjectName("problem_label")
+        self.problem_label.setWordWrap(True)
+        self.problem_label.setTextFormat(Qt.RichText)
+        outer.addWidget(self.problem_label)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 100)
+        self.progress.setValue(0)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        outer.addWidget(self.progress)
+        outer.addWidget(self.status)
+        buttons = QHBoxLayout()
+        self.preview_button = QPushButton("Preview")
+        self.preview_button.setToolTip(f"Run on the current map view only (at most {PREVIEW_MAX_PIXELS}×"
+                                       f"{PREVIEW_MAX_PIXELS} pixels) and show it as temporary layers")
+        self.run_button = QPushButton("Run")
+        self.run_button.setDefault(True)
+        self.cancel_button = QPushButton("Cancel run")
+        self.cancel_button.setEnabled(False)
+        self.close_button = QPushButton("Close")
+        buttons.addWidget(self.preview_button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+        buttons.addWidget(self.close_button)
+        outer.addLayout(buttons)
+
+        # -- signals
+        self.layer_combo.layerChanged.connect(self._layer_changed)
+        self.library_widget.fileChanged.connect(self._library_changed)
+        self.table.itemChanged.connect(self._table_changed)
+        self.method_combo.currentIndexChanged.connect(self._method_changed)
+        self.extent_group.buttonToggled.connect(lambda *_: self._validate())
+        self.mask_combo.layerChanged.connect(lambda *_: self._validate())
+        self.output_widget.fileChanged.connect(lambda *_: self._validate())
+        self.install_torch_button.clicked.connect(self._install_torch)
+        self.run_button.clicked.connect(self.run)
+        self.preview_button.clicked.connect(self.preview)
+        self.cancel_button.clicked.connect(self.cancel_run)
+        self.close_button.clicked.connect(self.close)
+        QgsProject.instance().layersAdded.connect(self._update_excepted_layers)
+        self._update_excepted_layers()
