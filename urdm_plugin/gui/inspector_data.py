@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
@@ -30,6 +30,7 @@ from qgis.core import (
 )
 
 from ..core.errors import LibraryError, UrdmError
+from ..core.io.image import open_image, read_window
 from ..qgis_layers.runs import RunFileError, RunInfo, load_run
 
 #: Largest rectangle (pixels) averaged by :func:`inspect_rectangle`.
@@ -148,8 +149,8 @@ class _RunRasters:
         self.gt = first.GetGeoTransform()
         self.width, self.height = first.RasterXSize, first.RasterYSize
         self.crs = _crs_of(first)
-        self.img = _open(run.image, "input image")
-        self.img_gt = self.img.GetGeoTransform()
+        self.img = _open_image(run.image)
+        self.img_gt = self.img.geotransform
         # output pixel (0, 0) in image pixels (outputs are the image grid or a window of it)
         cx, cy = _pixel_center(self.gt, 0, 0)
         c, r = _to_pixel(self.img_gt, cx, cy)
@@ -157,9 +158,9 @@ class _RunRasters:
         if not run.bands_used:
             raise RunFileError(f"'{run.run_json}' does not list the bands used",
                                "Run the unmixing again to rewrite run.json")
-        bad = [b for b in run.bands_used if not 1 <= b <= self.img.RasterCount]
+        bad = [b for b in run.bands_used if not 1 <= b <= self.img.band_count]
         if bad:
-            raise RunFileError(f"The input image '{run.image}' has {self.img.RasterCount} bands but the "
+            raise RunFileError(f"The input image '{run.image}' has {self.img.band_count} bands but the "
                                f"run used band {bad[0]}",
                                "The image was changed after the run: run the unmixing again")
 
@@ -198,24 +199,32 @@ class _RunRasters:
         """(B_used, h, w) scaled image values at the used bands (run order) and valid mask."""
         run = self.run
         ic, ir = col + self.dcol, row + self.drow
-        if ic < 0 or ir < 0 or ic + w > self.img.RasterXSize or ir + h > self.img.RasterYSize:
+        if ic < 0 or ir < 0 or ic + w > self.img.width or ir + h > self.img.height:
             raise RunFileError(f"The result pixel lies outside the input image '{run.image}'",
                                "The image was changed after the run: run the unmixing again")
         nb = len(run.bands_used)
-        data = np.empty((nb, h, w))
-        valid = np.ones((h, w), bool)
-        scale = run.scale if len(run.scale) == nb else [1.0] * nb
-        offset = run.offset if len(run.offset) == nb else [0.0] * nb
-        for j, bnum in enumerate(run.bands_used):
-            band = self.img.GetRasterBand(bnum)
-            raw = band.ReadAsArray(ic, ir, w, h)
-            if raw is None:
-                raise RunFileError(f"Reading band {bnum} of '{run.image}' failed ({gdal.GetLastErrorMsg()})",
-                                   "Check that the input image is complete and readable")
-            raw = raw.astype(np.float64)
-            valid &= _valid(raw, band.GetNoDataValue())
-            data[j] = raw * scale[j] + offset[j]
-        return data, valid
+        scale = np.asarray(run.scale if len(run.scale) == nb else [1.0] * nb, np.float64)
+        offset = np.asarray(run.offset if len(run.offset) == nb else [0.0] * nb, np.float64)
+        # the core reader (nodata, validity) on the raw values; the run's own scale and offset
+        # are applied here in float64, so the observed spectrum is what the run saw, exactly
+        raw_info = replace(self.img, scales=[1.0] * self.img.band_count, offsets=[0.0] * self.img.band_count)
+        try:
+            raw, valid = read_window(raw_info, [b - 1 for b in run.bands_used], ic, ir, w, h)
+        except UrdmError as err:
+            raise RunFileError(f"Reading the input image '{run.image}' failed: {err.problem}",
+                               "Check that the input image is complete and readable") from None
+        return raw.astype(np.float64) * scale[:, None, None] + offset[:, None, None], valid
+
+
+def _open_image(path: str):
+    """The run's input image (core.io.image.ImageInfo); RunFileError naming it when unusable."""
+    if not path:
+        raise RunFileError("The run does not name its input image", "Run the unmixing again")
+    try:
+        return open_image(path)
+    except UrdmError as err:
+        raise RunFileError(f"Cannot open the input image '{path}' ({err.problem})",
+                           "Move the image back, or keep it beside the run folder") from None
 
 
 def _endmember_matrix(run: RunInfo, n_bands: int, wl_sorted: Optional[np.ndarray]) -> np.ndarray:
