@@ -191,3 +191,19 @@ def test_open_map_sheet_adds_layout_and_layers_and_opens_designer(run, tmp_path,
     qgis_iface.openLayoutDesigner.reset_mock()
     assert open_map_sheet(qgis_iface, str(tmp_path / "nothing")) is None
     qgis_iface.openLayoutDesigner.assert_not_called()
+
+
+def test_failed_export_is_a_message_on_qgis_322(qgis_app, tmp_path):
+    """QgsLayoutExporter.errorMessage() does not exist on 3.22: the failure is still a
+    one-line OutputError naming the file, never an AttributeError."""
+    from qgis.core import QgsLayoutExporter
+
+    from urdm_plugin.core.errors import OutputError
+    from urdm_plugin.qgis_layers.map_sheet import _export
+
+    class FailingExporter:  # the 3.22 API: export methods, no errorMessage
+        def exportToPdf(self, path, settings):  # noqa: N802
+            return QgsLayoutExporter.FileError
+
+    with pytest.raises(OutputError, match="sheet.pdf.*cannot be written"):
+        _export(FailingExporter(), str(tmp_path / "sheet.pdf"), None, 150, {})

@@ -402,6 +402,17 @@ def export_map_sheet(layout: QgsPrintLayout, pdf_path: Optional[str] = None, png
     return done
 
 
+def _export_failure(exporter, result, path: str, fix: str) -> OutputError:
+    """The export error of ``result`` in words. QGIS 3.22's QgsLayoutExporter has no
+    errorMessage() (added later), so the result code is named here."""
+    names = {getattr(QgsLayoutExporter, k): k for k in ("Canceled", "MemoryError", "FileError", "PrintError",
+                                                         "SvgLayerError", "IteratorError") if hasattr(QgsLayoutExporter, k)}
+    detail = exporter.errorMessage() if hasattr(exporter, "errorMessage") else ""
+    why = detail or {"MemoryError": "not enough memory", "FileError": "the file cannot be written"}.get(
+        names.get(result, ""), names.get(result, f"result code {result}"))
+    return OutputError(f"Exporting the map sheet to '{path}' failed ({why})", fix)
+
+
 def _export(exporter, pdf_path, png_path, dpi, done) -> None:
     if pdf_path:
         pdf_path = _check_target(pdf_path, "PDF")
@@ -411,8 +422,8 @@ def _export(exporter, pdf_path, png_path, dpi, done) -> None:
         s.forceVectorOutput = False
         r = exporter.exportToPdf(pdf_path, s)
         if r != QgsLayoutExporter.Success:
-            raise OutputError(f"Exporting the map sheet to '{pdf_path}' failed ({exporter.errorMessage()})",
-                              "Check that the file is not open in another program and the folder is writable")
+            raise _export_failure(exporter, r, pdf_path, "Check that the file is not open in another program "
+                                                         "and the folder is writable")
         done["pdf"] = pdf_path
     if png_path:
         png_path = _check_target(png_path, "PNG")
@@ -421,8 +432,8 @@ def _export(exporter, pdf_path, png_path, dpi, done) -> None:
         s.generateWorldFile = False
         r = exporter.exportToImage(png_path, s)
         if r != QgsLayoutExporter.Success:
-            raise OutputError(f"Exporting the map sheet to '{png_path}' failed ({exporter.errorMessage()})",
-                              "Check that the folder is writable and the DPI is not too high for memory")
+            raise _export_failure(exporter, r, png_path, "Check that the folder is writable and the DPI is not "
+                                                         "too high for memory")
         done["png"] = png_path
 
 
