@@ -9,12 +9,13 @@ against.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from osgeo import gdal, osr
+
+from urdm_plugin.core.io.manifest import RunManifest
 
 NODATA_OUT = -9999.0
 IMAGE_NODATA = -32768
@@ -137,10 +138,9 @@ def make_run(folder, width: int = 24, height: int = 18, method: str = "fcls", se
     res[r0, c0] = NODATA_OUT
     _write_float(out / "residual_rmse.tif", res, gt, wkt, "residual_rmse")
     _library_csv(out / "endmembers_used.csv", WAVELENGTHS[idx], E, NAMES)
-    manifest = {
-        "schema_version": 1,
-        "method": method,
-        "inputs": {
+    manifest = RunManifest(
+        method=method,
+        inputs={
             "image": str(image.resolve()),
             "library": str((folder / "library.csv").resolve()),
             "bands_used": list(BANDS_USED),
@@ -151,16 +151,16 @@ def make_run(folder, width: int = 24, height: int = 18, method: str = "fcls", se
             "window": None,
             "mask": None,
         },
-        "endmembers": entries,
-        "residual_file": "residual_rmse.tif",
-        "extra_files": {"endmembers_used": "endmembers_used.csv"},
-        "parameters": {"lam": 0.3, "options": {"method": method, "seed": 0}},
-        "version": version,
-        "seconds": 0.42,
-        "created": "2025-03-14T09:26:53+00:00",
-    }
+        endmembers=entries,
+        residual_file="residual_rmse.tif",
+        extra_files={"endmembers_used": "endmembers_used.csv"},
+        parameters={"lam": 0.3, "options": {"method": method, "seed": 0}},
+        version=version,
+        seconds=0.42,
+        created="2025-03-14T09:26:53+00:00",
+    )
     run_json = out / "run.json"
-    run_json.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    manifest.write(run_json)
     return FixtureRun(folder=out, run_json=run_json, image=image, width=width, height=height,
                       geotransform=gt, E=E, A=A.astype(np.float32), Y=Y_read,
                       wavelengths_used=WAVELENGTHS[idx], names=list(NAMES))
