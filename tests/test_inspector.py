@@ -239,7 +239,7 @@ def test_click_in_canvas_crs_shows_pixel_and_adds_it_to_a_library(run, tmp_path,
 def test_extras_install_and_unload_pair_up(qgis_iface, qgis_new_project, monkeypatch):
     from unittest.mock import MagicMock
 
-    from urdm_plugin.gui.extras import install_extras
+    from urdm_plugin.gui.run_menu import install_extras
 
     for name in ("addRasterToolBarIcon", "removeRasterToolBarIcon", "addPluginToRasterMenu",
                  "removePluginRasterMenu"):
@@ -273,7 +273,7 @@ def test_extras_install_and_unload_pair_up(qgis_iface, qgis_new_project, monkeyp
 
 
 def test_extras_without_iface_do_nothing():
-    from urdm_plugin.gui.extras import install_extras
+    from urdm_plugin.gui.run_menu import install_extras
 
     class Headless:
         iface = None

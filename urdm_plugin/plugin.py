@@ -54,7 +54,7 @@ class UrdmPlugin:
         self.actions.append(action)
         self._extra_gui = []
         try:  # optional tools (pixel inspector, map sheet) register themselves here
-            from .gui.extras import install_extras
+            from .gui.run_menu import install_extras
 
             self._extra_gui = install_extras(self)
         except ImportError:

@@ -1,5 +1,8 @@
 """Abundance map sheet: a print layout of a finished run, exported to PDF and PNG.
 
+Size note: ~455 lines, one page layout (grid, legends, scale bar, texts) and its export; the
+layer loading it needs is in :mod:`.load`.
+
 :func:`build_map_sheet` lays out, on one landscape page: a title (input, method, date),
 one map per endmember (only its abundance layer, over an optional background) in a grid,
 the residual map, one shared colour-ramp legend (0–1, "abundance fraction") plus the
