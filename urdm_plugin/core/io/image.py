@@ -273,7 +273,7 @@ def _nodata_match(raw: np.ndarray, nodata: Optional[float]) -> Optional[np.ndarr
 
 #: Bands read per GDAL call: one dataset-level read serves interleaved (BIP/BIL) files
 #: well while bounding the raw buffer.
-_BAND_GROUP = 16
+_BAND_GROUP = 64
 
 
 def _read(ds, info: ImageInfo, bands: list, col0: int, row0: int, w: int, h: int) -> tuple:
@@ -297,9 +297,11 @@ def _read(ds, info: ImageInfo, bands: list, col0: int, row0: int, w: int, h: int
             np.multiply(raw[j], info.scales[b], out=out, casting="unsafe")
             if info.offsets[b]:
                 out += np.float32(info.offsets[b])
-            valid &= np.isfinite(out)
+            if raw.dtype.kind == "f" or info.scales[b] > 3e38:  # integers scaled normally stay finite
+                valid &= np.isfinite(out)
         del raw
-    data[:, ~valid] = 0.0  # keep NaN/inf and nodata out of the solvers
+    if not valid.all():
+        data[:, ~valid] = 0.0  # keep NaN/inf and nodata out of the solvers
     return data, valid
 
 
