@@ -54,3 +54,28 @@ def test_metadata_only_plan_defers_automatic_selection(scene, tmp_path):
     assert full.selection["mode"] == "automatic" and 1 <= len(full.names) <= AUTO_SELECT_ABOVE
     assert any("selected" in w for w in full.warnings)
     assert not list(Path(tmp_path).iterdir())  # planning writes nothing
+
+
+def test_sample_spreads_over_the_extent_in_few_blocks(tmp_path):
+    """The pixel sample of a tiled file comes from blocks spread top to bottom, and its size
+    is about SAMPLE_ROWS rows."""
+    from osgeo import gdal
+
+    from urdm_plugin.core.engine.plan import SAMPLE_BLOCKS, SAMPLE_ROWS, read_sample
+    from urdm_plugin.core.io.image import block_height, open_image
+
+    H, W, B = 400, 32, 5
+    path = tmp_path / "tiled.tif"
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), W, H, B, gdal.GDT_Float32,
+                                              ["TILED=YES", "BLOCKXSIZE=16", "BLOCKYSIZE=16"])
+    rows = np.repeat(np.arange(H, dtype=np.float32)[:, None], W, axis=1)  # value = row index
+    for b in range(B):
+        ds.GetRasterBand(b + 1).WriteArray(rows)
+    ds = None
+    info = open_image(path)
+    assert block_height(info) == 16
+    Y = read_sample(info, [0, 1], (0, 0, W, H))
+    seen = np.unique(Y[0])
+    assert Y.shape[1] == SAMPLE_ROWS * W
+    assert seen.min() < 16 and seen.max() >= H - 16  # first and last block rows
+    assert len(np.unique(seen // 16)) == SAMPLE_BLOCKS

@@ -337,6 +337,16 @@ def read_image(path: Union[str, os.PathLike], bands: Optional[Sequence[int]] = N
     return read_window(info, bands, 0, 0, info.width, info.height)
 
 
+def block_height(info: ImageInfo) -> int:
+    """Rows of one storage block (strip or tile row) of the image: reading any row costs
+    decoding that many rows."""
+    ds = _open_dataset(info.path)
+    try:
+        return max(1, int(ds.GetRasterBand(1).GetBlockSize()[1]))
+    finally:
+        ds = None
+
+
 def rows_per_block(info: ImageInfo, n_bands: int, memory_mb: float = 512, width: Optional[int] = None) -> int:
     """Rows per block so one block (raw + float32 data + masks) fits ``memory_mb`` MB."""
     W = info.width if width is None else width
