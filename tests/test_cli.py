@@ -187,3 +187,17 @@ def test_vca_writes_a_library_the_unmix_command_reads(scene, tmp_path):
     assert r.returncode == 2 and "exists" in r.stderr
     r = run_cli("unmix", tif, lib, tmp_path / "o", "--method", "fcls", "--quiet")
     assert r.returncode == 0, r.stderr
+
+
+def test_workers_give_the_same_outputs(scene, tmp_path):
+    from osgeo import gdal
+
+    tif, csv, _ = scene
+    for tag, extra in (("one", []), ("two", ["--workers", "2"])):
+        r = run_cli("unmix", tif, csv, tmp_path / tag, "--method", "fcls", "--memory-mb", "1", "--quiet", *extra)
+        assert r.returncode == 0, r.stderr
+    for f in sorted(p.name for p in (tmp_path / "one").glob("*.tif")):
+        a, b = (gdal.Open(str(tmp_path / d / f)).ReadAsArray() for d in ("one", "two"))
+        assert (a == b).all(), f
+    r = run_cli("unmix", tif, csv, tmp_path / "bad", "--workers", "0")
+    assert r.returncode == 2 and "--workers" in r.stderr and not (tmp_path / "bad").exists()

@@ -18,6 +18,7 @@ then append it to :data:`COMMANDS`. Importing this module must not import torch 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -148,6 +149,10 @@ def _add_unmix(sub) -> None:
     p.add_argument("--max-endmembers", type=int, default=None, metavar="N",
                    help="at most N endmembers when choosing them automatically")
     _add_registry_options(p)
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="solve tiles / row blocks in N local worker processes (same result as one)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="solve tiles / row blocks on a Dask cluster (e.g. tcp://host:8786; needs dask.distributed)")
     p.add_argument("--window", type=int, nargs=4, default=None, metavar=("COL0", "ROW0", "W", "H"),
                    help="process only this pixel window (outputs get the window's georeferencing)")
     p.add_argument("--mask", default=None, metavar="PATH",
@@ -216,6 +221,37 @@ def _build_options(args):
     )
 
 
+@contextlib.contextmanager
+def _executor(args):
+    """None, a local process pool (--workers) or a Dask client (--scheduler)."""
+    from .core.errors import OptionError
+
+    if args.workers is not None and args.scheduler:
+        raise OptionError("--workers and --scheduler were both given", "Give one of them")
+    if args.scheduler:
+        try:
+            from distributed import Client
+        except ImportError:
+            raise OptionError("--scheduler needs dask.distributed, which this Python does not have",
+                              "Install it (pip install 'dask[distributed]') or use --workers") from None
+        try:
+            client = Client(args.scheduler, timeout=30)
+        except OSError as exc:
+            raise OptionError(f"Cannot reach the Dask scheduler at {args.scheduler} ({exc})",
+                              "Check the address and that the scheduler runs") from None
+        with client:
+            yield client
+    elif args.workers is not None:
+        if args.workers < 1:
+            raise OptionError(f"--workers must be at least 1 (got {args.workers})", "Give e.g. --workers 2")
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(args.workers) as pool:
+            yield pool
+    else:
+        yield None
+
+
 def _run_unmix(args) -> int:
     from .core.engine.pipeline import unmix_raster
     from .core.errors import InputImageError, LibraryError
@@ -227,9 +263,9 @@ def _run_unmix(args) -> int:
     options = _build_options(args)
     bar = _CliProgress(args.quiet)
     try:
-        with _CtrlC() as ctrl_c:
+        with _CtrlC() as ctrl_c, _executor(args) as executor:
             result = unmix_raster(args.image, args.library, args.outdir, options,
-                                  progress=bar, cancel=ctrl_c)
+                                  progress=bar, cancel=ctrl_c, executor=executor)
     finally:
         bar.close()
     if not args.quiet:

@@ -28,7 +28,7 @@ ProgressFn = Optional[Callable[[float, str], None]]
 CancelFn = Optional[Callable[[], bool]]
 
 #: Options of every method (besides its own parameters from the registry).
-COMMON_OPTIONS = ("device", "seed", "progress", "cancel", "valid", "tile_size", "tile_overlap")
+COMMON_OPTIONS = ("device", "seed", "progress", "cancel", "valid", "tile_size", "tile_overlap", "executor")
 
 #: Pixels solved per batch by the per-pixel methods; progress and cancel run between batches.
 PIXEL_BATCH = 65536
@@ -103,6 +103,8 @@ def unmix_array(Y, E, method: str = "fcls", **options: Any) -> np.ndarray:
             see :mod:`urdm_plugin.core.methods.registry`). Spatial methods (``tv``, ``urdm``)
             need (bands, H, W) input.
         **options: ``progress(fraction, message)``, ``cancel() -> bool``, ``seed`` (int),
+            ``executor`` (spatial methods: a ``concurrent.futures`` executor or a
+            ``dask.distributed.Client`` that solves the tiles; same result as without),
             ``device`` (``auto``/``cpu``/``cuda``, urdm only), ``valid`` (bool mask (H, W)
             or (pixels,), False = skip) and the method's own parameters as listed in the
             registry (e.g. ``lam`` for tv and urdm, ``quality``/``samples`` for urdm).
@@ -146,6 +148,7 @@ def unmix_array_full(Y, E, method: str = "fcls", **options: Any):
     device = DEVICE.validate(options.pop("device", "auto"))
     tile_size = TILE_SIZE.validate(options.pop("tile_size", TILE_SIZE.default))
     tile_overlap = options.pop("tile_overlap", None)
+    executor = options.pop("executor", None)
     params = spec.validate_params(options)  # unknown names raise, listing the method's options
 
     spatial_shape = Y.shape[1:]
@@ -164,7 +167,7 @@ def unmix_array_full(Y, E, method: str = "fcls", **options: Any):
             return Yt, (v if valid is None else v & valid[r0:r0 + h, c0:c0 + w])
 
         res = solve_tiled(spec, read, spatial_shape, E, params, SceneContext(seed=seed, device=device),
-                          tile_size, tile_overlap, progress, cancel)
+                          tile_size, tile_overlap, progress, cancel, executor)
         return res.A, res.std, res.info
 
     return _solve_pixels(spec, Y, E, valid, params, progress, cancel), None, {}
@@ -194,3 +197,11 @@ def _solve_pixels(spec, Y, E, valid, params: dict, progress: ProgressFn, cancel:
     if N == 0 and progress is not None:
         progress(1.0, f"{spec.id}: no pixels")
     return out.reshape((E.shape[1],) + Y.shape[1:])
+
+
+def unmix_block(method_id: str, Y, E, valid, params: dict):
+    """A per-pixel method on one block ``Y`` (B, rows, W) with its valid mask: A (P, rows, W)
+    float32, NaN where not valid. Importable and picklable, for an executor's workers."""
+    from ..methods.registry import get_method
+
+    return _solve_pixels(get_method(method_id), Y, np.asarray(E, np.float64), valid, params, None, None)

@@ -76,6 +76,7 @@ def unmix_raster(
     options: Optional[UnmixOptions] = None,
     progress: ProgressFn = None,
     cancel: CancelFn = None,
+    executor=None,
 ) -> RunResult:
     """Unmix a georeferenced hyperspectral image into abundance rasters.
 
@@ -89,6 +90,10 @@ def unmix_raster(
             tile and iteration batch.
         cancel: ``cancel() -> bool`` polled at the same points; True raises
             :class:`core.errors.Cancelled` and no output is left.
+        executor: None (solve here) or a ``concurrent.futures`` executor or
+            ``dask.distributed.Client``: the tiles of spatial methods, the row blocks of
+            per-pixel ones, are solved there once the scene-wide context is fixed (same
+            outputs; reading and writing stay here).
 
     Returns:
         :class:`RunResult` with the final folder, the manifest (run.json content) and the
@@ -106,10 +111,10 @@ def unmix_raster(
     c0, r0, W, H = plan.extent
     P = plan.E.shape[1]
     prog(1.0, f"Unmixing {W}×{H} pixels with {plan.spec.id}, {P} endmembers, {len(plan.bands)} bands")
-    return _execute(plan, out_dir, prog, t0)
+    return _execute(plan, out_dir, prog, t0, executor)
 
 
-def _execute(plan: RunPlan, out_dir, prog: _Progress, t0: float) -> RunResult:
+def _execute(plan: RunPlan, out_dir, prog: _Progress, t0: float, executor=None) -> RunResult:
     from ..io.library import SpectralLibrary
     from ..io.manifest import build_manifest
     from ..io.writer import OutputWriter
@@ -128,9 +133,9 @@ def _execute(plan: RunPlan, out_dir, prog: _Progress, t0: float) -> RunResult:
 
         prog.stage(0.05, 0.97)
         if spec.spatial:
-            n_valid, solver_info = _solve_tiled(plan, writer, keys, std_keys, prog)
+            n_valid, solver_info = _solve_tiled(plan, writer, keys, std_keys, prog, executor)
         else:
-            n_valid, solver_info = _solve_blocks(plan, writer, keys, prog), {}
+            n_valid, solver_info = _solve_blocks(plan, writer, keys, prog, executor), {}
         if n_valid == 0:
             where = "inside the mask" if plan.mask is not None else ("in the window" if opts.window else "in the image")
             raise InputImageError(f"Every pixel {where} is nodata; there is nothing to unmix",
@@ -225,23 +230,42 @@ def _write_block(plan, writer, keys, A, data, valid, row0) -> int:
     return int(valid.sum())
 
 
-def _solve_blocks(plan: RunPlan, writer, keys, prog) -> int:
-    from .arrays import unmix_array_full
+def _solve_blocks(plan: RunPlan, writer, keys, prog, executor=None) -> int:
+    from .arrays import unmix_block
+    from .tiling import run_in_order
 
     h = plan.extent[3]
+    blocks = []
+
+    def jobs():
+        for row0, data, valid in _iter_blocks(plan):
+            rows = data.shape[1]
+            blocks.append((row0, data, valid))
+            if executor is not None:
+                yield unmix_block, (plan.spec.id, data, plan.E, valid, plan.params)
+            else:
+                yield _local_block, (plan, data, valid, prog, row0 / h, (row0 + rows) / h)
+
     n_valid = 0
-    for row0, data, valid in _iter_blocks(plan):
+    for i, A in enumerate(run_in_order(jobs(), executor, prog.cancel)):
+        row0, data, valid = blocks[i]
+        blocks[i] = None  # the block's data is written; let it go
         rows = data.shape[1]
-        f0, f1 = row0 / h, (row0 + rows) / h
-        A, _, _ = unmix_array_full(data, plan.E, plan.spec.id, valid=valid, seed=plan.options.seed,
-                                   progress=prog.sub(f0, f1, f"rows {row0 + 1}–{row0 + rows}: "),
-                                   cancel=prog.cancel, **plan.params)
         n_valid += _write_block(plan, writer, keys, A, data, valid, row0)
-        prog(f1, f"Unmixed rows {row0 + 1}–{row0 + rows} of {h}")
+        prog((row0 + rows) / h, f"Unmixed rows {row0 + 1}–{row0 + rows} of {h}")
     return n_valid
 
 
-def _solve_tiled(plan: RunPlan, writer, keys, std_keys, prog) -> tuple:
+def _local_block(plan, data, valid, prog, f0, f1):
+    from .arrays import unmix_array_full
+
+    row0 = int(round(f0 * plan.extent[3]))
+    return unmix_array_full(data, plan.E, plan.spec.id, valid=valid, seed=plan.options.seed,
+                            progress=prog.sub(f0, f1, f"rows {row0 + 1}–{row0 + data.shape[1]}: "),
+                            cancel=prog.cancel, **plan.params)[0]
+
+
+def _solve_tiled(plan: RunPlan, writer, keys, std_keys, prog, executor=None) -> tuple:
     from ..io.image import read_window
     from ..methods.context import SceneContext
     from .tiling import solve_tiled
@@ -258,7 +282,7 @@ def _solve_tiled(plan: RunPlan, writer, keys, std_keys, prog) -> tuple:
 
     res = solve_tiled(plan.spec, read, (h, w), plan.E, plan.params,
                       SceneContext(seed=int(opts.seed), device=opts.device), int(opts.tile_size),
-                      opts.tile_overlap, prog.sub(0.0, 0.9), prog.cancel)
+                      opts.tile_overlap, prog.sub(0.0, 0.9), prog.cancel, executor)
     # write abundances + residual row-block by row-block (re-reading Y for the residual)
     n_valid = 0
     for row0, data, _v in _iter_blocks(plan):

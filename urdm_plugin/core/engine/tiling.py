@@ -204,7 +204,8 @@ def scene_context(spec, read: ReadFn, shape: tuple, E: np.ndarray, params: dict,
 
 
 def solve_tiled(spec, read: ReadFn, shape: tuple, E: np.ndarray, params: dict, ctx,
-                tile_size: int, overlap: Optional[int] = None, progress=None, cancel=None) -> TiledResult:
+                tile_size: int, overlap: Optional[int] = None, progress=None, cancel=None,
+                executor=None) -> TiledResult:
     """Run the spatial method ``spec`` (a registry :class:`MethodSpec`) over a scene of
     ``shape`` = (H, W) pixels in overlapping tiles of at most ``tile_size``² pixels.
 
@@ -213,13 +214,19 @@ def solve_tiled(spec, read: ReadFn, shape: tuple, E: np.ndarray, params: dict, c
     one tile it is chosen once for the scene); ``ctx`` a :class:`SceneContext` (seed,
     device; the noise level is filled in here). ``progress(fraction, message)`` and
     ``cancel()`` are called per tile and inside the method.
+
+    ``executor``: None (tiles one after the other, here) or anything with ``submit(fn,
+    *args) -> future`` whose futures have ``result()`` and ``cancel()`` — a
+    ``concurrent.futures`` executor or a ``dask.distributed.Client``. The scene context is
+    fixed here first, so remote tiles compute exactly what local ones would; the blend
+    happens here, in tile order, with at most :data:`MAX_IN_FLIGHT` tiles outstanding.
     """
     H, W = int(shape[0]), int(shape[1])
     P = E.shape[1]
     overlap = default_overlap(tile_size) if overlap is None else int(overlap)
     tiles = plan_tiles(H, W, int(tile_size), overlap)
     n = len(tiles)
-    solve = spec.load()
+    spec.load()  # fails here, with the reason, when the method cannot run
     params, ctx, info = scene_context(spec, read, (H, W), E, params, ctx, choose_weight=n > 1,
                                       progress=progress, cancel=cancel)
     info["tiles"] = n
@@ -227,29 +234,35 @@ def solve_tiled(spec, read: ReadFn, shape: tuple, E: np.ndarray, params: dict, c
     sblend = None
     valid_full = np.zeros((H, W), bool)
     lams = []
-    for i, t in enumerate(tiles):
-        r0, c0, th, tw = int(t.row0), int(t.col0), int(t.height), int(t.width)
-        Y, v = read(r0, c0, th, tw)
-        v = np.asarray(v, bool) & np.all(np.isfinite(Y), axis=0)
-        valid_full[r0:r0 + th, c0:c0 + tw] |= v
-        sub = None
-        if progress is not None:
-            def sub(f, m, i=i):
-                progress((i + min(max(f, 0.0), 1.0)) / n, f"tile {i + 1}/{n}: {m}")
-        std = None
-        if v.any():
-            Yz = np.where(v[None], np.asarray(Y, np.float64), 0.0)
-            A, std, tinfo = solve(Yz, E, v, params, ctx.at(r0, c0), sub, cancel)
-            lam = tinfo.get("lam")
-            if isinstance(lam, (int, float)):
-                lams.append(float(lam))
-            for k, val in tinfo.items():
-                if n == 1 and k in ("lambda_selection", "band_weights"):
-                    info[k] = val
-                elif k != "lam" and (val is None or isinstance(val, (int, float, str, bool))):
-                    info.setdefault(f"{k}_per_tile", []).append(val)
-        else:
-            A = np.zeros((P, th, tw), np.float32)
+
+    def jobs():
+        for i, t in enumerate(tiles):
+            r0, c0, th, tw = int(t.row0), int(t.col0), int(t.height), int(t.width)
+            Y, v = read(r0, c0, th, tw)
+            v = np.asarray(v, bool) & np.all(np.isfinite(Y), axis=0)
+            valid_full[r0:r0 + th, c0:c0 + tw] |= v
+            sub = None
+            if progress is not None and executor is None:  # a remote tile reports when done
+                def sub(f, m, i=i):
+                    progress((i + min(max(f, 0.0), 1.0)) / n, f"tile {i + 1}/{n}: {m}")
+            if not v.any():
+                yield (_empty_tile, (P, th, tw))
+            else:
+                Yz = np.where(v[None], np.asarray(Y, np.float64), 0.0)
+                yield (solve_one_tile, (spec.id, Yz, E, v, params, ctx.at(r0, c0), sub,
+                                        cancel if executor is None else None))
+
+    for i, (A, std, tinfo) in enumerate(run_in_order(jobs(), executor, cancel)):
+        t = tiles[i]
+        th, tw = int(t.height), int(t.width)
+        lam = tinfo.get("lam")
+        if isinstance(lam, (int, float)):
+            lams.append(float(lam))
+        for k, val in tinfo.items():
+            if n == 1 and k in ("lambda_selection", "band_weights"):
+                info[k] = val
+            elif k != "lam" and (val is None or isinstance(val, (int, float, str, bool))):
+                info.setdefault(f"{k}_per_tile", []).append(val)
         blend.add(t, np.nan_to_num(np.asarray(A, np.float32)))
         if std is not None and sblend is None:
             sblend = TileBlender(P, H, W, overlap=overlap)
@@ -270,3 +283,47 @@ def solve_tiled(spec, read: ReadFn, shape: tuple, E: np.ndarray, params: dict, c
         S_full = sblend.result()
         S_full[:, ~valid_full] = np.nan
     return TiledResult(A_full, S_full, valid_full, info)
+
+
+# ----------------------------------------------------------------------------- executors
+#: Tiles (or row blocks) submitted to an executor and not yet blended, at most: bounds the
+#: memory of the tile data in flight.
+MAX_IN_FLIGHT = 8
+
+
+def _empty_tile(shape: tuple) -> tuple:
+    return np.zeros(shape, np.float32), None, {}
+
+
+def solve_one_tile(method_id: str, Y, E, valid, params: dict, ctx, progress=None, cancel=None) -> tuple:
+    """One tile of a spatial method, by registry id (importable and picklable, so an
+    executor's worker process can run it)."""
+    from ..methods.registry import get_method
+
+    A, std, info = get_method(method_id).load()(Y, E, valid, params, ctx, progress, cancel)
+    return A, std, dict(info or {})
+
+
+def run_in_order(jobs, executor=None, cancel=None):
+    """Results of ``jobs`` (an iterator of ``(fn, args)``) in order: run here one by one,
+    or submitted to ``executor`` with at most :data:`MAX_IN_FLIGHT` outstanding. On
+    cancel (or any error) the outstanding futures are cancelled."""
+    if executor is None:
+        for fn, args in jobs:
+            yield fn(*args)
+        return
+    from collections import deque
+
+    pending: deque = deque()
+    try:
+        for fn, args in jobs:
+            if cancel is not None and cancel():
+                raise Cancelled()
+            pending.append(executor.submit(fn, *args))
+            if len(pending) >= MAX_IN_FLIGHT:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for f in pending:
+            f.cancel()
