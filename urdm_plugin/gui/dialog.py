@@ -58,7 +58,8 @@ class UnmixDialog(DialogLayout, DialogChecks, DialogSettings, DialogExtent, Dial
         self._restore()
         self._loading = False
         self._layer_changed()
-        self.resize(760, 820)
+        screen = self.screen().availableGeometry() if hasattr(self, "screen") and self.screen() else None
+        self.resize(760, min(820, screen.height() - 60) if screen is not None else 820)
 
     def _fill_methods(self) -> None:
         from ..core.methods.registry import METHODS

@@ -20,9 +20,11 @@ from qgis.PyQt.QtWidgets import (
     QProgressBar,
     QPushButton,
     QRadioButton,
+    QScrollArea,
     QSizePolicy,
     QTableWidget,
     QVBoxLayout,
+    QWidget,
 )
 
 from .parameter_widgets import ParameterWidgets
@@ -36,10 +38,20 @@ class DialogLayout:
     """Mixed into :class:`gui.dialog.UnmixDialog`; works on its widgets."""
 
     def _build(self) -> None:
-        outer = QVBoxLayout(self)
+        # everything but the messages, progress and buttons scrolls, so the dialog fits a
+        # 1366 × 768 screen however many rows Advanced holds
+        main = QVBoxLayout(self)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.NoFrame)
+        content = QWidget()
+        scroll.setWidget(content)
+        outer = QVBoxLayout(content)
+        outer.setContentsMargins(0, 0, 0, 0)
         self.bar = QgsMessageBar(self)
         self.bar.setSizePolicy(QSizePolicy.Minimum, QSizePolicy.Fixed)
-        outer.addWidget(self.bar)
+        main.addWidget(self.bar)
+        main.addWidget(scroll, 1)
 
         # -- input
         box_in = QGroupBox("Input")
@@ -146,14 +158,14 @@ class DialogLayout:
         self.problem_label.setObjectName("problem_label")
         self.problem_label.setWordWrap(True)
         self.problem_label.setTextFormat(Qt.RichText)
-        outer.addWidget(self.problem_label)
+        main.addWidget(self.problem_label)
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)
         self.progress.setValue(0)
         self.status = QLabel("")
         self.status.setWordWrap(True)
-        outer.addWidget(self.progress)
-        outer.addWidget(self.status)
+        main.addWidget(self.progress)
+        main.addWidget(self.status)
         buttons = QHBoxLayout()
         self.preview_button = QPushButton("Preview")
         self.preview_button.setToolTip(f"Run on the current map view only (at most {PREVIEW_MAX_PIXELS}×"
@@ -168,7 +180,7 @@ class DialogLayout:
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
         buttons.addWidget(self.close_button)
-        outer.addLayout(buttons)
+        main.addLayout(buttons)
 
         # -- signals
         self.layer_combo.layerChanged.connect(self._layer_changed)
