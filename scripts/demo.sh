@@ -18,9 +18,8 @@ $PY scripts/package.py deploy "$PROFILE/profiles/default" >/dev/null
 bash scripts/qgis_process.sh --profile "$(pwd)/$PROFILE" plugins enable urdm_plugin >/dev/null
 
 read -r METHOD_ID METHOD_INDEX < <($PY - <<'PYEOF'
-from urdm_plugin.core.engine.arrays import method_ready
-from urdm_plugin.core.methods.registry import DEFAULT_METHOD, method_index
-m = DEFAULT_METHOD if method_ready(DEFAULT_METHOD)[0] else "fcls"
+from urdm_plugin.core.methods.registry import default_method, method_index
+m = default_method()
 print(m, method_index(m))
 PYEOF
 )
