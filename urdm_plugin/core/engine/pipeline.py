@@ -239,12 +239,11 @@ def _solve_blocks(plan: RunPlan, writer, keys, prog, executor=None) -> int:
 
     def jobs():
         for row0, data, valid in _iter_blocks(plan):
-            rows = data.shape[1]
             blocks.append((row0, data, valid))
             if executor is not None:
                 yield unmix_block, (plan.spec.id, data, plan.E, valid, plan.params)
             else:
-                yield _local_block, (plan, data, valid, prog, row0 / h, (row0 + rows) / h)
+                yield _local_block, (plan, data, valid, prog, row0)
 
     n_valid = 0
     for i, A in enumerate(run_in_order(jobs(), executor, prog.cancel)):
@@ -256,12 +255,13 @@ def _solve_blocks(plan: RunPlan, writer, keys, prog, executor=None) -> int:
     return n_valid
 
 
-def _local_block(plan, data, valid, prog, f0, f1):
+def _local_block(plan, data, valid, prog, row0: int):
+    """One row block solved here, reporting progress inside the block."""
     from .arrays import unmix_array_full
 
-    row0 = int(round(f0 * plan.extent[3]))
+    h, rows = plan.extent[3], data.shape[1]
     return unmix_array_full(data, plan.E, plan.spec.id, valid=valid, seed=plan.options.seed,
-                            progress=prog.sub(f0, f1, f"rows {row0 + 1}–{row0 + data.shape[1]}: "),
+                            progress=prog.sub(row0 / h, (row0 + rows) / h, f"rows {row0 + 1}–{row0 + rows}: "),
                             cancel=prog.cancel, **plan.params)[0]
 
 
