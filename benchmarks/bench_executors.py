@@ -5,6 +5,7 @@ Synthetic 384 × 384 × 60 scene, P = 4, TV with λ chosen from the scene once, 
 (16 tiles). On this project's 2-core machine two workers are the most it can show; a
 cluster of machines runs the same code (``--scheduler tcp://host:8786`` on the CLI).
 
+    .venv/bin/python -m benchmarks.bench_executors --profile quick
     .venv/bin/python -m benchmarks.run_all --only executors
 """
 
@@ -74,5 +75,16 @@ def run(profile: str = "quick", out: str | None = None) -> dict:
     return {"name": "executors", "markdown": "\n".join(lines) + "\n", "json": str(path), "rows": rows}
 
 
+def main(argv=None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--profile", choices=sorted(PROFILES), default="quick")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    print(run(args.profile, args.out)["markdown"])
+    return 0
+
+
 if __name__ == "__main__":
-    print(run(sys.argv[1] if len(sys.argv) > 1 else "quick")["markdown"])
+    raise SystemExit(main())
