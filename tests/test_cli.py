@@ -201,3 +201,25 @@ def test_workers_give_the_same_outputs(scene, tmp_path):
         assert (a == b).all(), f
     r = run_cli("unmix", tif, csv, tmp_path / "bad", "--workers", "0")
     assert r.returncode == 2 and "--workers" in r.stderr and not (tmp_path / "bad").exists()
+
+
+def test_overwrite_never_deletes_inputs_or_documents(scene, tmp_path):
+    """--overwrite pointed at the folder holding the image, the library and a document, or
+    at the current folder, is refused in one line and deletes nothing."""
+    import shutil
+
+    tif, csv, _ = scene
+    d = tmp_path / "work"
+    d.mkdir()
+    shutil.copy(tif, d / "img.tif")
+    shutil.copy(csv, d / "lib.csv")
+    (d / "thesis.docx").write_text("four years")
+    before = sorted(p.name for p in d.iterdir())
+    r = run_cli("unmix", d / "img.tif", d / "lib.csv", d, "--method", "fcls", "--overwrite")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no URDM run wrote" in r.stderr
+    assert sorted(p.name for p in d.iterdir()) == before
+    r = subprocess.run([sys.executable, "-m", "urdm_plugin", "unmix", str(d / "img.tif"), str(d / "lib.csv"), ".",
+                        "--method", "fcls", "--overwrite"], capture_output=True, text=True, cwd=str(d),
+                       env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=120)
+    assert r.returncode == 2 and "current folder" in r.stderr
+    assert sorted(p.name for p in d.iterdir()) == before

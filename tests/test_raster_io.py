@@ -312,13 +312,24 @@ def test_existing_folder_refused_and_untouched_then_replaced_at_commit(tmp_path)
         _write_run(out, info)
     assert "overwrite" in e.value.fix
     assert os.listdir(out) == ["keep.txt"] and (out / "keep.txt").read_text() == "precious"
-    # overwrite: old content stays until commit, and a failure keeps it
+    # overwriting never replaces a folder holding anything a run did not write
+    with pytest.raises(OutputError, match="keep.txt"):
+        _write_run(out, info, overwrite=True)
+    assert os.listdir(out) == ["keep.txt"] and (out / "keep.txt").read_text() == "precious"
+    # a previous run's folder is replaced: old content stays until commit, a failure keeps it
+    prev = tmp_path / "prev"
+    _write_run(prev, info, names=("Old",))
     with pytest.raises(RuntimeError):
-        _write_run(out, info, overwrite=True, fail=True)
-    assert os.listdir(out) == ["keep.txt"]
-    _write_run(out, info, overwrite=True)
-    assert "keep.txt" not in os.listdir(out) and "Tree.tif" in os.listdir(out)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif", "out"]
+        _write_run(prev, info, overwrite=True, fail=True)
+    assert "Old.tif" in os.listdir(prev)
+    _write_run(prev, info, overwrite=True)
+    assert "Old.tif" not in os.listdir(prev) and "Tree.tif" in os.listdir(prev)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif", "out", "prev"]
+    # ... unless something was added to it since
+    (prev / "notes.docx").write_text("mine")
+    with pytest.raises(OutputError, match="notes.docx"):
+        _write_run(prev, info, overwrite=True)
+    assert (prev / "notes.docx").exists() and (prev / "Tree.tif").exists()
     # an existing empty folder is fine without overwrite
     (tmp_path / "empty").mkdir()
     _write_run(tmp_path / "empty", info)

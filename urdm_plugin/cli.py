@@ -160,7 +160,7 @@ def _add_unmix(sub) -> None:
                         "inside; or a polygon vector file)")
     p.add_argument("--no-water-mask", action="store_true",
                    help="keep the atmospheric water-vapour bands (dropped by default)")
-    p.add_argument("--overwrite", action="store_true", help="replace OUTDIR if it exists")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTDIR when it holds a previous run (only files that run wrote; never the current folder)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no messages, only errors")
     p.set_defaults(func=_run_unmix)
 

@@ -53,6 +53,37 @@ def safe_filename(name: str, max_len: int = 100) -> str:
     return t
 
 
+def run_outputs(folder: Path) -> Optional[set]:
+    """Names a URDM run wrote into ``folder`` according to its run.json (with the GDAL
+    ``.aux.xml`` side files), or None when the folder holds no readable run.json."""
+    from .manifest import RunManifest
+
+    try:
+        m = RunManifest.read(folder / "run.json")
+    except OutputError:
+        return None
+    names = {"run.json", "endmembers_used.csv"}
+    names.update(str(e.get("file")) for e in m.endmembers)
+    if m.residual_file:
+        names.add(str(m.residual_file))
+    for v in m.extra_files.values():
+        if isinstance(v, str):
+            names.add(v)
+        elif isinstance(v, list):
+            names.update(str(e.get("file")) for e in v if isinstance(e, dict))
+    return names | {n + ".aux.xml" for n in names}
+
+
+def foreign_entries(folder: Path) -> list:
+    """Entries of ``folder`` that are not outputs of the URDM run recorded there (all of
+    them when there is no run.json)."""
+    allowed = run_outputs(folder) or set()
+    try:
+        return [e.name for e in folder.iterdir() if e.name not in allowed or not e.is_file() or e.is_symlink()]
+    except OSError:
+        return ["(unreadable folder)"]
+
+
 def _is_nonempty_dir(p: Path) -> bool:
     try:
         return p.is_dir() and any(p.iterdir())
@@ -125,9 +156,24 @@ class OutputWriter:
         p = self.out_dir
         if p.exists() and not p.is_dir():
             raise OutputError(f"The output path '{p}' is a file, not a folder", "Choose a folder name")
-        if _is_nonempty_dir(p) and not self.overwrite:
+        if not _is_nonempty_dir(p):
+            return
+        if not self.overwrite:
             raise OutputError(f"The output folder '{p}' already exists and is not empty",
-                              "Choose a new or empty folder, or allow overwriting (overwrite=True)")
+                              "Choose a new or empty folder, or replace a previous run there "
+                              "(--overwrite / overwrite=True)")
+        # overwriting replaces a previous run's folder and nothing else: never a folder that
+        # holds anything a run did not write (inputs, documents), nor the working folder
+        cwd = Path.cwd().resolve()
+        if p.resolve() == cwd or p.resolve() in cwd.parents:
+            raise OutputError(f"The output folder '{p}' is the current folder (or holds it); it is not replaced",
+                              "Choose a new or empty folder for the results")
+        foreign = foreign_entries(p)
+        if foreign:
+            shown = ", ".join(sorted(foreign)[:5]) + (" …" if len(foreign) > 5 else "")
+            raise OutputError(f"The output folder '{p}' holds {len(foreign)} item(s) that no URDM run wrote "
+                              f"({shown}); overwriting replaces only a previous run's folder",
+                              "Choose a new or empty folder, or move those items out first")
 
     # -- rasters ---------------------------------------------------------------------------
     def _unique_stem(self, name: str) -> str:
