@@ -223,3 +223,24 @@ def test_overwrite_never_deletes_inputs_or_documents(scene, tmp_path):
                        env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=120)
     assert r.returncode == 2 and "current folder" in r.stderr
     assert sorted(p.name for p in d.iterdir()) == before
+
+
+def test_a_failed_raster_write_is_not_committed(tmp_path):
+    """A file-size limit (like a full disk or quota) that breaks a GeoTIFF only when GDAL
+    flushes it: exit 2 naming the file, no output folder, no temporary folder left."""
+    import resource
+
+    from test_pipeline import write_scene
+
+    tif, csv, _ = write_scene(tmp_path, H=60, W=80)
+    limit = 8 * 1024  # bytes: smaller than one output raster
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    r = subprocess.run([sys.executable, "-m", "urdm_plugin", "unmix", str(tif), str(csv), str(tmp_path / "out"),
+                        "--method", "fcls", "--quiet"], capture_output=True, text=True, preexec_fn=small_files,
+                       env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert "error: Writing '" in r.stderr and "disk space" in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["library.csv", "scene.tif"]

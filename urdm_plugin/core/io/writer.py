@@ -283,15 +283,41 @@ class OutputWriter:
             raise RuntimeError("OutputWriter already committed or aborted")
 
     def _close_all(self, stats: bool) -> None:
+        """Close every raster. With ``stats`` (the commit path) also write statistics and
+        check that each file was written and reads back whole: a full disk, a quota or a
+        file-size limit may only surface when GDAL flushes or closes, and a run must not be
+        committed over a broken file. Raises :class:`OutputError` naming the file."""
+        failed = []
         for key, ds in list(self._datasets.items()):
-            if stats:
-                band = ds.GetRasterBand(1)
-                with QuietGdal():
+            with QuietGdal() as q:
+                if stats:
                     # all-nodata rasters have no statistics; GDAL reports an error we ignore
-                    band.ComputeStatistics(False)
-            ds.FlushCache()
-            self._datasets[key] = None
+                    ds.GetRasterBand(1).ComputeStatistics(False)
+                gdal.ErrorReset()
+                ds.FlushCache()
+                ds = None
+                self._datasets[key] = None  # the last reference: GDAL closes the file here
+                bad = gdal.GetLastErrorType() >= gdal.CE_Failure
+            if bad:
+                failed.append((key, q.last))
         self._datasets.clear()
+        if not stats:
+            return
+        for key, (_name, fname) in self._files.items():
+            if any(k == key for k, _m in failed):
+                continue
+            with QuietGdal() as q:
+                ds = gdal.Open(str(self.tmp_dir / fname))
+                ok = ds is not None and ds.GetRasterBand(1).Checksum() >= 0
+                ok = ok and gdal.GetLastErrorType() < gdal.CE_Failure
+                ds = None
+            if not ok:
+                failed.append((key, q.last or "it does not read back"))
+        if failed:
+            key, msg = failed[0]
+            raise OutputError(f"Writing '{self._files[key][1]}' failed ({msg.strip() or 'unknown GDAL error'})"
+                              + (f" and {len(failed) - 1} more file(s)" if len(failed) > 1 else ""),
+                              "Check free disk space, quotas and the file-size limit of the drive")
 
     def abort(self) -> None:
         """Drop everything written so far (idempotent)."""
