@@ -14,15 +14,12 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 
 from ..errors import OutputError
 from .image import ImageInfo
-
-if TYPE_CHECKING:  # pragma: no cover - typing only
-    from .writer import OutputWriter
 
 #: Manifest schema version written to ``run.json``.
 MANIFEST_SCHEMA_VERSION = 1
@@ -149,7 +146,7 @@ def build_manifest(
     version: str = "",
     seconds: float = 0.0,
     created: Optional[str] = None,
-    writer: Optional[OutputWriter] = None,
+    writer=None,  # a core.io.writer.OutputWriter (not imported: the writer imports this module)
 ) -> RunManifest:
     """The :class:`RunManifest` of a run on ``info`` (schema_version 1, see docs/ARCHITECTURE.md).
 
