@@ -24,7 +24,14 @@ class DialogChecks:
 
         if self.info is None or self.library is None or not self.checked_names():
             return None
-        return plan_run(self.info, self.library, self.build_options(), strict=False, read_pixels=False)
+        options = self.build_options()
+        c = getattr(self, "_plan_cache", None)  # (info, library, options repr, plan)
+        # _rematch and _validate ask for the same plan; the cache holds info and library,
+        # so identity compares them safely
+        if c is None or c[0] is not self.info or c[1] is not self.library or c[2] != repr(options):
+            self._plan_cache = c = (self.info, self.library, repr(options),
+                                    plan_run(self.info, self.library, options, strict=False, read_pixels=False))
+        return c[3]
 
     def _rematch(self) -> None:
         """Match the library to the layer's bands; fill the band counts and the plot."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 from typing import Optional
@@ -16,21 +15,9 @@ from qgis.core import (
     QgsWkbTypes,
 )
 
+from ..qgis_layers.extent import extent_to_window
+
 EXTENT_WHOLE, EXTENT_VIEW, EXTENT_MASK = "whole", "view", "mask"
-
-
-def extent_to_window(rect: QgsRectangle, gt, width: int, height: int) -> Optional[tuple]:
-    """Pixel window ``(col0, row0, w, h)`` of a north-up image covering ``rect`` (in the
-    image's CRS), clipped to the image; None when they do not overlap."""
-    if gt[2] != 0 or gt[4] != 0 or gt[1] == 0 or gt[5] == 0:
-        return None
-    cols = sorted(((rect.xMinimum() - gt[0]) / gt[1], (rect.xMaximum() - gt[0]) / gt[1]))
-    rows = sorted(((rect.yMaximum() - gt[3]) / gt[5], (rect.yMinimum() - gt[3]) / gt[5]))
-    c0, c1 = max(0, math.floor(cols[0])), min(width, math.ceil(cols[1]))
-    r0, r1 = max(0, math.floor(rows[0])), min(height, math.ceil(rows[1]))
-    if c1 - c0 < 1 or r1 - r0 < 1:
-        return None
-    return (int(c0), int(r0), int(c1 - c0), int(r1 - r0))
 
 
 def center_crop(window: tuple, size: int) -> tuple:

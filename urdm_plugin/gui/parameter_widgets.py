@@ -107,8 +107,12 @@ class ParameterWidgets:
     def widget(self, name: str) -> QWidget:
         return self.editors[name]
 
+    def spec(self, name: str):
+        """The registry :class:`ParamSpec` behind the editor ``name``."""
+        return self.method_params[name][0] if name in self.method_params else self.engine_options[name]
+
     def label(self, name: str) -> str:
-        spec = self.method_params[name][0] if name in self.method_params else self.engine_options[name]
+        spec = self.spec(name)
         return spec.label or spec.name
 
     def value(self, name: str) -> Any:
@@ -146,8 +150,7 @@ class ParameterWidgets:
             raw: Optional[str] = settings.value(f"{prefix}param/{name}", None, type=str)
             if not raw:
                 continue
-            spec = self.method_params[name][0] if name in self.method_params else self.engine_options[name]
             try:
-                set_value_of(w, spec.validate(raw))
+                set_value_of(w, self.spec(name).validate(raw))
             except Exception:  # noqa: BLE001 - a stale or hand-edited setting keeps the default
                 continue

@@ -7,7 +7,6 @@ each once (one ``LAMBDA`` for every regularised method: empty = automatic).
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import time
@@ -26,6 +25,7 @@ from qgis.core import (
     QgsProcessingUtils,
 )
 
+from ..qgis_layers.extent import extent_to_window
 from .base import UrdmAlgorithm
 
 #: Processing names of registry parameters whose names predate the registry-generated ones.
@@ -40,17 +40,6 @@ def processing_name(param_name: str) -> str:
 def split_names(text: str) -> list:
     """Endmember names separated by newlines or ';' (blank entries dropped)."""
     return [t.strip() for t in re.split(r"[;\n\r]+", text or "") if t.strip()]
-
-
-def extent_to_window(layer, extent) -> tuple:
-    """(col0, row0, width, height) of the layer's pixels an extent (layer CRS) covers."""
-    full = layer.extent()
-    px, py = layer.rasterUnitsPerPixelX(), layer.rasterUnitsPerPixelY()
-    c0 = max(0, int(math.floor((extent.xMinimum() - full.xMinimum()) / px)))
-    r0 = max(0, int(math.floor((full.yMaximum() - extent.yMaximum()) / py)))
-    c1 = min(layer.width(), int(math.ceil((extent.xMaximum() - full.xMinimum()) / px)))
-    r1 = min(layer.height(), int(math.ceil((full.yMaximum() - extent.yMinimum()) / py)))
-    return c0, r0, c1 - c0, r1 - r0
 
 
 class UnmixAlgorithm(UrdmAlgorithm):
@@ -119,7 +108,7 @@ class UnmixAlgorithm(UrdmAlgorithm):
         spec = METHODS[self.parameterAsEnum(parameters, self.METHOD, context)]
         params = {}
         for name, (pspec, ids) in all_params().items():
-            value = self.value_of(self, pspec, processing_name(name), parameters, context)
+            value = self.value_of(pspec, processing_name(name), parameters, context)
             if value is None or (name == "quality" and spec.id not in ids):
                 continue
             if spec.id in ids:
@@ -127,12 +116,18 @@ class UnmixAlgorithm(UrdmAlgorithm):
             else:
                 feedback.pushWarning(f"{processing_name(name)} = {value} is ignored: method {spec.id} "
                                      f"does not take it (only {', '.join(ids)}).")
-        engine = {o.name: self.value_of(self, o, processing_name(o.name), parameters, context) for o in ENGINE_OPTIONS}
+        engine = {o.name: self.value_of(o, processing_name(o.name), parameters, context) for o in ENGINE_OPTIONS}
         window = None
         if parameters.get(self.EXTENT):
             extent = self.parameterAsExtent(parameters, self.EXTENT, context, layer.crs())
             if not extent.isNull():
-                window = extent_to_window(layer, extent)
+                full = layer.extent()
+                gt = (full.xMinimum(), layer.rasterUnitsPerPixelX(), 0.0,
+                      full.yMaximum(), 0.0, -layer.rasterUnitsPerPixelY())
+                window = extent_to_window(extent, gt, layer.width(), layer.height())
+                if window is None:
+                    raise QgsProcessingException("EXTENT does not overlap the input raster. "
+                                                 "Choose an extent inside the layer, or leave it empty.")
         return UnmixOptions(
             method=spec.id, endmembers=split_names(self.parameterAsString(parameters, self.ENDMEMBERS, context))
             or None, params=params, mask_path=self.parameterAsFile(parameters, self.MASK, context) or None,

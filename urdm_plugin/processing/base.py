@@ -73,17 +73,16 @@ class UrdmAlgorithm(QgsProcessingAlgorithm):
         p.setHelp(spec.help)
         return p
 
-    @staticmethod
-    def value_of(alg, spec, name: str, parameters, context):
+    def value_of(self, spec, name: str, parameters, context):
         """The value of a parameter made by :meth:`parameter_for` (None when left empty)."""
         raw = parameters.get(name)
         if raw is None or raw == "":
             return None
         if spec.kind == "choice":
-            return spec.choices[alg.parameterAsEnum(parameters, name, context)]
+            return spec.choices[self.parameterAsEnum(parameters, name, context)]
         if spec.kind == "float":
-            return alg.parameterAsDouble(parameters, name, context)
-        return alg.parameterAsInt(parameters, name, context)
+            return self.parameterAsDouble(parameters, name, context)
+        return self.parameterAsInt(parameters, name, context)
 
     @staticmethod
     def fail(err) -> QgsProcessingException:

@@ -27,9 +27,6 @@ from ..errors import Cancelled, MethodUnavailableError, OptionError
 ProgressFn = Optional[Callable[[float, str], None]]
 CancelFn = Optional[Callable[[], bool]]
 
-#: Options of every method (besides its own parameters from the registry).
-COMMON_OPTIONS = ("device", "seed", "progress", "cancel", "valid", "tile_size", "tile_overlap", "executor")
-
 #: Pixels solved per batch by the per-pixel methods; progress and cancel run between batches.
 PIXEL_BATCH = 65536
 
@@ -56,7 +53,8 @@ def resolve_method(method: str):
     return spec
 
 
-def _as_float_arrays(Y, E) -> tuple[np.ndarray, np.ndarray]:
+def _check_arrays(Y, E) -> tuple[np.ndarray, np.ndarray]:
+    """Y as given (integers as float32), E as float64; OptionError for bad shapes or values."""
     Y = np.asarray(Y)
     E = np.asarray(E)
     if not (np.issubdtype(Y.dtype, np.number) and np.issubdtype(E.dtype, np.number)):
@@ -140,7 +138,7 @@ def unmix_array_full(Y, E, method: str = "fcls", **options: Any):
             "Reshape the pixels into their image grid, or use a per-pixel method such as fcls",
         )
     spec = resolve_method(spec.id)
-    Y, E = _as_float_arrays(Y, E)
+    Y, E = _check_arrays(Y, E)
     progress: ProgressFn = options.pop("progress", None)
     cancel: CancelFn = options.pop("cancel", None)
     valid = options.pop("valid", None)

@@ -154,7 +154,8 @@ def default_overlap(tile_size: int) -> int:
 
 
 #: ``read(row0, col0, height, width) -> (Y (B, h, w) float, valid (h, w) bool)``: the scene's
-#: data and valid mask in a window of it (scene pixel coordinates).
+#: data and valid mask in a window of it (scene pixel coordinates); ``valid`` is False at every
+#: pixel with a non-finite band (the raster reader and the array API both ensure it).
 ReadFn = Callable[[int, int, int, int], tuple]
 
 
@@ -170,10 +171,11 @@ class TiledResult:
 
 
 def _central(read: ReadFn, H: int, W: int, size: int) -> tuple:
-    hh, ww = min(H, size), min(W, size)
-    r0, c0 = (H - hh) // 2, (W - ww) // 2
+    from ..methods.weight_selection import central_window
+
+    r0, c0, hh, ww = central_window(H, W, size)
     Y, valid = read(r0, c0, hh, ww)
-    valid = np.asarray(valid, bool) & np.all(np.isfinite(Y), axis=0)
+    valid = np.asarray(valid, bool)
     return np.where(valid[None], np.asarray(Y, np.float64), 0.0), valid
 
 
@@ -239,7 +241,7 @@ def solve_tiled(spec, read: ReadFn, shape: tuple, E: np.ndarray, params: dict, c
         for i, t in enumerate(tiles):
             r0, c0, th, tw = int(t.row0), int(t.col0), int(t.height), int(t.width)
             Y, v = read(r0, c0, th, tw)
-            v = np.asarray(v, bool) & np.all(np.isfinite(Y), axis=0)
+            v = np.asarray(v, bool)
             valid_full[r0:r0 + th, c0:c0 + tw] |= v
             sub = None
             if progress is not None and executor is None:  # a remote tile reports when done
