@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -136,6 +135,97 @@ def nfe_curve(cfg) -> tuple[list, str]:
     return rows, "\n".join(md) + "\n"
 
 
+def matmul_gflops(n: int = 2048, reps: int = 5) -> float:
+    """The machine's float32 matrix-multiply rate (GFLOP/s) with torch's current threads."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2.0 * n ** 3 * reps / (time.perf_counter() - t) / 1e9
+
+
+def network_rate(model, size: int = 256, maps: int = 6, per_map: bool = True, reps: int = 3) -> float:
+    """Map pixels per second of ε_θ on ``maps`` maps of ``size``²: evaluated as the sampler
+    does (:func:`runtime.predict_noise`, one map per call on a CPU) or, ``per_map`` False,
+    as one batch in one call (the earlier implementation)."""
+    import torch
+
+    from urdm_plugin.core.diffusion.runtime import predict_noise
+
+    x = torch.randn(maps, 1, size, size)
+    with torch.inference_mode():
+        predict_noise(model, x[:1], 50)
+        t = time.perf_counter()
+        for _ in range(reps):
+            if per_map:
+                predict_noise(model, x, 50)
+            else:
+                model(x, torch.full((maps,), 50, dtype=torch.long))
+        return maps * size * size * reps / (time.perf_counter() - t)
+
+
+def flops_per_pixel(model, size: int = 64) -> float:
+    """Floating-point operations of one network evaluation per map pixel (torch's counter)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.randn(1, 1, size, size)
+    with torch.inference_mode(), FlopCounterMode(display=False) as fc:
+        model(x, torch.full((1,), 50, dtype=torch.long))
+    return fc.get_total_flops() / size ** 2
+
+
+def network(cfg) -> tuple[list, str]:
+    """Each trained prior: size, FLOPs per pixel, speed (GFLOP/s against the matmul rate), and
+    accuracy at the automatic λ and at the truth-tuned λ, paired against the shipped prior
+    over the same scenes and noise draws."""
+    from benchmarks.bench_accuracy import t_interval
+    from urdm_plugin.core.diffusion import sampler as urdm
+    from urdm_plugin.core.diffusion.runtime import get_model
+    from urdm_plugin.core.diffusion.unet import count_parameters
+
+    peak = matmul_gflops()
+    scenes = _scenes(cfg["seeds"])
+    rows = []
+    for name, wdir in trained_priors().items():
+        model = get_model("cpu", wdir)
+        fpp = flops_per_pixel(model)
+        rate = network_rate(model)
+        r = {"prior": name, "channels": model.config["base_channels"], "parameters": count_parameters(model),
+             "kflop_per_pixel": round(fpp / 1e3, 1), "mpx_per_s": round(rate / 1e6, 3),
+             "mpx_per_s_one_batch": round(network_rate(model, per_map=False) / 1e6, 3),
+             "gflops": round(fpp * rate / 1e9, 1), "matmul_gflops": round(peak, 1), "auto": [], "oracle": [],
+             "scenes": []}
+        for label, k, Y, E, A in scenes:
+            A_auto, _, info = urdm.urdm_unmix(Y, E, seed=k, weights_dir=wdir)
+            r["auto"].append(rmse(A_auto, A))
+            r["oracle"].append(min(rmse(urdm.urdm_unmix(Y, E, lam=lam, weights_dir=wdir)[0], A)
+                                   for lam in sorted(set(cfg["lam_grid"]) | {info["lam"]})))
+            r["scenes"].append(label)
+        rows.append(r)
+        print(json.dumps({k: v for k, v in r.items() if k not in ("auto", "oracle", "scenes")}), flush=True)
+    base = rows[0]
+    md = ["### The network: cost against accuracy (each trained prior; RMSE mean over scenes × seeds, "
+          "paired % against the shipped prior, 95 % interval)
+",
+          "| prior | channels | parameters | kFLOP/px | Mpx/s (per map; one batch) | GFLOP/s (matmul) "
+          "| RMSE auto λ | vs shipped | RMSE oracle λ | vs shipped |", "|---|" + "---|" * 9]
+    for r in rows:
+        cells = []
+        for key in ("auto", "oracle"):
+            rel = 100.0 * (np.asarray(r[key]) / np.asarray(base[key]) - 1.0)
+            m, lo, hi = t_interval(rel)
+            cells += [f"{np.mean(r[key]):.4f}", "—" if r is base else f"{m:+.1f} % [{lo:+.1f}, {hi:+.1f}]"]
+        md.append(f"| {r['prior']} | {r['channels']} | {r['parameters']:,} | {r['kflop_per_pixel']:.0f} "
+                  f"| {r['mpx_per_s']:.2f}; {r['mpx_per_s_one_batch']:.2f} | {r['gflops']:.0f} ({r['matmul_gflops']:.0f}) "
+                  f"| " + " | ".join(cells) + " |")
+    md.append(f"\nScenes: {', '.join(dict.fromkeys(base['scenes']))}; {cfg['seeds']} noise seeds each.")
+    return rows, "\n".join(md) + "\n"
+
+
 def _write_scene(path: Path, size: int, P: int):
     from osgeo import gdal, osr
 
@@ -180,36 +270,42 @@ def scaling(cfg) -> tuple[list, str]:
             cmd = [sys.executable, "-m", "urdm_plugin", "unmix", str(img), str(lib), str(out),
                    "--method", "urdm", "--quiet", "--no-water-mask"]
             t = time.time()
-            before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+            _pid, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS
             wall = time.time() - t
-            peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-            row = {"size": label, "P": P, "seconds": round(wall, 1),
-                   "peak_rss_mb": round(max(peak, before) / 1024, 0) if peak > before else None,
-                   "exit": proc.returncode, "stderr": proc.stderr[-300:]}
+            stderr = proc.stderr.read()
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            row = {"size": label, "P": P, "seconds": round(wall, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024),
+                   "exit": proc.returncode, "stderr": stderr[-300:]}
             rows.append(row)
             print(json.dumps(row), flush=True)
     md = ["### URDM command line, end to end (balanced preset, automatic λ, start-up included)\n",
           "| scene | P | seconds | peak RSS (MB) | exit |", "|---|---|---|---|---|"]
     for r in rows:
-        md.append(f"| {r['size']} | {r['P']} | {r['seconds']} | {r['peak_rss_mb'] or 'n/a'} | {r['exit']} |")
-    md.append("\nPeak RSS is the largest child process so far (getrusage), so it is monotone over the table.")
+        md.append(f"| {r['size']} | {r['P']} | {r['seconds']} | {r['peak_rss_mb']} | {r['exit']} |")
+    md.append("\nPeak RSS of each command (os.wait4).")
     return rows, "\n".join(md) + "\n"
 
 
-def run(profile: str = "quick") -> dict:
-    cfg = PROFILES[profile]
+PARTS = ("ablation", "nfe", "network", "scaling")
+
+
+def run(profile: str = "quick", parts=PARTS, sizes=None) -> dict:
+    cfg = dict(PROFILES[profile])
+    if sizes:
+        cfg["sizes"] = sizes
     import torch
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
-    ab_rows, ab_md = ablation(cfg)
-    nfe_rows, nfe_md = nfe_curve(cfg)
-    sc_rows, sc_md = scaling(cfg)
-    md = f"{ab_md}\n{nfe_md}\n{sc_md}\nMachine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}.\n"
+    funcs = {"ablation": ablation, "nfe": nfe_curve, "network": network, "scaling": scaling}
+    results, mds = {}, []
+    for part in parts:
+        results[part], md = funcs[part](cfg)
+        mds.append(md)
+    md = "\n".join(mds) + f"\nMachine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}.\n"
     out = ROOT / "bench_results" / "urdm.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"profile": profile, "ablation": ab_rows, "nfe": nfe_rows, "scaling": sc_rows},
-                              indent=2))
+    out.write_text(json.dumps({"profile": profile, **results}, indent=2))
     print(md)
     return {"name": "urdm", "markdown": md, "json": str(out)}
 
@@ -217,7 +313,15 @@ def run(profile: str = "quick") -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", choices=sorted(PROFILES), default="quick")
-    run(ap.parse_args(argv).profile)
+    ap.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {', '.join(PARTS)}")
+    ap.add_argument("--sizes", default="", help="scaling scenes as SIZE:P,... (e.g. 512:6,1024:6)")
+    a = ap.parse_args(argv)
+    parts = [x for x in a.parts.split(",") if x]
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        ap.error(f"unknown part(s) {', '.join(sorted(unknown))}; choose from {', '.join(PARTS)}")
+    sizes = [tuple(int(v) for v in x.split(":")) for x in a.sizes.split(",") if x]
+    run(a.profile, parts, sizes)
     return 0
 
 

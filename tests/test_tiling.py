@@ -31,6 +31,25 @@ def test_plan_covers_image_with_overlap_and_cores_partition(H, W, tile, ov):
         assert a + min(tile, H) - b >= ov
 
 
+def test_plan_uses_fewest_and_shortest_tiles():
+    """Tile work (pixels solved, overlap included) stays near the image's size: a 1024²
+    scene in tiles of at most 512 with 32 px overlap is 3 × 3 tiles of 363², not of 512²."""
+    tiles = plan_tiles(1024, 1024, 512, 32)
+    assert len(tiles) == 9 and {(t.height, t.width) for t in tiles} == {(363, 363)}
+    assert sum(t.height * t.width for t in tiles) < 1.14 * 1024 ** 2
+    rows = sorted({t.row0 for t in tiles})
+    assert min(a + 363 - b for a, b in zip(rows, rows[1:])) >= 32
+
+
+def test_tile_edge_follows_the_memory_budget():
+    from urdm_plugin.core.engine.tiling import tile_edge_for_memory
+
+    assert tile_edge_for_memory(512, 4096, 200) == 512  # the cap when memory allows
+    small = tile_edge_for_memory(512, 64, 200)
+    assert 32 <= small < 512 and 3 * small ** 2 * 200 * 8 <= 64 * 2 ** 20
+    assert tile_edge_for_memory(512, 1, 10_000) == 32  # never below 32
+
+
 def test_per_pixel_method_tilewise_equals_untiled_exactly():
     rng = np.random.default_rng(0)
     E = rng.uniform(0.05, 0.9, (20, 3))
@@ -48,15 +67,15 @@ def test_smoothing_tilewise_blends_to_untiled():
     rng = np.random.default_rng(1)
     X = gaussian_filter(rng.standard_normal((2, 90, 80)), (0, 4, 4))
     full = gaussian_filter(X, (0, 1.5, 1.5), mode="reflect")
-    blend = TileBlender(2, 90, 80, overlap=16)
-    for t in plan_tiles(90, 80, 40, 16):
+    blend = TileBlender(2, 90, 80, overlap=20)
+    for t in plan_tiles(90, 80, 48, 20):
         rs, cs = t.slices()
         blend.add(t, gaussian_filter(X[:, rs, cs], (0, 1.5, 1.5), mode="reflect"))
     out = blend.result()
     assert np.abs(out - full).max() < 1e-3 * np.abs(full).max()
     # a naive paste of the tiles (no blending) shows the seams
     paste = np.zeros_like(full)
-    for t in plan_tiles(90, 80, 40, 16):
+    for t in plan_tiles(90, 80, 48, 20):
         rs, cs = t.slices()
         paste[:, rs, cs] = gaussian_filter(X[:, rs, cs], (0, 1.5, 1.5), mode="reflect")
     assert np.abs(out - full).max() < np.abs(paste - full).max()

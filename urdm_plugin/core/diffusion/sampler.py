@@ -54,7 +54,7 @@ from ..methods.active_set import fcls, fcls_gram
 from ..methods.linear import project_simplex
 from ..methods.noise import estimate_band_sigma, estimate_noise_sigma
 from . import schedule
-from .runtime import configure_threads, get_model, pad_to_multiple, resolve_device, torch_module
+from .runtime import configure_threads, get_model, predict_noise, resolve_device, torch_module
 
 
 @dataclass(frozen=True)
@@ -157,9 +157,7 @@ def _prior_step(model, A, t: int, i: int, *, zeta, seed, origin, h, w, device):
         noise = torch.from_numpy(coordinate_noise(seed, i, K, P, origin[0], origin[1], h, w))
         xt = xt + (zeta * s1ab) * noise.reshape(K, P, N)
     xt = xt.to(device)
-    img = pad_to_multiple(xt.reshape(K * P, 1, h, w))
-    eps = model(img, torch.full((K * P,), int(t), device=device, dtype=torch.long))
-    eps = eps[..., :h, :w].reshape(K, P, N)
+    eps = predict_noise(model, xt.reshape(K * P, 1, h, w), int(t)).reshape(K, P, N)
     Z = 0.5 * (((xt - s1ab * eps) / sab).clamp(-1.0, 1.0) + 1.0)
     return Z.cpu().numpy().astype(np.float64)
 

@@ -268,7 +268,7 @@ def _local_block(plan, data, valid, prog, row0: int):
 def _solve_tiled(plan: RunPlan, writer, keys, std_keys, prog, executor=None) -> tuple:
     from ..io.image import read_window
     from ..methods.context import SceneContext
-    from .tiling import solve_tiled
+    from .tiling import solve_tiled, tile_edge_for_memory
 
     c0, r0, w, h = plan.extent
     opts = plan.options
@@ -281,7 +281,8 @@ def _solve_tiled(plan: RunPlan, writer, keys, std_keys, prog, executor=None) -> 
         return data, valid
 
     res = solve_tiled(plan.spec, read, (h, w), plan.E, plan.params,
-                      SceneContext(seed=int(opts.seed), device=opts.device), int(opts.tile_size),
+                      SceneContext(seed=int(opts.seed), device=opts.device),
+                      tile_edge_for_memory(opts.tile_size, opts.memory_mb, plan.E.shape[0]),
                       opts.tile_overlap, prog.sub(0.0, 0.9), prog.cancel, executor)
     # write abundances + residual row-block by row-block (re-reading Y for the residual)
     n_valid = 0

@@ -43,7 +43,8 @@ class UnmixOptions:
         seed: random seed (urdm sampling, automatic selection, weight choice).
         device: ``auto``, ``cpu`` or ``cuda`` (urdm only).
         memory_mb: budget for one block of image data (MiB).
-        tile_size: tile edge in pixels for spatial methods.
+        tile_size: largest tile edge in pixels for spatial methods (smaller when
+            ``memory_mb`` asks for it; see core.engine.tiling.tile_edge_for_memory).
         tile_overlap: overlap between neighbouring tiles in pixels (None: tile_size/8,
             between 4 and 32).
         overwrite: replace an existing output folder.
@@ -60,7 +61,7 @@ class UnmixOptions:
     seed: int = 0
     device: str = "auto"
     memory_mb: int = 512
-    tile_size: int = 256
+    tile_size: int = 512
     tile_overlap: Optional[int] = None
     overwrite: bool = False
     mask_water_bands: bool = True

@@ -46,18 +46,26 @@ class Tile:
         return slice(self.row0, self.row0 + self.height), slice(self.col0, self.col0 + self.width)
 
 
-def _starts(n: int, tile: int, overlap: int) -> list:
+def _axis(n: int, tile: int, overlap: int) -> tuple:
+    """(starts, size) along one axis: the fewest tiles of at most ``tile`` pixels whose
+    neighbours overlap by at least ``overlap``, each as short as that allows.
+
+    Fewest, then shortest: a fixed size makes the last tiles overlap by up to a whole tile
+    (1024 px in 512-px tiles: 3 tiles of 512, 1536 px of work per row; shortest: 3 of 363,
+    1089 px).
+    """
     if n <= tile:
-        return [0]
-    step = tile - overlap
-    k = int(np.ceil((n - tile) / step)) + 1
+        return [0], n
+    k = int(np.ceil((n - overlap) / (tile - overlap)))
+    size = min(tile, int(np.ceil((n + (k - 1) * overlap) / k)))
     # spread the tiles evenly so every overlap is at least `overlap`
-    return [int(round(i * (n - tile) / (k - 1))) for i in range(k)]
+    return [int(round(i * (n - size) / (k - 1))) for i in range(k)], size
 
 
 def plan_tiles(height: int, width: int, tile: int, overlap: int) -> list:
     """Tiles of at most ``tile`` × ``tile`` pixels covering a ``height`` × ``width`` image,
-    neighbours overlapping by at least ``overlap`` pixels (row-major order)."""
+    neighbours overlapping by at least ``overlap`` pixels (row-major order); as few tiles
+    as that allows, each as small as it can be (see :func:`_axis`)."""
     height, width, tile, overlap = int(height), int(width), int(tile), int(overlap)
     if height < 1 or width < 1:
         raise OptionError(f"Cannot tile an empty image ({height}×{width} pixels)",
@@ -65,8 +73,7 @@ def plan_tiles(height: int, width: int, tile: int, overlap: int) -> list:
     if tile < 1 or overlap < 0 or overlap * 2 >= tile:
         raise OptionError(f"Tile size {tile} with overlap {overlap} is not usable",
                           "Use a tile size of at least 32 and an overlap below half the tile size.")
-    rows, cols = _starts(height, tile, overlap), _starts(width, tile, overlap)
-    th, tw = min(tile, height), min(tile, width)
+    (rows, th), (cols, tw) = _axis(height, tile, overlap), _axis(width, tile, overlap)
 
     def cores(starts, size, n):
         out = []
@@ -79,6 +86,19 @@ def plan_tiles(height: int, width: int, tile: int, overlap: int) -> list:
     rc, cc = cores(rows, th, height), cores(cols, tw, width)
     return [Tile(r, c, th, tw, (rc[i][0], cc[j][0], rc[i][1], cc[j][1]))
             for i, r in enumerate(rows) for j, c in enumerate(cols)]
+
+
+#: Copies of a tile's data alive at once while a spatial method solves it (the reading,
+#: its zero-filled float64 copy, the method's own working copy).
+TILE_DATA_COPIES = 3
+
+
+def tile_edge_for_memory(tile_size: int, memory_mb: float, bands: int) -> int:
+    """The largest tile edge (pixels) to plan with: ``tile_size``, or less when
+    :data:`TILE_DATA_COPIES` float64 copies of a tile's ``bands`` bands would exceed
+    ``memory_mb`` MiB; never below 32."""
+    fit = int(np.sqrt(float(memory_mb) * 2 ** 20 / (max(int(bands), 1) * 8 * TILE_DATA_COPIES)))
+    return int(max(32, min(int(tile_size), fit)))
 
 
 def _ramp(n: int, lo_overlap: int, hi_overlap: int) -> np.ndarray:

@@ -74,7 +74,7 @@ class ParamSpec:
         except (TypeError, ValueError, OverflowError):
             raise OptionError(f"Option '{self.name}' must be a number{' or auto' if self.auto else ''}, got '{value}'",
                               f"Give a {self.kind} value, e.g. {example}.") from None
-        if self.kind == "int" and float(value) != int(value):
+        if self.kind == "int" and isinstance(value, float) and not value.is_integer():
             raise OptionError(f"Option '{self.name}' must be a whole number, got '{value}'",
                               f"Give an integer, e.g. {self.default}.")
         if not math.isfinite(v):
@@ -193,8 +193,10 @@ SEED = ParamSpec("seed", "int", 0, "Seed", 0, 2**63 - 1,
                  help="Random seed: automatic selection, weight choice probes and URDM sampling.")
 DEVICE = ParamSpec("device", "choice", "auto", "Device", choices=("auto", "cpu", "cuda"),
                    help="Where URDM's network runs: auto (CUDA when available), cpu or cuda.")
-TILE_SIZE = ParamSpec("tile_size", "int", 256, "Tile size", 32, 4096,
-                      help="Side of the square tiles (pixels) a spatial method works on; larger uses more memory.")
+TILE_SIZE = ParamSpec("tile_size", "int", 512, "Tile size", 32, 4096,
+                      help="Largest side of the square tiles (pixels) a spatial method works on; the run "
+                           "uses smaller tiles when the memory budget asks for it, and as few, as short "
+                           "tiles as cover the scene.")
 MEMORY_MB = ParamSpec("memory_mb", "int", 512, "Memory (MiB)", 1, 1 << 20,
                       help="Budget for one block of image data (MiB).")
 ENGINE_OPTIONS: tuple = (SEED, DEVICE, TILE_SIZE, MEMORY_MB)
