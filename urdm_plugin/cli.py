@@ -6,8 +6,9 @@ Commands
 - ``vca IMAGE N OUT.csv``: extract N endmember spectra from an image (VCA).
 
 Exit codes: 0 success; 2 bad input (one line ``error: <message>``); 130 cancelled with
-Ctrl-C (no output left behind); 1 unexpected failure (one line, details with
-``URDM_DEBUG=1``).
+Ctrl-C, 143 terminated (SIGTERM: ``timeout``, ``kill``, systemd, SLURM, ``docker stop``),
+129 hung up (SIGHUP: the terminal closed) — no output left behind in each case; 1 unexpected
+failure (one line, details with ``URDM_DEBUG=1``).
 
 Adding a command: write ``_add_<name>(subparsers)`` that builds its parser and sets
 ``func`` (a callable ``args -> int`` exit code) with ``parser.set_defaults(func=...)``,
@@ -88,6 +89,37 @@ class _CliProgress:
             self.bar = None
 
 
+class Terminated(BaseException):
+    """Raised in the main thread by SIGTERM / SIGHUP: unwinds like Ctrl-C (every output
+    writer aborts on the way out), then :func:`main` exits with 128 + the signal number."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = int(signum)
+
+
+@contextlib.contextmanager
+def _termination_signals():
+    """SIGTERM and SIGHUP raise :class:`Terminated` for the command's duration."""
+    def handler(signum, frame):
+        raise Terminated(signum)
+
+    old = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is None:  # Windows has no SIGHUP
+            continue
+        try:
+            old[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread (the tests call main() from one)
+            pass
+    try:
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
 class _CtrlC:
     """First Ctrl-C asks the run to stop at its next check (clean cancel); a second one
     interrupts at once. Either way no output is left behind."""
@@ -134,7 +166,7 @@ def _add_unmix(sub) -> None:
             f"  {PROG} unmix scene.tif usgs.sli out/ --endmember Alunite --endmember Kaolinite "
             "--method tv --lam auto --overwrite\n"
             f"  {PROG} unmix scene.tif lib.csv out/ --method urdm --quality best --samples 8 --seed 1\n"
-            "\nexit codes: 0 success, 2 bad input, 130 cancelled (Ctrl-C), 1 unexpected error"),
+            "\nexit codes: 0 success, 2 bad input, 130 cancelled (Ctrl-C), 143 terminated, 129 hung up, 1 unexpected error"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("image", metavar="IMAGE", help="hyperspectral raster (band wavelengths in its metadata)")
@@ -351,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="URDM hyperspectral unmixing from the command line (the engine of the QGIS plugin).",
         epilog=(f"example:\n  {PROG} unmix scene.tif library.csv out/ --method fcls\n"
                 f"  {PROG} <command> --help   shows each command's options\n\n"
-                "exit codes: 0 success, 2 bad input, 130 cancelled, 1 unexpected error; "
+                "exit codes: 0 success, 2 bad input, 130 cancelled, 143 terminated, 129 hung up, 1 unexpected error; "
                 "set URDM_DEBUG=1 for tracebacks"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -370,7 +402,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     debug = os.environ.get("URDM_DEBUG", "") not in ("", "0")
     try:
-        return int(args.func(args) or 0)
+        with _termination_signals():
+            return int(args.func(args) or 0)
+    except Terminated as exc:
+        name = signal.Signals(exc.signum).name
+        print(f"{'terminated' if name == 'SIGTERM' else 'hung up'} ({name}): no output was written",
+              file=sys.stderr)
+        return 128 + exc.signum
     except UrdmError as exc:
         print(f"error: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -14,7 +14,7 @@ from typing import Optional
 
 import numpy as np
 
-from .runs import read_manifest, write_manifest
+from .runs import read_manifest, resolve_run_file, write_manifest
 
 DOMINANT_FILE = "dominant.tif"
 DOMINANT_NODATA = 255
@@ -66,7 +66,7 @@ def write_dominant(run_dir: str, manifest: dict, cancel=None) -> str:
                           "Use fewer than 255 endmembers")
     srcs = []
     for em in ems:
-        ds = gdal.Open(os.path.join(run_dir, em["file"]))
+        ds = gdal.Open(resolve_run_file(run_dir, em["file"]))
         if ds is None:
             raise OutputError(f"Cannot open the abundance raster {em['file']} in {run_dir}",
                               "Check that the run folder is complete")
@@ -145,18 +145,18 @@ def prepare_run(run_json: str, dominant: bool = True, cancel=None) -> dict:
     manifest = read_manifest(run_json)
     extra = manifest.setdefault("extra_files", {})
     changed = False
-    if dominant and not (extra.get("dominant") and os.path.isfile(os.path.join(run_dir, extra["dominant"]))):
+    if dominant and not (extra.get("dominant") and os.path.isfile(resolve_run_file(run_dir, extra["dominant"]))):
         write_dominant(run_dir, manifest, cancel=cancel)
         extra["dominant"] = DOMINANT_FILE
         changed = True
     display = manifest.setdefault("display", {})
     if "residual_max" not in display and manifest.get("residual_file"):
-        p = raster_percentile(os.path.join(run_dir, manifest["residual_file"]))
+        p = raster_percentile(resolve_run_file(run_dir, manifest["residual_file"]))
         display["residual_max"] = p if p is not None and p > 0 else 1.0
         changed = True
     stds = extra.get("std") or []
     if stds and "std_max" not in display:
-        vals = [raster_percentile(os.path.join(run_dir, s["file"])) for s in stds]
+        vals = [raster_percentile(resolve_run_file(run_dir, s["file"])) for s in stds]
         vals = [v for v in vals if v is not None and v > 0]
         display["std_max"] = max(vals) if vals else 1.0
         changed = True

@@ -75,10 +75,16 @@ def resolve_run_json(path) -> str:
     return os.path.abspath(str(p))
 
 
-def _resolve_file(folder: str, name: Optional[str]) -> Optional[str]:
+def resolve_run_file(folder: str, name: Optional[str]) -> Optional[str]:
+    """The run file ``name`` inside ``folder`` (never outside it: see core.io.manifest)."""
+    from ..core.io.manifest import run_file_path
+
     if not name:
         return None
-    return name if os.path.isabs(name) else os.path.join(folder, name)
+    try:
+        return run_file_path(folder, name)
+    except OutputError as exc:
+        raise RunFileError(exc.problem, exc.fix) from None
 
 
 def _locate_image(folder: str, image: str) -> str:
@@ -119,18 +125,18 @@ def load_run(path) -> RunInfo:
     folder = os.path.dirname(run_json)
     ems = []
     for e in m["endmembers"]:
-        ems.append((str(e.get("name") or Path(e["file"]).stem), _resolve_file(folder, e["file"])))
+        ems.append((str(e.get("name") or Path(e["file"]).stem), resolve_run_file(folder, e["file"])))
     inputs = m.get("inputs") or {}
     image = _locate_image(folder, str(inputs.get("image") or ""))
     extra = m.get("extra_files") or {}
-    lib = _resolve_file(folder, extra.get("endmembers_used") or "endmembers_used.csv")
+    lib = resolve_run_file(folder, extra.get("endmembers_used") or "endmembers_used.csv")
     return RunInfo(
         run_json=run_json,
         folder=folder,
         manifest=m,
         method=str(m.get("method", "")),
         endmembers=ems,
-        residual=_resolve_file(folder, m.get("residual_file")),
+        residual=resolve_run_file(folder, m.get("residual_file")),
         image=image,
         input_name=Path(image).stem if image else Path(folder).name,
         bands_used=[int(b) for b in inputs.get("bands_used") or []],
@@ -151,13 +157,13 @@ def run_layers(run_json: str, manifest: Optional[dict] = None) -> list:
     m = manifest if manifest is not None else read_manifest(run_json)
     out = []
     for em in m.get("endmembers", []):
-        out.append((os.path.join(run_dir, em["file"]), em["name"], ROLE_ABUNDANCE, em["name"]))
+        out.append((resolve_run_file(run_dir, em["file"]), em["name"], ROLE_ABUNDANCE, em["name"]))
     extra = m.get("extra_files") or {}
     if extra.get("dominant"):
-        out.append((os.path.join(run_dir, extra["dominant"]), "dominant material", ROLE_DOMINANT, None))
+        out.append((resolve_run_file(run_dir, extra["dominant"]), "dominant material", ROLE_DOMINANT, None))
     if m.get("residual_file"):
-        out.append((os.path.join(run_dir, m["residual_file"]), "residual RMSE", ROLE_RESIDUAL, None))
+        out.append((resolve_run_file(run_dir, m["residual_file"]), "residual RMSE", ROLE_RESIDUAL, None))
     for s in extra.get("std") or []:
-        out.append((os.path.join(run_dir, s["file"]), f"{s['name']} uncertainty (std)", ROLE_UNCERTAINTY,
+        out.append((resolve_run_file(run_dir, s["file"]), f"{s['name']} uncertainty (std)", ROLE_UNCERTAINTY,
                     s["name"]))
     return out

@@ -93,6 +93,15 @@ class RunManifest:
             raise OutputError(f"'{source}' lists no endmember rasters", fix)
         if not all(isinstance(e, dict) and e.get("file") for e in ems):
             raise OutputError(f"An endmember entry in '{source}' has no file", fix)
+        for name in _listed_files(d):
+            problem = run_file_problem(name)
+            if problem:
+                raise OutputError(f"'{source}' names the file '{_shown(name)}', which {problem}; a run folder "
+                                  "only ever refers to files inside itself", fix)
+        image = (d.get("inputs") or {}).get("image") if isinstance(d.get("inputs"), dict) else None
+        if image and image_reference_problem(str(image)):
+            raise OutputError(f"'{source}' names the input image '{_shown(image)}', which "
+                              f"{image_reference_problem(str(image))}; it is not opened", fix)
         known = {f.name for f in fields(cls)} - {"other"}
         kw = {k: d[k] for k in known if k in d}
         kw.setdefault("method", "")
@@ -186,3 +195,56 @@ def build_manifest(
         seconds=float(seconds),
         created=created or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     )
+
+
+# ----------------------------------------------------------------------------- trusted paths
+def _shown(name) -> str:
+    text = "".join(ch if ch.isprintable() else "?" for ch in str(name))
+    return text if len(text) <= 80 else text[:77] + "…"
+
+
+def _listed_files(d: dict) -> list:
+    """Every file name a manifest lists: endmember rasters, residual, extra files."""
+    names = [e.get("file") for e in d.get("endmembers") or [] if isinstance(e, dict)]
+    names.append(d.get("residual_file"))
+    extra = d.get("extra_files") if isinstance(d.get("extra_files"), dict) else {}
+    for key, val in extra.items():
+        for item in val if isinstance(val, list) else [val]:
+            names.append(item.get("file") if isinstance(item, dict) else item)
+    return [n for n in names if n not in (None, "")]
+
+
+def run_file_problem(name) -> Optional[str]:
+    """Why ``name`` cannot be a file of a run folder (None when it can): the writer puts
+    every output beside run.json, so anything but a plain file name — a path, ``..``, a
+    drive, a GDAL virtual file system (/vsicurl/…) or a URL — came from elsewhere."""
+    if not isinstance(name, str):
+        return "is not a file name"
+    if name in (".", "..") or not name.strip():
+        return "is not a file name"
+    if "/" in name or "\\" in name or ":" in name or "\0" in name:
+        return "is a path, not a file name in the run folder"
+    return None
+
+
+def image_reference_problem(image: str) -> Optional[str]:
+    """Why the input-image reference of a run must not be opened (None when it may be):
+    GDAL virtual file systems and URLs would make GDAL read from a network or an archive."""
+    low = image.strip().lower()
+    if low.startswith("/vsi") or "://" in low or low.startswith("\\\\"):
+        return "is a network, virtual or remote path"
+    return None
+
+
+def run_file_path(folder: Union[str, os.PathLike], name: str) -> str:
+    """The absolute path of the run file ``name`` in ``folder``, checked to lie inside it
+    once links are followed; OutputError otherwise."""
+    problem = run_file_problem(name)
+    base = os.path.realpath(str(folder))
+    path = os.path.join(str(folder), name) if problem is None else ""
+    if problem is None and os.path.dirname(os.path.realpath(path)) != base:
+        problem = "is a link to a file outside the run folder"
+    if problem:
+        raise OutputError(f"The run file '{_shown(name)}' {problem}; it is not opened",
+                          "Use a run folder as URDM unmixing wrote it, or run the unmixing again")
+    return os.path.abspath(path)

@@ -133,7 +133,10 @@ class OutputWriter:
         parent = self.out_dir.parent
         try:
             parent.mkdir(parents=True, exist_ok=True)
+            remove_stale_partials(parent)
             self.tmp_dir = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}.tmp-", dir=parent))
+            os.chmod(self.tmp_dir, 0o777 & ~_umask())  # mkdtemp makes it 0700 whatever the umask
+            _mark_partial(self.tmp_dir)
         except OSError as exc:
             raise OutputError(f"Cannot create the output folder in '{parent}' ({exc.strerror or exc})",
                               "Choose a folder you can write to") from None
@@ -341,6 +344,7 @@ class OutputWriter:
             self._close_all(stats=True)
             (self.tmp_dir / "run.json").write_text(manifest.dumps(), encoding="utf-8")
             self._check_target()
+            (self.tmp_dir / PARTIAL_MARKER).unlink()
             self._move_into_place()
         except OSError as exc:
             self.abort()
@@ -362,9 +366,69 @@ class OutputWriter:
         # overwrite=True and a non-empty folder: swap, then delete the old one
         backup = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
         os.rename(target, backup)
+        _mark_partial(backup)  # a kill before the removal below leaves it recognisable
         try:
             os.rename(self.tmp_dir, target)
         except OSError:
             os.rename(backup, target)
+            (target / PARTIAL_MARKER).unlink(missing_ok=True)
             raise
         shutil.rmtree(backup, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- leftovers
+#: File inside a temporary run folder (and a replaced run moved aside) naming the process
+#: that owns it, so a later run can tell a killed run's leftovers from a live one's.
+PARTIAL_MARKER = ".urdm-partial"
+_PARTIAL_NAME = re.compile(r"^\..+\.(tmp|old)-[A-Za-z0-9_]+$")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _mark_partial(folder: Path) -> None:
+    import json
+    import socket
+
+    (folder / PARTIAL_MARKER).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}),
+                                         encoding="utf-8")
+
+
+def _owner_gone(marker: Path) -> bool:
+    import json
+    import socket
+
+    try:
+        owner = json.loads(marker.read_text(encoding="utf-8"))
+        pid, host = int(owner["pid"]), str(owner["host"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False  # not a marker this tool wrote: leave the folder alone
+    if host != socket.gethostname() or pid == os.getpid():
+        return False  # another machine's run (shared drive) or this very process
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, owned by someone else
+        return False
+    return False
+
+
+def remove_stale_partials(parent: Path) -> list:
+    """Remove the leftovers of killed runs in ``parent``: temporary (``.<name>.tmp-*``) and
+    moved-aside (``.<name>.old-*``) folders holding this tool's marker whose process, on
+    this machine, no longer exists. Nothing else is touched. Returns the removed paths."""
+    removed = []
+    try:
+        entries = list(Path(parent).iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        if _PARTIAL_NAME.match(entry.name) and entry.is_dir() and not entry.is_symlink():
+            if _owner_gone(entry / PARTIAL_MARKER):
+                shutil.rmtree(entry, ignore_errors=True)
+                removed.append(entry)
+    return removed
