@@ -143,3 +143,68 @@ def test_a_run_file_linked_outside_the_folder_is_not_opened(tmp_path):
     with pytest.raises(OutputError, match="link to a file outside"):
         run_file_path(run, first.name)
     assert run_file_path(run, m["endmembers"][1]["file"]).startswith(str(run))
+
+
+# ----------------------------------------------------------------------------- messages
+def test_long_cjk_names_fit_the_file_system_in_bytes():
+    from urdm_plugin.core.io.writer import safe_filename
+
+    stem = safe_filename("森" * 300)
+    assert len(stem.encode("utf-8")) <= 120 and stem.startswith("森")
+    assert len(safe_filename("a" * 300)) == 100
+
+
+def test_unreadable_wavelength_metadata_is_reported_not_matched_by_order(tmp_path):
+    import numpy as np
+    from osgeo import gdal
+
+    from urdm_plugin.core.errors import WavelengthError
+    from urdm_plugin.core.io.image import open_image
+
+    path = tmp_path / "img.tif"
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), 4, 3, 3, gdal.GDT_Float32)
+    for b, text in enumerate(["450", "5 5 0", "650"]):
+        band = ds.GetRasterBand(b + 1)
+        band.WriteArray(np.full((3, 4), 0.2, np.float32))
+        band.SetMetadataItem("wavelength", text)
+    ds = None
+    with pytest.raises(WavelengthError, match="Band 2 .* '5 5 0', which is not a number"):
+        open_image(path)
+
+
+def test_an_existing_output_folder_names_the_fix_of_each_front_end(tmp_path):
+    """The command line says --overwrite; the engine (used by QGIS, which has no such switch)
+    only says to choose another folder, never a Python keyword."""
+    from test_cli import _scene
+
+    from urdm_plugin.core.engine.pipeline import UnmixOptions, unmix_raster
+    from urdm_plugin.core.errors import OutputExistsError
+
+    tif, csv, _ = _scene(tmp_path)
+    out = tmp_path / "out"
+    unmix_raster(tif, csv, out, UnmixOptions(method="fcls"))
+    with pytest.raises(OutputExistsError) as err:
+        unmix_raster(tif, csv, out, UnmixOptions(method="fcls"))
+    assert "overwrite" not in str(err.value).lower()
+    r = subprocess.run([sys.executable, "-m", "urdm_plugin", "unmix", str(tif), str(csv), str(out), "--method", "fcls"],
+                       capture_output=True, text=True, env=ENV, timeout=120)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--overwrite" in r.stderr
+    assert "overwrite=True" not in r.stderr
+
+
+def test_one_band_names_the_band_count_not_an_internal_option(tmp_path):
+    import numpy as np
+    from osgeo import gdal
+
+    path = tmp_path / "one.tif"
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), 5, 4, 1, gdal.GDT_Float32)
+    ds.GetRasterBand(1).WriteArray(np.full((4, 5), 0.3, np.float32))
+    ds.GetRasterBand(1).SetMetadataItem("wavelength", "500")
+    ds = None
+    lib = tmp_path / "lib.csv"
+    lib.write_text("wavelength_nm,a,b,c\n500,0.1,0.5,0.9\n1000,0.2,0.4,0.8\n1500,0.3,0.3,0.2\n")
+    r = subprocess.run([sys.executable, "-m", "urdm_plugin", "unmix", str(path), str(lib), str(tmp_path / "o"),
+                        "--no-water-mask"], capture_output=True, text=True, env=ENV, timeout=120)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert "Only 1 usable band(s) for 3 endmember(s)" in r.stderr and "max_endmembers" not in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lib.csv", "one.tif"]

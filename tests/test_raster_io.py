@@ -11,7 +11,7 @@ import pytest
 from osgeo import gdal, osr
 
 from urdm_plugin.core.bands import match_library
-from urdm_plugin.core.errors import InputImageError, OutputError, WavelengthError
+from urdm_plugin.core.errors import InputImageError, OutputError, OutputExistsError, WavelengthError
 from urdm_plugin.core.io.image import iter_row_blocks, open_image, read_window, sample_pixels
 from urdm_plugin.core.io.library import SpectralLibrary, read_library
 from urdm_plugin.core.io.manifest import RunManifest, build_manifest
@@ -310,7 +310,7 @@ def test_existing_folder_refused_and_untouched_then_replaced_at_commit(tmp_path)
     (out / "keep.txt").write_text("precious")
     with pytest.raises(OutputError, match="already exists and is not empty") as e:
         _write_run(out, info)
-    assert "overwrite" in e.value.fix
+    assert isinstance(e.value, OutputExistsError) and "new or empty folder" in e.value.fix
     assert os.listdir(out) == ["keep.txt"] and (out / "keep.txt").read_text() == "precious"
     # overwriting never replaces a folder holding anything a run did not write
     with pytest.raises(OutputError, match="keep.txt"):

@@ -396,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the command line; returns the exit code (see the module docstring)."""
-    from .core.errors import Cancelled, UrdmError
+    from .core.errors import Cancelled, OutputExistsError, UrdmError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -410,6 +410,9 @@ def main(argv: Optional[List[str]] = None) -> int:
               file=sys.stderr)
         return 128 + exc.signum
     except UrdmError as exc:
+        if isinstance(exc, OutputExistsError):
+            exc = OutputExistsError(exc.problem, f"{exc.fix.rstrip('.')}, or add --overwrite to replace the "
+                                    "previous run there")
         print(f"error: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (Cancelled, KeyboardInterrupt):

@@ -307,7 +307,7 @@ def require_bands(n_bands: int, n_endmembers: int) -> None:
             f"Only {n_bands} usable band(s) for {n_endmembers} endmember(s); unmixing needs at least "
             f"{n_endmembers + 1} (endmembers + 1)",
             "Use fewer endmembers, or keep more bands (a library covering more of the image, "
-            "mask_water_bands=False, or fewer bad bands)",
+            "the water-band mask off, or fewer bad bands)",
         )
 
 

@@ -46,6 +46,12 @@ class OutputError(UrdmError):
     """The output folder cannot be created or written."""
 
 
+class OutputExistsError(OutputError):
+    """The output folder holds a previous run and replacing it was not asked for. Its fix
+    names no front end's switch: the command line adds ``--overwrite``, the Python API
+    ``overwrite=True``; QGIS front ends offer neither and keep the fix as it is."""
+
+
 class MethodUnavailableError(UrdmError):
     """The method needs something this Python does not have (e.g. torch for URDM)."""
 

@@ -235,6 +235,8 @@ def _decide(plan: RunPlan, image, library, read_pixels: bool, note) -> None:
                                   + (" window" if opts.window else ""), "Check that the mask overlaps the image")
 
     limit = plan.auto_select_limit
+    if limit < 1:  # one band: not even two endmembers can be told apart, selection or not
+        band_rules.require_bands(len(plan.bands), plan.E.shape[1])
     if plan.selection is None and plan.E.shape[1] <= limit:
         plan.selection = {"mode": "all", "names": plan.names}
     if read_pixels:

@@ -138,11 +138,13 @@ def _read_wavelengths(ds, path: str) -> tuple:
     bands = [ds.GetRasterBand(i + 1) for i in range(B)]
     # 2. per-band metadata
     per = [_norm_md(b.GetMetadata()) for b in bands]
+    unreadable = None  # (band, text) of wavelength metadata that is not a number
     if all("wavelength" in m for m in per):
         try:
             raw = np.array([float(m["wavelength"]) for m in per])
         except ValueError:
             raw = None
+            unreadable = next((i + 1, m["wavelength"]) for i, m in enumerate(per) if not _is_number(m["wavelength"]))
         if raw is not None:
             units = {m.get("wavelength_units", default.get("wavelength_units")) for m in per}
             if len(units) > 1:
@@ -187,7 +189,20 @@ def _read_wavelengths(ds, path: str) -> tuple:
             return raw * factor, None, bbl, "band descriptions", label
         if None not in factors:  # mixed explicit units: each converted by its own
             return np.array([v * f for v, f in parsed]), None, bbl, "band descriptions", "mixed"
+    if unreadable is not None:  # never fall back to matching by band order behind the user's back
+        band, text = unreadable
+        raise WavelengthError(f"Band {band} of '{path}' has the wavelength '{str(text)[:40]}', which is not a number",
+                              "Correct the band's wavelength metadata (a number, e.g. 552.3), or remove it "
+                              "from every band to match the library by band order")
     return None, None, bbl, "", ""
+
+
+def _is_number(text) -> bool:
+    try:
+        float(text)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def open_image(path: Union[str, os.PathLike]) -> ImageInfo:

@@ -19,7 +19,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 from osgeo import gdal
 
-from ..errors import InputImageError, OutputError
+from ..errors import InputImageError, OutputError, OutputExistsError
 from .gdal_quiet import QuietGdal
 from .image import ImageInfo, check_window, shifted_geotransform
 
@@ -38,13 +38,19 @@ _WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10))
 # ---------------------------------------------------------------------------------------
 
 
-def safe_filename(name: str, max_len: int = 100) -> str:
+def safe_filename(name: str, max_len: int = 100, max_bytes: int = 120) -> str:
     """A file-system-safe stem for ``name``: letters, digits, ``_ - .`` only; never empty,
-    never a path, never hidden, never a Windows device name (CON, NUL, ...)."""
+    never a path, never hidden, never a Windows device name (CON, NUL, ...); at most
+    ``max_len`` characters and ``max_bytes`` bytes in UTF-8 (file systems limit a name to
+    255 bytes, and a CJK character takes 3: the stem leaves room for suffixes like
+    ``_std.tif.aux.xml``)."""
     t = unicodedata.normalize("NFKC", str(name))
     t = re.sub(r"[^\w.-]+", "_", t, flags=re.UNICODE)
     t = re.sub(r"_+", "_", t).strip("._- ")
-    t = t[:max_len].rstrip("._- ")
+    t = t[:max_len]
+    while len(t.encode("utf-8")) > max_bytes:
+        t = t[:-1]
+    t = t.rstrip("._- ")
     if not t:
         t = "endmember"
     head, dot, tail = t.partition(".")
@@ -133,13 +139,10 @@ class OutputWriter:
         parent = self.out_dir.parent
         try:
             parent.mkdir(parents=True, exist_ok=True)
-            remove_stale_partials(parent)
-            self.tmp_dir = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}.tmp-", dir=parent))
-            os.chmod(self.tmp_dir, 0o777 & ~_umask())  # mkdtemp makes it 0700 whatever the umask
-            _mark_partial(self.tmp_dir)
         except OSError as exc:
             raise OutputError(f"Cannot create the output folder in '{parent}' ({exc.strerror or exc})",
                               "Choose a folder you can write to") from None
+        self.tmp_dir: Optional[Path] = None  # made on entering the `with` block
         self._datasets: dict = {}
         self._files: dict = {}  # key -> (name, filename)
         self._used = {RESIDUAL_KEY.lower()}
@@ -148,6 +151,23 @@ class OutputWriter:
 
     # -- context manager ------------------------------------------------------------------
     def __enter__(self) -> OutputWriter:
+        # The temporary folder is made here, not in __init__, so that no moment exists
+        # where it is on disk but no `with` block would remove it (a signal arriving
+        # between construction and entry would otherwise leave it behind).
+        parent = self.out_dir.parent
+        try:
+            remove_stale_partials(parent)
+            self.tmp_dir = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}.tmp-", dir=parent))
+            os.chmod(self.tmp_dir, 0o777 & ~_umask())  # mkdtemp makes it 0700 whatever the umask
+            _mark_partial(self.tmp_dir)
+        except BaseException as exc:
+            if self.tmp_dir is not None:
+                shutil.rmtree(self.tmp_dir, ignore_errors=True)
+            self._done = True
+            if isinstance(exc, OSError):
+                raise OutputError(f"Cannot create the output folder in '{parent}' ({exc.strerror or exc})",
+                                  "Choose a folder you can write to") from None
+            raise
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
@@ -162,9 +182,8 @@ class OutputWriter:
         if not _is_nonempty_dir(p):
             return
         if not self.overwrite:
-            raise OutputError(f"The output folder '{p}' already exists and is not empty",
-                              "Choose a new or empty folder, or replace a previous run there "
-                              "(--overwrite / overwrite=True)")
+            raise OutputExistsError(f"The output folder '{p}' already exists and is not empty",
+                                    "Choose a new or empty folder")
         # overwriting replaces a previous run's folder and nothing else: never a folder that
         # holds anything a run did not write (inputs, documents), nor the working folder
         cwd = Path.cwd().resolve()
@@ -284,6 +303,8 @@ class OutputWriter:
     def _require_open(self) -> None:
         if self._done:
             raise RuntimeError("OutputWriter already committed or aborted")
+        if self.tmp_dir is None:
+            raise RuntimeError("OutputWriter is used in a `with` block (it makes its folder on entry)")
 
     def _close_all(self, stats: bool) -> None:
         """Close every raster. With ``stats`` (the commit path) also write statistics and
@@ -330,7 +351,8 @@ class OutputWriter:
         try:
             self._close_all(stats=False)
         finally:
-            shutil.rmtree(self.tmp_dir, ignore_errors=True)
+            if self.tmp_dir is not None:
+                shutil.rmtree(self.tmp_dir, ignore_errors=True)
 
     def commit(self, manifest) -> str:
         """Finish: statistics, ``run.json`` (a :class:`core.io.manifest.RunManifest`), rename into place.
