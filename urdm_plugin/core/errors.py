@@ -52,6 +52,11 @@ class OutputExistsError(OutputError):
     ``overwrite=True``; QGIS front ends offer neither and keep the fix as it is."""
 
 
+class WorkerLostError(UrdmError):
+    """A worker process (local pool or Dask cluster) died while it held part of the run,
+    more often than the executor retries; nothing was written."""
+
+
 class MethodUnavailableError(UrdmError):
     """The method needs something this Python does not have (e.g. torch for URDM)."""
 

@@ -182,6 +182,44 @@ def _match_report(report) -> dict:
                      "summary": report.summary()})
 
 
+@dataclass(frozen=True)
+class ExtentReader:
+    """Windows of a run's extent, read from the image file with the mask applied:
+    ``reader(row0, col0, height, width) -> (data (nb, h, w) float32, valid (h, w) bool)``
+    in extent pixels (a :data:`core.engine.tiling.ReadFn`).
+
+    Picklable and small: :meth:`window` gives the reader of one window (its own mask slice),
+    which an executor ships instead of the pixels, so a worker process or a Dask worker
+    reads its own tile or row block through GDAL (a cluster needs the image on a path every
+    worker can open: a shared file system).
+    """
+
+    info: Any  # core.io.image.ImageInfo
+    bands: tuple
+    col0: int
+    row0: int
+    mask: Optional[np.ndarray] = None  # (h, w) over this reader's area, True = use
+
+    def __call__(self, ty: int, tx: int, th: int, tw: int) -> tuple:
+        from ..io.image import read_window
+
+        data, valid = read_window(self.info, list(self.bands), self.col0 + tx, self.row0 + ty, tw, th)
+        valid = np.asarray(valid, bool)
+        if self.mask is not None:
+            valid = valid & self.mask[ty:ty + th, tx:tx + tw]
+        return data, valid
+
+    def window(self, ty: int, tx: int, th: int, tw: int) -> ExtentReader:
+        """The reader of the window (ty, tx, th, tw); its coordinates start at that window."""
+        mask = None if self.mask is None else np.ascontiguousarray(self.mask[ty:ty + th, tx:tx + tw])
+        return ExtentReader(self.info, self.bands, self.col0 + tx, self.row0 + ty, mask)
+
+
+def extent_reader(plan: RunPlan) -> ExtentReader:
+    c0, r0, _w, _h = plan.extent
+    return ExtentReader(plan.info, tuple(int(b) for b in plan.bands), int(c0), int(r0), plan.mask)
+
+
 #: Pixels per chunk of the residual computation (the float32 temporaries stay in cache).
 RESIDUAL_CHUNK = 8192
 
@@ -231,28 +269,45 @@ def _write_block(plan, writer, keys, A, data, valid, row0) -> int:
 
 
 def _solve_blocks(plan: RunPlan, writer, keys, prog, executor=None) -> int:
-    from .arrays import unmix_block
+    """Per-pixel methods, row block by row block: here (reading each block), or on an
+    executor whose workers read, solve and compute the residual of their own blocks."""
+    from ..io.image import row_blocks
     from .tiling import run_in_order
 
-    h = plan.extent[3]
+    h, w = plan.extent[3], plan.extent[2]
     blocks = []
 
     def jobs():
-        for row0, data, valid in _iter_blocks(plan):
-            blocks.append((row0, data, valid))
-            if executor is not None:
-                yield unmix_block, (plan.spec.id, data, plan.E, valid, plan.params)
-            else:
+        if executor is None:
+            for row0, data, valid in _iter_blocks(plan):
+                blocks.append((row0, data.shape[1]))
                 yield _local_block, (plan, data, valid, prog, row0)
+            return
+        reader = extent_reader(plan)
+        for row0, rows in row_blocks(plan.info, plan.bands, int(plan.options.memory_mb), plan.extent):
+            blocks.append((row0, rows))
+            yield solve_rows, (plan.spec.id, reader.window(row0, 0, rows, w), rows, w, plan.E, plan.params)
 
     n_valid = 0
-    for i, A in enumerate(run_in_order(jobs(), executor, prog.cancel)):
-        row0, data, valid = blocks[i]
-        blocks[i] = None  # the block's data is written; let it go
-        rows = data.shape[1]
-        n_valid += _write_block(plan, writer, keys, A, data, valid, row0)
+    for i, (A, resid, valid) in enumerate(run_in_order(jobs(), executor, prog.cancel)):
+        row0, rows = blocks[i]
+        A = np.nan_to_num(A, nan=0.0)
+        _write_rows(writer, keys, A, valid, row0)
+        _write_rows(writer, ["residual_rmse"], resid[None], valid, row0)
+        n_valid += int(valid.sum())
         prog((row0 + rows) / h, f"Unmixed rows {row0 + 1}–{row0 + rows} of {h}")
     return n_valid
+
+
+def solve_rows(method_id: str, reader: ExtentReader, rows: int, width: int, E, params: dict) -> tuple:
+    """One row block (``rows`` × ``width``) of a per-pixel method, read through ``reader``
+    where this runs (an executor's worker): (A (P, rows, w) float32, residual RMSE
+    (rows, w), valid (rows, w))."""
+    from .arrays import unmix_block
+
+    data, valid = reader(0, 0, rows, width)
+    A = unmix_block(method_id, data, E, valid, params)
+    return A, _residual_rmse(data, E, np.nan_to_num(A, nan=0.0)), valid
 
 
 def _local_block(plan, data, valid, prog, row0: int):
@@ -260,26 +315,20 @@ def _local_block(plan, data, valid, prog, row0: int):
     from .arrays import unmix_array_full
 
     h, rows = plan.extent[3], data.shape[1]
-    return unmix_array_full(data, plan.E, plan.spec.id, valid=valid, seed=plan.options.seed,
-                            progress=prog.sub(row0 / h, (row0 + rows) / h, f"rows {row0 + 1}–{row0 + rows}: "),
-                            cancel=prog.cancel, **plan.params)[0]
+    A = unmix_array_full(data, plan.E, plan.spec.id, valid=valid, seed=plan.options.seed,
+                         progress=prog.sub(row0 / h, (row0 + rows) / h, f"rows {row0 + 1}–{row0 + rows}: "),
+                         cancel=prog.cancel, **plan.params)[0]
+    return A, _residual_rmse(data, plan.E, np.nan_to_num(A, nan=0.0)), valid
 
 
 def _solve_tiled(plan: RunPlan, writer, keys, std_keys, prog, executor=None) -> tuple:
-    from ..io.image import read_window
     from ..methods.context import SceneContext
     from .tiling import solve_tiled, tile_edge_for_memory
 
-    c0, r0, w, h = plan.extent
+    _c0, _r0, w, h = plan.extent
     opts = plan.options
 
-    def read(ty, tx, th, tw):
-        data, valid = read_window(plan.info, plan.bands, c0 + tx, r0 + ty, tw, th)
-        valid = np.asarray(valid, bool)
-        if plan.mask is not None:
-            valid = valid & plan.mask[ty:ty + th, tx:tx + tw]
-        return data, valid
-
+    read = extent_reader(plan)  # an executor's workers read their own tiles through it
     res = solve_tiled(plan.spec, read, (h, w), plan.E, plan.params,
                       SceneContext(seed=int(opts.seed), device=opts.device),
                       tile_edge_for_memory(opts.tile_size, opts.memory_mb, plan.E.shape[0]),

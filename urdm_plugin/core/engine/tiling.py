@@ -257,26 +257,30 @@ def solve_tiled(spec, read: ReadFn, shape: tuple, E: np.ndarray, params: dict, c
     valid_full = np.zeros((H, W), bool)
     lams = []
 
+    # with an executor and a reader that can hand out windows (the raster pipeline's), each
+    # worker reads its own tile; otherwise tiles are read here and their pixels shipped
+    remote_read = executor is not None and hasattr(read, "window")
+
     def jobs():
         for i, t in enumerate(tiles):
             r0, c0, th, tw = int(t.row0), int(t.col0), int(t.height), int(t.width)
+            if remote_read:
+                yield (read_and_solve_tile, (spec.id, read.window(r0, c0, th, tw), th, tw, E, params,
+                                             ctx.at(r0, c0)))
+                continue
             Y, v = read(r0, c0, th, tw)
             v = np.asarray(v, bool)
-            valid_full[r0:r0 + th, c0:c0 + tw] |= v
             sub = None
             if progress is not None and executor is None:  # a remote tile reports when done
                 def sub(f, m, i=i):
                     progress((i + min(max(f, 0.0), 1.0)) / n, f"tile {i + 1}/{n}: {m}")
-            if not v.any():
-                yield (_empty_tile, (P, th, tw))
-            else:
-                Yz = np.where(v[None], np.asarray(Y, np.float64), 0.0)
-                yield (solve_one_tile, (spec.id, Yz, E, v, params, ctx.at(r0, c0), sub,
-                                        cancel if executor is None else None))
+            yield (_solve_read_tile, (spec.id, Y, v, E, params, ctx.at(r0, c0), sub,
+                                      cancel if executor is None else None))
 
-    for i, (A, std, tinfo) in enumerate(run_in_order(jobs(), executor, cancel)):
+    for i, (A, std, tinfo, v) in enumerate(run_in_order(jobs(), executor, cancel)):
         t = tiles[i]
         th, tw = int(t.height), int(t.width)
+        valid_full[t.row0:t.row0 + th, t.col0:t.col0 + tw] |= np.asarray(v, bool)
         lam = tinfo.get("lam")
         if isinstance(lam, (int, float)):
             lams.append(float(lam))
@@ -317,6 +321,22 @@ def _empty_tile(shape: tuple) -> tuple:
     return np.zeros(shape, np.float32), None, {}
 
 
+def _solve_read_tile(method_id: str, Y, valid, E, params: dict, ctx, progress=None, cancel=None) -> tuple:
+    """A tile whose data was read: (A, std, info, valid); no valid pixel gives zeros."""
+    v = np.asarray(valid, bool)
+    if not v.any():
+        return (*_empty_tile((E.shape[1], *v.shape)), v)
+    Yz = np.where(v[None], np.asarray(Y, np.float64), 0.0)
+    return (*solve_one_tile(method_id, Yz, E, v, params, ctx, progress, cancel), v)
+
+
+def read_and_solve_tile(method_id: str, reader, height: int, width: int, E, params: dict, ctx) -> tuple:
+    """Read a tile through ``reader`` where this runs (an executor's worker: the pixels never
+    travel) and solve it: (A, std, info, valid)."""
+    Y, v = reader(0, 0, height, width)
+    return _solve_read_tile(method_id, Y, v, E, params, ctx)
+
+
 def solve_one_tile(method_id: str, Y, E, valid, params: dict, ctx, progress=None, cancel=None) -> tuple:
     """One tile of a spatial method, by registry id (importable and picklable, so an
     executor's worker process can run it)."""
@@ -343,9 +363,29 @@ def run_in_order(jobs, executor=None, cancel=None):
                 raise Cancelled()
             pending.append(executor.submit(fn, *args))
             if len(pending) >= MAX_IN_FLIGHT:
-                yield pending.popleft().result()
+                yield _result(pending.popleft())
         while pending:
-            yield pending.popleft().result()
+            yield _result(pending.popleft())
     finally:
         for f in pending:
             f.cancel()
+
+
+#: Exceptions by which executors report a dead worker (by name: neither is imported here).
+_WORKER_LOST = {"BrokenProcessPool": "a worker process of the local pool ended abruptly",
+                "KilledWorker": "Dask workers died each time they ran the same part (Dask retried it)"}
+
+
+def _result(future):
+    """``future.result()``; a lost worker becomes one clear :class:`WorkerLostError`."""
+    try:
+        return future.result()
+    except Exception as exc:
+        why = _WORKER_LOST.get(type(exc).__name__)
+        if why is None:
+            raise
+        from ..errors import WorkerLostError
+
+        raise WorkerLostError(f"The run stopped: {why}; nothing was written",
+                              "Check the workers' memory (a killed process is often out of memory) and "
+                              "logs, then run again, with fewer workers or a smaller tile size") from None

@@ -371,9 +371,29 @@ def rows_per_block(info: ImageInfo, n_bands: int, memory_mb: float = 512, width:
     return max(1, int(memory_mb * 2**20 // per_row))
 
 
+def row_blocks(info: ImageInfo, bands: Optional[Sequence[int]] = None, memory_mb: float = 512,
+               window: Optional[Sequence[int]] = None) -> list:
+    """``[(row0, rows)]``: the full-width row blocks :func:`iter_row_blocks` reads, with
+    ``row0`` counted from the window's first row — whole storage-block rows per block
+    (each file block decoded once), each block's data within ``memory_mb`` MB."""
+    bl = _bands_list(info, bands)
+    c0, r0, W, H = (0, 0, info.width, info.height) if window is None else (int(v) for v in window)
+    check_window(info, c0, r0, W, H)
+    step = rows_per_block(info, len(bl), memory_mb, W)
+    ds = _open_dataset(info.path)
+    try:
+        bh = ds.GetRasterBand(bl[0] + 1).GetBlockSize()[1]
+    finally:
+        ds = None
+    if 1 < bh <= step:
+        step -= step % bh
+    return [(r, min(step, H - r)) for r in range(0, H, step)]
+
+
 def iter_row_blocks(info: ImageInfo, bands: Optional[Sequence[int]] = None, memory_mb: float = 512,
                     window: Optional[Sequence[int]] = None, require_valid: bool = True) -> Iterator[RowBlock]:
-    """Iterate over blocks of full-width rows whose data fits ``memory_mb`` MB.
+    """Iterate over blocks of full-width rows whose data fits ``memory_mb`` MB
+    (the blocks of :func:`row_blocks`).
 
     ``bands`` 0-based (None = all). With ``window=(col0, row0, w, h)`` only that part is
     read and ``RowBlock.row0`` counts from the window's first row. When
@@ -382,17 +402,11 @@ def iter_row_blocks(info: ImageInfo, bands: Optional[Sequence[int]] = None, memo
     """
     bl = _bands_list(info, bands)
     c0, r0, W, H = (0, 0, info.width, info.height) if window is None else (int(v) for v in window)
-    check_window(info, c0, r0, W, H)
-    step = rows_per_block(info, len(bl), memory_mb, W)
+    blocks = row_blocks(info, bands, memory_mb, (c0, r0, W, H))
     ds = _open_dataset(info.path)
-    # whole tile/strip rows per block, so each file block is decoded once
-    bh = ds.GetRasterBand(bl[0] + 1).GetBlockSize()[1]
-    if 1 < bh <= step:
-        step -= step % bh
     seen = False
     try:
-        for r in range(0, H, step):
-            h = min(step, H - r)
+        for r, h in blocks:
             data, valid = _read(ds, info, bl, c0, r0 + r, W, h)
             # drop this dataset's cached raw blocks: they are not read again, and a
             # scene larger than RAM must not pile up in GDAL's block cache
