@@ -208,3 +208,73 @@ def test_one_band_names_the_band_count_not_an_internal_option(tmp_path):
     assert r.returncode == 2 and r.stderr.count("\n") == 1
     assert "Only 1 usable band(s) for 3 endmember(s)" in r.stderr and "max_endmembers" not in r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lib.csv", "one.tif"]
+
+
+# ----------------------------------------------------------------------------- numerics
+def _cube_tif(path: Path, Y, wl) -> Path:
+    from osgeo import gdal
+
+    B, H, W = Y.shape
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), W, H, B, gdal.GDT_Float32)
+    for b in range(B):
+        band = ds.GetRasterBand(b + 1)
+        band.WriteArray(Y[b].astype("float32"))
+        band.SetMetadataItem("wavelength", f"{wl[b]:.3f}")
+    ds = None
+    return path
+
+
+def test_values_beyond_reflectance_are_refused_with_the_scale_advice(tmp_path):
+    from test_cli import _scene
+
+    import numpy as np
+
+    tif, csv, sc = _scene(tmp_path)
+    big = _cube_tif(tmp_path / "radiance.tif", sc.Y * 1e9, sc.wavelengths_nm)
+    r = subprocess.run([sys.executable, "-m", "urdm_plugin", "unmix", str(big), str(csv), str(tmp_path / "o"),
+                        "--method", "fcls", "--no-water-mask"], capture_output=True, text=True, env=ENV, timeout=120)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert "not reflectance" in r.stderr and "scale factor" in r.stderr
+    assert not (tmp_path / "o").exists()
+    assert np.isfinite(sc.Y).all()
+
+
+def test_corrupt_pixels_become_nodata_and_abundances_stay_feasible(tmp_path):
+    """A few pixels with garbage (1e30, 1e15) among good ones: a warning, those pixels are
+    nodata, every other pixel's abundances are finite, non-negative and sum to one."""
+    import numpy as np
+    from osgeo import gdal
+    from test_cli import _scene
+
+    tif, csv, sc = _scene(tmp_path)
+    Y = sc.Y.copy()
+    Y[5, 1, 1], Y[:, 4, 7], Y[9, 10, 2] = 1e30, 1e15, -3e13
+    bad = _cube_tif(tmp_path / "corrupt.tif", Y, sc.wavelengths_nm)
+    for method in ("fcls", "urdm"):
+        out = tmp_path / method
+        r = subprocess.run([sys.executable, "-m", "urdm_plugin", "unmix", str(bad), str(csv), str(out), "--method",
+                            method, "--no-water-mask", "--lam", "0.3"] if method == "urdm" else
+                           [sys.executable, "-m", "urdm_plugin", "unmix", str(bad), str(csv), str(out), "--method",
+                            method, "--no-water-mask"], capture_output=True, text=True, env=ENV, timeout=300)
+        assert r.returncode == 0, r.stderr
+        A = np.stack([gdal.Open(str(out / f"{n}.tif")).ReadAsArray() for n in ("Grass", "Asphalt", "Water")])
+        nodata = A[0] == -9999.0
+        assert nodata[1, 1] and nodata[4, 7] and nodata[10, 2]
+        good = A[:, ~nodata]
+        assert np.isfinite(good).all() and good.min() >= 0 and np.allclose(good.sum(0), 1, atol=1e-5)
+
+
+def test_the_array_api_never_returns_abundances_from_out_of_range_pixels():
+    import numpy as np
+
+    from urdm_plugin.core.engine.arrays import unmix_array
+    from urdm_plugin.core.synthetic import make_scene
+
+    sc = make_scene(height=12, width=10, n_endmembers=3, snr_db=40, seed=1_000_301, n_bands=30)
+    Y = sc.Y.copy()
+    Y[:, 2, 3] *= 1e15
+    for method in ("fcls", "nnls", "tv"):
+        A = unmix_array(Y, sc.E, method=method, **({"lam": 0.01, "max_iter": 30} if method == "tv" else {}))
+        assert np.isnan(A[:, 2, 3]).all()
+        rest = np.delete(A.reshape(3, -1), 2 * 10 + 3, axis=1)
+        assert np.isfinite(rest).all()

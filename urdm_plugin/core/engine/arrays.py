@@ -23,6 +23,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from ..errors import Cancelled, MethodUnavailableError, OptionError
+from ..limits import MAX_MAGNITUDE
 
 ProgressFn = Optional[Callable[[float, str], None]]
 CancelFn = Optional[Callable[[], bool]]
@@ -161,7 +162,7 @@ def unmix_array_full(Y, E, method: str = "fcls", **options: Any):
     if spec.spatial:
         def read(r0, c0, h, w):
             Yt = Y[:, r0:r0 + h, c0:c0 + w]
-            v = np.all(np.isfinite(Yt), axis=0)
+            v = np.all(np.abs(Yt) <= MAX_MAGNITUDE, axis=0)  # also False where not finite
             return Yt, (v if valid is None else v & valid[r0:r0 + h, c0:c0 + w])
 
         res = solve_tiled(spec, read, spatial_shape, E, params, SceneContext(seed=seed, device=device),

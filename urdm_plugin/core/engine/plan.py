@@ -164,8 +164,8 @@ def read_sample(info, bands, extent) -> np.ndarray:
             n = min(per, hi - lo)
             runs.append((int(lo + (hi - lo - n) // 2), int(n)))
     cols = []
-    for r, n in runs:
-        data, valid = read_window(info, bands, c0, r0 + r, w, n)
+    for r, n in runs:  # unlimited magnitude: the plan judges the values (_in_range)
+        data, valid = read_window(info, bands, c0, r0 + r, w, n, max_magnitude=None)
         cols.append(data.reshape(data.shape[0], -1)[:, valid.reshape(-1)])
     return np.concatenate(cols, axis=1) if cols else np.zeros((len(bands), 0), np.float32)
 
@@ -240,7 +240,7 @@ def _decide(plan: RunPlan, image, library, read_pixels: bool, note) -> None:
     if plan.selection is None and plan.E.shape[1] <= limit:
         plan.selection = {"mode": "all", "names": plan.names}
     if read_pixels:
-        plan.sample = read_sample(info, plan.bands, plan.extent)
+        plan.sample = _in_range(read_sample(info, plan.bands, plan.extent), info, plan.warnings, note)
     if plan.selection is None:
         if plan.sample is None:
             plan.selection = {"mode": "automatic-pending", "from": len(plan.names), "max": limit}
@@ -251,6 +251,28 @@ def _decide(plan: RunPlan, image, library, read_pixels: bool, note) -> None:
         for w in band_rules.check_reflectance_scale(plan.sample.astype(np.float64), plan.E):
             plan.warnings.append(w)
             note(0.9, "warning: " + w)
+
+
+def _in_range(sample: np.ndarray, info, warnings: list, note) -> np.ndarray:
+    """The sample's pixels within ±MAX_MAGNITUDE; refuses a scene most of whose pixels are
+    beyond it (not reflectance: a missing scale factor), warns about a few (corruption)."""
+    from ..limits import MAX_MAGNITUDE
+
+    if not sample.shape[1]:
+        return sample
+    big = (np.abs(sample) > MAX_MAGNITUDE).any(axis=0)
+    if big.mean() > 0.5:
+        raise InputImageError(
+            f"The values of '{Path(str(info.path)).name}' reach {float(np.abs(sample).max()):.3g}; beyond "
+            f"{MAX_MAGNITUDE:.0e} they are not reflectance (0–1) nor scaled reflectance",
+            "Give the image its scale factor (band scale metadata, or ENVI 'reflectance scale factor') "
+            "or convert it to reflectance first")
+    if big.any():
+        msg = (f"{int(big.sum())} of {big.size} sampled pixels have values beyond {MAX_MAGNITUDE:.0e} "
+               "(corrupt data?); such pixels are treated as nodata")
+        warnings.append(msg)
+        note(0.6, "warning: " + msg)
+    return sample[:, ~big]
 
 
 def _select_automatically(plan: RunPlan, limit: int, note) -> None:

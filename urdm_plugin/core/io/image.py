@@ -30,6 +30,7 @@ import numpy as np
 from osgeo import gdal
 
 from ..errors import InputImageError, WavelengthError
+from ..limits import MAX_MAGNITUDE
 from .gdal_quiet import QuietGdal
 from .units import (
     infer_unit_factor,
@@ -291,7 +292,8 @@ def _nodata_match(raw: np.ndarray, nodata: Optional[float]) -> Optional[np.ndarr
 _BAND_GROUP = 64
 
 
-def _read(ds, info: ImageInfo, bands: list, col0: int, row0: int, w: int, h: int) -> tuple:
+def _read(ds, info: ImageInfo, bands: list, col0: int, row0: int, w: int, h: int,
+          max_magnitude: Optional[float] = MAX_MAGNITUDE) -> tuple:
     data = np.empty((len(bands), h, w), dtype=np.float32)
     valid = np.ones((h, w), dtype=bool)
     for g0 in range(0, len(bands), _BAND_GROUP):
@@ -312,7 +314,9 @@ def _read(ds, info: ImageInfo, bands: list, col0: int, row0: int, w: int, h: int
             np.multiply(raw[j], info.scales[b], out=out, casting="unsafe")
             if info.offsets[b]:
                 out += np.float32(info.offsets[b])
-            if raw.dtype.kind == "f" or info.scales[b] > 3e38:  # integers scaled normally stay finite
+            if max_magnitude is not None:  # NaN and ±inf fail the comparison too
+                valid &= np.abs(out) <= max_magnitude
+            elif raw.dtype.kind == "f" or info.scales[b] > 3e38:  # integers scaled normally stay finite
                 valid &= np.isfinite(out)
         del raw
     if not valid.all():
@@ -329,17 +333,18 @@ def check_window(info: ImageInfo, col0: int, row0: int, w: int, h: int) -> None:
 
 
 def read_window(info: ImageInfo, bands: Optional[Sequence[int]], col0: int, row0: int, width: int,
-                height: int) -> tuple:
+                height: int, max_magnitude: Optional[float] = MAX_MAGNITUDE) -> tuple:
     """Read a window: ``(data (nb, h, w) float32 scaled, valid (h, w) bool)``.
 
-    ``bands`` are 0-based (None = all). Invalid pixels (any band nodata or not finite)
-    hold 0 in ``data``.
+    ``bands`` are 0-based (None = all). Invalid pixels (any band nodata, not finite, or
+    beyond ±``max_magnitude`` — :data:`core.limits.MAX_MAGNITUDE`; None: no limit, only
+    finiteness) hold 0 in ``data``.
     """
     bl = _bands_list(info, bands)
     check_window(info, col0, row0, width, height)
     ds = _open_dataset(info.path)
     try:
-        return _read(ds, info, bl, col0, row0, width, height)
+        return _read(ds, info, bl, col0, row0, width, height, max_magnitude)
     finally:
         ds = None
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import OptionError
+from ..limits import MAX_MAGNITUDE
 
 CHUNK = 32768  # pixels per block: B=200 float64 → ~50 MB
 
@@ -58,8 +59,9 @@ def _rhs(Y: np.ndarray, E: np.ndarray, s: int, e: int, buf=None):
     pixels into ``buf`` (B × ``RHS_BLOCK``; allocated here when not given) that stay in
     cache for the float64 product, so the result is exactly that of the float64 data.
     A pixel is non-finite iff its column of c is: NaN or ±inf in y always reaches Eᵀy
-    (0·inf = NaN), so the test runs on P rather than B values per pixel. Such columns
-    are zeroed (the solvers then mark them NaN).
+    (0·inf = NaN), so the test runs on P rather than B values per pixel. So does the
+    magnitude test: a column of c larger than data within ±:data:`core.limits.MAX_MAGNITUDE`
+    can give is out of range too. Such columns are zeroed (the solvers mark them NaN).
     """
     ET = E.T
     n = e - s
@@ -77,6 +79,8 @@ def _rhs(Y: np.ndarray, E: np.ndarray, s: int, e: int, buf=None):
                 np.copyto(y, Y[:, s + b:s + b + m], casting="unsafe")
                 np.matmul(ET, y, out=C[:, b:b + m])
     finite = np.isfinite(C).all(axis=0)
+    # |c_p| ≤ M·Σ_b|E_bp| whenever every |y_b| ≤ M: beyond it the pixel is out of range
+    finite &= (np.abs(C) <= MAX_MAGNITUDE * np.abs(E).sum(axis=0)[:, None]).all(axis=0)
     if not finite.all():
         C[:, ~finite] = 0.0
     return C, finite
