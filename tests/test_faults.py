@@ -278,3 +278,43 @@ def test_the_array_api_never_returns_abundances_from_out_of_range_pixels():
         assert np.isnan(A[:, 2, 3]).all()
         rest = np.delete(A.reshape(3, -1), 2 * 10 + 3, axis=1)
         assert np.isfinite(rest).all()
+
+
+# ----------------------------------------------------------------------------- responsiveness
+def test_a_refused_output_folder_is_reported_before_any_reading(tmp_path, monkeypatch):
+    from test_cli import _scene
+
+    from urdm_plugin.core.engine import pipeline
+    from urdm_plugin.core.engine.pipeline import UnmixOptions, unmix_raster
+    from urdm_plugin.core.errors import OutputExistsError
+
+    tif, csv, _ = _scene(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+
+    def no_planning(*a, **k):
+        raise AssertionError("the run was planned before its output folder was checked")
+
+    monkeypatch.setattr(pipeline, "plan_run", no_planning)
+    with pytest.raises(OutputExistsError):
+        unmix_raster(tif, csv, out, UnmixOptions(method="fcls"))
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_automatic_selection_reports_progress_and_can_be_cancelled():
+    import numpy as np
+
+    from urdm_plugin.core.errors import Cancelled
+    from urdm_plugin.core.methods.selection import select_endmembers
+
+    rng = np.random.default_rng(0)
+    E = rng.uniform(0.05, 0.9, (40, 300))
+    Y = E[:, :3] @ rng.dirichlet(np.ones(3), 400).T
+    seen = []
+    select_endmembers(Y, E, max_endmembers=5, progress=lambda f, m: seen.append(f))
+    assert len(seen) >= 10 and seen == sorted(seen)
+    calls = []
+    with pytest.raises(Cancelled):
+        select_endmembers(Y, E, max_endmembers=5, cancel=lambda: calls.append(1) or len(calls) > 2)
+    assert len(calls) == 3  # stopped at the third check, not after the whole sample

@@ -98,10 +98,16 @@ class Terminated(BaseException):
         self.signum = int(signum)
 
 
+#: Signals received by the handler below: raised inside an extension module's import, the
+#: exception reaches main() as ImportError("initialization failed"), so main() asks here.
+_received: list = []
+
+
 @contextlib.contextmanager
 def _termination_signals():
     """SIGTERM and SIGHUP raise :class:`Terminated` for the command's duration."""
     def handler(signum, frame):
+        _received.append(signum)
         raise Terminated(signum)
 
     old = {}
@@ -405,10 +411,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         with _termination_signals():
             return int(args.func(args) or 0)
     except Terminated as exc:
-        name = signal.Signals(exc.signum).name
-        print(f"{'terminated' if name == 'SIGTERM' else 'hung up'} ({name}): no output was written",
-              file=sys.stderr)
-        return 128 + exc.signum
+        return _terminated(exc.signum)
     except UrdmError as exc:
         if isinstance(exc, OutputExistsError):
             exc = OutputExistsError(exc.problem, f"{exc.fix.rstrip('.')}, or add --overwrite to replace the "
@@ -419,6 +422,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("cancelled: no output was written", file=sys.stderr)
         return EXIT_CANCELLED
     except Exception as exc:  # noqa: BLE001 - last line of defence: one line, no traceback
+        if _received:  # the signal surfaced as another exception (e.g. during an import)
+            return _terminated(_received[-1])
         if debug:
             import traceback
 
@@ -426,6 +431,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"error: unexpected {type(exc).__name__}: {_one_line(str(exc))} "
               "(run with URDM_DEBUG=1 for details)", file=sys.stderr)
         return EXIT_FAILURE
+
+
+def _terminated(signum: int) -> int:
+    name = signal.Signals(signum).name
+    print(f"{'terminated' if name == 'SIGTERM' else 'hung up'} ({name}): no output was written", file=sys.stderr)
+    return 128 + signum
 
 
 def _one_line(text: str) -> str:

@@ -93,7 +93,8 @@ def unmix_raster(
         executor: None (solve here) or a ``concurrent.futures`` executor or
             ``dask.distributed.Client``: the tiles of spatial methods, the row blocks of
             per-pixel ones, are solved there once the scene-wide context is fixed (same
-            outputs; reading and writing stay here).
+            outputs): each task reads its own window of the image (see :class:`ExtentReader`),
+            writing stays here.
 
     Returns:
         :class:`RunResult` with the final folder, the manifest (run.json content) and the
@@ -104,10 +105,14 @@ def unmix_raster(
     reflectance units), ``<name>_std.tif`` for urdm with ``params['samples'] > 1``,
     ``endmembers_used.csv`` (spectra on the bands used) and ``run.json``.
     """
+    from ..io.writer import check_output_folder
+
     t0 = time.perf_counter()
+    opts = options or UnmixOptions()
+    check_output_folder(out_dir, opts.overwrite)  # before any reading or selection
     prog = _Progress(progress, cancel)
     prog.stage(0.0, 0.05)
-    plan = plan_run(str(image_path), library, options or UnmixOptions(), progress=prog)
+    plan = plan_run(str(image_path), library, opts, progress=prog)
     c0, r0, W, H = plan.extent
     P = plan.E.shape[1]
     prog(1.0, f"Unmixing {W}×{H} pixels with {plan.spec.id}, {P} endmembers, {len(plan.bands)} bands")

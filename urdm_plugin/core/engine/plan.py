@@ -282,8 +282,9 @@ def _select_automatically(plan: RunPlan, limit: int, note) -> None:
     if plan.sample.shape[1] < max(limit, 2):
         raise InputImageError("Too few valid pixels to select endmembers automatically",
                               "Name the endmembers to use, or check the image's nodata")
+    # the stage's progress also polls the run's cancel (the pipeline's _Progress does)
     res = select_endmembers(plan.sample.astype(np.float64), plan.E, names=plan.names, max_endmembers=limit,
-                            seed=plan.options.seed)
+                            seed=plan.options.seed, progress=lambda f, m: note(0.6 + 0.1 * f, m))
     idx = [int(i) for i in np.asarray(res).ravel()]
     report = {k: jsonable(v) for k, v in res.as_dict().items()}
     plan.E = plan.E[:, idx]

@@ -97,6 +97,46 @@ def _is_nonempty_dir(p: Path) -> bool:
         return True
 
 
+def check_output_folder(out_dir: Union[str, os.PathLike], overwrite: bool = False) -> None:
+    """Refuse an output folder before any work (OutputError naming the fix): a file, a
+    non-empty folder without ``overwrite``, with ``overwrite`` anything but a previous run's
+    folder (or the current folder), or a place this user cannot create it in."""
+    p = Path(out_dir).absolute()
+    if p.exists() and not p.is_dir():
+        raise OutputError(f"The output path '{p}' is a file, not a folder", "Choose a folder name")
+    if not _is_nonempty_dir(p):
+        _check_creatable(p)
+        return
+    if not overwrite:
+        raise OutputExistsError(f"The output folder '{p}' already exists and is not empty",
+                                "Choose a new or empty folder")
+    # overwriting replaces a previous run's folder and nothing else: never a folder that
+    # holds anything a run did not write (inputs, documents), nor the working folder
+    cwd = Path.cwd().resolve()
+    if p.resolve() == cwd or p.resolve() in cwd.parents:
+        raise OutputError(f"The output folder '{p}' is the current folder (or holds it); it is not replaced",
+                          "Choose a new or empty folder for the results")
+    foreign = foreign_entries(p)
+    if foreign:
+        shown = ", ".join(sorted(foreign)[:5]) + (" …" if len(foreign) > 5 else "")
+        raise OutputError(f"The output folder '{p}' holds {len(foreign)} item(s) that no URDM run wrote "
+                          f"({shown}); overwriting replaces only a previous run's folder",
+                          "Choose a new or empty folder, or move those items out first")
+    _check_creatable(p.parent)  # the old run is moved aside there
+
+
+def _check_creatable(p: Path) -> None:
+    """The nearest existing ancestor of ``p`` must be a folder this user can write into."""
+    anc = p
+    while not anc.exists() and anc.parent != anc:
+        anc = anc.parent
+    if not anc.is_dir():
+        raise OutputError(f"The output folder '{p}' cannot be made: '{anc}' is a file", "Choose a folder name")
+    if not os.access(anc, os.W_OK | os.X_OK):
+        raise OutputError(f"The output folder '{p}' cannot be made: '{anc}' is not writable for you",
+                          "Choose a folder you can write to")
+
+
 class OutputWriter:
     """Writes one run's rasters and files, all or nothing.
 
@@ -176,26 +216,7 @@ class OutputWriter:
         return False
 
     def _check_target(self) -> None:
-        p = self.out_dir
-        if p.exists() and not p.is_dir():
-            raise OutputError(f"The output path '{p}' is a file, not a folder", "Choose a folder name")
-        if not _is_nonempty_dir(p):
-            return
-        if not self.overwrite:
-            raise OutputExistsError(f"The output folder '{p}' already exists and is not empty",
-                                    "Choose a new or empty folder")
-        # overwriting replaces a previous run's folder and nothing else: never a folder that
-        # holds anything a run did not write (inputs, documents), nor the working folder
-        cwd = Path.cwd().resolve()
-        if p.resolve() == cwd or p.resolve() in cwd.parents:
-            raise OutputError(f"The output folder '{p}' is the current folder (or holds it); it is not replaced",
-                              "Choose a new or empty folder for the results")
-        foreign = foreign_entries(p)
-        if foreign:
-            shown = ", ".join(sorted(foreign)[:5]) + (" …" if len(foreign) > 5 else "")
-            raise OutputError(f"The output folder '{p}' holds {len(foreign)} item(s) that no URDM run wrote "
-                              f"({shown}); overwriting replaces only a previous run's folder",
-                              "Choose a new or empty folder, or move those items out first")
+        check_output_folder(self.out_dir, self.overwrite)
 
     # -- rasters ---------------------------------------------------------------------------
     def _unique_stem(self, name: str) -> str:

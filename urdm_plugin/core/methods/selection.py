@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import nnls as _scipy_nnls
 
-from ..errors import OptionError
+from ..errors import Cancelled, OptionError
 
 DEFAULT_THRESHOLD = 0.02  # keep spectra carrying ≥ 2 % of the sample's total abundance
 MAX_AUTO = 20  # default cap on automatically selected endmembers
@@ -85,7 +85,7 @@ def check_endmember_count(n_endmembers: int, bands: int) -> None:
 
 def select_endmembers(Y: np.ndarray, E: np.ndarray, names=None, max_endmembers=None,
                       threshold: float = DEFAULT_THRESHOLD, n_sample: int = 2000,
-                      seed: int = 0, tau: float = PRUNE_TAU) -> SelectionResult:
+                      seed: int = 0, tau: float = PRUNE_TAU, progress=None, cancel=None) -> SelectionResult:
     """Pick the library spectra present in the scene.
 
     Args:
@@ -134,7 +134,13 @@ def select_endmembers(Y: np.ndarray, E: np.ndarray, names=None, max_endmembers=N
     usable = norms > 0
     En = np.where(usable, E / np.where(usable, norms, 1.0), 0.0)
     A = np.zeros((M, Y.shape[1]))
-    for k in range(Y.shape[1]):
+    n = Y.shape[1]
+    for k in range(n):
+        if k % 25 == 0:  # a large library takes seconds per hundred pixels: stay responsive
+            if cancel is not None and cancel():
+                raise Cancelled()
+            if progress is not None:
+                progress(k / n, f"selecting endmembers: pixel {k} of {n} against {M} spectra")
         A[:, k] = _scipy_nnls(En, Y[:, k])[0]
     A *= np.where(usable, 1.0 / np.where(usable, norms, 1.0), 0.0)[:, None]  # back to abundances
     tot = A.sum(axis=0, keepdims=True)
