@@ -243,4 +243,5 @@ def test_a_failed_raster_write_is_not_committed(tmp_path):
                        env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=120)
     assert r.returncode == 2, r.stderr
     assert "error: Writing '" in r.stderr and "disk space" in r.stderr
+    assert r.stderr.count("\n") == 1, r.stderr  # GDAL's own ERROR lines are folded into ours
     assert sorted(p.name for p in tmp_path.iterdir()) == ["library.csv", "scene.tif"]

@@ -23,6 +23,7 @@ import contextlib
 import os
 import signal
 import sys
+import warnings
 from pathlib import Path
 from typing import Callable, List, Optional
 
@@ -408,7 +409,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     debug = os.environ.get("URDM_DEBUG", "") not in ("", "0")
     try:
-        with _termination_signals():
+        with _termination_signals(), warnings.catch_warnings():
+            if not debug:  # numpy's RuntimeWarnings (0/0 on an empty tile …) would break the one line
+                warnings.simplefilter("ignore", RuntimeWarning)
             return int(args.func(args) or 0)
     except Terminated as exc:
         return _terminated(exc.signum)

@@ -279,10 +279,11 @@ class OutputWriter:
         if valid is not None:
             bad |= ~np.asarray(valid, dtype=bool)
         a[bad] = NODATA
-        err = ds.GetRasterBand(1).WriteArray(a, int(col0), int(row0))
+        with QuietGdal() as q:  # GDAL's message goes into ours, not to stderr
+            err = ds.GetRasterBand(1).WriteArray(a, int(col0), int(row0))
         if err != 0:
-            raise OutputError(f"Writing to '{self._files[key][1]}' failed ({gdal.GetLastErrorMsg()})",
-                              "Check free disk space")
+            raise OutputError(f"Writing to '{self._files[key][1]}' failed ({q.last or 'unknown GDAL error'})",
+                              "Check free disk space, quotas and the file-size limit of the drive")
 
     def write_text(self, filename: str, text: str) -> str:
         """Write a text file (UTF-8) into the output folder; ``filename`` must be a plain
@@ -333,15 +334,17 @@ class OutputWriter:
         file-size limit may only surface when GDAL flushes or closes, and a run must not be
         committed over a broken file. Raises :class:`OutputError` naming the file."""
         failed = []
-        for key, ds in list(self._datasets.items()):
+        for key in list(self._datasets):  # keys only: no other reference may keep a file open
             with QuietGdal() as q:
+                ds = self._datasets.pop(key)
+                if ds is None:
+                    continue
                 if stats:
                     # all-nodata rasters have no statistics; GDAL reports an error we ignore
                     ds.GetRasterBand(1).ComputeStatistics(False)
                 gdal.ErrorReset()
                 ds.FlushCache()
-                ds = None
-                self._datasets[key] = None  # the last reference: GDAL closes the file here
+                ds = None  # the last reference: GDAL closes the file here, inside QuietGdal
                 bad = gdal.GetLastErrorType() >= gdal.CE_Failure
             if bad:
                 failed.append((key, q.last))
