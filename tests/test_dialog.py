@@ -122,11 +122,11 @@ def test_no_overlap_and_too_few_bands_block_run(project_with_scene, qgis_iface, 
     QgsProject.instance().addMapLayer(layer)
     dlg.layer_combo.setLayer(layer)
     dlg.library_widget.setFilePath(str(lib))
-    dlg.set_checked(["a", "b", "c"])
-    assert not dlg.run_button.isEnabled()
-    assert any(p.startswith("Only 3 usable band(s) for 3 endmember(s)") for p in dlg.problems)
-    dlg.set_checked(["a", "b"])
+    dlg.set_checked(["a", "b", "c"])  # more than 3 bands support: selected from the ticked ones
     assert dlg.problems == [] and dlg.run_button.isEnabled()
+    assert "3 spectra ticked, more than the 2 the run can use" in dlg.selection_hint.text()
+    dlg.set_checked(["a", "b"])
+    assert dlg.problems == [] and dlg.run_button.isEnabled() and dlg.selection_hint.text() == ""
 
 
 def test_unknown_unit_and_scale_warnings_shown(project_with_scene, qgis_iface, scene, tmp_path):

@@ -49,7 +49,8 @@ def test_metadata_only_plan_defers_automatic_selection(scene, tmp_path):
     assert len(lib) > AUTO_SELECT_ABOVE
     quick = plan_run(tif, lib, UnmixOptions(), read_pixels=False)
     assert quick.ok and quick.sample is None
-    assert quick.selection == {"mode": "automatic-pending", "from": len(lib), "max": AUTO_SELECT_ABOVE}
+    assert quick.selection == {"mode": "automatic-pending", "from": len(lib), "max": AUTO_SELECT_ABOVE,
+                               "subset": False}
     full = plan_run(tif, lib, UnmixOptions())
     assert full.selection["mode"] == "automatic" and 1 <= len(full.names) <= AUTO_SELECT_ABOVE
     assert any("selected" in w for w in full.warnings)
@@ -79,3 +80,24 @@ def test_sample_spreads_over_the_extent_in_few_blocks(tmp_path):
     assert Y.shape[1] == SAMPLE_ROWS * W
     assert seen.min() < 16 and seen.max() >= H - 16  # first and last block rows
     assert len(np.unique(seen // 16)) == SAMPLE_BLOCKS
+
+
+def test_too_many_given_spectra_are_selected_from_not_refused(tmp_path):
+    """A subset larger than the run can use (the dialog's ticked rows) goes through automatic
+    selection among those spectra only, and says so."""
+    from test_cli import _scene
+
+    from urdm_plugin.core.engine.plan import UnmixOptions, plan_run
+    from urdm_plugin.core.io.library import SpectralLibrary, read_library
+
+    tif, csv, sc = _scene(tmp_path)
+    lib = read_library(csv)
+    rng = np.random.default_rng(3)
+    extra = np.clip(lib.spectra[:, :1] + rng.normal(0, 0.05, (lib.spectra.shape[0], 30)), 0.01, 1)
+    big = SpectralLibrary(list(lib.names) + [f"decoy {i}" for i in range(30)], lib.wavelengths_nm,
+                          np.hstack([lib.spectra, extra]))
+    ticked = list(lib.names) + [f"decoy {i}" for i in range(25)]  # 28 > 20
+    plan = plan_run(tif, big, UnmixOptions(method="fcls", endmembers=ticked))
+    assert plan.selection["mode"] == "automatic" and plan.selection["subset"] is True
+    assert set(plan.names) <= set(ticked) and 1 <= len(plan.names) <= 20
+    assert any(w.startswith("28 spectra were given, more than the 20") for w in plan.warnings)

@@ -99,8 +99,9 @@ class DialogChecks:
         warnings.extend(getattr(self, "_scale_warnings", []) or [])
         sel = plan.selection if plan is not None else None
         if sel and sel.get("mode") == "automatic-pending":
-            self.selection_hint.setText(f"All {sel['from']} spectra ticked: the run selects up to "
-                                        f"{sel['max']} of them automatically from the image.")
+            which = f"{sel['from']} spectra ticked" if sel.get("subset") else f"All {sel['from']} spectra ticked"
+            self.selection_hint.setText(f"{which}, more than the {sel['max']} the run can use: it selects up "
+                                        f"to {sel['max']} of them automatically from the image.")
         else:
             self.selection_hint.setText("")
         if plan is None:

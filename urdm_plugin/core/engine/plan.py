@@ -33,9 +33,9 @@ class UnmixOptions:
 
     Attributes:
         method: registry id (``fcls``, ``scls``, ``nnls``, ``ucls``, ``tv``, ``urdm``).
-        endmembers: library spectrum names to use, or None (whole library, or automatic
-            selection when it holds more spectra than the bands support or more than
-            :data:`AUTO_SELECT_ABOVE`).
+        endmembers: library spectrum names to use, or None (the whole library). When the
+            spectra (all, or these) are more than the bands support or more than
+            :data:`AUTO_SELECT_ABOVE`, automatic selection picks among them.
         max_endmembers: upper bound for automatic selection (None: bands − 1, at most 20).
         params: the method's parameters from the registry, e.g. ``{"lam": "auto",
             "quality": "fast", "samples": 8}`` (urdm with ``samples`` > 1 also writes
@@ -217,9 +217,9 @@ def _decide(plan: RunPlan, image, library, read_pixels: bool, note) -> None:
     if len(lib) < 1:
         raise LibraryError(f"The library {plan.library_label} holds no spectra",
                            "Give a library with at least one spectrum")
-    if opts.endmembers:
+    given = bool(opts.endmembers)
+    if given:  # a subset (the dialog's ticked rows): used as it is, or selected from when too many
         lib = lib.select(list(opts.endmembers))  # LibraryError names unknown ones
-        plan.selection = {"mode": "given", "names": list(lib.names)}
     plan.library = lib
     plan.matched = matched = band_rules.match_library(info, lib, mask_water_bands=opts.mask_water_bands)
     plan.bands = [int(b) for b in matched.band_indices]
@@ -237,15 +237,16 @@ def _decide(plan: RunPlan, image, library, read_pixels: bool, note) -> None:
     limit = plan.auto_select_limit
     if limit < 1:  # one band: not even two endmembers can be told apart, selection or not
         band_rules.require_bands(len(plan.bands), plan.E.shape[1])
-    if plan.selection is None and plan.E.shape[1] <= limit:
-        plan.selection = {"mode": "all", "names": plan.names}
+    if plan.E.shape[1] <= limit:
+        plan.selection = {"mode": "given" if given else "all", "names": plan.names}
     if read_pixels:
         plan.sample = _in_range(read_sample(info, plan.bands, plan.extent), info, plan.warnings, note)
     if plan.selection is None:
         if plan.sample is None:
-            plan.selection = {"mode": "automatic-pending", "from": len(plan.names), "max": limit}
+            plan.selection = {"mode": "automatic-pending", "from": len(plan.names), "max": limit,
+                              "subset": given}
             return
-        _select_automatically(plan, limit, note)
+        _select_automatically(plan, limit, note, given)
     band_rules.require_bands(len(plan.bands), plan.E.shape[1])
     if plan.sample is not None and plan.sample.shape[1]:
         for w in band_rules.check_reflectance_scale(plan.sample.astype(np.float64), plan.E):
@@ -275,7 +276,7 @@ def _in_range(sample: np.ndarray, info, warnings: list, note) -> np.ndarray:
     return sample[:, ~big]
 
 
-def _select_automatically(plan: RunPlan, limit: int, note) -> None:
+def _select_automatically(plan: RunPlan, limit: int, note, subset: bool = False) -> None:
     from ..io.manifest import jsonable
     from ..methods.selection import select_endmembers
 
@@ -290,8 +291,10 @@ def _select_automatically(plan: RunPlan, limit: int, note) -> None:
     plan.E = plan.E[:, idx]
     plan.names = [plan.names[i] for i in idx]
     plan.selection = {**report, "mode": "automatic", "from": len(plan.matched.names), "max": limit,
-                      "names": plan.names}
-    msg = (f"Library holds {len(plan.matched.names)} spectra, more than {limit} the run can use; "
-           f"selected {len(plan.names)} automatically: {', '.join(plan.names)}")
+                      "names": plan.names, "subset": subset}
+    held = f"{len(plan.matched.names)} spectra were given" if subset else \
+        f"Library holds {len(plan.matched.names)} spectra"
+    msg = (f"{held}, more than the {limit} the run can use; selected {len(plan.names)} of them "
+           f"automatically: {', '.join(plan.names)}")
     plan.warnings.append(msg)
     note(0.7, msg)
