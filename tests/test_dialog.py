@@ -67,7 +67,8 @@ def test_layer_and_library_fill_table_and_plot(project_with_scene, qgis_iface, s
     assert dlg.checked_names() == scene["names"]
     n_used = dlg.matched.report.n_used
     assert 3 < n_used <= 30
-    assert {dlg.table.item(i, 2).text() for i in range(3)} == {str(n_used)}
+    assert dlg.library_summary.text() == "Bands: " + dlg.matched.report.summary()  # once, not per row
+    assert dlg.tick_count.text() == "3 of 3 ticked"
     assert dlg.plot.names == scene["names"]
     assert dlg.problems == [] and dlg.run_button.isEnabled()
     # unticking a spectrum removes it from the plot and the run
@@ -275,3 +276,37 @@ def test_method_parameters_come_from_the_registry(project_with_scene, qgis_iface
     assert dlg.build_options().params == {}  # "automatic" is the registry's default: nothing to pass
     dlg.parameters.widget("max_iter").setValue(77)
     assert dlg.build_options().params == {"max_iter": 77}
+
+
+def test_a_large_library_is_filtered_ticked_and_sorted(project_with_scene, qgis_iface, scene, tmp_path):
+    """498 spectra: the filter shows matching names only, All / None / Invert act on those,
+    sorting the table keeps the run's endmembers in library order."""
+    import numpy as np
+
+    base = np.loadtxt(scene["library"], delimiter=",", skiprows=1)
+    rng = np.random.default_rng(0)
+    names = [f"{'Actinolite' if i % 3 else 'Kaolinite'} sample {i:03d} long descriptive name NMNH{80000 + i}"
+             for i in range(498)]
+    spectra = np.clip(base[:, 1:2] + rng.normal(0, 0.02, (base.shape[0], 498)), 0.01, 1)
+    lib = tmp_path / "big.csv"
+    lib.write_text("wavelength_nm," + ",".join(names) + "\n" + "".join(
+        f"{base[r, 0]}," + ",".join(f"{v:.5f}" for v in spectra[r]) + "\n" for r in range(base.shape[0])))
+    dlg = make_dialog(qgis_iface, lib, tmp_path)
+    assert dlg.table.rowCount() == 498 and dlg.tick_count.text() == "498 of 498 ticked"
+    assert dlg.table.item(5, 0).toolTip() == names[5]  # the full name, however narrow the column
+    dlg.library_filter.setText("kaolinite")
+    shown = [i for i in range(498) if not dlg.table.isRowHidden(i)]
+    assert len(shown) == 166 and all("Kaolinite" in dlg.table.item(i, 0).text() for i in shown)
+    dlg.tick_none_button.click()
+    assert len(dlg.checked_names()) == 332  # only the shown rows were unticked
+    dlg.tick_invert_button.click()
+    assert len(dlg.checked_names()) == 498
+    dlg.library_filter.setText("")
+    dlg.tick_none_button.click()
+    assert dlg.checked_names() == [] and any("Tick at least one" in p for p in dlg.problems)
+    dlg.library_filter.setText("sample 00")
+    dlg.tick_all_button.click()  # ten spectra: few enough to use as they are
+    dlg.table.sortItems(0, 1)  # descending by name
+    assert dlg.checked_names() == [n for n in names if "sample 00" in n]  # library order
+    assert dlg.tick_count.text() == "10 of 498 ticked"
+    assert dlg.build_options().endmembers == [n for n in names if "sample 00" in n]

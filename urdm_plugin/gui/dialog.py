@@ -182,6 +182,7 @@ class UnmixDialog(DialogLayout, DialogChecks, DialogSettings, DialogExtent, Dial
 
     def _fill_table(self) -> None:
         self.table.blockSignals(True)
+        self.table.setSortingEnabled(False)  # rows are filled by index
         self.table.setRowCount(0)
         if self.library is not None:
             names = list(self.library.names)
@@ -189,30 +190,65 @@ class UnmixDialog(DialogLayout, DialogChecks, DialogSettings, DialogExtent, Dial
             self.table.setRowCount(len(names))
             for i, name in enumerate(names):
                 it = QTableWidgetItem(name)
+                it.setToolTip(name)
+                it.setData(Qt.UserRole, i)  # library order, for sorting back
                 self.table.setItem(i, 0, it)
                 chk = QTableWidgetItem()
                 chk.setFlags(Qt.ItemIsUserCheckable | Qt.ItemIsEnabled)
                 chk.setCheckState(Qt.Unchecked if name in saved else Qt.Checked)
                 self.table.setItem(i, 1, chk)
-                self.table.setItem(i, 2, QTableWidgetItem("–"))
+        self.table.horizontalHeader().setSortIndicator(-1, Qt.AscendingOrder)  # library order until clicked
+        self.table.setSortingEnabled(True)
         self.table.blockSignals(False)
+        self._filter_rows(self.library_filter.text())
+        self._update_count()
 
     def checked_names(self) -> list:
+        """Ticked spectra, in library order (whatever the table's sort order)."""
         out = []
         for i in range(self.table.rowCount()):
             if self.table.item(i, 1).checkState() == Qt.Checked:
-                out.append(self.table.item(i, 0).text())
-        return out
+                out.append((self.table.item(i, 0).data(Qt.UserRole), self.table.item(i, 0).text()))
+        return [name for _i, name in sorted(out)]
 
     def set_checked(self, names) -> None:
         names = set(names)
+        self.table.blockSignals(True)
         for i in range(self.table.rowCount()):
             self.table.item(i, 1).setCheckState(Qt.Checked if self.table.item(i, 0).text() in names else Qt.Unchecked)
+        self.table.blockSignals(False)
+        self._ticks_changed()
+
+    def _filter_rows(self, text: str) -> None:
+        """Hide the rows whose name does not contain ``text`` (case-insensitive)."""
+        t = (text or "").strip().lower()
+        for i in range(self.table.rowCount()):
+            self.table.setRowHidden(i, bool(t) and t not in self.table.item(i, 0).text().lower())
+
+    def _tick_shown(self, how: str) -> None:
+        """Tick ("all"), untick ("none") or invert ("invert") the rows the filter shows."""
+        self.table.blockSignals(True)  # one update at the end, not one per row
+        for i in range(self.table.rowCount()):
+            if self.table.isRowHidden(i):
+                continue
+            it = self.table.item(i, 1)
+            on = {"all": True, "none": False}.get(how, it.checkState() != Qt.Checked)
+            it.setCheckState(Qt.Checked if on else Qt.Unchecked)
+        self.table.blockSignals(False)
+        self._ticks_changed()
+
+    def _update_count(self) -> None:
+        n = self.table.rowCount()
+        self.tick_count.setText(f"{len(self.checked_names())} of {n} ticked" if n else "")
+
+    def _ticks_changed(self) -> None:
+        self._update_count()
+        self._update_plot()
+        self._validate()
 
     def _table_changed(self, item):
         if item.column() == 1:
-            self._update_plot()
-            self._validate()
+            self._ticks_changed()
 
     def _update_plot(self) -> None:
         if self.library is None:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 
-from qgis.PyQt.QtCore import Qt
-
 from .dialog_extent import EXTENT_MASK, EXTENT_VIEW
 
 
@@ -34,16 +32,11 @@ class DialogChecks:
         return c[3]
 
     def _rematch(self) -> None:
-        """Match the library to the layer's bands; fill the band counts and the plot."""
+        """Match the library to the layer's bands; show the match once above the table, and the plot."""
         plan = self._plan()
         self.matched = plan.matched if plan is not None else None
-        n = self.matched.report.n_used if self.matched is not None else None
-        self.table.blockSignals(True)
-        for i in range(self.table.rowCount()):
-            it = self.table.item(i, 2)
-            it.setText("–" if n is None else str(n))
-            it.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
-        self.table.blockSignals(False)
+        self.library_summary.setText("" if self.matched is None else
+                                     "Bands: " + self.matched.report.summary())
         self._scale_warnings = self._check_scale()
         self._update_plot()
         self._validate()

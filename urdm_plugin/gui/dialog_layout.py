@@ -17,6 +17,7 @@ from qgis.PyQt.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QLineEdit,
     QProgressBar,
     QPushButton,
     QRadioButton,
@@ -74,13 +75,38 @@ class DialogLayout:
         self.library_widget.setFilter("Spectral libraries (*.csv *.sli *.hdr *.txt);;All files (*)")
         self.library_widget.setDialogTitle("Choose an endmember library (CSV or ENVI .sli)")
         v.addWidget(self.library_widget)
+        self.library_summary = QLabel("")  # band matching, once for the whole library
+        self.library_summary.setWordWrap(True)
+        v.addWidget(self.library_summary)
+        tools = QHBoxLayout()
+        self.library_filter = QLineEdit()
+        self.library_filter.setPlaceholderText("Filter spectra by name")
+        self.library_filter.setClearButtonEnabled(True)
+        self.library_filter.setToolTip("Show only spectra whose name contains this text; All / None / Invert "
+                                       "act on the spectra shown")
+        tools.addWidget(self.library_filter, 1)
+        self.tick_all_button = QPushButton("All")
+        self.tick_none_button = QPushButton("None")
+        self.tick_invert_button = QPushButton("Invert")
+        for b, tip in ((self.tick_all_button, "Tick every spectrum shown"),
+                       (self.tick_none_button, "Untick every spectrum shown"),
+                       (self.tick_invert_button, "Invert the ticks of the spectra shown")):
+            b.setToolTip(tip)
+            b.setAutoDefault(False)
+            tools.addWidget(b)
+        self.tick_count = QLabel("")
+        tools.addWidget(self.tick_count)
+        v.addLayout(tools)
         row = QHBoxLayout()
-        self.table = QTableWidget(0, 3)
-        self.table.setHorizontalHeaderLabels(["Endmember", "Use", "Matched bands"])
+        self.table = QTableWidget(0, 2)
+        self.table.setHorizontalHeaderLabels(["Endmember", "Use"])
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.Stretch)
+        self.table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeToContents)
         self.table.verticalHeader().setVisible(False)
         self.table.setSelectionMode(QAbstractItemView.NoSelection)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.setWordWrap(False)
+        self.table.setTextElideMode(Qt.ElideMiddle)  # "Actinolite … NMNH80714" keeps both ends
         self.table.setMinimumWidth(280)
         row.addWidget(self.table, 1)
         self.plot = SpectraPlot()
@@ -186,6 +212,10 @@ class DialogLayout:
         self.layer_combo.layerChanged.connect(self._layer_changed)
         self.library_widget.fileChanged.connect(self._library_changed)
         self.table.itemChanged.connect(self._table_changed)
+        self.library_filter.textChanged.connect(self._filter_rows)
+        self.tick_all_button.clicked.connect(lambda: self._tick_shown("all"))
+        self.tick_none_button.clicked.connect(lambda: self._tick_shown("none"))
+        self.tick_invert_button.clicked.connect(lambda: self._tick_shown("invert"))
         self.method_combo.currentIndexChanged.connect(self._method_changed)
         self.extent_group.buttonToggled.connect(lambda *_: self._validate())
         self.mask_combo.layerChanged.connect(lambda *_: self._validate())
