@@ -310,3 +310,16 @@ def test_a_large_library_is_filtered_ticked_and_sorted(project_with_scene, qgis_
     assert dlg.checked_names() == [n for n in names if "sample 00" in n]  # library order
     assert dlg.tick_count.text() == "10 of 498 ticked"
     assert dlg.build_options().endmembers == [n for n in names if "sample 00" in n]
+
+
+def test_spectra_plot_draws_every_ticked_spectrum_and_counts_the_rest(qgis_app):
+    import numpy as np
+
+    from urdm_plugin.gui.spectra_plot import SpectraPlot
+
+    plot = SpectraPlot()
+    plot.resize(420, 200)
+    wl = np.linspace(400, 2500, 50)
+    plot.set_data(wl, np.random.default_rng(0).uniform(0, 1, (50, 40)), [f"spectrum {i}" for i in range(40)])
+    plot.grab()  # paints
+    assert 0 < plot.legend_shown < 40  # the legend ends in "+N more"

@@ -25,6 +25,7 @@ class SpectraPlot(QWidget):
         self.names: list = []
         self.colors: list = []
         self.bands: Optional[np.ndarray] = None
+        self.legend_shown = 0
         self.message = "Choose a library to see its spectra"
 
     def sizeHint(self) -> QSize:  # noqa: N802
@@ -48,6 +49,7 @@ class SpectraPlot(QWidget):
         self.colors = list(colors) if colors else [CATEGORICAL[i % len(CATEGORICAL)] for i in range(len(names))]
         self.bands = None if image_bands_nm is None else np.asarray(image_bands_nm, dtype=float)
         self.message = "" if self.names else "No spectrum selected"
+        self.legend_shown = 0  # names in the legend at the last paint (the rest: "+N more")
         self.update()
 
     def paintEvent(self, _event):  # noqa: N802
@@ -88,11 +90,16 @@ class SpectraPlot(QWidget):
             y = y0 + frac * (y1 - y0)
             p.drawText(QRectF(0, ty(y) - fm.height() / 2, left - 4, fm.height()), Qt.AlignRight | Qt.AlignVCenter,
                        f"{y:.2f}")
-        for frac in (0.0, 0.5, 1.0):
-            x = x0 + frac * (x1 - x0)
-            align = Qt.AlignLeft if frac == 0 else (Qt.AlignRight if frac == 1 else Qt.AlignHCenter)
-            p.drawText(QRectF(tx(x) - 60 if frac else tx(x), plot.bottom() + 2, 120 if frac < 1 else 60, fm.height()),
-                       align | Qt.AlignTop, f"{x:.0f} nm")
+        # x labels: both ends, and the middle only where it cannot touch them
+        labels = [(x0, f"{x0:.0f} nm", Qt.AlignLeft), (x1, f"{x1:.0f} nm", Qt.AlignRight)]
+        mid = f"{0.5 * (x0 + x1):.0f} nm"
+        ends = fm.horizontalAdvance(labels[0][1]) + fm.horizontalAdvance(labels[1][1])
+        if plot.width() > ends + fm.horizontalAdvance(mid) + 24:
+            labels.append((0.5 * (x0 + x1), mid, Qt.AlignHCenter))
+        for x, text, align in labels:
+            w = fm.horizontalAdvance(text) + 4
+            left_edge = tx(x) if align == Qt.AlignLeft else (tx(x) - w if align == Qt.AlignRight else tx(x) - w / 2)
+            p.drawText(QRectF(left_edge, plot.bottom() + 2, w, fm.height()), align | Qt.AlignTop, text)
         # used image bands: ticks along the bottom edge
         if self.bands is not None:
             p.setPen(QPen(QColor(128, 128, 128, 160), 1))
@@ -100,6 +107,10 @@ class SpectraPlot(QWidget):
                 x = tx(b)
                 p.drawLine(QPointF(x, plot.bottom()), QPointF(x, plot.bottom() - 5))
         order = np.argsort(self.wl)
+        line_h = fm.height() + 2
+        fits = max(1, int((self.height() - top) // line_h))  # legend lines that fit
+        shown = len(self.names) if len(self.names) <= fits else fits - 1  # the last line says "+N more"
+        lx = plot.right() + 8
         for k, name in enumerate(self.names):
             path = QPainterPath()
             first = True
@@ -115,14 +126,16 @@ class SpectraPlot(QWidget):
                 else:
                     path.lineTo(pt)
             p.setPen(QPen(QColor(self.colors[k]), 1.6))
-            p.drawPath(path)
-            # legend
-            ly = top + k * (fm.height() + 2)
-            if ly + fm.height() > self.height():
-                break
-            lx = plot.right() + 8
-            p.drawLine(QPointF(lx, ly + fm.height() / 2), QPointF(lx + 14, ly + fm.height() / 2))
+            p.drawPath(path)  # every ticked spectrum is drawn, whatever the legend holds
+            if k < shown:
+                ly = top + k * line_h
+                p.drawLine(QPointF(lx, ly + fm.height() / 2), QPointF(lx + 14, ly + fm.height() / 2))
+                p.setPen(axis)
+                p.drawText(QRectF(lx + 18, ly, legend_w - 20, fm.height()), Qt.AlignLeft | Qt.AlignVCenter,
+                           fm.elidedText(name, Qt.ElideRight, int(legend_w - 20)))
+        if shown < len(self.names):
             p.setPen(axis)
-            p.drawText(QRectF(lx + 18, ly, legend_w - 20, fm.height()), Qt.AlignLeft | Qt.AlignVCenter,
-                       fm.elidedText(name, Qt.ElideRight, int(legend_w - 20)))
+            p.drawText(QRectF(lx, top + shown * line_h, legend_w, fm.height()), Qt.AlignLeft | Qt.AlignVCenter,
+                       f"+{len(self.names) - shown} more")
+        self.legend_shown = shown
         p.end()
