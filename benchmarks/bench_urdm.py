@@ -191,6 +191,8 @@ def network(cfg) -> tuple[list, str]:
     scenes = _scenes(cfg["seeds"])
     rows = []
     for name, wdir in trained_priors().items():
+        if cfg.get("priors") and not any(name.startswith(k) for k in cfg["priors"]):
+            continue
         model = get_model("cpu", wdir)
         fpp = flops_per_pixel(model)
         rate = network_rate(model)
@@ -209,8 +211,7 @@ def network(cfg) -> tuple[list, str]:
         print(json.dumps({k: v for k, v in r.items() if k not in ("auto", "oracle", "scenes")}), flush=True)
     base = rows[0]
     md = ["### The network: cost against accuracy (each trained prior; RMSE mean over scenes × seeds, "
-          "paired % against the shipped prior, 95 % interval)
-",
+          "paired % against the shipped prior, 95 % interval)\n",
           "| prior | channels | parameters | kFLOP/px | Mpx/s (per map; one batch) | GFLOP/s (matmul) "
           "| RMSE auto λ | vs shipped | RMSE oracle λ | vs shipped |", "|---|" + "---|" * 9]
     for r in rows:
@@ -290,10 +291,12 @@ def scaling(cfg) -> tuple[list, str]:
 PARTS = ("ablation", "nfe", "network", "scaling")
 
 
-def run(profile: str = "quick", parts=PARTS, sizes=None) -> dict:
+def run(profile: str = "quick", parts=PARTS, sizes=None, priors=None) -> dict:
     cfg = dict(PROFILES[profile])
     if sizes:
         cfg["sizes"] = sizes
+    if priors:
+        cfg["priors"] = list(priors)
     import torch
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
@@ -314,6 +317,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", choices=sorted(PROFILES), default="quick")
     ap.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {', '.join(PARTS)}")
+    ap.add_argument("--priors", default="", help="network part: only priors whose label starts with one of "
+                    "these (e.g. shipped,prior_w16)")
     ap.add_argument("--sizes", default="", help="scaling scenes as SIZE:P,... (e.g. 512:6,1024:6)")
     a = ap.parse_args(argv)
     parts = [x for x in a.parts.split(",") if x]
@@ -321,7 +326,7 @@ def main(argv=None) -> int:
     if unknown:
         ap.error(f"unknown part(s) {', '.join(sorted(unknown))}; choose from {', '.join(PARTS)}")
     sizes = [tuple(int(v) for v in x.split(":")) for x in a.sizes.split(",") if x]
-    run(a.profile, parts, sizes)
+    run(a.profile, parts, sizes, [x for x in a.priors.split(",") if x])
     return 0
 
 

@@ -103,3 +103,11 @@ def test_an_injected_cycle_is_found():
     graph = {n: set(d) for n, d in GRAPH.items()}
     graph["urdm_plugin.core.io.units"].add("urdm_plugin.core.bands")  # bands -> io.image -> io.units
     assert _cycle(graph) is not None
+
+
+def test_every_benchmark_module_compiles():
+    """`make bench` imports these only when it runs; a syntax error must fail here first."""
+    import py_compile
+
+    for path in sorted((ROOT / "benchmarks").glob("*.py")):
+        py_compile.compile(str(path), doraise=True)
