@@ -31,3 +31,10 @@ def write_demo_scene():
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod.write_scene
+
+
+def run_group(root, input_name: str, method: str = ""):
+    """The layer-tree group of a run of ``input_name`` (named ``<input> – <method> <time>``)."""
+    prefix = f"{input_name} – {method}"
+    found = [g for g in root.findGroups() if g.name().startswith(prefix)]
+    return found[0] if found else None

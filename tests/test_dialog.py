@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_group
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -214,7 +215,7 @@ def test_current_view_extent_runs_on_that_window(project_with_scene, qgis_iface,
     assert (ds.RasterXSize, ds.RasterYSize) == (w, h)
     ogt = ds.GetGeoTransform()
     assert ogt[0] == pytest.approx(gt[0] + c0 * gt[1]) and ogt[3] == pytest.approx(gt[3] + r0 * gt[5])
-    group = QgsProject.instance().layerTreeRoot().findGroup("URDM – dlg scene")
+    group = run_group(QgsProject.instance().layerTreeRoot(), "dlg scene", "fcls")
     assert group is not None and len(group.findLayers()) == 3 + 2
 
 
@@ -255,12 +256,12 @@ def test_preview_adds_temporary_group(project_with_scene, qgis_iface, scene, tmp
     wait_task(dlg, "preview_task")
     assert t.result is not None, t.error
     root = QgsProject.instance().layerTreeRoot()
-    assert root.findGroup("URDM – preview – dlg scene") is not None
+    assert root.findGroup("URDM preview – dlg scene") is not None
     assert list(tmp_path.iterdir()) == []  # the output folder is untouched by a preview
     t2 = dlg.preview()  # a second preview replaces the first group
     wait_task(dlg, "preview_task")
     assert t2.result is not None
-    assert [g.name() for g in root.findGroups()].count("URDM – preview – dlg scene") == 1
+    assert [g.name() for g in root.findGroups()].count("URDM preview – dlg scene") == 1
 
 
 def test_method_parameters_come_from_the_registry(project_with_scene, qgis_iface, scene, tmp_path):

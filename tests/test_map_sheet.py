@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import run_group
 from qgis.core import (
     QgsApplication,
     QgsLayoutItemLabel,
@@ -182,7 +183,7 @@ def test_open_map_sheet_adds_layout_and_layers_and_opens_designer(run, tmp_path,
     # the layers the saved layout refers to are in the project, tagged with the run
     tagged = layers_with_runs(project)
     assert len(tagged) == len(NAMES) + 1
-    assert project.layerTreeRoot().findGroup("URDM – scene") is not None
+    assert run_group(project.layerTreeRoot(), "scene") is not None
     # a second sheet reuses them and gets its own name
     again = open_map_sheet(qgis_iface, str(run.folder))
     assert len(layers_with_runs(project)) == len(NAMES) + 1

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import run_group
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -132,8 +133,14 @@ def test_run_and_load_results_styles_and_groups_layers(provider, qgis_new_projec
         assert (r.classificationMin(), r.classificationMax()) == (0.0, 1.0)
         assert r.shader().rasterShaderFunction().colorRampItemList()[0].color.name() == VIRIDIS[0]
     assert [c.label for c in by_role["dominant"][0].renderer().classes()] == scene["names"]
-    group = QgsProject.instance().layerTreeRoot().findGroup("URDM – proc_scene")
+    group = run_group(QgsProject.instance().layerTreeRoot(), "proc_scene", "fcls")
     assert group is not None and len(group.findLayers()) == len(layers)
+    # the dialog's order: abundances in library order, then dominant and residual; only the
+    # first map visible, however Processing happened to load them
+    nodes = group.findLayers()
+    assert [n.layer().customProperty("urdm/endmember") for n in nodes[:len(scene["names"])]] == scene["names"]
+    assert [n.layer().customProperty("urdm/role") for n in nodes[len(scene["names"]):]] == ["dominant", "residual"]
+    assert [n.itemVisibilityChecked() for n in nodes] == [True] + [False] * (len(nodes) - 1)
 
 
 def test_vca_algorithm_writes_library(provider, scene, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -85,7 +86,9 @@ def test_add_run_to_map_group_style_and_properties(qgis_new_project, small_run):
     src = QgsRasterLayer(scene["image"], "small scene", "gdal")
     group, layers = add_run_to_map(run_json, "small scene", project)
 
-    assert group.name() == "URDM – small scene"
+    assert re.fullmatch(r"small scene – fcls \d\d:\d\d:\d\d", group.name())
+    assert group.isExpanded()
+    assert [group.findLayer(ly.id()).itemVisibilityChecked() for ly in layers] == [True] + [False] * (len(layers) - 1)
     names = scene["names"]
     abund = [ly for ly in layers if ly.customProperty(PROP_ROLE) == "abundance"]
     assert [ly.name() for ly in abund] == names
@@ -120,7 +123,7 @@ def test_add_run_to_map_group_style_and_properties(qgis_new_project, small_run):
 
     # a second run of the same input gets its own group
     group2, _ = add_run_to_map(run_json, "small scene", project)
-    assert group2.name() == "URDM – small scene (2)"
+    assert group2.name() == group.name() + " (2)"
 
 
 def test_uncertainty_layers_listed_when_in_manifest(small_run, tmp_path):

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import run_group
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,7 +55,7 @@ def test_task_adds_styled_group_with_inputs_crs_and_extent(qgis_new_project, qgi
     wait_for(task)
     assert task.error == "" and task.result is not None
     assert progress and max(progress) == pytest.approx(100.0, abs=1.0)
-    group = QgsProject.instance().layerTreeRoot().findGroup("URDM – tsk scene")
+    group = run_group(QgsProject.instance().layerTreeRoot(), "tsk scene", "fcls")
     assert group is not None
     layers = [n.layer() for n in group.findLayers()]
     n = len(scene["names"])

@@ -177,10 +177,13 @@ class UnmixTask(QgsTask):
                 from ..qgis_layers.runs import read_manifest
 
                 manifest = read_manifest(run_json)
-                name = f"preview – {self.input_name}" if self.preview else self.input_name
+                from ..qgis_layers.groups import PREVIEW_PREFIX
+
+                group_name = PREVIEW_PREFIX + self.input_name if self.preview else None
                 if self.preview:
-                    self._remove_previous_preview(name)
-                self.group, self.layers = add_run_to_map(run_json, name, self.project, manifest)
+                    self._remove_previous_preview(group_name)
+                self.group, self.layers = add_run_to_map(run_json, self.input_name, self.project, manifest,
+                                                         group_name=group_name)
             log(f"Run finished in {self.result.seconds:.1f} s: {self.result.out_dir}")
             for w in self.result.manifest.get("warnings", []) or []:
                 log("warning: " + str(w), Qgis.Warning)
@@ -201,15 +204,13 @@ class UnmixTask(QgsTask):
         self._report_error()
         self.failed.emit(self.error)
 
-    def _remove_previous_preview(self, name: str) -> None:
+    def _remove_previous_preview(self, group_name: str) -> None:
         from qgis.core import QgsProject
-
-        from ..qgis_layers.groups import group_name_for
 
         project = self.project or QgsProject.instance()
         root = project.layerTreeRoot()
         for g in list(root.findGroups()):
-            if g.name() == group_name_for(name):
+            if g.name() == group_name:
                 ids = [n.layerId() for n in g.findLayers()]
                 root.removeChildNode(g)
                 project.removeMapLayers(ids)

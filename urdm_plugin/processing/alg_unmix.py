@@ -137,7 +137,7 @@ class UnmixAlgorithm(UrdmAlgorithm):
         from ..core.engine.pipeline import unmix_raster
         from ..core.errors import Cancelled, UrdmError
         from ..qgis_layers.dominant import prepare_run
-        from ..qgis_layers.groups import group_name_for
+        from ..qgis_layers.groups import run_group_name, unique_group_name
         from ..qgis_layers.runs import run_layers
         from ..qgis_layers.tags import ROLE_ABUNDANCE
         from . import postprocess
@@ -182,9 +182,12 @@ class UnmixAlgorithm(UrdmAlgorithm):
         for w in manifest.get("warnings", []) or []:
             feedback.pushWarning(str(w))
 
-        group = group_name_for(layer.name())
+        project = context.project()
+        group = run_group_name(layer.name(), manifest)
+        if project is not None:
+            group = unique_group_name(project.layerTreeRoot(), group)
         outputs = {self.OUTPUT_FOLDER: result.out_dir, self.RUN_JSON: run_json}
-        for path, name, role, em in run_layers(run_json, manifest):
+        for rank, (path, name, role, em) in enumerate(run_layers(run_json, manifest)):
             if role == "residual":
                 outputs[self.RESIDUAL] = path
             elif role == "dominant":
@@ -194,7 +197,7 @@ class UnmixAlgorithm(UrdmAlgorithm):
             details = QgsProcessingContext.LayerDetails(name, context.project(), name,
                                                         QgsProcessingUtils.LayerHint.Raster)
             details.forceName = True
-            details.setPostProcessor(postprocess.create(path, run_json, role, em, group, name))
+            details.setPostProcessor(postprocess.create(path, run_json, role, em, group, name, rank))
             context.addLayerToLoadOnCompletion(path, details)
         outputs["ENDMEMBER_NAMES"] = ";".join(e["name"] for e in manifest.get("endmembers", []))
         return outputs

@@ -17,10 +17,13 @@ _KEEP_ALIVE: dict = {}
 
 class ResultLayerPostProcessor(QgsProcessingLayerPostProcessorInterface):
     """Styles one result layer like the dialog does, sets the ``urdm/*`` custom properties
-    and moves it into the group ``URDM – <input name>``."""
+    and moves it into its run's group (``<input> – <method> <time>``) at its place in the
+    run's layer order (``rank``; only rank 0, the first abundance map, is visible)."""
 
-    def __init__(self, run_json: str, role: str, endmember: Optional[str], group_name: str, name: str):
+    def __init__(self, run_json: str, role: str, endmember: Optional[str], group_name: str, name: str,
+                 rank: Optional[int] = None):
         super().__init__()
+        self.rank = rank
         self.run_json = run_json
         self.role = role
         self.endmember = endmember
@@ -40,15 +43,15 @@ class ResultLayerPostProcessor(QgsProcessingLayerPostProcessorInterface):
             layer.setName(self.name)
             project = context.project()
             if project is not None:
-                move_layer_into_group(layer, project, self.group_name)
+                move_layer_into_group(layer, project, self.group_name, self.rank)
         except Exception as err:  # noqa: BLE001 - styling must never break loading the layer
             if feedback is not None:
                 feedback.reportError(f"Could not style {layer.name()}: {err}")
 
 
 def create(path: str, run_json: str, role: str, endmember: Optional[str], group_name: str,
-           name: str) -> ResultLayerPostProcessor:
+           name: str, rank: Optional[int] = None) -> ResultLayerPostProcessor:
     """A post-processor for ``path``, kept alive in :data:`_KEEP_ALIVE`."""
-    pp = ResultLayerPostProcessor(run_json, role, endmember, group_name, name)
+    pp = ResultLayerPostProcessor(run_json, role, endmember, group_name, name, rank)
     _KEEP_ALIVE[path] = pp
     return pp

@@ -14,7 +14,7 @@ from typing import Optional
 
 from qgis.core import QgsProject, QgsRasterLayer
 
-from .groups import group_name_for, unique_group_name
+from .groups import RANK_PROPERTY, run_group_name, unique_group_name
 from .runs import RunFileError, read_manifest, run_layers
 from .style import style_by_role
 from .tags import ROLE_ABUNDANCE, tag_layer
@@ -36,12 +36,15 @@ def load_result_layer(path: str, name: str, run_json: str, manifest: dict, role:
 
 
 def add_run_to_map(run_json: str, input_name: Optional[str] = None, project=None,
-                   manifest: Optional[dict] = None):
-    """Load every result layer of a run into a new group at the top of the layer tree.
+                   manifest: Optional[dict] = None, group_name: Optional[str] = None):
+    """Load every result layer of a run into a new, expanded group at the top of the layer
+    tree, named ``<input> – <method> <time>`` (:func:`.groups.run_group_name`) unless
+    ``group_name`` is given.
 
-    Returns ``(group, layers)``. The first abundance map is visible; the others, the
-    dominant, residual and uncertainty maps are loaded unchecked (one click to compare).
-    Raises :class:`.runs.RunFileError` (an ``OutputError``) when a file cannot be loaded.
+    Returns ``(group, layers)``. Abundance maps come first, in library order, then the
+    dominant, residual and uncertainty maps; only the first abundance map is visible (one
+    click to compare the others). Raises :class:`.runs.RunFileError` (an ``OutputError``)
+    when a file cannot be loaded.
     """
     project = project or QgsProject.instance()
     run_json = os.path.abspath(run_json)
@@ -49,16 +52,15 @@ def add_run_to_map(run_json: str, input_name: Optional[str] = None, project=None
     if input_name is None:
         input_name = Path(m.get("inputs", {}).get("image", "image")).stem
     root = project.layerTreeRoot()
-    group = root.insertGroup(0, unique_group_name(root, group_name_for(input_name)))
+    group = root.insertGroup(0, unique_group_name(root, group_name or run_group_name(input_name, m)))
+    group.setExpanded(True)
     layers = []
-    first = True
-    for path, name, role, em in run_layers(run_json, m):
+    for rank, (path, name, role, em) in enumerate(run_layers(run_json, m)):
         layer = load_result_layer(path, name, run_json, m, role, em)
+        layer.setCustomProperty(RANK_PROPERTY, rank)
         project.addMapLayer(layer, False)
         node = group.addLayer(layer)
-        node.setItemVisibilityChecked(first and role == ROLE_ABUNDANCE)
-        first = False
-        if role != ROLE_ABUNDANCE:
-            node.setExpanded(False)
+        node.setItemVisibilityChecked(rank == 0)
+        node.setExpanded(rank == 0)
         layers.append(layer)
     return group, layers
