@@ -113,3 +113,17 @@ def test_user_error_reported_with_message_not_traceback(qgis_new_project, qgis_i
     assert "Traceback" not in failures[0]
     assert not (tmp_path / "out").exists()
     assert QgsProject.instance().mapLayers() == {}
+
+
+def test_success_message_shows_the_residual_and_an_automatic_selection(tmp_path):
+    from run_fixture import make_run
+
+    from urdm_plugin.gui.task import success_text
+    from urdm_plugin.qgis_layers.runs import read_manifest
+
+    run = make_run(tmp_path / "r")
+    m = read_manifest(run.run_json)
+    m["selection"] = {"mode": "automatic", "from": 498, "names": ["Oak", "Asphalt"], "scores": [0.61, 0.39]}
+    text = success_text(m, 2.04, str(run.folder))
+    assert text.startswith(f"{len(m['endmembers'])} abundance maps (fcls) in 2.0 s")
+    assert "selected automatically from 498: Oak 61 %, Asphalt 39 %" in text

@@ -228,9 +228,8 @@ class UnmixTask(QgsTask):
         from qgis.PyQt.QtWidgets import QPushButton
 
         folder = self.result.out_dir
-        n = len(self.result.manifest.get("endmembers", []))
-        text = (f"{n} abundance maps ({self.result.manifest.get('method', '')}) in "
-                f"{self.result.seconds:.1f} s")
+        text = success_text(self.result.manifest, self.result.seconds, folder)
+        self._zoom_to_first_map()
         bar = self.iface.messageBar()
         try:
             widget = bar.createMessage("URDM", text)
@@ -240,3 +239,44 @@ class UnmixTask(QgsTask):
             bar.pushWidget(widget, Qgis.Success, 10)
         except (AttributeError, TypeError):  # a minimal iface (tests): plain message
             bar.pushMessage("URDM", text + f": {folder}", Qgis.Success, 10)
+
+    def _zoom_to_first_map(self) -> None:
+        """Bring the results into view when the map shows none of them."""
+        layers = getattr(self, "layers", None) or []
+        canvas = getattr(self.iface, "mapCanvas", lambda: None)()
+        if not layers or canvas is None:
+            return
+        try:
+            from qgis.core import QgsCoordinateTransform, QgsProject
+
+            extent = QgsCoordinateTransform(layers[0].crs(), canvas.mapSettings().destinationCrs(),
+                                            QgsProject.instance()).transformBoundingBox(layers[0].extent())
+            if not canvas.extent().intersects(extent):
+                canvas.setExtent(extent)
+                canvas.refresh()
+        except Exception:  # noqa: BLE001 - a view nicety must never hide the result message
+            pass
+
+
+def success_text(manifest: dict, seconds: float, folder: str) -> str:
+    """The success message: maps, method, time, the mean residual and — when the endmembers
+    were chosen automatically — the chosen spectra with their shares, so a poor or odd
+    selection is seen at once, not only in run.json."""
+    import os
+
+    from osgeo import gdal
+
+    n = len(manifest.get("endmembers", []))
+    text = f"{n} abundance maps ({manifest.get('method', '')}) in {seconds:.1f} s"
+    res = manifest.get("residual_file")
+    if res:
+        ds = gdal.OpenEx(os.path.join(folder, res), gdal.OF_RASTER | gdal.OF_READONLY)
+        mean = ds.GetRasterBand(1).GetMetadataItem("STATISTICS_MEAN") if ds is not None else None
+        if mean is not None:
+            text += f"; mean residual RMSE {float(mean):.4g}"
+    sel = manifest.get("selection") or {}
+    if sel.get("mode") == "automatic":
+        shares = ", ".join(f"{name} {100 * score:.0f} %" for name, score in
+                           zip(sel.get("names", []), sel.get("scores", [])))
+        text += f"; selected automatically from {sel.get('from')}: {shares}"
+    return text
