@@ -43,8 +43,9 @@ bench-full: setup
 
 # Retrain the shipped prior from its seed (resumes from build/prior if interrupted).
 PRIOR_STEPS ?= $(shell $(PY) -c 'import json;print(json.load(open("urdm_plugin/weights/model_card.json"))["recipe"]["steps"])' 2>/dev/null || echo 40000)
+PRIOR_CHANNELS ?= $(shell $(PY) -c 'import json;print(json.load(open("urdm_plugin/weights/model_card.json"))["architecture"]["base_channels"])' 2>/dev/null || echo 16)
 prior: setup
-	$(PY) -m urdm_plugin.core.diffusion.train --steps $(PRIOR_STEPS) --out build/prior --export build/prior/export
+	$(PY) -m urdm_plugin.core.diffusion.train --steps $(PRIOR_STEPS) --channels $(PRIOR_CHANNELS) --out build/prior --export build/prior/export
 	@echo "Weights in build/prior/export; copy them to urdm_plugin/weights/ to ship them."
 
 clean:

@@ -216,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=40000)
     p.add_argument("--batch", type=int, default=24)
     p.add_argument("--size", type=int, default=32, help="training map size (px, multiple of 4)")
-    p.add_argument("--channels", type=int, default=32)
+    p.add_argument("--channels", type=int, default=16, help="UNet base width (the shipped prior: 16)")
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--warmup", type=int, default=500)
     p.add_argument("--ema", type=float, default=0.999)
