@@ -152,3 +152,20 @@ def test_vca_algorithm_writes_library(provider, scene, tmp_path):
     res = processing.run("urdm:vca", {"INPUT": scene["image"], "N": 3, "OUTPUT": str(out)})
     lib = read_library(res["OUTPUT"])
     assert len(lib) == 3 and lib.wavelengths_nm is not None
+
+
+def test_processing_workers_give_the_local_result_and_a_bad_scheduler_one_message(provider, scene, tmp_path):
+    import processing
+    from osgeo import gdal
+    from qgis.core import QgsProcessingException
+
+    base = {"INPUT": scene["image"], "LIBRARY": scene["library"], "METHOD": 0}
+    local = processing.run("urdm:unmix", dict(base, OUTPUT_FOLDER=str(tmp_path / "local")))
+    pooled = processing.run("urdm:unmix", dict(base, OUTPUT_FOLDER=str(tmp_path / "pool"), WORKERS=2))
+    for key in [k for k in local if k.startswith("ABUNDANCE_")] + ["RESIDUAL"]:
+        assert (gdal.Open(local[key]).ReadAsArray() == gdal.Open(pooled[key]).ReadAsArray()).all()
+    pytest.importorskip("distributed", reason="dask.distributed is not installed")
+    with pytest.raises(QgsProcessingException, match="Cannot reach the Dask scheduler"):
+        processing.run("urdm:unmix", dict(base, OUTPUT_FOLDER=str(tmp_path / "dask"),
+                                          SCHEDULER="tcp://127.0.0.1:9"))
+    assert not (tmp_path / "dask").exists()

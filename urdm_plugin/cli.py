@@ -260,35 +260,16 @@ def _build_options(args):
     )
 
 
-@contextlib.contextmanager
 def _executor(args):
     """None, a local process pool (--workers) or a Dask client (--scheduler)."""
+    from .core.engine.executors import open_executor
     from .core.errors import OptionError
 
     if args.workers is not None and args.scheduler:
         raise OptionError("--workers and --scheduler were both given", "Give one of them")
-    if args.scheduler:
-        try:
-            from distributed import Client
-        except ImportError:
-            raise OptionError("--scheduler needs dask.distributed, which this Python does not have",
-                              "Install it (pip install 'dask[distributed]') or use --workers") from None
-        try:
-            client = Client(args.scheduler, timeout=30)
-        except OSError as exc:
-            raise OptionError(f"Cannot reach the Dask scheduler at {args.scheduler} ({exc})",
-                              "Check the address and that the scheduler runs") from None
-        with client:
-            yield client
-    elif args.workers is not None:
-        if args.workers < 1:
-            raise OptionError(f"--workers must be at least 1 (got {args.workers})", "Give e.g. --workers 2")
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(args.workers) as pool:
-            yield pool
-    else:
-        yield None
+    if args.workers is not None and args.workers < 1:
+        raise OptionError(f"--workers must be at least 1 (got {args.workers})", "Give e.g. --workers 2")
+    return open_executor(args.workers, args.scheduler)
 
 
 def _run_unmix(args) -> int:

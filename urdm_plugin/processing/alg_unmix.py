@@ -20,6 +20,7 @@ from qgis.core import (
     QgsProcessingParameterExtent,
     QgsProcessingParameterFile,
     QgsProcessingParameterFolderDestination,
+    QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
     QgsProcessingUtils,
@@ -51,6 +52,8 @@ class UnmixAlgorithm(UrdmAlgorithm):
     METHOD = "METHOD"
     MASK = "MASK"
     EXTENT = "EXTENT"
+    WORKERS = "WORKERS"
+    SCHEDULER = "SCHEDULER"
     OUTPUT_FOLDER = "OUTPUT_FOLDER"
     RUN_JSON = "RUN_JSON"
     RESIDUAL = "RESIDUAL"
@@ -67,6 +70,7 @@ class UnmixAlgorithm(UrdmAlgorithm):
                 "residual RMSE map, a dominant-material map and run.json describing the run.<br>"
                 "ENDMEMBERS: names separated by ';' or new lines (empty: all spectra, or an automatic "
                 "selection for large libraries). MASK: a raster on the image grid or a polygon file; "
+                "WORKERS / SCHEDULER: solve the tiles in local processes or on a Dask cluster (same result); "
                 "EXTENT: process only this part of the raster.<br>"
                 f"Methods:<ul>{methods}</ul>Method parameters (empty = the method's default):<ul>{params}</ul>"
                 "The output folder must be new or empty.")
@@ -93,7 +97,11 @@ class UnmixAlgorithm(UrdmAlgorithm):
         advanced += [self.parameter_for(spec, processing_name(spec.name)) for spec in ENGINE_OPTIONS]
         advanced += [QgsProcessingParameterFile(self.MASK, "Mask (raster on the image grid, or polygons)",
                                                 QgsProcessingParameterFile.File, optional=True),
-                     QgsProcessingParameterExtent(self.EXTENT, "Process only this extent", optional=True)]
+                     QgsProcessingParameterExtent(self.EXTENT, "Process only this extent", optional=True),
+                     QgsProcessingParameterNumber(self.WORKERS, "Local worker processes (0 = solve in this one)",
+                                                  QgsProcessingParameterNumber.Integer, 0, minValue=0),
+                     QgsProcessingParameterString(self.SCHEDULER, "Dask scheduler address (tcp://host:8786)",
+                                                  optional=True)]
         self.add_advanced(*advanced)
         self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT_FOLDER, "Output folder (new or empty)"))
         self.addOutput(QgsProcessingOutputFile(self.RUN_JSON, "Run manifest (run.json)"))
@@ -171,8 +179,13 @@ class UnmixAlgorithm(UrdmAlgorithm):
 
         try:
             feedback.pushInfo(f"Unmixing {layer.source()} with {method}…")
-            result = unmix_raster(layer.source(), library, out_dir, options, progress=progress,
-                                  cancel=feedback.isCanceled)
+            from ..core.engine.executors import open_executor
+
+            workers = self.parameterAsInt(parameters, self.WORKERS, context) or None
+            scheduler = self.parameterAsString(parameters, self.SCHEDULER, context) or None
+            with open_executor(workers, scheduler) as executor:
+                result = unmix_raster(layer.source(), library, out_dir, options, progress=progress,
+                                      cancel=feedback.isCanceled, executor=executor)
             run_json = os.path.join(result.out_dir, "run.json")
             manifest = prepare_run(run_json, cancel=feedback.isCanceled)
         except Cancelled:
