@@ -318,3 +318,16 @@ def test_automatic_selection_reports_progress_and_can_be_cancelled():
     with pytest.raises(Cancelled):
         select_endmembers(Y, E, max_endmembers=5, cancel=lambda: calls.append(1) or len(calls) > 2)
     assert len(calls) == 3  # stopped at the third check, not after the whole sample
+
+
+def test_control_characters_in_names_never_reach_the_terminal(tmp_path):
+    from test_cli import _scene
+
+    tif, csv, _ = _scene(tmp_path)
+    text = csv.read_text().replace("Grass", "Gr\x1b[31mass", 1)
+    evil = tmp_path / "evil.csv"
+    evil.write_text(text)
+    r = subprocess.run([sys.executable, "-m", "urdm_plugin", "unmix", str(tif), str(evil), str(tmp_path / "o"),
+                        "--method", "fcls"], capture_output=True, text=True, env=ENV, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "\x1b" not in r.stdout and "\x1b" not in r.stderr and "Gr?[31mass" in r.stdout

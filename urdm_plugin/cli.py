@@ -76,9 +76,10 @@ class _CliProgress:
             n = int(round(1000 * min(max(fraction, 0.0), 1.0)))
             if n > self.bar.n:
                 self.bar.update(n - self.bar.n)
-            self.bar.set_postfix_str(message[:60], refresh=False)
+            self.bar.set_postfix_str(_printable(message[:60]), refresh=False)
 
     def _write(self, text: str) -> None:
+        text = _printable(text)
         if self.bar is not None:
             self.bar.write(text, file=sys.stderr)
         else:
@@ -292,9 +293,9 @@ def _run_unmix(args) -> int:
         m = result.manifest
         lam = m.get("parameters", {}).get("lam_chosen")
         extra = f", λ={lam:.3g}" if isinstance(lam, float) else ""
-        print(f"{m['method']}: {len(m['endmembers'])} endmembers "
-              f"({', '.join(e['name'] for e in m['endmembers'])}){extra} -> {result.out_dir} "
-              f"in {result.seconds:.1f} s")
+        print(_printable(f"{m['method']}: {len(m['endmembers'])} endmembers "
+                         f"({', '.join(e['name'] for e in m['endmembers'])}){extra} -> {result.out_dir} "
+                         f"in {result.seconds:.1f} s"))
     return EXIT_OK
 
 
@@ -424,7 +425,13 @@ def _terminated(signum: int) -> int:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    return _printable(" ".join(text.split()))
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters (ANSI escapes in a spectrum's name …) shown as '?',
+    so nothing a file contains can move the cursor or recolour the terminal."""
+    return "".join(ch if ch.isprintable() or ch in "\n\t" else "?" for ch in str(text))
 
 
 if __name__ == "__main__":  # pragma: no cover
