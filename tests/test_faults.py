@@ -331,3 +331,23 @@ def test_control_characters_in_names_never_reach_the_terminal(tmp_path):
                         "--method", "fcls"], capture_output=True, text=True, env=ENV, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "\x1b" not in r.stdout and "\x1b" not in r.stderr and "Gr?[31mass" in r.stdout
+
+
+def test_a_failed_run_removes_the_parent_folders_it_created(tmp_path):
+    """A run that fails after its output writer started (here: every pixel is nodata)."""
+    import numpy as np
+    from osgeo import gdal
+    from test_cli import _scene
+
+    tif, csv, _ = _scene(tmp_path)
+    empty = tmp_path / "empty.tif"
+    gdal.Translate(str(empty), str(tif))
+    ds = gdal.Open(str(empty), gdal.GA_Update)
+    for b in range(ds.RasterCount):
+        ds.GetRasterBand(b + 1).WriteArray(np.full((ds.RasterYSize, ds.RasterXSize), -9999.0, np.float32))
+    ds = None
+    r = subprocess.run([sys.executable, "-m", "urdm_plugin", "unmix", str(empty), str(csv),
+                        str(tmp_path / "new" / "deeper" / "out"), "--method", "fcls"],
+                       capture_output=True, text=True, env=ENV, timeout=120)
+    assert r.returncode == 2 and "nodata" in r.stderr, r.stderr
+    assert not (tmp_path / "new").exists()

@@ -177,6 +177,12 @@ class OutputWriter:
         self.geotransform = shifted_geotransform(info.geotransform, self.col0, self.row0)
         self._check_target()
         parent = self.out_dir.parent
+        # folders this run creates above the output: removed again if it fails
+        self._made_parents = []
+        anc = parent
+        while not anc.exists() and anc.parent != anc:
+            self._made_parents.append(anc)
+            anc = anc.parent
         try:
             parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -377,6 +383,11 @@ class OutputWriter:
         finally:
             if self.tmp_dir is not None:
                 shutil.rmtree(self.tmp_dir, ignore_errors=True)
+            for folder in self._made_parents:  # innermost first; only if still empty
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
 
     def commit(self, manifest) -> str:
         """Finish: statistics, ``run.json`` (a :class:`core.io.manifest.RunManifest`), rename into place.
