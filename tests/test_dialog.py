@@ -262,6 +262,12 @@ def test_preview_adds_temporary_group(project_with_scene, qgis_iface, scene, tmp
     wait_task(dlg, "preview_task")
     assert t2.result is not None
     assert [g.name() for g in root.findGroups()].count("URDM preview – dlg scene") == 1
+    first_dir = Path(t.result.out_dir).parent
+    assert not first_dir.exists()  # the replaced preview's temporary folder is gone
+    second_dir = Path(t2.result.out_dir).parent
+    assert second_dir.exists() and second_dir.name.startswith("urdm_preview_")
+    dlg.close()  # closing the dialog removes the preview layers and their folder
+    assert root.findGroup("URDM preview – dlg scene") is None and not second_dir.exists()
 
 
 def test_method_parameters_come_from_the_registry(project_with_scene, qgis_iface, scene, tmp_path):

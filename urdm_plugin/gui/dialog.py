@@ -46,6 +46,7 @@ class UnmixDialog(DialogLayout, DialogChecks, DialogSettings, DialogExtent, Dial
         self.setObjectName("UrdmUnmixDialog")
         self.task = None
         self.preview_task = None
+        self._preview_dirs: set = set()  # temporary folders of this dialog's previews
         self.info = None  # core.io.image.ImageInfo of the chosen layer
         self.library = None  # core.io.library.SpectralLibrary
         self.matched = None
@@ -265,4 +266,24 @@ class UnmixDialog(DialogLayout, DialogChecks, DialogSettings, DialogExtent, Dial
     def closeEvent(self, event):  # noqa: N802
         if not self._loading:
             self.save_settings()
+        self._drop_previews()
         super().closeEvent(event)
+
+    def _drop_previews(self) -> None:
+        """Closing the dialog removes its preview layers and their temporary folders."""
+        import shutil
+
+        from qgis.core import QgsProject
+
+        from ..qgis_layers.groups import PREVIEW_PREFIX
+        from .task import remove_preview_group
+
+        if self.preview_task is not None:
+            return  # still running: its folder goes with the next preview or dialog
+        project = QgsProject.instance()
+        for g in list(project.layerTreeRoot().findGroups()):
+            if g.name().startswith(PREVIEW_PREFIX):
+                remove_preview_group(project, g.name())
+        for d in list(self._preview_dirs):
+            shutil.rmtree(d, ignore_errors=True)
+            self._preview_dirs.discard(d)

@@ -54,7 +54,10 @@ class DialogLaunch:
             self.bar.pushMessage("URDM", str(err), Qgis.Critical, 0)
             return None
         if preview:
-            tmp = tempfile.mkdtemp(prefix="urdm_preview_")
+            from .task import PREVIEW_DIR_PREFIX
+
+            tmp = tempfile.mkdtemp(prefix=PREVIEW_DIR_PREFIX)
+            self._preview_dirs.add(tmp)
             out_dir = os.path.join(tmp, "preview")
         else:
             base_dir = self.output_widget.filePath().strip()

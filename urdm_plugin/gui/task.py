@@ -209,11 +209,7 @@ class UnmixTask(QgsTask):
 
         project = self.project or QgsProject.instance()
         root = project.layerTreeRoot()
-        for g in list(root.findGroups()):
-            if g.name() == group_name:
-                ids = [n.layerId() for n in g.findLayers()]
-                root.removeChildNode(g)
-                project.removeMapLayers(ids)
+        remove_preview_group(project, group_name)
 
     def _report_error(self) -> None:
         log(self.error + ("\n" + self.details if self.details else ""), Qgis.Critical)
@@ -280,3 +276,28 @@ def success_text(manifest: dict, seconds: float, folder: str) -> str:
                            zip(sel.get("names", []), sel.get("scores", [])))
         text += f"; selected automatically from {sel.get('from')}: {shares}"
     return text
+
+
+#: Prefix of the temporary folders previews write into.
+PREVIEW_DIR_PREFIX = "urdm_preview_"
+
+
+def remove_preview_group(project, group_name: str) -> None:
+    """Remove the preview group ``group_name``, its layers and their temporary folders
+    (only folders named :data:`PREVIEW_DIR_PREFIX`…, never anything else)."""
+    import shutil
+
+    from ..qgis_layers.tags import PROP_RUN_JSON
+
+    root = project.layerTreeRoot()
+    for g in list(root.findGroups()):
+        if g.name() != group_name:
+            continue
+        layers = [n.layer() for n in g.findLayers() if n.layer() is not None]
+        folders = {os.path.dirname(os.path.dirname(str(ly.customProperty(PROP_RUN_JSON) or "")))
+                   for ly in layers}
+        root.removeChildNode(g)
+        project.removeMapLayers([ly.id() for ly in layers])
+        for f in folders:
+            if f and os.path.basename(f).startswith(PREVIEW_DIR_PREFIX):
+                shutil.rmtree(f, ignore_errors=True)
