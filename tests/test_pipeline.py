@@ -184,21 +184,38 @@ def test_vector_mask_limits_the_processed_pixels(scene, tmp_path):
     assert res.manifest["valid_pixels"] == expected.sum()
 
 
-def test_too_many_endmembers_for_the_bands_is_refused(tmp_path):
-    sc = make_scene(height=6, width=6, n_endmembers=3, snr_db=40, seed=1_000_202, n_bands=3)
+def _tiny_scene(tmp_path, n_bands):
+    sc = make_scene(height=6, width=6, n_endmembers=3, snr_db=40, seed=1_000_202, n_bands=max(n_bands, 3))
     tif = tmp_path / "tiny.tif"
-    ds = gdal.GetDriverByName("GTiff").Create(str(tif), 6, 6, 3, gdal.GDT_Float32)
+    ds = gdal.GetDriverByName("GTiff").Create(str(tif), 6, 6, n_bands, gdal.GDT_Float32)
     ds.SetGeoTransform(GT)
-    for b in range(3):
+    for b in range(n_bands):
         ds.GetRasterBand(b + 1).WriteArray(sc.Y[b].astype(np.float32))
         ds.GetRasterBand(b + 1).SetMetadataItem("wavelength", f"{500 + 100 * b}")
         ds.GetRasterBand(b + 1).SetMetadataItem("wavelength_units", "nm")
     ds = None
     csv = tmp_path / "lib.csv"
-    csv.write_text("wavelength_nm,a,b,c\n" + "".join(
-        f"{500 + 100 * b},{sc.E[b, 0]},{sc.E[b, 1]},{sc.E[b, 2]}\n" for b in range(3)))
-    with pytest.raises(InputImageError, match="at least 4"):
-        unmix_raster(tif, csv, tmp_path / "out", UnmixOptions(endmembers=["a", "b", "c"]))
+    csv.write_text("wavelength_nm,a,b,c,d\n" + "".join(
+        f"{500 + 100 * b},{sc.E[b, 0]},{sc.E[b, 1]},{sc.E[b, 2]},{0.5 * (sc.E[b, 0] + sc.E[b, 2])}\n"
+        for b in range(n_bands)))
+    return tif, csv
+
+
+def test_more_named_endmembers_than_the_bands_support_are_selected_from(tmp_path):
+    # The dialog's ticked rows: three named spectra on three bands (at most two can be told
+    # apart) are selected from, never from the rest of the library, and the run says so.
+    tif, csv = _tiny_scene(tmp_path, n_bands=3)
+    res = unmix_raster(tif, csv, tmp_path / "out", UnmixOptions(endmembers=["a", "b", "c"]))
+    sel = res.manifest["selection"]
+    assert sel["mode"] == "automatic" and sel["subset"] is True and sel["from"] == 3
+    assert 1 <= len(sel["names"]) <= 2 and set(sel["names"]) <= {"a", "b", "c"}
+    assert any("3 spectra were given" in w for w in res.manifest["warnings"])
+
+
+def test_a_single_band_image_is_refused_even_with_named_endmembers(tmp_path):
+    tif, csv = _tiny_scene(tmp_path, n_bands=1)
+    with pytest.raises(InputImageError, match="at least"):
+        unmix_raster(tif, csv, tmp_path / "out", UnmixOptions(endmembers=["a", "b"]))
     assert not (tmp_path / "out").exists()
 
 
