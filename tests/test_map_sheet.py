@@ -21,7 +21,14 @@ from qgis.PyQt.QtGui import QImage
 from run_fixture import NAMES, make_run
 
 from urdm_plugin.processing.alg_sheet import MapSheetAlgorithm
-from urdm_plugin.qgis_layers.map_sheet import ABUNDANCE_LEGEND, build_map_sheet
+from urdm_plugin.qgis_layers.map_sheet import (
+    ABUNDANCE_LEGEND,
+    DOMINANT_LEGEND,
+    RESIDUAL_LEGEND,
+    build_map_sheet,
+    footnote_text,
+    weight_text,
+)
 
 
 @pytest.fixture
@@ -53,21 +60,33 @@ def _png_colours(path) -> tuple:
 def test_layout_has_a_map_per_endmember_residual_legend_and_footnote(run, qgis_new_project):
     layout = build_map_sheet(str(run.run_json), QgsProject.instance())
     maps = _items(layout, QgsLayoutItemMap)
-    assert len(maps) == len(NAMES) + 1
-    # each map shows exactly one result layer, on the run's own extent
+    assert len(maps) == len(NAMES) + 2
+    # each map shows exactly one result layer, on the run's own extent: the abundances in
+    # library order, then the dominant material (written for the sheet) and the residual
     shown = [m.layers()[0] for m in maps]
     assert all(len(m.layers()) == 1 for m in maps)
-    assert [lyr.customProperty("urdm/endmember") for lyr in shown[:-1]] == NAMES
-    assert [lyr.customProperty("urdm/role") for lyr in shown] == ["abundance"] * 3 + ["residual"]
+    assert [lyr.customProperty("urdm/endmember") for lyr in shown[:3]] == NAMES
+    assert [lyr.customProperty("urdm/role") for lyr in shown] == ["abundance"] * 3 + ["dominant", "residual"]
+    assert (run.folder / "dominant.tif").is_file()
+    # five maps in a 3 + 2 grid: the short row is centred, no hole at its end
+    xs = sorted({round(m.positionWithUnits().x(), 1) for m in maps})
+    row2 = [m for m in maps if m.positionWithUnits().y() > maps[0].positionWithUnits().y() + 1]
+    if row2 and len(row2) < 3:
+        left, right = row2[0].positionWithUnits().x() - xs[0], xs[-1] - row2[-1].positionWithUnits().x()
+        assert left == pytest.approx(right, abs=0.5)
     ext = shown[0].extent()
     for m in maps:
         assert m.extent().contains(ext) or m.extent().toString(3) == ext.toString(3)
         assert m.crs().authid() == "EPSG:32633"
     legends = _items(layout, QgsLayoutItemLegend)
-    assert len(legends) == 1
-    root = legends[0].model().rootGroup()
-    titles = [n.customProperty("legend/title-label") for n in root.findLayers()]
-    assert titles[0] == ABUNDANCE_LEGEND and len(titles) == 2
+    assert len(legends) == 2  # the ramps, then the dominant map's classes below them
+    titles = [n.customProperty("legend/title-label") for lg in legends for n in lg.model().rootGroup().findLayers()]
+    assert titles == [ABUNDANCE_LEGEND, RESIDUAL_LEGEND, DOMINANT_LEGEND]
+    classes = legends[1].model().layerLegendNodes(legends[1].model().rootGroup().findLayers()[0])
+    assert [n.data(0) for n in classes] == NAMES
+    # the residual ramp ends at a rounded value, printed as it is
+    res_max = shown[-1].renderer().classificationMax()
+    assert res_max == pytest.approx(float(f"{res_max:.2g}"))
     bars = _items(layout, QgsLayoutItemScaleBar)
     assert len(bars) == 1 and bars[0].linkedMap() is maps[0]
     # a segment is drawn at the maps' scale: between 5 mm and the 58 mm panel on paper
@@ -78,10 +97,11 @@ def test_layout_has_a_map_per_endmember_residual_legend_and_footnote(run, qgis_n
     assert len(_items(layout, QgsLayoutItemPicture)) == 1  # north arrow
     labels = _labels(layout)
     footnote = next(t for t in labels if t.startswith("Method:"))
-    assert "tv" in footnote and "TV-regularised" in footnote
-    assert "9.8.7" in footnote and "lam=0.3" in footnote
+    assert footnote.startswith("Method: TV-regularised")
+    assert "9.8.7" in footnote and "weight λ = 0.3, as given" in footnote and "lam=" not in footnote
+    assert "2025-03-14 09:26" in footnote
     title = max(_items(layout, QgsLayoutItemLabel), key=lambda i: i.font().pointSizeF()).text()
-    assert "scene" in title and "2025-03-14" in title
+    assert "scene" in title and "2025-03-14" in title and title.count("unmixing") <= 1
     assert any(t.startswith("CRS: EPSG:32633") for t in labels)
     for name in NAMES:
         assert name in labels
@@ -161,9 +181,9 @@ def test_sheet_of_a_real_pipeline_run(run, tmp_path, qgis_new_project):
 
     result = run_real_pipeline(run, tmp_path / "real_out")
     layout = build_map_sheet(result.out_dir, QgsProject.instance(), paper="A3")
-    assert len(_items(layout, QgsLayoutItemMap)) == len(result.manifest["endmembers"]) + 1
+    assert len(_items(layout, QgsLayoutItemMap)) == len(result.manifest["endmembers"]) + 2
     footnote = next(t for t in _labels(layout) if t.startswith("Method:"))
-    assert "[fcls]" in footnote and plugin_version() in footnote
+    assert "FCLS" in footnote and plugin_version() in footnote and "λ" not in footnote
     done = export_map_sheet(layout, png_path=str(tmp_path / "real.png"), dpi=40)
     w, h, colours, white = _png_colours(done["png"])
     assert abs(w - 420 / 25.4 * 40) <= 2 and colours > 50 and white < 0.95
@@ -182,11 +202,11 @@ def test_open_map_sheet_adds_layout_and_layers_and_opens_designer(run, tmp_path,
     qgis_iface.openLayoutDesigner.assert_called_once_with(layout)
     # the layers the saved layout refers to are in the project, tagged with the run
     tagged = layers_with_runs(project)
-    assert len(tagged) == len(NAMES) + 1
+    assert len(tagged) == len(NAMES) + 2  # abundances, dominant, residual
     assert run_group(project.layerTreeRoot(), "scene") is not None
     # a second sheet reuses them and gets its own name
     again = open_map_sheet(qgis_iface, str(run.folder))
-    assert len(layers_with_runs(project)) == len(NAMES) + 1
+    assert len(layers_with_runs(project)) == len(NAMES) + 2
     assert again.name() != layout.name()
     # a bad run: a message, no designer, no exception
     qgis_iface.openLayoutDesigner.reset_mock()
@@ -208,3 +228,20 @@ def test_failed_export_is_a_message_on_qgis_322(qgis_app, tmp_path):
 
     with pytest.raises(OutputError, match="sheet.pdf.*cannot be written"):
         _export(FailingExporter(), str(tmp_path / "sheet.pdf"), None, 150, {})
+
+
+def test_footnote_states_the_weight_a_run_chose_in_words():
+    assert weight_text({"lam": "auto", "lam_chosen": 0.69584}) == "weight λ = 0.696, chosen from the image itself"
+    assert weight_text({"lam": 0.3}) == "weight λ = 0.3, as given"
+    assert weight_text({"max_iter": 5}) == ""
+
+
+def test_footnote_of_an_automatic_weight_run(run):
+    from urdm_plugin.qgis_layers.runs import load_run
+
+    info = load_run(str(run.run_json))
+    info.parameters = {"lam": "auto", "lam_chosen": 0.6958, "lam_chosen_per_tile": [0.6958] * 4,
+                       "quality": "fast", "options": {"seed": 7}}
+    text = footnote_text(info)
+    assert "weight λ = 0.696, chosen from the image itself" in text and "quality=fast" in text
+    assert "lam" not in text and "seed 7" in text

@@ -47,6 +47,15 @@ def raster_percentile(path: str, q: float = 98.0, max_values: int = 1_000_000) -
     return float(np.percentile(v, q))
 
 
+def display_upper(value: float) -> float:
+    """``value`` rounded up to two significant digits (0.105234 → 0.11): a display maximum a
+    legend can print as it is."""
+    if not value or not np.isfinite(value) or value <= 0:
+        return 1.0
+    step = 10.0 ** (np.floor(np.log10(value)) - 1)
+    return float(f"{np.ceil(value / step - 1e-9) * step:.12g}")
+
+
 def write_dominant(run_dir: str, manifest: dict, cancel=None) -> str:
     """Write ``dominant.tif`` (uint8: index of the largest abundance, 255 = nodata).
 
@@ -137,7 +146,8 @@ def prepare_run(run_json: str, dominant: bool = True, cancel=None) -> dict:
     """Background-safe preparation before :func:`add_run_to_map`; returns the manifest.
 
     Writes the dominant-material raster (if missing and ``dominant``), computes the display
-    maxima of the residual and uncertainty maps (their 98th percentiles) and records both in
+    maxima of the residual and uncertainty maps (their 98th percentiles, rounded up to two
+    significant digits by :func:`display_upper`) and records both in
     run.json (``extra_files.dominant``, ``display``).
     """
     run_json = os.path.abspath(run_json)
@@ -152,13 +162,13 @@ def prepare_run(run_json: str, dominant: bool = True, cancel=None) -> dict:
     display = manifest.setdefault("display", {})
     if "residual_max" not in display and manifest.get("residual_file"):
         p = raster_percentile(resolve_run_file(run_dir, manifest["residual_file"]))
-        display["residual_max"] = p if p is not None and p > 0 else 1.0
+        display["residual_max"] = display_upper(p) if p is not None and p > 0 else 1.0
         changed = True
     stds = extra.get("std") or []
     if stds and "std_max" not in display:
         vals = [raster_percentile(resolve_run_file(run_dir, s["file"])) for s in stds]
         vals = [v for v in vals if v is not None and v > 0]
-        display["std_max"] = max(vals) if vals else 1.0
+        display["std_max"] = display_upper(max(vals)) if vals else 1.0
         changed = True
     if changed:
         write_manifest(run_json, manifest)

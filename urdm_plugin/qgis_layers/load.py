@@ -17,7 +17,7 @@ from qgis.core import QgsProject, QgsRasterLayer
 from .groups import RANK_PROPERTY, run_group_name, unique_group_name
 from .runs import RunFileError, read_manifest, run_layers
 from .style import style_by_role
-from .tags import ROLE_ABUNDANCE, tag_layer
+from .tags import tag_layer
 
 
 def load_result_layer(path: str, name: str, run_json: str, manifest: dict, role: str,

@@ -4,10 +4,13 @@ Size note: ~455 lines, one page layout (grid, legends, scale bar, texts) and its
 layer loading it needs is in :mod:`.load`.
 
 :func:`build_map_sheet` lays out, on one landscape page: a title (input, method, date),
-one map per endmember (only its abundance layer, over an optional background) in a grid,
-the residual map, one shared colour-ramp legend (0–1, "abundance fraction") plus the
-residual's, a scale bar (all maps share one scale), a north arrow, the CRS and a footnote
-with the method, parameters and software version read from ``run.json``.
+one map per endmember (only its abundance layer, over an optional background) in a grid
+whose short last row is centred, the dominant-material map (written first if the run lacks
+it) and the residual map, one shared colour-ramp legend (0–1, "abundance fraction") plus the
+dominant map's classes and the residual's ramp (maximum rounded to two digits), a scale bar
+(all maps share one scale), a north arrow, the CRS and a footnote with the method, the
+weight it used and where it came from, the date and the software version read from
+``run.json``.
 
 :func:`export_map_sheet` writes PDF/PNG; :func:`open_map_sheet` builds the sheet, adds it
 to the project's layouts and opens the layout designer (for the dialog's button and the
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from typing import Optional
 
 from qgis.core import (
@@ -33,6 +37,8 @@ from qgis.core import (
     QgsLayoutMeasurement,
     QgsLayoutPoint,
     QgsLayoutSize,
+    QgsLayoutUtils,
+    QgsLegendRenderer,
     QgsLegendStyle,
     QgsMapLayerLegendUtils,
     QgsPrintLayout,
@@ -46,11 +52,11 @@ from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QColor, QFont
 
 from ..core.errors import OutputError, UrdmError
-from .dominant import raster_percentile
+from .dominant import display_upper, prepare_run, raster_percentile
 from .groups import group_of_run
 from .load import load_result_layer
 from .runs import RunFileError, RunInfo, load_run
-from .tags import ROLE_ABUNDANCE, ROLE_RESIDUAL, find_run_layer
+from .tags import ROLE_ABUNDANCE, ROLE_DOMINANT, ROLE_RESIDUAL, find_run_layer
 
 #: Landscape paper sizes (width, height) in mm, in the Processing enum's order.
 PAPERS = {"A4": (297.0, 210.0), "A3": (420.0, 297.0), "Letter": (279.4, 215.9)}
@@ -58,6 +64,7 @@ PAPER_NAMES = list(PAPERS)
 
 ABUNDANCE_LEGEND = "abundance fraction"
 RESIDUAL_LEGEND = "residual RMSE (reflectance)"
+DOMINANT_LEGEND = "dominant material"
 NORTH_ARROW_SVG = "arrows/NorthArrow_02.svg"
 
 def residual_display_max(run: RunInfo) -> float:
@@ -66,7 +73,7 @@ def residual_display_max(run: RunInfo) -> float:
     if isinstance(v, (int, float)) and v > 0:
         return float(v)
     p = raster_percentile(run.residual) if run.residual else None
-    return p if p is not None and p > 0 else 1.0
+    return display_upper(p) if p is not None and p > 0 else 1.0
 
 
 def _layer(run: RunInfo, path: str, name: str, role: str, endmember, project, owner, add: bool):
@@ -87,13 +94,28 @@ def _layer(run: RunInfo, path: str, name: str, role: str, endmember, project, ow
 
 
 def _run_layers(run: RunInfo, project, owner, add: bool):
-    """[(name, abundance layer)] and the residual layer (or None)."""
+    """[(name, abundance layer)], the dominant-material layer and the residual layer (each
+    None when the run has none)."""
     out = [(name, _layer(run, path, name, ROLE_ABUNDANCE, name, project, owner, add))
            for name, path in run.endmembers]
-    res = None
+    dom = res = None
+    if run.dominant:
+        dom = _layer(run, run.dominant, "dominant material", ROLE_DOMINANT, None, project, owner, add)
     if run.residual:
         res = _layer(run, run.residual, "residual RMSE", ROLE_RESIDUAL, None, project, owner, add)
-    return out, res
+    return out, dom, res
+
+
+def _with_dominant(run: RunInfo) -> RunInfo:
+    """The run with its dominant-material map, written now (as loading the results does) if
+    it is missing; a run folder that cannot be written keeps the sheet without it."""
+    if run.dominant or len(run.endmembers) < 2:
+        return run
+    try:
+        prepare_run(run.run_json)
+    except (UrdmError, OSError):
+        return run
+    return load_run(run.run_json)
 
 
 # ---------------------------------------------------------------------------------------
@@ -113,17 +135,37 @@ def _fmt_value(v) -> str:
     return str(v)
 
 
+#: Parameters the footnote states in words (the weight) or that only the log needs.
+_WEIGHT_KEYS = ("lam", "lam_chosen", "lam_chosen_per_tile")
+
+
 def parameters_text(params: dict, limit: int = 12) -> str:
-    """``k=v`` pairs of the run's own parameters (the options dict is summarised apart)."""
-    items = [(k, v) for k, v in (params or {}).items() if k != "options" and not isinstance(v, dict)]
+    """``k=v`` pairs of the run's own parameters, without the weight (see :func:`weight_text`),
+    per-tile lists and nested reports."""
+    items = [(k, v) for k, v in (params or {}).items()
+             if k != "options" and k not in _WEIGHT_KEYS and not isinstance(v, (dict, list))]
     text = ", ".join(f"{k}={_fmt_value(v)}" for k, v in items[:limit])
     if len(items) > limit:
         text += f", … ({len(items) - limit} more)"
-    return text or "defaults"
+    return text
+
+
+def weight_text(params: dict) -> str:
+    """The regularisation weight as a reader needs it: the value the run used and whether the
+    user gave it or the scene's own data chose it ("" for methods without one)."""
+    params = params or {}
+    asked, used = params.get("lam"), params.get("lam_chosen")
+    if used is None and isinstance(asked, (int, float)):
+        used = asked
+    if not isinstance(used, (int, float)):
+        return ""
+    if isinstance(asked, str) and asked.strip().lower() == "auto":
+        return f"weight λ = {used:.3g}, chosen from the image itself"
+    return f"weight λ = {used:.3g}, as given"
 
 
 def title_text(run: RunInfo) -> str:
-    parts = [run.input_name, f"{run.method_label} unmixing"]
+    parts = [run.input_name, f"{run.method_short} abundance maps"]
     if run.date:
         parts.append(run.date)
     return " — ".join(parts)
@@ -137,14 +179,21 @@ def footnote_text(run: RunInfo) -> str:
     if wl:
         bands += f" ({min(wl):.0f}–{max(wl):.0f} nm)"
     opts = (run.parameters or {}).get("options") or {}
-    seed = f", seed {opts['seed']}" if isinstance(opts, dict) and "seed" in opts else ""
+    method = f"Method: {run.method_label}"
+    extras = [t for t in (weight_text(run.parameters), parameters_text(run.parameters)) if t]
+    if isinstance(opts, dict) and "seed" in opts:
+        extras.append(f"seed {opts['seed']}")
+    when = run.created[:16].replace("T", " ") if run.created else "date unknown"
+    secs = run.manifest.get("seconds")
+    took = ""
+    if isinstance(secs, (int, float)):
+        took = f" in {float(secs):.2g} s" if secs < 10 else f" in {float(secs):.0f} s"
     lines = [
-        f"Method: {run.method_label} [{run.method}]; parameters: {parameters_text(run.parameters)}{seed}.",
+        method + (f"; {'; '.join(extras)}" if extras else "") + ".",
         f"Input: {os.path.basename(run.image) or '?'}, {bands}; endmember library: {lib}; "
         f"endmembers: {', '.join(run.names)}.",
-        f"URDM Unmixing for QGIS {run.version or 'unknown version'}; run {run.created or 'date unknown'}"
-        + (f" ({float(run.manifest['seconds']):.1f} s)" if isinstance(run.manifest.get("seconds"), (int, float)) else "")
-        + f"; folder {run.folder}",
+        f"Made with URDM Unmixing for QGIS {run.version or '(unknown version)'} on {when}"
+        + f"{took}; run folder {run.folder}.",
     ]
     return "\n".join(lines)
 
@@ -171,13 +220,49 @@ def _label(layout, text: str, x, y, w, h, size: float, bold=False, align=Qt.Alig
 
 
 def _drop_band_name_node(legend, node) -> None:
-    """Keep only the colour ramp of a pseudocolour raster's legend (not "Band 1: … (Gray)")."""
+    """Keep a raster legend's colour ramp or classes, not its "Band 1: … (Gray)" line."""
     model = legend.model()
     nodes = model.layerLegendNodes(node, True)
-    keep = [i for i, n in enumerate(nodes) if isinstance(n, QgsColorRampLegendNode)]
+    ramps = [i for i, n in enumerate(nodes) if isinstance(n, QgsColorRampLegendNode)]
+    keep = ramps or [i for i, n in enumerate(nodes)
+                     if not re.match(r"Band \d+", str(n.data(Qt.DisplayRole) or ""))]
     if keep and len(keep) < len(nodes):
         QgsMapLayerLegendUtils.setLegendNodeOrder(node, keep)
         model.refreshLayerLegend(node)
+
+
+def _legend(layout, item_id: str, layers, linked_map, symbol_h: float, scale_f: float, x: float, y: float,
+            columns: int = 1) -> QgsLayoutItemLegend:
+    """A legend of ``layers`` [(layer, title)] at (x, y) mm: each layer's title and its ramp or
+    classes (no "Band 1" line), symbols ``symbol_h`` mm high."""
+    legend = QgsLayoutItemLegend(layout)
+    legend.setId(item_id)
+    legend.setTitle("")
+    legend.setAutoUpdateModel(False)
+    legend.setLinkedMap(linked_map)
+    root = legend.model().rootGroup()
+    root.clear()
+    for lyr, text in layers:
+        node = root.addLayer(lyr)
+        node.setCustomProperty("legend/title-label", text)
+        _drop_band_name_node(legend, node)
+    for style, size, bold in ((QgsLegendStyle.Subgroup, 9.0, True), (QgsLegendStyle.SymbolLabel, 8.0, False)):
+        f = QFont()
+        f.setPointSizeF(size * scale_f)
+        f.setBold(bold)
+        legend.setStyleFont(style, f)
+    legend.setSymbolWidth(6.0)
+    legend.setSymbolHeight(symbol_h)
+    legend.setColumnCount(columns)
+    legend.setResizeToContents(True)
+    layout.addLayoutItem(legend)
+    legend.attemptMove(QgsLayoutPoint(x, y, QgsUnitTypes.LayoutMillimeters))
+    legend.updateLegend()
+    # the item sizes itself only when first drawn; the sheet needs its height now
+    ctx = QgsLayoutUtils.createRenderContextForLayout(layout, None)
+    size = QgsLegendRenderer(legend.model(), legend.legendSettings()).minimumSize(ctx)
+    legend.attemptResize(QgsLayoutSize(size.width(), size.height(), QgsUnitTypes.LayoutMillimeters))
+    return legend
 
 
 def _grid(n: int, gw: float, gh: float, aspect: float, gap: float, label_h: float):
@@ -231,14 +316,14 @@ def build_map_sheet(run_json_path, project=None, background_layer=None, title: O
     project = project or QgsProject.instance()
     if paper not in PAPERS:
         raise UrdmError(f"Unknown paper size '{paper}'", f"Use one of: {', '.join(PAPER_NAMES)}")
-    run = load_run(run_json_path)
+    run = _with_dominant(load_run(run_json_path))
     layout = QgsPrintLayout(project)
     layout.initializeDefaults()
     layout.setName(_unique_layout_name(project, f"URDM map sheet – {run.input_name}"))
     W, H = PAPERS[paper]
     layout.pageCollection().page(0).setPageSize(QgsLayoutSize(W, H, QgsUnitTypes.LayoutMillimeters))
 
-    abundance, residual = _run_layers(run, project, layout, add_missing_layers)
+    abundance, dominant, residual = _run_layers(run, project, layout, add_missing_layers)
     first = abundance[0][1]
     crs = first.crs() if first.crs().isValid() else QgsCoordinateReferenceSystem()
     extent = first.extent()
@@ -257,13 +342,17 @@ def build_map_sheet(run_json_path, project=None, background_layer=None, title: O
     gw = W - 2 * margin - panel_w - gap
     gh = H - gy0 - margin - foot_h - gap
     entries = [(f"{name}", lyr) for name, lyr in abundance]
+    if dominant is not None:
+        entries.append(("dominant material", dominant))
     if residual is not None:
         entries.append(("residual RMSE", residual))
     cols, rows, mw, mh, cw, ch = _grid(len(entries), gw, gh, extent.width() / extent.height(), gap, label_h)
     maps = []
     for i, (name, lyr) in enumerate(entries):
         r, c = divmod(i, cols)
-        x = gx0 + c * (cw + gap) + (cw - mw) / 2
+        # a short last row is centred: no hole at its end
+        shift = (cols - (len(entries) - r * cols)) * (cw + gap) / 2 if r == rows - 1 else 0.0
+        x = gx0 + shift + c * (cw + gap) + (cw - mw) / 2
         y = gy0 + r * (ch + label_h + gap)
         _label(layout, name, x, y, mw, label_h, 9, bold=True)
         m = QgsLayoutItemMap(layout)
@@ -285,31 +374,15 @@ def build_map_sheet(run_json_path, project=None, background_layer=None, title: O
 
     # -- right panel: legend (top); north arrow, scale bar, CRS (bottom up) ---------------
     px = W - margin - panel_w
-    legend = QgsLayoutItemLegend(layout)
-    legend.setId("legend")
-    legend.setTitle("")
-    legend.setAutoUpdateModel(False)
-    legend.setLinkedMap(maps[0])
-    root = legend.model().rootGroup()
-    root.clear()
-    legend_layers = [(first, ABUNDANCE_LEGEND)]
-    if residual is not None:
-        legend_layers.append((residual, RESIDUAL_LEGEND))
-    for lyr, text in legend_layers:
-        node = root.addLayer(lyr)
-        node.setCustomProperty("legend/title-label", text)
-        _drop_band_name_node(legend, node)
-    for style, size, bold in ((QgsLegendStyle.Subgroup, 9.0, True), (QgsLegendStyle.SymbolLabel, 8.0, False)):
-        f = QFont()
-        f.setPointSizeF(size * scale_f)
-        f.setBold(bold)
-        legend.setStyleFont(style, f)
-    legend.setSymbolWidth(6.0)
-    legend.setSymbolHeight(24.0 * scale_f)  # the length of the colour ramps
-    legend.setResizeToContents(True)
-    layout.addLayoutItem(legend)
-    legend.attemptMove(QgsLayoutPoint(px, gy0, QgsUnitTypes.LayoutMillimeters))
-    legend.updateLegend()
+    # ramps (long patches) and the dominant map's classes (small ones) in two legends: a
+    # legend has one symbol size and QGIS 3.22's raster legend nodes ignore patch sizes
+    ramps = [(first, ABUNDANCE_LEGEND)] + ([(residual, RESIDUAL_LEGEND)] if residual is not None else [])
+    legend = _legend(layout, "legend", ramps, maps[0], 24.0 * scale_f, scale_f, px, gy0)
+    if dominant is not None:
+        below = gy0 + legend.sizeWithUnits().height() + 2
+        n_cls = len(run.endmembers)
+        _legend(layout, "legend dominant", [(dominant, DOMINANT_LEGEND)], maps[0], 4.0, scale_f, px, below,
+                columns=2 if n_cls > 8 else 1)
 
     py = H - margin - foot_h - gap
     crs_text = (f"CRS: {crs.authid() or 'custom'} – {crs.description()}" if crs.isValid()

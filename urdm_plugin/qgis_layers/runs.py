@@ -42,6 +42,7 @@ class RunInfo:
     parameters: dict = field(default_factory=dict)
     version: str = ""
     created: str = ""
+    dominant: Optional[str] = None  # dominant.tif when prepare_run wrote it
 
     @property
     def names(self) -> list:
@@ -55,6 +56,11 @@ class RunInfo:
             return get_method(self.method).label
         except UrdmError:
             return str(self.method)
+
+    @property
+    def method_short(self) -> str:
+        """The label without its explanation in brackets ("URDM", "TV-regularised")."""
+        return self.method_label.split(" (")[0].strip() or str(self.method)
 
     @property
     def date(self) -> str:
@@ -147,7 +153,12 @@ def load_run(path) -> RunInfo:
         parameters=dict(m.get("parameters") or {}),
         version=str(m.get("version", "")),
         created=str(m.get("created", "")),
+        dominant=_existing(resolve_run_file(folder, extra.get("dominant"))),
     )
+
+
+def _existing(path: Optional[str]) -> Optional[str]:
+    return path if path and os.path.isfile(path) else None
 
 
 def run_layers(run_json: str, manifest: Optional[dict] = None) -> list:
