@@ -78,6 +78,16 @@ def test_layer_and_library_fill_table_and_plot(project_with_scene, qgis_iface, s
     assert dlg.build_options().endmembers == [scene["names"][0], scene["names"][2]]
 
 
+def test_ticking_too_few_materials_warns_of_a_poor_fit_before_run(project_with_scene, qgis_iface, scene,
+                                                                 tmp_path):
+    dlg = make_dialog(qgis_iface, scene["library"], tmp_path)
+    assert not any(w.startswith("Poor fit") for w in dlg.warnings)
+    for row in (1, 2):  # one material left for a three-material scene
+        dlg.table.item(row, 1).setCheckState(0)
+    assert any(w.startswith("Poor fit") and "vca" in w for w in dlg.warnings)
+    assert dlg.run_button.isEnabled()  # a warning, not a problem
+
+
 def test_single_band_layers_are_not_offered(project_with_scene, qgis_iface, tmp_path):
     from osgeo import gdal
     from qgis.core import QgsProject, QgsRasterLayer

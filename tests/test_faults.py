@@ -225,9 +225,8 @@ def _cube_tif(path: Path, Y, wl) -> Path:
 
 
 def test_values_beyond_reflectance_are_refused_with_the_scale_advice(tmp_path):
-    from test_cli import _scene
-
     import numpy as np
+    from test_cli import _scene
 
     tif, csv, sc = _scene(tmp_path)
     big = _cube_tif(tmp_path / "radiance.tif", sc.Y * 1e9, sc.wavelengths_nm)

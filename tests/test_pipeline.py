@@ -297,3 +297,11 @@ def test_urdm_with_samples_writes_uncertainty_maps(scene, tmp_path):
     assert ok.sum() == 20 * 24 - len(NODATA_PIXELS) and (s[ok] >= 0).all() and s[ok].max() > 0
     params = res.manifest["parameters"]
     assert params["samples"] == 2 and params["lam_chosen"] == pytest.approx(params["lambda_selection"]["chosen"])
+
+
+def test_run_json_records_the_fit_of_the_endmembers(tmp_path):
+    tif, csv, _sc = write_scene(tmp_path, seed=1_000_209)
+    res = unmix_raster(tif, csv, tmp_path / "out", UnmixOptions(endmembers=NAMES[:1]))
+    on_disk = json.loads((Path(res.out_dir) / "run.json").read_text())
+    assert on_disk["fit"]["poor"] is True and on_disk["fit"]["pixels"] > 0
+    assert any(w.startswith("Poor fit") for w in on_disk["warnings"])

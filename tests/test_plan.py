@@ -101,3 +101,27 @@ def test_too_many_given_spectra_are_selected_from_not_refused(tmp_path):
     assert plan.selection["mode"] == "automatic" and plan.selection["subset"] is True
     assert set(plan.names) <= set(ticked) and 1 <= len(plan.names) <= 20
     assert any(w.startswith("28 spectra were given, more than the 20") for w in plan.warnings)
+
+
+def test_a_library_missing_a_material_of_the_scene_is_a_poor_fit_warning(scene):
+    tif, csv, sc = scene
+    good = plan_run(tif, csv, UnmixOptions())
+    assert good.fit["pixels"] > 100 and not good.fit["poor"]
+    assert good.fit["relative_residual"] < 0.1
+    assert not any("Poor fit" in w for w in good.warnings)
+    # two of the three materials: the third's pixels are forced onto the others
+    worse = plan_run(tif, csv, UnmixOptions(endmembers=NAMES[:1]))
+    assert worse.fit["poor"] and worse.fit["relative_residual"] > good.fit["relative_residual"]
+    msg = next(w for w in worse.warnings if w.startswith("Poor fit"))
+    assert "of a pixel's reflectance" in msg and "vca" in msg
+
+
+def test_poor_fit_on_a_real_scene_without_its_water(shared_data):
+    """Jasper Ridge: its four reference endmembers fit (residual ~12 % of a pixel's reflectance);
+    without Water the lake is forced onto land spectra and the plan warns."""
+    jr = shared_data / "jasper_ridge"
+    img, lib = jr / "jasper_ridge.tif", jr / "jasper_ridge_endmembers.csv"
+    ok = plan_run(img, lib, UnmixOptions())
+    assert not ok.fit["poor"] and ok.fit["relative_residual"] < 0.2
+    bad = plan_run(img, lib, UnmixOptions(endmembers=["Tree", "Soil", "Road"]))
+    assert bad.fit["poor"] and any(w.startswith("Poor fit: with the endmembers") for w in bad.warnings)

@@ -135,3 +135,26 @@ def test_uncertainty_layers_listed_when_in_manifest(small_run, tmp_path):
     rows = run_layers(os.path.join(res.out_dir, "run.json"), m)
     unc = [r for r in rows if r[2] == "uncertainty"]
     assert [r[3] for r in unc] == [e["name"] for e in m["endmembers"]]
+
+
+def test_every_result_layer_carries_the_selection_note(qgis_new_project, small_run):
+    from qgis.core import QgsLayerNotesUtils, QgsProject
+
+    from urdm_plugin.qgis_layers.load import add_run_to_map
+    from urdm_plugin.qgis_layers.notes import selection_note_html
+    from urdm_plugin.qgis_layers.runs import read_manifest
+
+    run_json = str(Path(small_run[1].out_dir) / "run.json")
+    m = read_manifest(run_json)
+    _group, layers = add_run_to_map(run_json, "small scene", QgsProject.instance())
+    notes = [QgsLayerNotesUtils.layerNotes(ly) for ly in layers]
+    assert all("Selection" in n for n in notes) and len(set(notes)) == 1
+    for e in m["endmembers"]:
+        assert e["name"] in notes[0]
+    # an automatic selection lists each spectrum's share; a poor fit says so
+    m["selection"] = {"mode": "automatic", "from": 498, "max": 20, "names": ["Oak", "Asphalt"],
+                      "scores": [0.61, 0.39]}
+    m["fit"] = {"relative_residual": 0.91, "residual_rmse": 0.078, "pixels": 3200, "poor": True}
+    html = selection_note_html(m)
+    assert "of 498 library spectra" in html and "Oak: 61 %" in html
+    assert "<b>poor fit</b>" in html and "91 %" in html

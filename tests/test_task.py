@@ -127,3 +127,19 @@ def test_success_message_shows_the_residual_and_an_automatic_selection(tmp_path)
     text = success_text(m, 2.04, str(run.folder))
     assert text.startswith(f"{len(m['endmembers'])} abundance maps (fcls) in 2.0 s")
     assert "selected automatically from 498: Oak 61 %, Asphalt 39 %" in text
+
+
+def test_success_message_warns_of_a_poor_fit(tmp_path):
+    from run_fixture import make_run
+
+    from urdm_plugin.gui.task import success_text
+    from urdm_plugin.qgis_layers.runs import read_manifest
+
+    run = make_run(tmp_path / "r")
+    m = read_manifest(run.run_json)
+    m["fit"] = {"relative_residual": 0.91, "residual_rmse": 0.078, "pixels": 3200, "poor": True}
+    text = success_text(m, 2.0, str(run.folder))
+    assert "Poor fit: the residual is on average 91 % of a pixel's reflectance" in text
+    assert "Selection note" in text
+    m["fit"]["poor"] = False
+    assert "Poor fit" not in success_text(m, 2.0, str(run.folder))

@@ -244,8 +244,7 @@ class UnmixDialog(DialogLayout, DialogChecks, DialogSettings, DialogExtent, Dial
 
     def _ticks_changed(self) -> None:
         self._update_count()
-        self._update_plot()
-        self._validate()
+        self._rematch()  # the ticked spectra are the run's: their match, fit, plot and checks
 
     def _table_changed(self, item):
         if item.column() == 1:

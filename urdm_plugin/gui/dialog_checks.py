@@ -42,17 +42,34 @@ class DialogChecks:
         self._validate()
 
     def _check_scale(self) -> list:
-        """core.bands.check_reflectance_scale on a few rows of the image (metadata already read)."""
+        """core.bands.check_reflectance_scale on a few rows of the image (metadata already read)
+        and, when the ticked spectra are the ones the run will use (no automatic selection
+        pending), how well they fit those pixels (core.engine.fit_check)."""
         if self.matched is None or self.info is None:
             return []
         from ..core.bands import check_reflectance_scale
+        from ..core.engine.fit_check import assess_fit, poor_fit_message
         from ..core.engine.plan import read_sample
         from ..core.errors import UrdmError
 
         try:
             bands = list(self.matched.band_indices)
-            Y = read_sample(self.info, bands, (0, 0, self.info.width, self.info.height))
-            return check_reflectance_scale(Y, self.matched.E) if Y.size else []
+            key = (self.info.path, tuple(bands))
+            cached = getattr(self, "_sample_cache", None)  # ticking re-checks: read the pixels once
+            if cached is None or cached[0] != key:
+                self._sample_cache = cached = (key, read_sample(self.info, bands, (0, 0, self.info.width,
+                                                                                   self.info.height)))
+            Y = cached[1]
+            if not Y.size:
+                return []
+            out = check_reflectance_scale(Y, self.matched.E)
+            plan = self._plan()
+            mode = (plan.selection or {}).get("mode") if plan is not None else None
+            if mode in ("given", "all") and not out:  # a wrong scale explains a bad fit already
+                fit = assess_fit(Y, self.matched.E)
+                if fit["poor"]:
+                    out.append(poor_fit_message(fit, automatic=False))
+            return out
         except UrdmError as err:
             return [str(err)]
 

@@ -208,7 +208,6 @@ class UnmixTask(QgsTask):
         from qgis.core import QgsProject
 
         project = self.project or QgsProject.instance()
-        root = project.layerTreeRoot()
         remove_preview_group(project, group_name)
 
     def _report_error(self) -> None:
@@ -225,6 +224,8 @@ class UnmixTask(QgsTask):
 
         folder = self.result.out_dir
         text = success_text(self.result.manifest, self.result.seconds, folder)
+        # a poor fit stays until dismissed: the maps may be meaningless
+        level = Qgis.Warning if (self.result.manifest.get("fit") or {}).get("poor") else Qgis.Success
         self._zoom_to_first_map()
         bar = self.iface.messageBar()
         try:
@@ -232,9 +233,9 @@ class UnmixTask(QgsTask):
             button = QPushButton("Open output folder", widget)
             button.clicked.connect(lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(folder)))
             widget.layout().addWidget(button)
-            bar.pushWidget(widget, Qgis.Success, 10)
+            bar.pushWidget(widget, level, 10 if level == Qgis.Success else 0)
         except (AttributeError, TypeError):  # a minimal iface (tests): plain message
-            bar.pushMessage("URDM", text + f": {folder}", Qgis.Success, 10)
+            bar.pushMessage("URDM", text + f": {folder}", level, 10)
 
     def _zoom_to_first_map(self) -> None:
         """Bring the results into view when the map shows none of them."""
@@ -257,7 +258,7 @@ class UnmixTask(QgsTask):
 def success_text(manifest: dict, seconds: float, folder: str) -> str:
     """The success message: maps, method, time, the mean residual and — when the endmembers
     were chosen automatically — the chosen spectra with their shares, so a poor or odd
-    selection is seen at once, not only in run.json."""
+    selection is seen at once, not only in run.json — and a poor fit (core.engine.fit_check)."""
     import os
 
     from osgeo import gdal
@@ -275,6 +276,11 @@ def success_text(manifest: dict, seconds: float, folder: str) -> str:
         shares = ", ".join(f"{name} {100 * score:.0f} %" for name, score in
                            zip(sel.get("names", []), sel.get("scores", [])))
         text += f"; selected automatically from {sel.get('from')}: {shares}"
+    fit = manifest.get("fit") or {}
+    if fit.get("poor"):
+        text += (f". Poor fit: the residual is on average {100 * float(fit['relative_residual']):.0f} % of a "
+                 "pixel's reflectance; see the layers' Selection note (use endmembers from the image, vca, or a "
+                 "smaller library)")
     return text
 
 

@@ -17,7 +17,7 @@ _KEEP_ALIVE: dict = {}
 
 class ResultLayerPostProcessor(QgsProcessingLayerPostProcessorInterface):
     """Styles one result layer like the dialog does, sets the ``urdm/*`` custom properties
-    and moves it into its run's group (``<input> – <method> <time>``) at its place in the
+    and the run's Selection note, and moves it into its run's group (``<input> – <method> <time>``) at its place in the
     run's layer order (``rank``; only rank 0, the first abundance map, is visible)."""
 
     def __init__(self, run_json: str, role: str, endmember: Optional[str], group_name: str, name: str,
@@ -32,6 +32,7 @@ class ResultLayerPostProcessor(QgsProcessingLayerPostProcessorInterface):
 
     def postProcessLayer(self, layer, context, feedback):  # noqa: N802 - QGIS's name
         from ..qgis_layers.groups import move_layer_into_group
+        from ..qgis_layers.notes import attach_selection_note
         from ..qgis_layers.runs import read_manifest
         from ..qgis_layers.style import style_by_role
         from ..qgis_layers.tags import tag_layer
@@ -40,6 +41,7 @@ class ResultLayerPostProcessor(QgsProcessingLayerPostProcessorInterface):
             manifest = read_manifest(self.run_json)
             style_by_role(layer, manifest, self.role, self.endmember)
             tag_layer(layer, self.run_json, self.role, self.endmember)
+            attach_selection_note([layer], manifest)
             layer.setName(self.name)
             project = context.project()
             if project is not None:

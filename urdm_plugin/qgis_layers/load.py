@@ -15,6 +15,7 @@ from typing import Optional
 from qgis.core import QgsProject, QgsRasterLayer
 
 from .groups import RANK_PROPERTY, run_group_name, unique_group_name
+from .notes import attach_selection_note
 from .runs import RunFileError, read_manifest, run_layers
 from .style import style_by_role
 from .tags import tag_layer
@@ -43,7 +44,8 @@ def add_run_to_map(run_json: str, input_name: Optional[str] = None, project=None
 
     Returns ``(group, layers)``. Abundance maps come first, in library order, then the
     dominant, residual and uncertainty maps; only the first abundance map is visible (one
-    click to compare the others). Raises :class:`.runs.RunFileError` (an ``OutputError``)
+    click to compare the others); each carries the run's Selection note
+    (:mod:`.notes`). Raises :class:`.runs.RunFileError` (an ``OutputError``)
     when a file cannot be loaded.
     """
     project = project or QgsProject.instance()
@@ -63,4 +65,5 @@ def add_run_to_map(run_json: str, input_name: Optional[str] = None, project=None
         node.setItemVisibilityChecked(rank == 0)
         node.setExpanded(rank == 0)
         layers.append(layer)
+    attach_selection_note(layers, m)
     return group, layers

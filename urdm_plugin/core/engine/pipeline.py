@@ -172,6 +172,7 @@ def _execute(plan: RunPlan, out_dir, prog: _Progress, t0: float, executor=None) 
         manifest.selection = jsonable(plan.selection)
         manifest.match = _match_report(plan.matched.report)
         manifest.valid_pixels = int(n_valid)
+        manifest.fit = jsonable(plan.fit)
         prog.check()
         final = writer.commit(manifest)
     seconds = time.perf_counter() - t0

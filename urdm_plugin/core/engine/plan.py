@@ -80,7 +80,8 @@ class RunPlan:
     of the library (before selection); ``bands``: 0-based image bands used; ``E`` (bands
     used × P) and ``names`` (P) the endmembers run; ``selection``: how they were chosen
     (``mode`` given / all / automatic / automatic-pending); ``sample`` (bands used × N)
-    pixels read for the checks, or None.
+    pixels read for the checks, or None; ``fit``: how well ``E`` explains the sample
+    (:func:`core.engine.fit_check.assess_fit`), None without a sample.
     """
 
     options: UnmixOptions
@@ -97,6 +98,7 @@ class RunPlan:
     names: list = field(default_factory=list)
     selection: Optional[dict] = None
     sample: Optional[np.ndarray] = None
+    fit: Optional[dict] = None
     warnings: list = field(default_factory=list)
     problems: list = field(default_factory=list)
 
@@ -252,6 +254,13 @@ def _decide(plan: RunPlan, image, library, read_pixels: bool, note) -> None:
         for w in band_rules.check_reflectance_scale(plan.sample.astype(np.float64), plan.E):
             plan.warnings.append(w)
             note(0.9, "warning: " + w)
+        from .fit_check import assess_fit, poor_fit_message
+
+        plan.fit = assess_fit(plan.sample, plan.E, seed=opts.seed)
+        if plan.fit["poor"]:
+            msg = poor_fit_message(plan.fit, automatic=plan.selection.get("mode") == "automatic")
+            plan.warnings.append(msg)
+            note(0.9, "warning: " + msg)
 
 
 def _in_range(sample: np.ndarray, info, warnings: list, note) -> np.ndarray:

@@ -56,7 +56,9 @@ class RunManifest:
     ``endmembers``: ``[{"name", "file"}]`` (files relative to the run folder);
     ``residual_file``; ``extra_files`` (e.g. ``endmembers_used``, ``std``, ``dominant``);
     ``parameters``: the method's parameters, the weight chosen and the run's options;
-    ``selection``/``match``: how endmembers and bands were chosen; ``seconds``: wall time.
+    ``selection``/``match``: how endmembers and bands were chosen; ``fit``: how well the
+    endmembers explain a pixel sample (``relative_residual``, ``residual_rmse``, ``pixels``,
+    ``poor``; see core.engine.fit_check); ``seconds``: wall time.
     """
 
     method: str
@@ -72,6 +74,7 @@ class RunManifest:
     selection: Optional[dict] = None
     match: Optional[dict] = None
     valid_pixels: Optional[int] = None
+    fit: Optional[dict] = None
     schema_version: int = MANIFEST_SCHEMA_VERSION
     #: keys this version does not know, kept as they were
     other: dict = field(default_factory=dict)
@@ -208,7 +211,7 @@ def _listed_files(d: dict) -> list:
     names = [e.get("file") for e in d.get("endmembers") or [] if isinstance(e, dict)]
     names.append(d.get("residual_file"))
     extra = d.get("extra_files") if isinstance(d.get("extra_files"), dict) else {}
-    for key, val in extra.items():
+    for val in extra.values():
         for item in val if isinstance(val, list) else [val]:
             names.append(item.get("file") if isinstance(item, dict) else item)
     return [n for n in names if n not in (None, "")]

@@ -1,0 +1,69 @@
+"""How well the endmembers explain the image: checked on the run's pixel sample, before the
+run, so a poor library is named while there is still time to change it.
+
+The measure is the mean per-pixel relative residual of FCLS, ‖y − E·â‖ / ‖y‖ (both over the
+bands used): the share of a pixel's spectrum the endmembers leave unexplained. It needs no
+noise estimate and no truth, and it is what goes wrong with a library that lacks a material
+of the scene: FCLS's sum-to-one then forces those pixels onto the nearest library spectra,
+dark water onto bright minerals. Measured on the shared scenes (3,000-pixel samples):
+
+=========================================  =================
+scene, endmembers                          relative residual
+=========================================  =================
+Jasper Ridge, its 4 reference endmembers   0.115
+Samson, its 3 reference endmembers         0.174
+Jasper Ridge, USGS 1995 automatic (11)     0.913
+Samson, USGS 1995 automatic (6)            0.921
+=========================================  =================
+
+A residual above :data:`POOR_FIT` (0.30) is reported as a poor fit. A noise-relative
+measure (residual RMSE / HySime noise σ) does not separate these cases: real endmember
+variability puts even the reference endmembers at 8–22 σ.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Mean relative residual above which the fit is called poor (see the module docstring).
+POOR_FIT = 0.30
+#: Pixels of the sample the check fits (FCLS on a few thousand pixels takes milliseconds).
+MAX_PIXELS = 4000
+
+
+def assess_fit(Y: np.ndarray, E: np.ndarray, seed: int = 0) -> dict:
+    """FCLS fit of the sample ``Y`` (bands × N, reflectance) with ``E`` (bands × P).
+
+    Returns ``{"relative_residual", "residual_rmse", "pixels", "poor"}``: the mean per-pixel
+    ‖r‖/‖y‖ (0–1 and more), the mean per-pixel residual RMSE (reflectance), the pixels used
+    and whether the fit is poor (relative residual > :data:`POOR_FIT`). An empty sample
+    gives ``pixels`` 0 and ``poor`` False.
+    """
+    from ..methods.active_set import fcls
+
+    Y = np.asarray(Y, np.float64)
+    E = np.asarray(E, np.float64)
+    Y = Y[:, np.isfinite(Y).all(axis=0)]
+    if Y.shape[1] > MAX_PIXELS:
+        Y = Y[:, np.sort(np.random.default_rng(seed).choice(Y.shape[1], MAX_PIXELS, replace=False))]
+    norm = np.sqrt((Y * Y).sum(axis=0))
+    Y = Y[:, norm > 0]
+    if Y.shape[1] == 0:
+        return {"relative_residual": 0.0, "residual_rmse": 0.0, "pixels": 0, "poor": False}
+    R = Y - E @ fcls(Y, E)
+    r = np.sqrt((R * R).sum(axis=0))
+    rel = float(np.mean(r / norm[norm > 0]))
+    return {"relative_residual": rel, "residual_rmse": float(np.mean(r) / np.sqrt(Y.shape[0])),
+            "pixels": int(Y.shape[1]), "poor": rel > POOR_FIT}
+
+
+def poor_fit_message(fit: dict, automatic: bool) -> str:
+    """The warning for a poor ``fit`` (from :func:`assess_fit`), with the advice that fits
+    how the endmembers were chosen."""
+    share = min(fit["relative_residual"], 9.99)
+    where = ("the spectra selected from the library" if automatic else "the endmembers")
+    advice = ("use endmembers from the image itself (vca) or a smaller library of materials "
+              "expected in the scene" if automatic else
+              "add the missing materials (e.g. water, shade), or extract endmembers from the image (vca)")
+    return (f"Poor fit: with {where}, the residual is on average {share:.0%} of a pixel's reflectance "
+            f"(mean residual RMSE {fit['residual_rmse']:.3g}, sampled on {fit['pixels']} pixels); {advice}")
