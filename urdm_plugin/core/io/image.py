@@ -75,6 +75,14 @@ class ImageInfo:
     wavelength_source: str = ""
     wavelength_unit: str = ""
     driver: str = ""
+    #: sensor product behind the image (:mod:`.sensors`): its sensor ("EnMAP L2A", ...,
+    #: "" for an ordinary raster), what the user gave (``path`` is then the derived file),
+    #: its quality mask raster (1 = use, 0 = flagged; "" when none) and a one-line
+    #: description of what was read
+    product: str = ""
+    source_path: str = ""
+    quality_mask_path: str = ""
+    product_description: str = ""
 
 
 def _open_dataset(path: str):
@@ -210,9 +218,19 @@ def open_image(path: Union[str, os.PathLike]) -> ImageInfo:
     """Read an image's size, georeferencing, wavelengths, scales and nodata.
 
     Raises :class:`InputImageError` (missing/unreadable file, no bands) or
-    :class:`WavelengthError` (unknown unit in the metadata).
+    :class:`WavelengthError` (unknown unit in the metadata). An EnMAP L2A, EMIT L2A or
+    PRISMA L2D product (folder, .zip, main file; see :mod:`.sensors`) is opened through
+    its derived file: ``path`` is that file, ``source_path`` what was given.
     """
     p = str(path)
+    from .sensors import resolve_product
+
+    product = resolve_product(p)
+    if product is not None:
+        info = open_image(product.path)
+        info.product, info.source_path, info.quality_mask_path = product.sensor, p, product.quality_mask_path
+        info.product_description = product.description
+        return info
     ds = _open_dataset(p)
     try:
         B = ds.RasterCount

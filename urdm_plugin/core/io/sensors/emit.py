@@ -1,0 +1,153 @@
+"""EMIT L2A surface reflectance granules (``EMIT_L2A_RFL_*.nc``, netCDF-4).
+
+Read through GDAL's multidimensional netCDF API: root ``reflectance`` (downtrack ×
+crosstrack × bands, float32, ``_FillValue`` −9999), group ``sensor_band_parameters``
+with ``wavelengths`` and ``fwhm`` (nm) and ``good_wavelengths`` (1 = good → ``bbl``),
+group ``location`` with ``glt_x``/``glt_y`` (ortho rows × ortho cols, 1-based
+crosstrack/downtrack indices, 0 = no data) and the root attributes ``geotransform``
+(GDAL 6-tuple of the GLT grid) and ``spatial_ref`` (WKT).
+
+The swath is orthorectified through the GLT onto that grid — ortho pixel (r, c) takes
+swath pixel (glt_y[r, c] − 1, glt_x[r, c] − 1) — into a cached float32 GeoTIFF (tiled,
+band-interleaved, nodata −9999), written in band groups so memory stays within
+~:data:`MEMORY_MB` (a real 1280 × 1242 × 285 scene: ~30 bands a group).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import numpy as np
+from osgeo import gdal
+
+from ...errors import InputImageError
+from ..gdal_quiet import QuietGdal
+from . import Product
+from .cache import (
+    atomic_path,
+    envi_metadata,
+    extract_member,
+    product_dir,
+    product_key,
+    read_done,
+    write_done,
+)
+from .detect import Location
+
+FILL = -9999.0
+MEMORY_MB = 384
+
+
+def _missing(path: str, what: str) -> InputImageError:
+    return InputImageError(f"The EMIT file '{path}' has no {what}",
+                           "Give an EMIT L2A reflectance granule (EMIT_L2A_RFL_*.nc) as delivered, not a subset")
+
+
+def _array(group, name: str, path: str, where: str = ""):
+    a = group.OpenMDArray(name) if group is not None else None
+    if a is None:
+        raise _missing(path, f"variable '{where}{name}'")
+    return a
+
+
+def _group(rg, name: str, path: str):
+    g = rg.OpenGroup(name)
+    if g is None:
+        raise _missing(path, f"group '{name}'")
+    return g
+
+
+def build_emit(loc: Location, source: str) -> Product:
+    """The :class:`Product` of an EMIT L2A RFL granule (orthorectified GeoTIFF in the cache)."""
+    key = product_key(loc.key_files, "emit")
+    folder = product_dir(key)
+    rec = read_done(folder)
+    if rec:
+        return Product(rec["sensor"], source, str(folder / rec["path"]), "", rec["description"])
+    path = extract_member(loc.zip_path, loc.member, folder) if loc.zip_path else loc.gdal_path(loc.main)
+    with QuietGdal() as q:
+        ds = gdal.OpenEx(path, gdal.OF_MULTIDIM_RASTER)
+        rg = ds.GetRootGroup() if ds is not None else None
+    if rg is None:
+        raise InputImageError(f"GDAL cannot read the EMIT file '{path}' as netCDF-4 ({q.last or 'unknown error'})",
+                              "Download the granule again (the file is incomplete or not netCDF)")
+    with QuietGdal() as q:
+        refl = _array(rg, "reflectance", path)
+        dims = [d.GetSize() for d in refl.GetDimensions()]
+        if len(dims) != 3:
+            raise _missing(path, "3-D 'reflectance' (downtrack × crosstrack × bands)")
+        D, C, B = dims
+        sbp = _group(rg, "sensor_band_parameters", path)
+        wl = np.asarray(_array(sbp, "wavelengths", path, "sensor_band_parameters/").ReadAsArray(), np.float64)
+        fw_a = sbp.OpenMDArray("fwhm")
+        fw = None if fw_a is None else np.asarray(fw_a.ReadAsArray(), np.float64)
+        good_a = sbp.OpenMDArray("good_wavelengths")
+        good = None if good_a is None else np.asarray(good_a.ReadAsArray()) != 0
+        locg = _group(rg, "location", path)
+        gx = _array(locg, "glt_x", path, "location/").ReadAsArray()
+        gy = _array(locg, "glt_y", path, "location/").ReadAsArray()
+        gt_attr, srs_attr = rg.GetAttribute("geotransform"), rg.GetAttribute("spatial_ref")
+        if gt_attr is None or srs_attr is None:
+            raise _missing(path, "root attributes 'geotransform' and 'spatial_ref'")
+        gt = tuple(float(v) for v in gt_attr.ReadAsDoubleArray())
+        wkt = srs_attr.ReadAsString() or ""
+        fill = refl.GetNoDataValueAsDouble()
+    if gx is None or gy is None or wl is None:
+        raise InputImageError(f"Reading the GLT or wavelengths of '{path}' failed ({q.last})",
+                              "Download the granule again (the file is incomplete)")
+    if wl.size != B or (fw is not None and fw.size != B) or (good is not None and good.size != B):
+        raise InputImageError(f"The band parameters of '{path}' do not have one value per band ({B})",
+                              "Give an EMIT L2A reflectance granule as delivered")
+    if gx.shape != gy.shape or gx.ndim != 2 or len(gt) != 6:
+        raise InputImageError(f"The GLT (location/glt_x, glt_y) or geotransform of '{path}' is malformed",
+                              "Give an EMIT L2A reflectance granule as delivered")
+    fill = FILL if fill is None or not np.isfinite(fill) else float(fill)
+    Oy, Ox = gx.shape
+    valid = (gx > 0) & (gy > 0) & (gx <= C) & (gy <= D)
+    iy, ix = gy[valid].astype(np.int64) - 1, gx[valid].astype(np.int64) - 1
+    order = np.argsort(wl, kind="stable")
+    pos = np.empty(B, dtype=np.int64)
+    pos[order] = np.arange(B)
+    # per band of a group: the swath slab (D·C) and the picked valid pixels (≤ Oy·Ox), float32
+    group = max(1, min(B, int((MEMORY_MB * 2**20 - 8 * Oy * Ox) // (4 * (D * C + int(valid.sum()))))))
+    out = folder / "reflectance_ortho.tif"
+    with atomic_path(out) as tmp:
+        dst = gdal.GetDriverByName("GTiff").Create(
+            tmp, Ox, Oy, B, gdal.GDT_Float32, ["TILED=YES", "INTERLEAVE=BAND", "BIGTIFF=IF_SAFER"])
+        if dst is None:
+            raise InputImageError(f"Cannot write '{out}'", "Set URDM_CACHE_DIR to a writable folder with space")
+        dst.SetGeoTransform(gt)
+        if wkt:
+            dst.SetProjection(wkt)
+        buf = np.empty((Oy, Ox), dtype=np.float32)
+        for b0 in range(0, B, group):
+            g = min(group, B - b0)
+            with QuietGdal() as q:
+                sub = refl.ReadAsArray(array_start_idx=[0, 0, b0], count=[D, C, g])
+            if sub is None:
+                raise InputImageError(f"Reading bands {b0 + 1}–{b0 + g} of '{path}' failed ({q.last})",
+                                      "Download the granule again (the file is incomplete)")
+            picked = sub[iy, ix, :]  # (n valid, g)
+            del sub
+            for j in range(g):
+                buf.fill(fill)
+                buf[valid] = picked[:, j]
+                band = dst.GetRasterBand(int(pos[b0 + j]) + 1)
+                band.WriteArray(buf)
+                band.SetNoDataValue(fill)
+                band.SetDescription(f"{wl[b0 + j]:.2f} nm")
+            del picked
+        dst.SetMetadata(envi_metadata(wl[order], None if fw is None else fw[order],
+                                      None if good is None else good[order]), "ENVI")
+        dst = None
+    n_bad = 0 if good is None else int((~good).sum())
+    desc = (f"EMIT L2A RFL '{loc.main}': {B} bands {wl.min():.0f}–{wl.max():.0f} nm ({n_bad} flagged bad by "
+            f"good_wavelengths), {D}×{C} swath orthorectified through the GLT onto {Ox}×{Oy} pixels")
+    write_done(folder, {"sensor": "EMIT L2A RFL", "path": out.name, "quality_mask_path": "",
+                        "description": desc, "source": source})
+    if loc.zip_path:  # the unpacked copy served only to build the derived file
+        ds = rg = None
+        with contextlib.suppress(OSError):
+            Path(path).unlink()
+    return Product("EMIT L2A RFL", source, str(out), "", desc)

@@ -1,0 +1,196 @@
+"""EnMAP L2A (also L1C) products: ``*-SPECTRAL_IMAGE.TIF`` + ``*-METADATA.XML``.
+
+The spectral image is an int16 GeoTIFF of scaled reflectance, bands VNIR then SWIR
+(their ranges overlap near 900–1000 nm). ``METADATA.XML`` holds, per band,
+``bandCharacterisation/bandID[@number]`` with ``wavelengthCenterOfBand`` (nm),
+``FWHMOfBand`` (nm), ``GainOfBand`` and ``OffsetOfBand`` (value = DN · gain + offset).
+The derived file is a VRT over the TIF with the bands in increasing wavelength order,
+per-band scale = gain, offset, nodata (an XML ``noDataValue`` element, else the TIF's,
+else −32768) and ENVI-domain wavelengths/FWHM in nm. The quality layers
+``*-QL_QUALITY_CLOUD``, ``_CLOUDSHADOW``, ``_HAZE``, ``_SNOW`` and ``_CIRRUS`` (``.TIF``)
+present are combined into one uint8 mask on the image grid: 1 = use, 0 = any layer
+non-zero (flagged).
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+
+import numpy as np
+from osgeo import gdal
+
+from ...errors import InputImageError
+from ..gdal_quiet import QuietGdal
+from . import Product
+from .cache import (
+    atomic_path,
+    envi_metadata,
+    product_dir,
+    product_key,
+    read_bytes,
+    read_done,
+    write_done,
+)
+from .detect import Location
+
+QUALITY_LAYERS = ("CLOUD", "CLOUDSHADOW", "HAZE", "SNOW", "CIRRUS")
+DEFAULT_NODATA = -32768.0
+_ROWS = 512  # rows per block when combining quality layers
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def parse_metadata(xml: bytes, name: str) -> dict:
+    """``{"wavelength", "fwhm", "gain", "offset"}`` (B,) float64 arrays in band-number
+    order, ``"nodata"`` (float or None) and ``"level"`` ("L2A", "L1C", ... or "")."""
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError as exc:
+        raise InputImageError(f"The EnMAP metadata '{name}' is not readable XML ({exc})",
+                              "Download the product again (the XML is incomplete)") from None
+    bands = []
+    for el in root.iter():
+        if _local(el.tag) != "bandCharacterisation":
+            continue
+        for b in el:
+            if _local(b.tag) != "bandID":
+                continue
+            vals = {_local(c.tag): (c.text or "").strip() for c in b}
+            try:
+                num = int(b.get("number", len(bands) + 1))
+                wl = float(vals["wavelengthCenterOfBand"])
+                fw = float(vals.get("FWHMOfBand", "nan"))
+                gain = float(vals.get("GainOfBand", "1"))
+                off = float(vals.get("OffsetOfBand", "0"))
+            except (KeyError, ValueError):
+                raise InputImageError(f"Band {b.get('number', '?')} of the EnMAP metadata '{name}' has no "
+                                      "readable wavelengthCenterOfBand/GainOfBand/OffsetOfBand",
+                                      "Download the product again (the XML is incomplete)") from None
+            bands.append((num, wl, fw, gain, off))
+    if not bands:
+        raise InputImageError(f"The EnMAP metadata '{name}' has no bandCharacterisation/bandID entries",
+                              "Give the product's own *-METADATA.XML (it lists each band's wavelength and gain)")
+    bands.sort()
+    arr = np.array([b[1:] for b in bands], dtype=np.float64)
+    nodata = None
+    for el in root.iter():
+        if _local(el.tag).lower() in ("nodatavalue", "nodata") and (el.text or "").strip():
+            try:
+                nodata = float(el.text.strip())
+                break
+            except ValueError:
+                pass
+    level = ""
+    m = re.search(rb"L(1B|1C|2A)", xml[:20000])
+    if m:
+        level = "L" + m.group(1).decode()
+    return {"wavelength": arr[:, 0], "fwhm": arr[:, 1], "gain": arr[:, 2], "offset": arr[:, 3],
+            "nodata": nodata, "level": level}
+
+
+def _find(loc: Location, pattern: str) -> str:
+    rx = re.compile(pattern, re.IGNORECASE)
+    return next((n for n in sorted(loc.names) if rx.search(n)), "")
+
+
+def build_enmap(loc: Location, source: str) -> Product:
+    """The :class:`Product` of an EnMAP product folder/zip (VRT in the cache)."""
+    if not loc.main:
+        raise InputImageError(f"The EnMAP product '{loc.folder}' has no *-SPECTRAL_IMAGE.TIF",
+                              "Give the complete product folder or .zip (with its -SPECTRAL_IMAGE.TIF)")
+    xml_name = _find(loc, r"-METADATA\.XML$")
+    image = loc.gdal_path(loc.main)
+    if not xml_name:
+        raise InputImageError(f"The EnMAP product '{loc.folder}' has no *-METADATA.XML beside {loc.main}",
+                              "Keep the product's -METADATA.XML beside the spectral image "
+                              "(it holds the wavelengths and gains)")
+    key = product_key(loc.key_files, "enmap")
+    folder = product_dir(key)
+    rec = read_done(folder)
+    if rec:
+        return Product(rec["sensor"], source, str(folder / rec["path"]),
+                       str(folder / rec["quality_mask_path"]) if rec.get("quality_mask_path") else "",
+                       rec["description"])
+    xml = read_bytes(loc.gdal_path(xml_name))
+    if xml is None:
+        raise InputImageError(f"Cannot read the EnMAP metadata '{loc.gdal_path(xml_name)}'",
+                              "Check that the file is complete and readable")
+    md = parse_metadata(xml, xml_name)
+    with QuietGdal() as q:
+        src = gdal.Open(image)
+    if src is None:
+        raise InputImageError(f"GDAL cannot open the EnMAP spectral image '{image}' ({q.last or 'unknown error'})",
+                              "Download the product again (the TIF is incomplete)")
+    B = src.RasterCount
+    if md["wavelength"].size != B:
+        raise InputImageError(f"The EnMAP metadata '{xml_name}' describes {md['wavelength'].size} bands but "
+                              f"'{loc.main}' has {B}", "Use the METADATA.XML of the same product")
+    nodata = md["nodata"]
+    if nodata is None:
+        nodata = src.GetRasterBand(1).GetNoDataValue()
+    if nodata is None:
+        nodata = DEFAULT_NODATA
+    order = np.argsort(md["wavelength"], kind="stable")
+    sensor = f"EnMAP {md['level'] or 'L2A'}"
+    out = folder / "spectral_image.vrt"
+    with atomic_path(out) as tmp:
+        with QuietGdal() as q:
+            vrt = gdal.Translate(tmp, src, format="VRT", bandList=[int(i) + 1 for i in order])
+        if vrt is None:
+            raise InputImageError(f"Cannot write the EnMAP VRT '{out}' ({q.last})",
+                                  "Set URDM_CACHE_DIR to a writable folder")
+        for j, i in enumerate(order):
+            b = vrt.GetRasterBand(j + 1)
+            b.SetScale(float(md["gain"][i]))
+            b.SetOffset(float(md["offset"][i]))
+            b.SetNoDataValue(float(nodata))
+            b.SetDescription(f"{md['wavelength'][i]:.2f} nm")
+        fw = md["fwhm"][order]
+        vrt.SetMetadata(envi_metadata(md["wavelength"][order], fw if np.all(np.isfinite(fw) & (fw > 0)) else None),
+                        "ENVI")
+        vrt = None
+    layers = [(k, _find(loc, rf"-QL_QUALITY_{k}\.TIFF?$")) for k in QUALITY_LAYERS]
+    layers = [(k, n) for k, n in layers if n]
+    mask = ""
+    if layers:
+        mask = "quality_mask.tif"
+        _write_quality_mask(loc, layers, src.RasterXSize, src.RasterYSize, src, folder / mask)
+    desc = (f"{sensor} '{loc.main}': {B} bands {md['wavelength'].min():.0f}–{md['wavelength'].max():.0f} nm, "
+            f"gain/offset and wavelengths from {xml_name}"
+            + (f"; quality mask from {', '.join(k.lower() for k, _ in layers)}" if layers else ""))
+    write_done(folder, {"sensor": sensor, "path": out.name, "quality_mask_path": mask, "description": desc,
+                        "source": source})
+    return Product(sensor, source, str(out), str(folder / mask) if mask else "", desc)
+
+
+def _write_quality_mask(loc: Location, layers: list, W: int, H: int, src, out) -> None:
+    """uint8 GeoTIFF ``out`` (H, W): 1 where no quality layer is non-zero, else 0."""
+    dss = []
+    for _k, n in layers:
+        with QuietGdal():
+            ds = gdal.Open(loc.gdal_path(n))
+        if ds is None or (ds.RasterXSize, ds.RasterYSize) != (W, H):
+            raise InputImageError(f"The EnMAP quality layer '{n}' is unreadable or not on the image grid "
+                                  f"({W}×{H} pixels)", "Download the product again")
+        dss.append(ds)
+    with atomic_path(out) as tmp:
+        dst = gdal.GetDriverByName("GTiff").Create(tmp, W, H, 1, gdal.GDT_Byte, ["COMPRESS=DEFLATE", "TILED=YES"])
+        dst.SetGeoTransform(src.GetGeoTransform())
+        dst.SetProjection(src.GetProjection())
+        band = dst.GetRasterBand(1)
+        band.SetDescription("quality (1 = use, 0 = " + "/".join(k.lower() for k, _ in layers) + ")")
+        for r0 in range(0, H, _ROWS):
+            h = min(_ROWS, H - r0)
+            ok = np.ones((h, W), dtype=bool)
+            for ds in dss:
+                a = ds.GetRasterBand(1).ReadAsArray(0, r0, W, h)
+                nd = ds.GetRasterBand(1).GetNoDataValue()
+                flagged = a != 0
+                if nd is not None:
+                    flagged &= a != nd
+                ok &= ~flagged
+            band.WriteArray(ok.astype(np.uint8), 0, r0)
+        dst = None
