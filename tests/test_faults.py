@@ -312,7 +312,7 @@ def test_automatic_selection_reports_progress_and_can_be_cancelled():
     Y = E[:, :3] @ rng.dirichlet(np.ones(3), 400).T
     seen = []
     select_endmembers(Y, E, max_endmembers=5, progress=lambda f, m: seen.append(f))
-    assert len(seen) >= 10 and seen == sorted(seen)
+    assert len(seen) >= 5 and seen == sorted(seen)  # every greedy step and stage reports
     calls = []
     with pytest.raises(Cancelled):
         select_endmembers(Y, E, max_endmembers=5, cancel=lambda: calls.append(1) or len(calls) > 2)

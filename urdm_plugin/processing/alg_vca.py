@@ -5,6 +5,7 @@ from __future__ import annotations
 from qgis.core import (
     QgsProcessingException,
     QgsProcessingParameterBoolean,
+    QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
@@ -21,24 +22,37 @@ class VcaAlgorithm(UrdmAlgorithm):
     SEED = "SEED"
     MAX_PIXELS = "MAX_PIXELS"
     MASK_WATER = "MASK_WATER"
+    REFERENCE = "REFERENCE"
+    MAX_ANGLE = "MAX_ANGLE"
     OUTPUT = "OUTPUT"
 
     def shortHelpString(self):  # noqa: N802
         return ("Extracts N endmember spectra from the image's pixels with vertex component analysis and "
                 "writes them as a CSV library (wavelength_nm,endmember_1,…) that 'Unmix hyperspectral raster' "
-                "reads. Rename the columns to name the materials.")
+                "reads. Rename the columns to name the materials.\n\n"
+                "Number of endmembers 0 = automatic: HySime estimates how many materials the scene holds "
+                "from its signal subspace and noise level (both shown in the log).\n\n"
+                "Reference library (optional, CSV or ENVI .sli, e.g. the USGS library): each endmember is "
+                "named after its closest reference spectrum (spectral angle below the maximum angle and a "
+                "matching absorption-feature fit), else unidentified_k; the log lists the best match and "
+                "the next candidates with their angles.")
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Hyperspectral raster"))
-        self.addParameter(QgsProcessingParameterNumber(self.N, "Number of endmembers",
-                                                       QgsProcessingParameterNumber.Integer, 4, minValue=1,
+        self.addParameter(QgsProcessingParameterNumber(self.N, "Number of endmembers (0 = automatic, HySime)",
+                                                       QgsProcessingParameterNumber.Integer, 4, minValue=0,
                                                        maxValue=100))
+        self.addParameter(QgsProcessingParameterFile(self.REFERENCE, "Reference library to name the endmembers",
+                                                     QgsProcessingParameterFile.File, optional=True,
+                                                     fileFilter="Spectral libraries (*.csv *.sli *.hdr);;All files (*)"))
         adv = [
             QgsProcessingParameterNumber(self.SEED, "Random seed", QgsProcessingParameterNumber.Integer, 0,
                                          minValue=0),
             QgsProcessingParameterNumber(self.MAX_PIXELS, "Pixels sampled at most",
                                          QgsProcessingParameterNumber.Integer, 200000, minValue=100),
             QgsProcessingParameterBoolean(self.MASK_WATER, "Drop water-vapour bands", True),
+            QgsProcessingParameterNumber(self.MAX_ANGLE, "Largest spectral angle of an identification (radians)",
+                                         QgsProcessingParameterNumber.Double, 0.13, minValue=0.001, maxValue=1.5),
         ]
         self.add_advanced(*adv)
         self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT, "Endmember library",
@@ -47,18 +61,26 @@ class VcaAlgorithm(UrdmAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         from ..core.engine.extraction import extract_endmembers
         from ..core.errors import UrdmError
-        from ..core.io.library import write_library_csv
+        from ..core.io.library import read_library, write_library_csv
 
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         if layer is None or layer.providerType() != "gdal":
             raise QgsProcessingException("Choose a raster layer backed by a file GDAL reads.")
         n = self.parameterAsInt(parameters, self.N, context)
         out = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
-        feedback.pushInfo(f"Extracting {n} endmembers from {layer.source()} with VCA…")
+        ref_path = self.parameterAsFile(parameters, self.REFERENCE, context)
+        feedback.pushInfo(f"Extracting {n if n > 0 else 'an automatic number of'} endmembers from "
+                          f"{layer.source()} with VCA…")
         try:
-            lib = extract_endmembers(layer.source(), n, seed=self.parameterAsInt(parameters, self.SEED, context),
+            reference = read_library(ref_path) if ref_path else None
+            lib = extract_endmembers(layer.source(), n if n > 0 else "auto",
+                                     seed=self.parameterAsInt(parameters, self.SEED, context),
                                      max_pixels=self.parameterAsInt(parameters, self.MAX_PIXELS, context),
-                                     mask_water_bands=self.parameterAsBool(parameters, self.MASK_WATER, context))
+                                     mask_water_bands=self.parameterAsBool(parameters, self.MASK_WATER, context),
+                                     reference=reference,
+                                     max_angle=self.parameterAsDouble(parameters, self.MAX_ANGLE, context))
+            for line in lib.report.splitlines():
+                feedback.pushInfo(line)
             if feedback.isCanceled():
                 raise QgsProcessingException("Cancelled; no library was written.")
             write_library_csv(out, lib)

@@ -1,9 +1,14 @@
 """Endmember selection from large libraries and endmember extraction (numpy/scipy only).
 
 * :func:`select_endmembers` — which spectra of a library (e.g. the 498 USGS spectra) are
-  in the scene: non-negative sparse regression of a pixel sample on the whole library
-  (per-pixel NNLS, which is naturally sparse: at most B non-zeros, in practice a few), then
-  keep the spectra that carry a significant share of the total abundance.
+  in the scene: a collaborative (row-)sparse non-negative regression of a pixel sample on
+  the whole library — greedy simultaneous selection (SOMP with non-negative refits): one
+  spectrum at a time, the one that explains the most residual energy *over all sampled
+  pixels together* joins, then every pixel is refitted by NNLS on the chosen set. All
+  pixels share one small set of materials, so a scene gets few consistent spectra instead
+  of a different handful of correlated look-alikes per pixel. It stops when a newcomer no
+  longer lowers the residual by more than noise would (HySime's noise estimate) and by a
+  material share of it, then the plausibility of the kept set is checked (``flags``).
 * :func:`vca` — Vertex Component Analysis (Nascimento & Bioucas-Dias, IEEE TGRS 2005):
   endmembers as the purest pixels of the scene, found by repeated projections onto a
   direction orthogonal to the endmembers found so far.
@@ -14,13 +19,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import nnls as _scipy_nnls
 
 from ..errors import Cancelled, OptionError
 
 DEFAULT_THRESHOLD = 0.02  # keep spectra carrying ≥ 2 % of the sample's total abundance
 MAX_AUTO = 20  # default cap on automatically selected endmembers
 PRUNE_TAU = 2.0  # residual reduction (in units of σ²·pixels) a spectrum must bring
+
+
+SHORTLIST = 16  # candidates (by residual correlation) refitted exactly at each step
+REL_GAIN = 0.05  # a newcomer must also remove ≥ 5 % of the residual energy left
+COLLINEAR_RAD = 0.05  # two kept spectra closer than this (2.9°) are flagged as look-alikes
+NOISE_LEVEL = 0.5  # flag a kept spectrum whose removal raises the residual < this × the noise energy
 
 
 def _rss(Y, E, cols):
@@ -30,33 +40,50 @@ def _rss(Y, E, cols):
     return float(np.sum(R * R))
 
 
-def _prune(Y, E, keep, tau):
+def _prune(Y, E, keep, tau, sigma2=None):
     """Backward elimination: drop the candidate whose removal raises the NNLS residual least,
-    while that rise is below tau·σ²·n (it explains no more than noise would)."""
+    while that rise is below tau·σ²·n (it explains no more than noise would). σ² is the
+    per-entry noise variance (estimated from the fit when not given)."""
     keep = list(keep)
     pruned = []
     B, n = Y.shape
     while len(keep) > 1:
         full = _rss(Y, E, keep)
-        sigma2 = full / max(n * (B - len(keep)), 1)
+        s2 = full / max(n * (B - len(keep)), 1) if sigma2 is None else sigma2
         rises = [_rss(Y, E, [k for k in keep if k != i]) - full for i in keep]
         j = int(np.argmin(rises))
-        if rises[j] >= tau * sigma2 * n:
+        if rises[j] >= tau * s2 * n:
             break
         pruned.append(keep.pop(j))
     return keep, pruned
 
 
+def _noise_variance(Y: np.ndarray, seed: int):
+    """Per-entry noise variance of the sample from HySime (None when the sample is too small)."""
+    from .hysime import hysime
+
+    if Y.shape[1] < Y.shape[0] + 2:
+        return None
+    try:
+        return float(np.mean(np.square(hysime(Y, seed=seed).noise_sigma)))
+    except (np.linalg.LinAlgError, OptionError):
+        return None
+
+
 @dataclass
 class SelectionResult:
     """Selected library columns: ``indices`` (into the library, by decreasing score),
-    their ``names``, a human-readable ``report`` and ``scores`` (M,) — each spectrum's share
-    of the sample's total abundance (0–1)."""
+    their ``names``, a human-readable ``report``, ``scores`` (M,) — each spectrum's share
+    of the sample's total abundance (0–1; 0 for the spectra not kept) — and ``flags``: one
+    line per implausible kept spectrum (contribution at the noise level, or near-collinear
+    with another kept spectrum), also listed in the report."""
 
     indices: np.ndarray
     names: list
     report: str
     scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    flags: list = field(default_factory=list)
+    noise_sigma: float | None = None
 
     def __array__(self, dtype=None):  # np.asarray(result) gives the indices
         return np.asarray(self.indices, dtype=dtype)
@@ -66,7 +93,8 @@ class SelectionResult:
 
     def as_dict(self) -> dict:
         return {"indices": [int(i) for i in self.indices], "names": list(self.names),
-                "scores": [float(self.scores[i]) for i in self.indices], "report": self.report}
+                "scores": [float(self.scores[i]) for i in self.indices], "report": self.report,
+                "flags": list(self.flags), "noise_sigma": self.noise_sigma}
 
 
 def max_supported(bands: int) -> int:
@@ -86,7 +114,25 @@ def check_endmember_count(n_endmembers: int, bands: int) -> None:
 def select_endmembers(Y: np.ndarray, E: np.ndarray, names=None, max_endmembers=None,
                       threshold: float = DEFAULT_THRESHOLD, n_sample: int = 2000,
                       seed: int = 0, tau: float = PRUNE_TAU, progress=None, cancel=None) -> SelectionResult:
-    """Pick the library spectra present in the scene.
+    """Pick the library spectra present in the scene (collaborative sparse regression).
+
+    Greedy simultaneous non-negative selection on a pixel sample: with the library columns
+    scaled to unit norm, the ``SHORTLIST`` candidates with the largest ``Σ_k max(eⱼ·r_k, 0)²``
+    over the sampled pixels' residuals r_k (the energy one non-negative step along them
+    removes, summed over all pixels) are each refitted exactly (NNLS of all pixels on the
+    set plus the candidate) and the one leaving the smallest residual joins the set —
+    orthogonal least squares, which unlike plain simultaneous OMP does not let a blend of
+    look-alikes crowd out a true material that correlates less with the first residuals. A newcomer
+    is accepted only if it lowers the sample's residual sum of squares by more than
+    ``tau``·σ²·n (σ² HySime's per-entry noise variance: more than noise would) *and* by
+    ``REL_GAIN`` (5 %) of the residual left, and it carries at least ``threshold`` of the
+    total abundance; selection stops at the first refused newcomer (or at min(B − 1, 20)
+    spectra); when more than ``max_endmembers`` remain, the most abundant are kept. Then
+    backward elimination drops a kept spectrum whose removal raises the residual by less
+    than ``tau``·σ²·n, and the plausibility check flags kept spectra whose unique contribution (the rise of
+    the residual per pixel when it is left out and the others refitted) is below
+    ``NOISE_LEVEL`` × the per-pixel noise energy B·σ², or lie within ``COLLINEAR_RAD`` of
+    another kept spectrum.
 
     Args:
         Y: (B, N) pixel spectra (a sample of the image is enough), reflectance.
@@ -96,13 +142,14 @@ def select_endmembers(Y: np.ndarray, E: np.ndarray, names=None, max_endmembers=N
             raises OptionError.
         threshold: minimum share of the total abundance (0–1) a spectrum must carry.
         n_sample: pixels regressed (random, seeded).
-        tau: pruning strength: a kept spectrum must lower the sample's residual sum of
-            squares by more than ``tau``·σ²·n (σ² the per-entry noise variance estimated
-            from the fit), else it only fits noise and is dropped (backward elimination).
+        tau: noise multiple a spectrum's residual reduction must exceed.
+        progress(fraction, message), cancel() → bool: polled at every step.
 
     Returns:
         :class:`SelectionResult`; at least one spectrum is always kept.
     """
+    from .active_set import nnls
+
     Y = np.asarray(Y, np.float64)
     E = np.asarray(E, np.float64)
     if Y.ndim != 2 or E.ndim != 2 or Y.shape[0] != E.shape[0]:
@@ -126,39 +173,113 @@ def select_endmembers(Y: np.ndarray, E: np.ndarray, names=None, max_endmembers=N
     if Y.shape[1] == 0:
         raise OptionError("No valid pixels to select endmembers from",
                           "Check the image's nodata value and mask.")
+
+    def poll(frac, msg):
+        if cancel is not None and cancel():
+            raise Cancelled()
+        if progress is not None:
+            progress(frac, msg)
+
+    poll(0.0, f"selecting endmembers: noise level of {Y.shape[1]} pixels")
+    sigma2 = _noise_variance(Y, seed)
     rng = np.random.default_rng(seed)
     if Y.shape[1] > n_sample:
         Y = Y[:, np.sort(rng.choice(Y.shape[1], n_sample, replace=False))]
+    n = Y.shape[1]
     # columns scaled to unit norm so bright and dark spectra compete fairly
     norms = np.linalg.norm(E, axis=0)
     usable = norms > 0
     En = np.where(usable, E / np.where(usable, norms, 1.0), 0.0)
-    A = np.zeros((M, Y.shape[1]))
-    n = Y.shape[1]
-    for k in range(n):
-        if k % 25 == 0:  # a large library takes seconds per hundred pixels: stay responsive
-            if cancel is not None and cancel():
-                raise Cancelled()
-            if progress is not None:
-                progress(k / n, f"selecting endmembers: pixel {k} of {n} against {M} spectra")
-        A[:, k] = _scipy_nnls(En, Y[:, k])[0]
-    A *= np.where(usable, 1.0 / np.where(usable, norms, 1.0), 0.0)[:, None]  # back to abundances
+    noise_rss = None if sigma2 is None else tau * sigma2 * n
+    keep, refused = [], None
+    A = np.zeros((0, n))
+    Rres = Y.copy()
+    rss = float(np.sum(Rres * Rres))
+    limit = min(max_supported(B), MAX_AUTO, M)  # the search runs freely; the cap applies after it
+    while len(keep) < max(limit, cap):
+        poll(0.1 + 0.8 * len(keep) / max(limit, cap), f"selecting endmembers: {len(keep)} chosen from {M} spectra")
+        C = np.maximum(En.T @ Rres, 0.0)
+        gain = np.einsum("mk,mk->m", C, C)
+        gain[~usable] = -1.0
+        gain[keep] = -1.0
+        short = [int(c) for c in np.argsort(-gain, kind="stable")[:SHORTLIST] if gain[c] > 0]
+        if not short:
+            break
+        best = None
+        for c in short:  # exact refit of each shortlisted candidate (orthogonal least squares)
+            A_c = nnls(Y, E[:, keep + [c]])
+            R_c = Y - E[:, keep + [c]] @ A_c
+            rss_c = float(np.sum(R_c * R_c))
+            if best is None or rss_c < best[0]:
+                best = (rss_c, c, A_c, R_c)
+        rss_new, j, A_new, R_new = best
+        tot = A_new.sum(axis=0, keepdims=True)
+        share_j = float((A_new[-1:] / np.where(tot > 0, tot, 1.0)).mean())
+        drop = rss - rss_new
+        enough = drop > REL_GAIN * rss and (noise_rss is None or drop > noise_rss) and share_j >= threshold
+        if keep and not enough:
+            refused = (j, drop / max(rss, 1e-300), share_j)
+            break
+        keep.append(j)
+        A, Rres, rss = A_new, R_new, rss_new
+    keep, pruned = _prune(Y, E, keep, tau, sigma2)
+    capped_out = []
+    if len(keep) > cap:  # more materials than allowed: the most abundant ones
+        A = nnls(Y, E[:, keep])
+        tot = A.sum(axis=0, keepdims=True)
+        sh = (A / np.where(tot > 0, tot, 1.0)).mean(axis=1)
+        top = np.argsort(-sh, kind="stable")
+        capped_out = [keep[i] for i in top[cap:]]
+        keep = [keep[i] for i in top[:cap]]
+    A = nnls(Y, E[:, keep])
     tot = A.sum(axis=0, keepdims=True)
-    share = A / np.where(tot > 0, tot, 1.0)
-    scores = share.mean(axis=1)
-    order = np.argsort(-scores, kind="stable")
-    keep = [int(i) for i in order[:cap] if scores[i] >= threshold] or [int(order[0])]
-    keep, pruned = _prune(Y, E, keep, tau)
-    idx = np.array(keep, dtype=int)
-    lines = [f"Selected {idx.size} of {M} library spectra from {Y.shape[1]} sampled pixels "
-             f"(threshold {threshold:.0%} of the abundance, at most {cap}):"]
+    share = (A / np.where(tot > 0, tot, 1.0)).mean(axis=1)
+    scores = np.zeros(M)
+    scores[keep] = share
+    order = np.argsort(-scores[keep], kind="stable")
+    idx = np.array([keep[i] for i in order], dtype=int)
+    poll(0.95, "selecting endmembers: plausibility check")
+    flags = _plausibility(Y, E, idx, names, sigma2)
+    sig = None if sigma2 is None else float(np.sqrt(sigma2))
+    lines = [f"Selected {idx.size} of {M} library spectra from {n} sampled pixels "
+             f"(collaborative sparse regression; threshold {threshold:.0%} of the abundance, at most {cap}"
+             + ("" if sig is None else f"; noise σ {sig:.3g} from HySime") + "):"]
     lines += [f"  {names[i]}: {scores[i]:.1%}" for i in idx]
     if pruned:
         lines.append("Dropped as explaining only noise: " + ", ".join(names[i] for i in pruned))
-    dropped = [int(i) for i in order[: cap + 5] if int(i) not in keep and i not in pruned and scores[i] > 0]
-    if dropped:
-        lines.append("Next candidates (not kept): " + ", ".join(f"{names[i]} {scores[i]:.1%}" for i in dropped[:5]))
-    return SelectionResult(idx, [names[i] for i in idx], "\n".join(lines), scores)
+    if capped_out:
+        lines.append(f"Left out by the cap of {cap}: " + ", ".join(names[i] for i in capped_out))
+    if refused is not None:
+        j, rel, sh = refused
+        lines.append(f"Stopped at {names[j]} (would remove {rel:.1%} of the residual, {sh:.1%} of the abundance)")
+    if flags:
+        lines.append("Implausible (check before use):")
+        lines += [f"  {f}" for f in flags]
+    return SelectionResult(idx, [names[i] for i in idx], "\n".join(lines), scores, flags, sig)
+
+
+def _plausibility(Y, E, idx, names, sigma2) -> list:
+    """Flags for kept spectra at the noise level or near-collinear with another kept one."""
+    flags = []
+    B, n = Y.shape
+    idx = [int(i) for i in idx]
+    if sigma2 is not None and len(idx) > 1:
+        full = _rss(Y, E, idx)
+        for i in idx:  # what the fit loses without it (its unique contribution), per pixel
+            rise = (_rss(Y, E, [k for k in idx if k != i]) - full) / n
+            if rise < NOISE_LEVEL * B * sigma2:
+                flags.append(f"{names[i]}: without it the residual rises by only {rise / (B * sigma2):.2f}× "
+                             f"the noise energy per pixel (at the noise level)")
+    if len(idx) > 1:
+        from .identify import spectral_angles
+
+        ang = spectral_angles(E[:, idx], E[:, idx])
+        for a in range(len(idx)):
+            for b in range(a + 1, len(idx)):
+                if ang[a, b] < COLLINEAR_RAD:
+                    flags.append(f"{names[idx[b]]}: near-collinear with {names[idx[a]]} "
+                                 f"(spectral angle {ang[a, b]:.3f} rad)")
+    return flags
 
 
 def vca(Y: np.ndarray, n_endmembers: int, seed: int = 0, snr_db: float | None = None) -> tuple:
