@@ -245,3 +245,18 @@ def test_a_failed_raster_write_is_not_committed(tmp_path):
     assert "error: Writing '" in r.stderr and "disk space" in r.stderr
     assert r.stderr.count("\n") == 1, r.stderr  # GDAL's own ERROR lines are folded into ours
     assert sorted(p.name for p in tmp_path.iterdir()) == ["library.csv", "scene.tif"]
+
+
+def test_vca_auto_with_identify_end_to_end(scene, tmp_path):
+    tif, csv, sc = scene
+    out = tmp_path / "auto.csv"
+    r = run_cli("vca", tif, "auto", out, "--identify", csv)
+    assert r.returncode == 0, r.stderr
+    assert "estimated 3 endmembers (HySime)" in r.stdout and "noise sigma" in r.stdout
+    header = out.read_text().splitlines()[0].split(",")
+    assert len(header) == 4 and set(header[1:]) <= set(NAMES) | {f"unidentified_{k}" for k in (1, 2, 3)}
+    assert len(set(header[1:]) & set(NAMES)) >= 2
+    report = (tmp_path / "auto.report.txt").read_text()
+    assert "HySime" in report and "Identified" in report
+    r = run_cli("vca", tif, "0", tmp_path / "zero.csv")
+    assert r.returncode == 2 and "at least 1" in r.stderr

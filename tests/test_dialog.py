@@ -101,6 +101,34 @@ def test_single_band_layers_are_not_offered(project_with_scene, qgis_iface, tmp_
     dlg = make_dialog(qgis_iface)
     assert single in dlg.layer_combo.exceptedLayerList()
     assert project_with_scene not in dlg.layer_combo.exceptedLayerList()
+    # not silently: the dialog says which layers it leaves out and why
+    assert "1 single-band layer not listed (single band)" in dlg.layer_info.text()
+    assert "50×40 pixels" in dlg.layer_info.text()
+
+
+@pytest.mark.parametrize("sensor", ["enmap", "emit"])
+def test_a_sensor_product_layer_opens_with_its_wavelengths(qgis_new_project, qgis_iface, clean_settings,
+                                                           tmp_path, sensor):
+    """The layer QGIS makes of a product's main file (EnMAP's SPECTRAL_IMAGE.TIF, EMIT's
+    reflectance subdataset) is read as the product behind it: bands, wavelengths, grid."""
+    import sensor_products as sp
+    from qgis.core import QgsProject, QgsRasterLayer
+
+    if sensor == "enmap":
+        folder, t = sp.write_enmap(tmp_path / "p")
+        source = str(next(folder.glob("*SPECTRAL_IMAGE.TIF")))
+    else:
+        path, t = sp.write_emit(tmp_path)
+        source = f'NETCDF:"{path}":reflectance'
+    layer = QgsRasterLayer(source, sensor, "gdal")
+    assert layer.isValid()
+    QgsProject.instance().addMapLayer(layer)
+    dlg = make_dialog(qgis_iface, sp.write_library(tmp_path / "lib.csv"), tmp_path / "out")
+    assert dlg.current_layer() is layer
+    text = dlg.layer_info.text()
+    assert text.startswith({"enmap": "EnMAP L2A product", "emit": "EMIT L2A"}[sensor])
+    assert dlg.info.wavelengths_nm is not None and " nm " in text
+    assert dlg.problems == [] and dlg.run_button.isEnabled()
 
 
 def test_no_overlap_and_too_few_bands_block_run(project_with_scene, qgis_iface, scene, tmp_path):

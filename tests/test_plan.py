@@ -123,5 +123,22 @@ def test_poor_fit_on_a_real_scene_without_its_water(shared_data):
     img, lib = jr / "jasper_ridge.tif", jr / "jasper_ridge_endmembers.csv"
     ok = plan_run(img, lib, UnmixOptions())
     assert not ok.fit["poor"] and ok.fit["relative_residual"] < 0.2
+    assert not any("stands in" in w for w in ok.warnings)
     bad = plan_run(img, lib, UnmixOptions(endmembers=["Tree", "Soil", "Road"]))
     assert bad.fit["poor"] and any(w.startswith("Poor fit: with the endmembers") for w in bad.warnings)
+    # the lake goes to Tree, the darkest land spectrum: named as the stand-in
+    assert [w.split(":")[0] for w in bad.warnings if "stands in" in w] == ["Tree"]
+
+
+def test_automatic_selection_from_the_usgs_library_is_few_and_flags_its_stand_ins(shared_data):
+    """Jasper Ridge (trees, water, soil, road) against the 498 USGS 1995 spectra, which hold
+    no water and no asphalt: at most 8 spectra, vegetation among them, the spectrum holding
+    the lake flagged, and the run warned of the poor fit."""
+    plan = plan_run(shared_data / "jasper_ridge" / "jasper_ridge.tif", shared_data / "usgs_1995" / "usgs_1995.csv",
+                    UnmixOptions())
+    sel = plan.selection
+    assert sel["mode"] == "automatic" and sel["from"] == 498 and 2 <= len(plan.names) <= 8
+    assert any(k in n for n in plan.names for k in ("Grass", "Lawn", "brush", "Leaves", "Tree"))
+    stand_ins = [f for f in sel["flags"] if "stands in" in f]
+    assert stand_ins and all(f.split(":")[0] in plan.names for f in stand_ins)
+    assert plan.fit["poor"] and any(w.startswith("Poor fit: with the spectra selected") for w in plan.warnings)

@@ -3,7 +3,8 @@
 Commands
 - ``unmix IMAGE LIBRARY OUTDIR``: abundance rasters from a hyperspectral image.
 - ``methods``: the registered methods and whether each can run here.
-- ``vca IMAGE N OUT.csv``: extract N endmember spectra from an image (VCA).
+- ``vca IMAGE N|auto OUT.csv [--identify LIBRARY]``: extract N endmember spectra from an
+  image (VCA); ``auto`` estimates N (HySime); --identify names them from a library.
 
 Exit codes: 0 success; 2 bad input (one line ``error: <message>``); 130 cancelled with
 Ctrl-C, 143 terminated (SIGTERM: ``timeout``, ``kill``, systemd, SLURM, ``docker stop``),
@@ -200,6 +201,9 @@ def _add_unmix(sub) -> None:
                         "inside; or a polygon vector file)")
     p.add_argument("--no-water-mask", action="store_true",
                    help="keep the atmospheric water-vapour bands (dropped by default)")
+    p.add_argument("--no-quality-mask", action="store_true",
+                   help="sensor products (EnMAP): also unmix the pixels their quality layers flag as "
+                        "cloud, shadow, haze, snow or cirrus (left as nodata by default)")
     p.add_argument("--overwrite", action="store_true", help="replace OUTDIR when it holds a previous run (only files that run wrote; never the current folder)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no messages, only errors")
     p.set_defaults(func=_run_unmix)
@@ -258,6 +262,7 @@ def _build_options(args):
         memory_mb=args.memory_mb, tile_size=args.tile_size, overwrite=args.overwrite,
         mask_water_bands=not args.no_water_mask,
         window=tuple(args.window) if args.window else None, mask_path=args.mask,
+        quality_mask=not args.no_quality_mask,
     )
 
 
@@ -328,12 +333,21 @@ def _add_vca(sub) -> None:
     p = sub.add_parser(
         "vca", help="extract N endmember spectra from an image (vertex component analysis)",
         description="Extract N endmember spectra from the image's pixels with VCA and write them "
-                    "as a CSV library (wavelength_nm,endmember_1,...) usable by 'unmix'.",
-        epilog=f"example:\n  {PROG} vca scene.tif 4 endmembers.csv\n",
+                    "as a CSV library (wavelength_nm,endmember_1,...) usable by 'unmix'. N 'auto' "
+                    "estimates the number of endmembers (HySime) and prints it with the noise level. "
+                    "--identify names each endmember after its closest spectrum of a reference library "
+                    "(spectral angle and feature fit; unidentified_k when none is close) and writes "
+                    "the matches and runners-up to OUT.report.txt next to OUT.csv.",
+        epilog=f"examples:\n  {PROG} vca scene.tif 4 endmembers.csv\n"
+               f"  {PROG} vca scene.tif auto endmembers.csv --identify usgs.csv\n",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("image", metavar="IMAGE", help="hyperspectral raster")
-    p.add_argument("n", metavar="N", type=int, help="number of endmembers to extract")
+    p.add_argument("n", metavar="N", help="number of endmembers to extract, or 'auto' (HySime estimate)")
     p.add_argument("out", metavar="OUT.csv", help="CSV library to write")
+    p.add_argument("--identify", metavar="LIBRARY", default=None,
+                   help="reference spectral library (CSV or ENVI .sli) to name the endmembers from")
+    p.add_argument("--max-angle", type=float, default=None, metavar="RAD",
+                   help="largest spectral angle (radians) of an identification (default 0.13)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--max-pixels", type=int, default=200_000, metavar="N",
                    help="random subset of valid pixels VCA looks at (default 200000)")
@@ -343,22 +357,47 @@ def _add_vca(sub) -> None:
     p.set_defaults(func=_run_vca)
 
 
+def _vca_report_path(out: Path) -> Path:
+    return out.with_name(out.stem + ".report.txt")
+
+
 def _run_vca(args) -> int:
-    from .core.engine.extraction import extract_endmembers
+    from .core.engine.extraction import extract_endmembers, parse_n
     from .core.errors import OptionError, OutputError
 
     out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise OutputError(f"{out} already exists", "Use --overwrite or choose another file")
-    if args.n < 1:
-        raise OptionError(f"N must be at least 1 (got {args.n})", "Give the number of endmembers to extract")
-    lib = extract_endmembers(args.image, args.n, seed=args.seed, max_pixels=args.max_pixels,
-                             mask_water_bands=not args.no_water_mask)
+    report_path = _vca_report_path(out) if args.identify else None
+    for f in (out, report_path):
+        if f is not None and f.exists() and not args.overwrite:
+            raise OutputError(f"{f} already exists", "Use --overwrite or choose another file")
+    if str(args.n).strip() == "0":  # 0 means 'auto' in Processing only; here it is a slip
+        raise OptionError("N must be at least 1 (got 0)", "Give the number of endmembers to extract, or 'auto'")
+    n = parse_n(args.n)
+    reference = None
+    if args.identify:
+        from .core.io.library import read_library
+
+        reference = read_library(args.identify)
+    lib = extract_endmembers(args.image, n, seed=args.seed, max_pixels=args.max_pixels,
+                             mask_water_bands=not args.no_water_mask, reference=reference,
+                             max_angle=args.max_angle)
     from .core.io.library import write_library_csv
 
+    if lib.hysime is not None and not args.quiet:
+        print(f"estimated {lib.hysime.n_endmembers} endmembers (HySime); noise sigma "
+              f"{lib.noise_sigma:.3g} reflectance")
     write_library_csv(out, lib)
+    if report_path is not None:
+        try:
+            report_path.write_text(lib.report + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise OutputError(f"Cannot write '{report_path}' ({exc.strerror or exc})",
+                              "Choose a folder you can write to") from None
     if not args.quiet:
-        print(f"wrote {len(lib)} endmembers on {lib.spectra.shape[0]} bands to {out}")
+        if lib.identification is not None:
+            print(lib.identification.report)
+        print(f"wrote {len(lib)} endmembers on {lib.spectra.shape[0]} bands to {out}"
+              + (f" (report: {report_path})" if report_path is not None else ""))
     return EXIT_OK
 
 

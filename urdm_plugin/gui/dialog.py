@@ -136,6 +136,16 @@ class UnmixDialog(DialogLayout, DialogChecks, DialogSettings, DialogExtent, Dial
         few = [ly for ly in QgsProject.instance().mapLayers().values()
                if isinstance(ly, QgsRasterLayer) and ly.isValid() and ly.bandCount() < 2]
         self.layer_combo.setExceptedLayerList(few)
+        # say why they are missing from the list, rather than let them vanish
+        self._hidden_note = (f"{len(few)} single-band layer{'s' if len(few) > 1 else ''} not listed "
+                             f"({', '.join(ly.name() for ly in few[:3])}{', …' if len(few) > 3 else ''}): "
+                             "unmixing needs a hyperspectral raster" if few else "")
+        self._show_layer_info()
+
+    def _show_layer_info(self) -> None:
+        if hasattr(self, "layer_info"):
+            text, hidden = getattr(self, "_layer_text", ""), getattr(self, "_hidden_note", "")
+            self.layer_info.setText("\n".join(t for t in (text, hidden) if t))
 
     def current_layer(self) -> Optional[QgsRasterLayer]:
         ly = self.layer_combo.currentLayer()
@@ -146,24 +156,22 @@ class UnmixDialog(DialogLayout, DialogChecks, DialogSettings, DialogExtent, Dial
         from ..core.io.image import open_image
 
         self.info = None
+        self._layer_text = ""
         layer = self.current_layer()
-        if layer is None:
-            self.layer_info.setText("")
-        elif layer.providerType() != "gdal":
-            self.layer_info.setText("")
-        else:
+        if layer is not None and layer.providerType() == "gdal":
             try:
-                self.info = open_image(layer.source())
+                self.info = open_image(layer.source())  # a sensor product: the product behind it
                 wl = self.info.wavelengths_nm
-                txt = f"{self.info.width}×{self.info.height} pixels, {self.info.band_count} bands"
+                txt = f"{self.info.product} product: " if self.info.product else ""
+                txt += f"{self.info.width}×{self.info.height} pixels, {self.info.band_count} bands"
                 if wl is not None:
                     txt += f", {wl.min():.0f}–{wl.max():.0f} nm ({self.info.wavelength_source})"
                 else:
                     txt += ", no wavelengths"
-                self.layer_info.setText(txt)
+                self._layer_text = txt
             except UrdmError as err:
-                self.layer_info.setText("")
                 self._layer_error = str(err)
+        self._show_layer_info()
         self._rematch()
 
     def _library_changed(self, *_):

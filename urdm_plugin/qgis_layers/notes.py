@@ -25,6 +25,10 @@ def selection_note_html(manifest: dict) -> str:
         rows = "".join(f"<li>{html.escape(str(n))}: {100 * float(s):.0f} % of the abundance</li>"
                        for n, s in zip(sel.get("names") or names, scores))
         parts.append(f"<ul>{rows}</ul>" if rows else "")
+        flags = sel.get("flags") or []
+        if flags:
+            parts.append("<p>Implausible (check before use):</p><ul>"
+                         + "".join(f"<li>{html.escape(str(f))}</li>" for f in flags) + "</ul>")
     else:
         how = "as ticked / named" if mode == "given" else "the whole library"
         parts.append(f"<p>{len(names)} endmembers, {how}: {html.escape(', '.join(names))}.</p>")
@@ -34,7 +38,8 @@ def selection_note_html(manifest: dict) -> str:
         parts.append(f"<p>{verdict}: on {fit['pixels']} sampled pixels the residual is on average "
                      f"{100 * float(fit['relative_residual']):.0f} % of a pixel's reflectance "
                      f"(mean residual RMSE {float(fit['residual_rmse']):.3g}).</p>")
-    warnings = manifest.get("warnings") or []
+    shown = set(sel.get("flags") or []) if mode == "automatic" else set()
+    warnings = [w for w in manifest.get("warnings") or [] if w not in shown]
     if warnings:
         parts.append("<p>Warnings:</p><ul>" + "".join(f"<li>{html.escape(str(w))}</li>" for w in warnings)
                      + "</ul>")

@@ -163,7 +163,11 @@ def _execute(plan: RunPlan, out_dir, prog: _Progress, t0: float, executor=None) 
             endmembers=[{"name": n, "file": f} for n, f in zip(names, files)],
             residual_file=Path(res_path).name, extra_files=extra, parameters=jsonable(parameters),
             version=plugin_version(), seconds=round(time.perf_counter() - t0, 3))
-        manifest.inputs["image"] = str(Path(str(info.path)).resolve())
+        # what the user gave (a sensor product's folder or main file), not its derived file
+        manifest.inputs["image"] = str(Path(str(info.source_path or info.path)).resolve())
+        if info.product:
+            manifest.inputs["product"] = info.product
+            manifest.inputs["quality_mask"] = bool(info.quality_mask_path and opts.quality_mask)
         if not plan.library_label.startswith("<"):
             manifest.inputs["library"] = str(Path(plan.library_label).resolve())
         manifest.inputs["window"] = list(plan.extent) if opts.window else None

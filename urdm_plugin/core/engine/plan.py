@@ -52,6 +52,9 @@ class UnmixOptions:
         window: ``(col0, row0, width, height)`` pixel window of the image, or None (all).
         mask_path: optional mask: a GDAL raster on the image grid (non-zero = process) or
             an OGR vector file whose polygons are rasterised onto the image grid.
+        quality_mask: leave the pixels a sensor product's quality layers flag (EnMAP's cloud,
+            cloud shadow, haze, snow, cirrus; :mod:`core.io.sensors`) as nodata, combined
+            with ``mask_path``; no effect on ordinary rasters.
     """
 
     method: str = "fcls"
@@ -67,6 +70,7 @@ class UnmixOptions:
     mask_water_bands: bool = True
     window: Optional[tuple] = None
     mask_path: Optional[str] = None
+    quality_mask: bool = True
 
 
 @dataclass
@@ -235,6 +239,17 @@ def _decide(plan: RunPlan, image, library, read_pixels: bool, note) -> None:
         if not plan.mask.any():
             raise InputImageError(f"The mask {opts.mask_path} covers no pixel of the image"
                                   + (" window" if opts.window else ""), "Check that the mask overlaps the image")
+    quality = getattr(info, "quality_mask_path", "")
+    if quality and opts.quality_mask:  # a sensor product's cloud/shadow/haze/snow/cirrus flags
+        flags_ok = load_mask(quality, info, plan.extent)
+        plan.mask = flags_ok if plan.mask is None else plan.mask & flags_ok
+        note(0.5, f"Quality flags of the {info.product} product: {int((~flags_ok).sum())} flagged pixels "
+                  "left as nodata")
+        if not plan.mask.any():
+            raise InputImageError(f"Every pixel of {Path(str(info.source_path or info.path)).name} "
+                                  + ("inside the mask " if opts.mask_path else "")
+                                  + "is flagged by the product's quality layers (cloud, shadow, haze, snow, cirrus)",
+                                  "Choose a clearer scene, or turn the quality mask off (--no-quality-mask)")
 
     limit = plan.auto_select_limit
     if limit < 1:  # one band: not even two endmembers can be told apart, selection or not
@@ -254,11 +269,14 @@ def _decide(plan: RunPlan, image, library, read_pixels: bool, note) -> None:
         for w in band_rules.check_reflectance_scale(plan.sample.astype(np.float64), plan.E):
             plan.warnings.append(w)
             note(0.9, "warning: " + w)
-        from .fit_check import assess_fit, poor_fit_message
+        from .fit_check import assess_fit, poor_fit_message, stand_in_flags
 
         plan.fit = assess_fit(plan.sample, plan.E, seed=opts.seed)
-        if plan.fit["poor"]:
-            msg = poor_fit_message(plan.fit, automatic=plan.selection.get("mode") == "automatic")
+        automatic = plan.selection.get("mode") == "automatic"
+        flags = stand_in_flags(plan.fit, plan.names)
+        if automatic and flags:  # beside the selection's own (noise-level, look-alike) flags
+            plan.selection["flags"] = list(plan.selection.get("flags") or []) + flags
+        for msg in ([poor_fit_message(plan.fit, automatic)] if plan.fit["poor"] else []) + flags:
             plan.warnings.append(msg)
             note(0.9, "warning: " + msg)
 
