@@ -33,6 +33,7 @@ def plugin_files():
     yield ROOT / "metadata.txt", Path("metadata.txt")
     yield ROOT / "LICENSE", Path("LICENSE")
     yield ROOT / "README.md", Path("README.md")
+    yield ROOT / "docs" / "USAGE.md", Path("USAGE.md")  # the dialog's Help button opens it
     yield ROOT / "resources" / "icon.svg", Path("icon.svg")
 
 

@@ -368,3 +368,23 @@ def test_spectra_plot_draws_every_ticked_spectrum_and_counts_the_rest(qgis_app):
     plot.set_data(wl, np.random.default_rng(0).uniform(0, 1, (50, 40)), [f"spectrum {i}" for i in range(40)])
     plot.grab()  # paints
     assert 0 < plot.legend_shown < 40  # the legend ends in "+N more"
+
+
+def test_every_control_explains_itself_and_help_opens_the_guide(project_with_scene, qgis_iface, scene,
+                                                                 tmp_path, monkeypatch):
+    from qgis.PyQt.QtGui import QDesktopServices
+
+    dlg = make_dialog(qgis_iface, scene["library"], tmp_path)
+    controls = [dlg.layer_combo, dlg.library_widget, dlg.library_filter, dlg.tick_all_button,
+                dlg.tick_none_button, dlg.tick_invert_button, dlg.table, dlg.method_combo, dlg.extent_whole,
+                dlg.extent_view, dlg.extent_mask, dlg.mask_combo, dlg.mask_selected, dlg.output_widget,
+                dlg.add_to_map, dlg.preview_button, dlg.run_button, dlg.cancel_button, dlg.close_button,
+                dlg.help_button]
+    controls += [dlg.parameters.widget(n) for n in list(dlg.parameters.method_params) +
+                 list(dlg.parameters.engine_options)]  # λ, seed, device, tile, memory, …
+    assert all(w.toolTip().strip() for w in controls), [w.objectName() or type(w).__name__
+                                                         for w in controls if not w.toolTip().strip()]
+    opened = []
+    monkeypatch.setattr(QDesktopServices, "openUrl", lambda url: opened.append(url.toLocalFile()) or True)
+    dlg.help_button.click()
+    assert len(opened) == 1 and opened[0].endswith("USAGE.md") and Path(opened[0]).is_file()

@@ -171,12 +171,15 @@ def test_action_enabled_only_with_a_result_layer(run, qgis_iface, qgis_new_proje
     ctl = InspectorController(qgis_iface, project)
     try:
         assert not ctl.action.isEnabled()
+        # why it is off, where QGIS shows it for a disabled button (the status bar)
+        assert "no URDM result layer" in ctl.action.statusTip()
+        assert "(" not in ctl.action.toolTip()  # QGIS cuts a toolbar tooltip's bracketed part
         plain = QgsRasterLayer(str(run.image), "plain", "gdal")
         project.addMapLayer(plain)
         assert not ctl.action.isEnabled()
         tagged = _tagged_layer(run)
         project.addMapLayer(tagged)
-        assert ctl.action.isEnabled()
+        assert ctl.action.isEnabled() and "click a pixel" in ctl.action.statusTip()
         ctl.action.setChecked(True)
         assert qgis_iface.mapCanvas().mapTool() is ctl.point_tool
         project.removeMapLayer(tagged.id())

@@ -25,6 +25,11 @@ def icon_path() -> Path:
     return _first_existing(PLUGIN_DIR / "icon.svg", REPO_DIR / "resources" / "icon.svg")
 
 
+def usage_path() -> Path:
+    """The user guide: USAGE.md in the installed plugin, docs/USAGE.md in the repository."""
+    return _first_existing(PLUGIN_DIR / "USAGE.md", REPO_DIR / "docs" / "USAGE.md")
+
+
 def plugin_version() -> str:
     """The version in metadata.txt, or "unknown" if it cannot be read."""
     cp = configparser.ConfigParser(interpolation=None)

@@ -270,6 +270,21 @@ class UnmixDialog(DialogLayout, DialogChecks, DialogSettings, DialogExtent, Dial
         colors = [CATEGORICAL[i % len(CATEGORICAL)] for i in idx]
         self.plot.set_data(self.library.wavelengths_nm, self.library.spectra[:, idx], names, bands, colors)
 
+    def open_help(self) -> bool:
+        """Open the user guide in the system's viewer (a file shipped with the plugin, so it
+        works offline); False, with a message, when it cannot be opened."""
+        from qgis.PyQt.QtCore import QUrl
+        from qgis.PyQt.QtGui import QDesktopServices
+
+        from ..paths import usage_path
+
+        path = usage_path()
+        if path.is_file() and QDesktopServices.openUrl(QUrl.fromLocalFile(str(path))):
+            return True
+        self.bar.pushMessage("URDM", f"The user guide could not be opened ({path}); it is also on the "
+                             "plugin's homepage (Plugins ▸ Manage and Install Plugins).", Qgis.Warning, 8)
+        return False
+
     def closeEvent(self, event):  # noqa: N802
         if not self._loading:
             self.save_settings()

@@ -61,6 +61,9 @@ class DialogLayout:
         self.layer_combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
         self.layer_combo.setAllowEmptyLayer(True)
         self.layer_combo.setObjectName("layer_combo")
+        self.layer_combo.setToolTip("The image to unmix: a raster layer with two or more bands and, ideally, "
+                                    "wavelengths in its metadata; a sensor product's main file (EnMAP, EMIT, "
+                                    "PRISMA) is read as the product")
         f.addRow("Hyperspectral raster", self.layer_combo)
         self.layer_info = QLabel("")
         self.layer_info.setWordWrap(True)
@@ -74,6 +77,8 @@ class DialogLayout:
         self.library_widget.setStorageMode(QgsFileWidget.GetFile)
         self.library_widget.setFilter("Spectral libraries (*.csv *.sli *.hdr *.txt);;All files (*)")
         self.library_widget.setDialogTitle("Choose an endmember library (CSV or ENVI .sli)")
+        self.library_widget.setToolTip("Spectra of the materials to map: a CSV (wavelength_nm, one column per "
+                                       "material) or an ENVI spectral library (.sli + .hdr)")
         v.addWidget(self.library_widget)
         self.library_summary = QLabel("")  # band matching, once for the whole library
         self.library_summary.setWordWrap(True)
@@ -108,6 +113,8 @@ class DialogLayout:
         self.table.setWordWrap(False)
         self.table.setTextElideMode(Qt.ElideMiddle)  # "Actinolite … NMNH80714" keeps both ends
         self.table.setMinimumWidth(280)
+        self.table.setToolTip("Tick the materials to map; with more ticked than the run can use (over 20, "
+                              "or more than the bands allow) the run selects among the ticked ones")
         row.addWidget(self.table, 1)
         self.plot = SpectraPlot()
         row.addWidget(self.plot, 1)
@@ -123,6 +130,8 @@ class DialogLayout:
         self.method_combo = QComboBox()
         self.method_model = QStandardItemModel(self.method_combo)
         self.method_combo.setModel(self.method_model)
+        self.method_combo.setToolTip("How abundances are estimated: FCLS (fast, per pixel) to URDM "
+                                     "(diffusion prior, spatially coherent maps); see the text below")
         g.addWidget(QLabel("Method"), 0, 0)
         g.addWidget(self.method_combo, 0, 1)
         self.install_torch_button = QPushButton("Install PyTorch…")
@@ -160,6 +169,12 @@ class DialogLayout:
         self.mask_combo = QgsMapLayerComboBox()
         self.mask_combo.setFilters(QgsMapLayerProxyModel.PolygonLayer)
         self.mask_selected = QCheckBox("selected features only")
+        self.extent_whole.setToolTip("Unmix every pixel of the layer")
+        self.extent_view.setToolTip("Unmix only the part of the layer the map shows now")
+        self.extent_mask.setToolTip("Unmix only pixels whose centre lies inside the polygons of a layer; "
+                                    "the others stay nodata")
+        self.mask_combo.setToolTip("The polygon layer that limits the extent")
+        self.mask_selected.setToolTip("Use only the polygons selected in that layer")
         ge.addWidget(self.extent_whole, 0, 0)
         ge.addWidget(self.extent_view, 0, 1)
         ge.addWidget(self.extent_mask, 1, 0)
@@ -173,9 +188,12 @@ class DialogLayout:
         self.output_widget = QgsFileWidget()
         self.output_widget.setStorageMode(QgsFileWidget.GetDirectory)
         self.output_widget.setDialogTitle("Folder for the results (each run gets a new subfolder)")
+        self.output_widget.setToolTip("Each run writes a new subfolder <layer>_<method>_<time> here, never "
+                                      "replacing an earlier one")
         fo.addRow("Output folder", self.output_widget)
         self.add_to_map = QCheckBox("Add results to the map")
         self.add_to_map.setChecked(True)
+        self.add_to_map.setToolTip("Add the abundance maps, dominant material and residual as a styled group")
         fo.addRow("", self.add_to_map)
         outer.addWidget(box_o)
 
@@ -198,9 +216,17 @@ class DialogLayout:
                                        f"{PREVIEW_MAX_PIXELS} pixels) and show it as temporary layers")
         self.run_button = QPushButton("Run")
         self.run_button.setDefault(True)
+        self.run_button.setToolTip("Unmix in the background (the task manager shows progress); disabled "
+                                   "while a problem is listed above")
         self.cancel_button = QPushButton("Cancel run")
         self.cancel_button.setEnabled(False)
+        self.cancel_button.setToolTip("Stop the run at the next block; nothing is written")
         self.close_button = QPushButton("Close")
+        self.close_button.setToolTip("Close the dialog (a run keeps going in the background)")
+        self.help_button = QPushButton("Help")
+        self.help_button.setAutoDefault(False)
+        self.help_button.setToolTip("Open the user guide (USAGE.md, section 'The dialog')")
+        buttons.addWidget(self.help_button)
         buttons.addWidget(self.preview_button)
         buttons.addStretch(1)
         buttons.addWidget(self.run_button)
@@ -225,5 +251,6 @@ class DialogLayout:
         self.preview_button.clicked.connect(self.preview)
         self.cancel_button.clicked.connect(self.cancel_run)
         self.close_button.clicked.connect(self.close)
+        self.help_button.clicked.connect(self.open_help)
         QgsProject.instance().layersAdded.connect(self._update_excepted_layers)
         self._update_excepted_layers()

@@ -106,6 +106,12 @@ class PixelMapTool(QgsMapToolEmitPoint):
         self.setCursor(Qt.CrossCursor)
 
 
+INSPECTOR_READY = "URDM pixel inspector: click a pixel of a result layer, or drag a rectangle"
+INSPECTOR_DISABLED = ("URDM pixel inspector is off: the project has no URDM result layer. Run an unmixing, "
+                      "or open a finished run's map sheet (Raster ▸ URDM Unmixing ▸ Map sheet from run…), "
+                      "which adds its layers")
+
+
 class InspectorController(QObject):
     """Owns the inspector action, map tools and dock; :meth:`unload` undoes everything."""
 
@@ -117,8 +123,9 @@ class InspectorController(QObject):
         self.action = QAction(icon or QIcon(), "URDM pixel inspector", parent)
         self.action.setObjectName("urdmPixelInspectorAction")
         self.action.setCheckable(True)
+        # no brackets: QGIS shows a toolbar tooltip without its bracketed part
         self.action.setToolTip("Inspect a pixel of an unmixing result: observed vs reconstructed spectrum, "
-                               "residual and abundances (needs a URDM result layer in the project)")
+                               "residual and abundances. Needs a URDM result layer in the project.")
         self.action.toggled.connect(self._on_toggled)
         self.dock: Optional[InspectorDock] = None
         self.canvas = iface.mapCanvas() if iface is not None else None
@@ -146,6 +153,8 @@ class InspectorController(QObject):
     def refresh_enabled(self) -> None:
         has = project_has_runs(self.project)
         self.action.setEnabled(has)
+        # the reason, in the status bar while the pointer is on the (disabled) button
+        self.action.setStatusTip(INSPECTOR_READY if has else INSPECTOR_DISABLED)
         if not has and self.action.isChecked():
             self.action.setChecked(False)
 
