@@ -80,7 +80,10 @@ def test_layer_and_library_fill_table_and_plot(project_with_scene, qgis_iface, s
 
 def test_ticking_too_few_materials_warns_of_a_poor_fit_before_run(project_with_scene, qgis_iface, scene,
                                                                  tmp_path):
-    dlg = make_dialog(qgis_iface, scene["library"], tmp_path)
+    dlg = make_dialog(qgis_iface, scene["library"], "results")
+    assert any("relative path" in p for p in dlg.problems) and not dlg.run_button.isEnabled()
+    dlg.output_widget.setFilePath(str(tmp_path))
+    assert dlg.problems == []
     assert not any(w.startswith("Poor fit") for w in dlg.warnings)
     for row in (1, 2):  # one material left for a three-material scene
         dlg.table.item(row, 1).setCheckState(0)

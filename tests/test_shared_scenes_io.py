@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from urdm_plugin.core.bands import check_reflectance_scale, match_library
+from urdm_plugin.core.bands import REASON_EDGE, REASON_WATER, check_reflectance_scale, match_library
 from urdm_plugin.core.io.image import iter_row_blocks, open_image, read_window
 from urdm_plugin.core.io.library import read_library
 
@@ -49,7 +49,9 @@ def test_micrometre_sli_matches_nm_csv(shared_data, jasper):
         np.testing.assert_allclose(a.E, b.E, atol=1e-5)
     assert a.report.n_used == 198  # rounding of µm values does not drop the end bands
     m = match_library(jasper, csv)
-    assert m.report.n_used < 198 and all(r == "water-vapour absorption" for _, _, r in m.report.dropped)
+    # dropped: the water-vapour windows, and band 198 (2452 nm) as the sensor edge it is
+    assert m.report.n_used < 198 and {r for _, _, r in m.report.dropped} == {REASON_WATER, REASON_EDGE}
+    assert [b for b, _, r in m.report.dropped if r == REASON_EDGE] == [197]
     sample = read_window(jasper, m.band_indices, 0, 0, 100, 100)[0].reshape(m.report.n_used, -1)
     assert check_reflectance_scale(sample, m.E) == []
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from urdm_plugin.core.bands import (
     REASON_BBL,
+    REASON_EDGE,
     REASON_RANGE,
     REASON_WATER,
     check_reflectance_scale,
@@ -204,9 +205,12 @@ def test_water_bands_masked_by_default_and_listed():
     assert not np.any((used >= 1790) & (used <= 1960))
     assert used.max() <= 2450
     water = [d for d in m.report.dropped if d[2] == REASON_WATER]
-    assert len(water) == info.band_count - m.report.n_used
-    assert {d[0] for d in water}.isdisjoint(set(m.band_indices.tolist()))
-    assert "water-vapour" in m.report.summary()
+    edge = [d for d in m.report.dropped if d[2] == REASON_EDGE]
+    assert len(water) + len(edge) == info.band_count - m.report.n_used
+    assert {d[0] for d in water + edge}.isdisjoint(set(m.band_indices.tolist()))
+    # beyond 2450 nm is the detector's edge, not water vapour: each named for what it is
+    assert all(d[1] >= 2450 for d in edge) and edge and all(d[1] < 2450 for d in water)
+    assert "water-vapour" in m.report.summary() and "sensor edge" in m.report.summary()
     np.testing.assert_allclose(m.E[:, 0], 0.1 + 1e-5 * used, atol=1e-12)
     assert m.E.shape == (m.report.n_used, 3) and m.names == ["E0", "E1", "E2"]
 
@@ -283,3 +287,14 @@ def test_reflectance_scale_check_warns_on_digital_numbers():
     warns = check_reflectance_scale(refl * 10000, E)
     assert len(warns) == 1 and "digital numbers" in warns[0] and "0.0001" in warns[0]
     assert "percent" in check_reflectance_scale(refl, E * 100)[0]
+
+
+def test_a_library_covering_part_of_the_image_is_warned_about():
+    wl = np.arange(400.0, 2400.0, 10.0)
+    info = make_info(wl)
+    narrow = match_library(info, lib_nm(np.arange(400.0, 900.0, 5.0)))  # VNIR only
+    msg = next(w for w in narrow.report.warnings if "covers only" in w)
+    assert f"covers only {narrow.report.n_used} of" in msg and "% of the spectrum is ignored" in msg
+    assert msg in narrow.report.summary()
+    full = match_library(info, lib_nm(np.arange(350.0, 2560.0, 5.0)))
+    assert not any("covers only" in w for w in full.report.warnings)

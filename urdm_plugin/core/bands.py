@@ -117,6 +117,9 @@ def resample_spectra(
 
 REASON_BBL = "bad band (ENVI bbl)"
 REASON_WATER = "water-vapour absorption"
+REASON_EDGE = "beyond 2450 nm (sensor edge, little signal)"
+#: Bands beyond this (nm) are dropped with the water bands but named for what they are.
+EDGE_NM = 2450.0
 REASON_RANGE = "outside the library's wavelength range"
 
 
@@ -219,7 +222,8 @@ def usable_image_bands(info: ImageInfo, mask_water_bands: bool = True) -> tuple:
     dropped = [(int(b), None if img_wl is None else float(img_wl[b]), REASON_BBL) for b in np.flatnonzero(~keep)]
     if mask_water_bands and img_wl is not None:
         water = in_water_band(img_wl) & keep
-        dropped += [(int(b), float(img_wl[b]), REASON_WATER) for b in np.flatnonzero(water)]
+        dropped += [(int(b), float(img_wl[b]), REASON_EDGE if img_wl[b] >= EDGE_NM else REASON_WATER)
+                    for b in np.flatnonzero(water)]
         keep &= ~water
     return keep, dropped
 
@@ -290,6 +294,12 @@ def match_library(info: ImageInfo, library: SpectralLibrary, mask_water_bands: b
         )
     wl_used = None if img_wl is None else img_wl[idx].copy()
     rng = None if wl_used is None else (float(wl_used.min()), float(wl_used.max()))
+    n_out = sum(1 for d in dropped if d[2] == REASON_RANGE)
+    if n_out and n_out >= 0.25 * (n_out + idx.size):  # a green tick must not hide a partial library
+        warnings.append(
+            f"The library ({float(np.min(lib_wl)):.0f}–{float(np.max(lib_wl)):.0f} nm) covers only {idx.size} of the "
+            f"image's {n_out + idx.size} usable bands: {n_out / (n_out + idx.size):.0%} of the spectrum is "
+            "ignored; use a library that covers the image's range for a better separation of materials")
     report = MatchReport(
         n_used=int(idx.size), n_image_bands=B, range_nm=rng, dropped=dropped,
         warnings=warnings, method=method, water_masked=water_masked,

@@ -130,6 +130,8 @@ class DialogChecks:
         out = self.output_widget.filePath().strip()
         if not out:
             problems.append("Choose an output folder (each run writes a new subfolder there).")
+        elif not os.path.isabs(os.path.expanduser(out)):  # relative to what? QGIS's start folder
+            problems.append(f"Output folder '{out}' is a relative path. Give the full path (use the … button).")
         elif os.path.exists(out) and not (os.path.isdir(out) and os.access(out, os.W_OK)):
             problems.append(f"Output folder {out} is not a writable folder. Choose another one.")
         self.problems, self.warnings = problems, warnings
