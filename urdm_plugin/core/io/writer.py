@@ -7,6 +7,7 @@ leaves nothing behind. Never calls ``gdal.UseExceptions()``: return values are c
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -137,6 +138,24 @@ def _check_creatable(p: Path) -> None:
                           "Choose a folder you can write to")
 
 
+@contextlib.contextmanager
+def _signals_held():
+    """Hold SIGINT/SIGTERM/SIGHUP for the block (POSIX; elsewhere a no-op): their Python
+    handlers run when it ends, never halfway through it."""
+    import signal
+
+    held = {getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n)}
+    mask = getattr(signal, "pthread_sigmask", None)
+    if mask is None:
+        yield
+        return
+    old = mask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        mask(signal.SIG_SETMASK, old)
+
+
 class OutputWriter:
     """Writes one run's rasters and files, all or nothing.
 
@@ -203,7 +222,9 @@ class OutputWriter:
         parent = self.out_dir.parent
         try:
             remove_stale_partials(parent)
-            self.tmp_dir = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}.tmp-", dir=parent))
+            with _signals_held():  # a signal between mkdtemp's mkdir and this assignment would
+                # leave a folder no handler knows about; it is delivered right after instead
+                self.tmp_dir = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}.tmp-", dir=parent))
             os.chmod(self.tmp_dir, 0o777 & ~_umask())  # mkdtemp makes it 0700 whatever the umask
             _mark_partial(self.tmp_dir)
         except BaseException as exc:
