@@ -150,15 +150,23 @@ def emit_glt(oy: int, ox: int, down: int, cross: int) -> tuple:
 
 def write_emit(folder: Path, seed: int = 2, down: int = 9, cross: int = 8, n_bands: int = 24,
                oy: int = 12, ox: int = 11, name: str = EMIT_NAME, groups=("sensor_band_parameters", "location"),
-               reflectance: str = "reflectance") -> tuple:
+               reflectance: str = "reflectance", cube=None, wavelengths=None) -> tuple:
     """An EMIT L2A RFL granule written with GDAL's multidimensional netCDF API: swath
-    fill (−9999) at (downtrack 4, crosstrack 5)."""
+    fill (−9999) at (downtrack 4, crosstrack 5). ``cube`` (downtrack × crosstrack × bands
+    reflectance) with its ``wavelengths`` (nm) replaces the three-spectrum mixture (the
+    demo's worked example packs its scene so); ``down``/``cross``/``n_bands`` then follow it."""
     path = Path(folder) / name
-    wl = np.linspace(400, 2450, n_bands)
+    if cube is not None:
+        down, cross, n_bands = np.shape(cube)
+        oy, ox = max(oy, cross + 3), max(ox, down + 2)  # the GLT's quarter turn needs the room
+    wl = np.linspace(400, 2450, n_bands) if wavelengths is None else np.asarray(wavelengths, np.float64)
     fwhm = np.full(n_bands, 8.5)
     good = np.array([not any(lo <= v <= hi for lo, hi in (EMIT_BAD[:2], EMIT_BAD[2:])) for v in wl], np.uint8)
     A = abundances(down, cross, seed)  # (3, down, cross)
-    Y = np.einsum("bk,kdc->dcb", spectra(wl), A).astype(np.float32)  # (down, cross, bands)
+    if cube is None:
+        Y = np.einsum("bk,kdc->dcb", spectra(wl), A).astype(np.float32)  # (down, cross, bands)
+    else:
+        Y = np.ascontiguousarray(cube, dtype=np.float32)
     Y[4, 5, :] = -9999.0
     gx, gy = emit_glt(oy, ox, down, cross)
     f32, i32 = gdal.ExtendedDataType.Create(gdal.GDT_Float32), gdal.ExtendedDataType.Create(gdal.GDT_Int32)
