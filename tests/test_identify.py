@@ -90,3 +90,32 @@ def test_jasper_vca_auto_names_vegetation_and_leaves_water_road_unidentified(jas
         if c in ("Water", "Road"):
             assert n.startswith("unidentified_"), (n, c)
     assert lib.identification.as_dict()["max_angle_rad"] == pytest.approx(0.13)
+
+
+def test_required_feature_fit_is_graded_by_the_angle():
+    from urdm_plugin.core.methods.identify import MAX_ANGLE, MIN_FEATURE_FIT, required_feature_fit
+
+    assert required_feature_fit(MAX_ANGLE) == pytest.approx(MIN_FEATURE_FIT)
+    assert required_feature_fit(0.0) == pytest.approx(MIN_FEATURE_FIT - 0.35)
+    assert required_feature_fit(0.3) == pytest.approx(MIN_FEATURE_FIT)  # beyond the angle: no relief
+    assert required_feature_fit(0.01, min_feature_fit=-1) == -1  # disabled
+
+
+def test_the_demo_scene_names_its_materials_and_misnames_none(tmp_path, write_demo_scene):
+    """The demo scene (5 materials, one of them dark, 30 dB): single-pixel VCA in its
+    projective mode found 3 of 5 and named 1; both modes with averaged picks, the better fit
+    kept, name at least 4, and no endmember gets another material's name."""
+    from urdm_plugin.core.bands import resample_spectra
+
+    scene = write_demo_scene(tmp_path)
+    ref = read_library(scene["library"])
+    res = extract_endmembers(scene["image"], "auto", reference=ref)
+    assert res.hysime.n_endmembers == 5
+    named = [m for m in res.identification.matches if m["identified"]]
+    assert len(named) >= 4 and len({m["best"] for m in named}) == len(named)
+    truth = read_library(scene["library"])
+    T, _ = resample_spectra(truth.wavelengths_nm, truth.spectra, res.wavelengths_nm)
+    for j, m in enumerate(res.identification.matches):  # a name is the closest true material
+        if m["identified"]:
+            closest = truth.names[int(np.argmin(spectral_angles(res.spectra[:, [j]], T)[0]))]
+            assert m["best"] == closest
