@@ -181,6 +181,7 @@ def test_vca_writes_a_library_the_unmix_command_reads(scene, tmp_path):
     lib = tmp_path / "vca.csv"
     r = run_cli("vca", tif, 3, lib, "--seed", "1")
     assert r.returncode == 0, r.stderr
+    assert "projection, each pick averaged with its 9 nearest pixels" in r.stdout  # how they were found
     header = lib.read_text().splitlines()[0]
     assert header == "wavelength_nm,endmember_1,endmember_2,endmember_3"
     r = run_cli("vca", tif, 3, lib)

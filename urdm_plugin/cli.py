@@ -394,6 +394,7 @@ def _run_vca(args) -> int:
             raise OutputError(f"Cannot write '{report_path}' ({exc.strerror or exc})",
                               "Choose a folder you can write to") from None
     if not args.quiet:
+        print(lib.extraction)
         if lib.identification is not None:
             print(lib.identification.report)
         print(f"wrote {len(lib)} endmembers on {lib.spectra.shape[0]} bands to {out}"

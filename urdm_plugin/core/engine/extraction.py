@@ -29,6 +29,7 @@ class ExtractionResult(SpectralLibrary):
     noise_sigma: Optional[float] = None
     identification: Optional[object] = None
     report: str = ""
+    extraction: str = ""  # how VCA found them (projection, averaging, residual): one line
 
     def as_dict(self) -> dict:
         return {"names": list(self.names), "n_requested": self.n_requested,
@@ -113,7 +114,7 @@ def extract_endmembers(image_path: Union[str, Path], n: Union[int, str] = AUTO, 
         lines.append(ident.report)
     return ExtractionResult(names, wl, E, str(image_path), n_requested=n, hysime=hs,
                             noise_sigma=None if hs is None else hs.sigma, identification=ident,
-                            report="\n".join(lines))
+                            report="\n".join(lines), extraction=chosen)
 
 
 #: Pixels averaged per VCA pick (the pick and its nearest neighbours in reflectance).
