@@ -378,11 +378,7 @@ def build_map_sheet(run_json_path, project=None, background_layer=None, title: O
     # legend has one symbol size and QGIS 3.22's raster legend nodes ignore patch sizes
     ramps = [(first, ABUNDANCE_LEGEND)] + ([(residual, RESIDUAL_LEGEND)] if residual is not None else [])
     legend = _legend(layout, "legend", ramps, maps[0], 24.0 * scale_f, scale_f, px, gy0)
-    if dominant is not None:
-        below = gy0 + legend.sizeWithUnits().height() + 2
-        n_cls = len(run.endmembers)
-        _legend(layout, "legend dominant", [(dominant, DOMINANT_LEGEND)], maps[0], 4.0, scale_f, px, below,
-                columns=2 if n_cls > 8 else 1)
+    below = gy0 + legend.sizeWithUnits().height() + 2
 
     py = H - margin - foot_h - gap
     crs_text = (f"CRS: {crs.authid() or 'custom'} – {crs.description()}" if crs.isValid()
@@ -437,6 +433,14 @@ def build_map_sheet(run_json_path, project=None, background_layer=None, title: O
     else:  # no SVG library: a plain "N ↑"
         arrow = _label(layout, "N\n↑", px, py, arrow_size, arrow_size, 14, bold=True, align=Qt.AlignHCenter)
         arrow.setId("north arrow")
+
+    if dominant is not None:  # between the ramps and the north arrow, in as many columns as it needs
+        for columns in (1, 2, 3):
+            classes = _legend(layout, "legend dominant", [(dominant, DOMINANT_LEGEND)], maps[0], 4.0, scale_f,
+                              px, below, columns=columns)
+            if below + classes.sizeWithUnits().height() <= py - 2 or columns == 3:
+                break
+            layout.removeLayoutItem(classes)
 
     _label(layout, footnote_text(run), margin, H - margin - foot_h, W - 2 * margin, foot_h, 6.5 * scale_f)
     layout.refresh()
