@@ -10,9 +10,14 @@ GeoTIFFs + residual RMSE + endmembers_used.csv + run.json through OutputWriter.
 Peak resident memory comes from ``resource.getrusage`` (the kernel's high-water mark of
 this process), so it covers every byte the I/O path touched. Target: < 1.5 GB.
 
+Then (``run(profile)``, what ``make bench`` calls) the real command line at each memory
+budget, against the issue-#13 target: peak RSS above the method's fixed base within 1.3 ×
+``--memory-mb``.
+
 Run by hand or via ``make bench``::
 
     .venv/bin/python -m benchmarks.bench_io_memory [--size 1024] [--bands 200] [--memory-mb 256]
+    .venv/bin/python -m benchmarks.bench_io_memory --budgets [--profile full]
 
 Prints a markdown table and writes ``bench_results/io_memory.json``.
 """
@@ -76,7 +81,7 @@ def generate(path: str, size: int, bands: int) -> None:
     ds = None
 
 
-def run(size: int = 1024, bands: int = 200, memory_mb: float = 256, keep: bool = False) -> dict:
+def io_path(size: int = 1024, bands: int = 200, memory_mb: float = 256, keep: bool = False) -> dict:
     sys.path.insert(0, str(ROOT))
     from urdm_plugin.core.bands import match_library
     from urdm_plugin.core.io.image import iter_row_blocks, open_image
@@ -144,6 +149,74 @@ def run(size: int = 1024, bands: int = 200, memory_mb: float = 256, keep: bool =
     return result
 
 
+#: Runs argv[1:] and prints its peak RSS (KiB) as the last stderr line (a small launcher:
+#: a child forked from this process would count this process's pages).
+_PEAK_RSS = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
+             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(r.returncode)")
+#: Peak RSS above the method's fixed base must stay within this × --memory-mb (issue #13).
+BUDGET_FACTOR = 1.3
+PROFILES = {"quick": {"fcls": (64, 256, 1024), "urdm": (256,)},
+            "full": {"fcls": (64, 256, 1024), "urdm": (64, 256, 1024)}}
+
+
+def _cli_peak_mb(tmp: str, image: str, lib: str, method: str, memory_mb: float) -> tuple:
+    out = os.path.join(tmp, f"out_{method}_{memory_mb:g}_{os.path.basename(image)}")
+    cmd = [sys.executable, "-m", "urdm_plugin", "unmix", image, lib, out, "--method", method,
+           "--memory-mb", f"{memory_mb:g}", "--quiet"] + (["--quality", "fast"] if method == "urdm" else [])
+    t = time.perf_counter()
+    p = subprocess.run([sys.executable, "-c", _PEAK_RSS, *cmd], capture_output=True, text=True, cwd=ROOT)
+    *err, peak = p.stderr.rstrip().split("\n") or ["0"]
+    if p.returncode != 0:
+        raise RuntimeError(f"{method} --memory-mb {memory_mb:g} failed: {' '.join(err)[-300:]}")
+    return int(peak) / 1024.0, time.perf_counter() - t
+
+
+def budgets(plan: dict, size: int = 1024, bands: int = 200) -> tuple:
+    """The real command line on a ``size``² × ``bands`` uint16 scene at each budget of
+    ``plan`` ({method: budgets}): peak RSS, the method's fixed base (the same command on a
+    16 × 16 scene: interpreter, GDAL, torch and the prior) and (peak − base) / budget."""
+    from urdm_plugin.core.io.library import SpectralLibrary, write_library_csv
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="urdm-bench-budget-") as tmp:
+        scene, tiny, lib = (os.path.join(tmp, f) for f in ("scene.tif", "tiny.tif", "lib.csv"))
+        for path, n in ((scene, size), (tiny, 16)):
+            subprocess.run([sys.executable, __file__, "--generate", path, "--size", str(n), "--bands", str(bands)],
+                           check=True)
+        wl = np.arange(380.0, 2520.0, 1.0)
+        write_library_csv(lib, SpectralLibrary(["Vegetation", "Water", "Soil", "Road"], wl, _library(wl)))
+        for method, mbs in plan.items():
+            base, _ = _cli_peak_mb(tmp, tiny, lib, method, 512)
+            for mb in mbs:
+                peak, sec = _cli_peak_mb(tmp, scene, lib, method, mb)
+                ratio = (peak - base) / mb
+                rows.append({"method": method, "memory_mb": mb, "peak_rss_mb": round(peak), "base_mb": round(base),
+                             "above_base_per_budget": round(ratio, 2), "seconds": round(sec, 1),
+                             "within": ratio <= BUDGET_FACTOR})
+                print(json.dumps(rows[-1]), flush=True)
+    md = [f"### Memory budget: the command line on {size}×{size}×{bands} (uint16, 400 MB as float32)\n",
+          "| method | --memory-mb | peak RSS (MB) | fixed base (MB) | (peak − base) / budget | "
+          f"within {BUDGET_FACTOR}× | seconds |", "|---|---|---|---|---|---|---|"]
+    md += [f"| {r['method']} | {r['memory_mb']} | {r['peak_rss_mb']} | {r['base_mb']} | {r['above_base_per_budget']} "
+           f"| {'yes' if r['within'] else '**no**'} | {r['seconds']} |" for r in rows]
+    md.append("\nBase: the same command on a 16 × 16 scene (interpreter, GDAL, and for URDM torch with the "
+              "prior). URDM runs the fast preset.")
+    return rows, "\n".join(md) + "\n"
+
+
+def run(profile: str = "quick") -> dict:
+    """``make bench``: the I/O path alone at 256 MB, then the command line at each budget."""
+    r = io_path(memory_mb=256)
+    rows, md = budgets(PROFILES[profile])
+    head = ["### Block-wise read + match + write alone (stand-in solver)\n",
+            "| scene | budget (MB) | blocks | peak RSS (MB) | target (MB) |", "|---|---|---|---|---|",
+            f"| {r['scene']} | {r['memory_mb_budget']:g} | {r['blocks']} | {r['peak_rss_mb']} | {r['target_mb']:g} |", ""]
+    out = ROOT / "bench_results" / "io_memory.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({"io_path": r, "budgets": rows}, indent=2) + "\n")
+    return {"markdown": "\n".join(head) + md, "json": str(out.relative_to(ROOT)), "io_path": r, "budgets": rows}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=1024)
@@ -151,11 +224,17 @@ def main(argv=None) -> int:
     ap.add_argument("--memory-mb", type=float, default=256)
     ap.add_argument("--keep", action="store_true", help="keep the temporary scene and outputs")
     ap.add_argument("--generate", metavar="PATH", help=argparse.SUPPRESS)
+    ap.add_argument("--budgets", action="store_true",
+                    help="also measure the command line at each memory budget (what make bench runs)")
+    ap.add_argument("--profile", choices=tuple(PROFILES), default="quick")
     a = ap.parse_args(argv)
     if a.generate:
         generate(a.generate, a.size, a.bands)
         return 0
-    r = run(a.size, a.bands, a.memory_mb, a.keep)
+    if a.budgets:
+        print(run(a.profile)["markdown"])
+        return 0
+    r = io_path(a.size, a.bands, a.memory_mb, a.keep)
     print("| scene | float32 size (MB) | budget (MB) | bands used | blocks | peak RSS (MB) | target (MB) | read+match+write (s) |")
     print("|---|---|---|---|---|---|---|---|")
     print(f"| {r['scene']} | {r['scene_mb']} | {r['memory_mb_budget']:g} | {r['bands_used']} ({r['resampling']}) | "

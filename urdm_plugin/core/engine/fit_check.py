@@ -52,11 +52,12 @@ def assess_fit(Y: np.ndarray, E: np.ndarray, seed: int = 0) -> dict:
     """
     from ..methods.active_set import fcls
 
+    Y = np.asarray(Y)
+    if Y.shape[1] > MAX_PIXELS:  # subsample before any copy: the sample may be large
+        Y = Y[:, np.sort(np.random.default_rng(seed).choice(Y.shape[1], MAX_PIXELS, replace=False))]
     Y = np.asarray(Y, np.float64)
     E = np.asarray(E, np.float64)
     Y = Y[:, np.isfinite(Y).all(axis=0)]
-    if Y.shape[1] > MAX_PIXELS:
-        Y = Y[:, np.sort(np.random.default_rng(seed).choice(Y.shape[1], MAX_PIXELS, replace=False))]
     norm = np.sqrt((Y * Y).sum(axis=0))
     Y = Y[:, norm > 0]
     if Y.shape[1] == 0:

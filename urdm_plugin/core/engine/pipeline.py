@@ -107,16 +107,20 @@ def unmix_raster(
     """
     from ..io.writer import check_output_folder
 
+    from ..io.gdal_quiet import BudgetedGdalCache
+
     t0 = time.perf_counter()
     opts = options or UnmixOptions()
     check_output_folder(out_dir, opts.overwrite)  # before any reading or selection
     prog = _Progress(progress, cancel)
     prog.stage(0.0, 0.05)
-    plan = plan_run(str(image_path), library, opts, progress=prog)
-    c0, r0, W, H = plan.extent
-    P = plan.E.shape[1]
-    prog(1.0, f"Unmixing {W}×{H} pixels with {plan.spec.id}, {P} endmembers, {len(plan.bands)} bands")
-    return _execute(plan, out_dir, prog, t0, executor)
+    with BudgetedGdalCache(opts.memory_mb):  # GDAL's cache counts against the budget too
+        plan = plan_run(str(image_path), library, opts, progress=prog)
+        c0, r0, W, H = plan.extent
+        P = plan.E.shape[1]
+        prog(1.0, f"Unmixing {W}×{H} pixels with {plan.spec.id}, {P} endmembers, {len(plan.bands)} bands")
+        plan.sample = None  # the checks are done; the run's memory is for its blocks and tiles
+        return _execute(plan, out_dir, prog, t0, executor)
 
 
 def _execute(plan: RunPlan, out_dir, prog: _Progress, t0: float, executor=None) -> RunResult:
@@ -268,7 +272,10 @@ def _iter_blocks(plan: RunPlan):
         valid = np.asarray(blk.valid, bool)
         if plan.mask is not None:
             valid = valid & plan.mask[blk.row0:blk.row0 + valid.shape[0]]
-        yield blk.row0, blk.data, valid
+        row0, data = blk.row0, blk.data
+        del blk
+        yield row0, data, valid
+        del data, valid  # released before the next block is read (the budget is one block)
 
 
 def _write_block(plan, writer, keys, A, data, valid, row0) -> int:
@@ -292,6 +299,7 @@ def _solve_blocks(plan: RunPlan, writer, keys, prog, executor=None) -> int:
             for row0, data, valid in _iter_blocks(plan):
                 blocks.append((row0, data.shape[1]))
                 yield _local_block, (plan, data, valid, prog, row0)
+                del data, valid
             return
         reader = extent_reader(plan)
         for row0, rows in row_blocks(plan.info, plan.bands, int(plan.options.memory_mb), plan.extent):
@@ -340,7 +348,7 @@ def _solve_tiled(plan: RunPlan, writer, keys, std_keys, prog, executor=None) -> 
 
     read = extent_reader(plan)  # an executor's workers read their own tiles through it
     res = solve_tiled(plan.spec, read, (h, w), plan.E, plan.params,
-                      SceneContext(seed=int(opts.seed), device=opts.device),
+                      SceneContext(seed=int(opts.seed), device=opts.device, memory_mb=float(opts.memory_mb)),
                       tile_edge_for_memory(opts.tile_size, opts.memory_mb, plan.E.shape[0]),
                       opts.tile_overlap, prog.sub(0.0, 0.9), prog.cancel, executor)
     # write abundances + residual row-block by row-block (re-reading Y for the residual)

@@ -266,7 +266,7 @@ def _decide(plan: RunPlan, image, library, read_pixels: bool, note) -> None:
         _select_automatically(plan, limit, note, given)
     band_rules.require_bands(len(plan.bands), plan.E.shape[1])
     if plan.sample is not None and plan.sample.shape[1]:
-        for w in band_rules.check_reflectance_scale(plan.sample.astype(np.float64), plan.E):
+        for w in band_rules.check_reflectance_scale(plan.sample, plan.E):
             plan.warnings.append(w)
             note(0.9, "warning: " + w)
         from .fit_check import assess_fit, poor_fit_message, stand_in_flags

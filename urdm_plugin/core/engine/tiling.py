@@ -164,6 +164,9 @@ class TileBlender:
 # ----------------------------------------------------------------------------- the tile loop
 #: Side of the central window the scene's noise level is estimated on (pixels).
 NOISE_WINDOW = 256
+#: float64 copies of the noise window the σ estimate holds at once (data, FCLS residual,
+#: its differences): measured ~500 MB above the tiles' level for 256² × 200 bands.
+NOISE_COPIES = 4
 #: Largest default overlap between neighbouring tiles (pixels).
 MAX_DEFAULT_OVERLAP = 32
 
@@ -199,16 +202,27 @@ def _central(read: ReadFn, H: int, W: int, size: int) -> tuple:
     return np.where(valid[None], np.asarray(Y, np.float64), 0.0), valid
 
 
+def noise_window(bands: int, memory_mb: Optional[float] = None) -> int:
+    """Edge (pixels) of the central window the scene's noise σ and weight come from:
+    :data:`NOISE_WINDOW`, or less when :data:`NOISE_COPIES` float64 copies of it would exceed
+    ``memory_mb`` MiB (512 MiB keeps 256 up to 256 bands); never below 64 (4,096 pixels,
+    plenty for a robust σ)."""
+    if memory_mb is None:
+        return NOISE_WINDOW
+    fit = int(np.sqrt(float(memory_mb) * 2 ** 20 / (max(int(bands), 1) * 8 * NOISE_COPIES)))
+    return int(max(64, min(NOISE_WINDOW, fit)))
+
+
 def scene_context(spec, read: ReadFn, shape: tuple, E: np.ndarray, params: dict, ctx,
                   choose_weight: bool, progress=None, cancel=None) -> tuple:
     """Fix what every tile must share, from the scene's central window: the white-noise σ
-    (window of :data:`NOISE_WINDOW`²) and, when ``choose_weight`` and the weight is "auto",
+    (window of :func:`noise_window`², within the run's memory budget) and, when ``choose_weight`` and the weight is "auto",
     the weight (and URDM's band weights) by the method's chooser. Returns (params, ctx,
     info); a window with fewer than 16 valid pixels leaves each tile to itself."""
     from ..methods.noise import estimate_noise_sigma
 
     H, W = shape
-    Y, valid = _central(read, H, W, NOISE_WINDOW)
+    Y, valid = _central(read, H, W, noise_window(E.shape[0], ctx.memory_mb))
     info: dict = {}
     if valid.sum() < 16:
         return params, ctx, info
@@ -352,7 +366,9 @@ def run_in_order(jobs, executor=None, cancel=None):
     cancel (or any error) the outstanding futures are cancelled."""
     if executor is None:
         for fn, args in jobs:
-            yield fn(*args)
+            result = fn(*args)
+            del args  # a job's inputs (a block of pixels) go before the next job is made
+            yield result
         return
     from collections import deque
 

@@ -436,6 +436,7 @@ def iter_row_blocks(info: ImageInfo, bands: Optional[Sequence[int]] = None, memo
             ds.FlushCache()
             seen = seen or bool(valid.any())
             yield RowBlock(r, data, valid)
+            del data, valid  # not held while the next block is read: one block in memory, not two
     finally:
         ds = None
     if require_valid and not seen:

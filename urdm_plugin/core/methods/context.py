@@ -17,6 +17,8 @@ class SceneContext:
     RMS of the scene's valid data (recorded). ``band_weights``: ``"auto"`` (decide from the
     data), None (plain least squares) or relative per-band σ (B,). ``origin``: (row, col)
     of the tile's first pixel in the scene (URDM keys its sampling noise to it).
+    ``memory_mb``: the run's memory budget (MiB), which bounds the scene-wide noise window
+    (:func:`core.engine.tiling.noise_window`); None = no bound.
     """
 
     seed: int = 0
@@ -25,6 +27,7 @@ class SceneContext:
     signal_rms: Optional[float] = None
     band_weights: Any = "auto"
     origin: tuple = (0, 0)
+    memory_mb: Optional[float] = None
 
     def at(self, row0: int, col0: int) -> SceneContext:
         """The same facts for the tile whose first pixel is (row0, col0) of the scene."""
