@@ -203,6 +203,8 @@ def test_click_in_canvas_crs_shows_pixel_and_adds_it_to_a_library(run, tmp_path,
     ctl = InspectorController(qgis_iface, project)
     try:
         ctl.action.setChecked(True)
+        # before any click opens it, the dock names the input image run.json points to
+        assert f"observed spectra from {run.image}" in ctl.dock.info.text()
         row, col = 9, 20
         tr = QgsCoordinateTransform(_crs(f"EPSG:{EPSG}"), _crs("EPSG:3857"), project.transformContext())
         p = tr.transform(QgsPointXY(*run.pixel_center(row, col)))
@@ -214,7 +216,7 @@ def test_click_in_canvas_crs_shows_pixel_and_adds_it_to_a_library(run, tmp_path,
         dock = ctl.dock
         assert dock is not None and dock.add_button.isEnabled()
         assert dock.bars.values == data.abundances
-        assert "row 10, column 21" in dock.info.text()
+        assert "row 10, column 21" in dock.info.text() and f"observed spectrum from {run.image}" in dock.info.text()
         assert ctl.band is not None  # the pixel is highlighted
         # the plot draws the three spectra (not a blank widget)
         dock.plot.resize(360, 220)

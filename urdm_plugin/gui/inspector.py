@@ -10,6 +10,7 @@ The toolbar action is enabled only while the project holds a layer carrying
 
 from __future__ import annotations
 
+import html
 import os
 from typing import Optional
 
@@ -88,7 +89,8 @@ class InspectorDock(QDockWidget):
             run = os.path.basename(os.path.dirname(data.run_json))
             total = sum(data.abundances.values())
             self.info.setText(f"<b>{run}</b>: {data.label} — x {data.x:.2f}, y {data.y:.2f}<br>"
-                              f"residual RMSE {data.rmse:.4g}; abundance sum {total:.3f}")
+                              f"residual RMSE {data.rmse:.4g}; abundance sum {total:.3f}<br>"
+                              f"<small>observed spectrum from {html.escape(data.image)}</small>")
         else:
             self.info.setText(message)
 
@@ -205,10 +207,20 @@ class InspectorController(QObject):
         if on:
             self.ensure_dock()
             self._use_tool(self.point_tool)
+            self._show_input_images()
         else:
             self._use_tool(None)
             self._clear_band()
         self._sync_buttons()
+
+    def _show_input_images(self) -> None:
+        """Name each run's input image in the dock before the first click opens it."""
+        from ..qgis_layers.tags import run_jsons_in_project
+        from .inspector_data import input_images_text
+
+        text = input_images_text(run_jsons_in_project(self.project))
+        if self.dock is not None and text:
+            self.dock.info.setText("Click a result pixel. " + text)
 
     def _on_tool_deactivated(self) -> None:
         QTimer.singleShot(0, self._sync_after_switch)

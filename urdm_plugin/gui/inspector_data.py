@@ -72,6 +72,8 @@ class PixelInspection:
     #: corners of the inspected pixel(s) in the raster CRS (for highlighting), and that CRS
     footprint: list = field(default_factory=list, repr=False)
     crs_wkt: str = field(default="", repr=False)
+    #: the input image the observed spectrum was read from (named by run.json)
+    image: str = ""
 
     @property
     def rmse(self) -> float:
@@ -266,7 +268,7 @@ def _finish(run: RunInfo, rr: _RunRasters, observed: np.ndarray, a: np.ndarray, 
         residual=observed - recon, abundances={name: float(v) for name, v in zip(run.names, a)},
         n_pixels=n, label=label, E=E,
         footprint=[_corner(rr.gt, col + dc, row + dr) for dc, dr in ((0, 0), (w, 0), (w, h), (0, h))],
-        crs_wkt=rr.crs.toWkt() if rr.crs.isValid() else "",
+        crs_wkt=rr.crs.toWkt() if rr.crs.isValid() else "", image=str(run.image),
     )
 
 
@@ -399,3 +401,22 @@ def add_spectrum_to_library(csv_path, name: str, wavelengths_nm: Optional[np.nda
         if os.path.exists(tmp):
             os.unlink(tmp)
     return new
+
+
+def input_images_text(run_jsons) -> str:
+    """Which input image each run's observed spectra will be read from, as run.json names it
+    (shown before any of them is opened; a run.json from elsewhere may name any file)."""
+    import html
+
+    from ..qgis_layers.runs import load_run
+
+    lines = []
+    for rj in run_jsons:
+        try:
+            run = load_run(rj)
+        except UrdmError as err:
+            lines.append(f"{html.escape(os.path.basename(os.path.dirname(str(rj))))}: {html.escape(str(err))}")
+            continue
+        lines.append(f"<b>{html.escape(os.path.basename(run.folder))}</b>: observed spectra from "
+                     f"{html.escape(run.image or '(no input image named)')}")
+    return "<br>".join(lines)

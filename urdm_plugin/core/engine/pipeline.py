@@ -105,9 +105,8 @@ def unmix_raster(
     reflectance units), ``<name>_std.tif`` for urdm with ``params['samples'] > 1``,
     ``endmembers_used.csv`` (spectra on the bands used) and ``run.json``.
     """
-    from ..io.writer import check_output_folder
-
     from ..io.gdal_quiet import BudgetedGdalCache
+    from ..io.writer import check_output_folder
 
     t0 = time.perf_counter()
     opts = options or UnmixOptions()

@@ -385,13 +385,20 @@ def block_height(info: ImageInfo) -> int:
         ds = None
 
 
+#: Share of the memory budget one row block (raw + float32 data + masks) may take: the rest
+#: is GDAL's block cache (a quarter, core.io.gdal_quiet.BudgetedGdalCache) and the solver's
+#: temporaries, so a run's peak stays near 1.3 × the budget above its fixed base.
+BLOCK_SHARE = 0.7
+
+
 def rows_per_block(info: ImageInfo, n_bands: int, memory_mb: float = 512, width: Optional[int] = None) -> int:
-    """Rows per block so one block (raw + float32 data + masks) fits ``memory_mb`` MB."""
+    """Rows per block so one block (raw + float32 data + masks) fits :data:`BLOCK_SHARE` of
+    ``memory_mb`` MB."""
     W = info.width if width is None else width
     item = max(1, gdal.GetDataTypeSize(gdal.GetDataTypeByName(info.dtype_name)) // 8) if info.dtype_name else 8
     # float32 cube + one raw band group + temporaries + masks
     per_row = W * (n_bands * 4 + min(n_bands, _BAND_GROUP) * item + 8 + 3)
-    return max(1, int(memory_mb * 2**20 // per_row))
+    return max(1, int(BLOCK_SHARE * memory_mb * 2**20 // per_row))
 
 
 def row_blocks(info: ImageInfo, bands: Optional[Sequence[int]] = None, memory_mb: float = 512,
