@@ -350,3 +350,19 @@ def test_a_failed_run_removes_the_parent_folders_it_created(tmp_path):
                        capture_output=True, text=True, env=ENV, timeout=120)
     assert r.returncode == 2 and "nodata" in r.stderr, r.stderr
     assert not (tmp_path / "new").exists()
+
+
+def test_a_symlinked_output_folder_gets_the_results_and_a_dangling_one_is_refused_first(slow_scene, tmp_path):
+    from urdm_plugin.core.engine.pipeline import UnmixOptions, unmix_raster
+
+    tif, csv = slow_scene
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    res = unmix_raster(tif, csv, tmp_path / "link", UnmixOptions(method="fcls"))
+    assert Path(res.out_dir) == real.resolve() and (tmp_path / "link").is_symlink()
+    assert (tmp_path / "link" / "run.json").is_file()  # seen through the link, as the user named it
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(OutputError, match="symbolic link to .* not an existing folder"):
+        unmix_raster(tif, csv, tmp_path / "dangling", UnmixOptions(method="fcls"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling", "link", "real"]

@@ -106,10 +106,11 @@ def unmix_raster(
     ``endmembers_used.csv`` (spectra on the bands used) and ``run.json``.
     """
     from ..io.gdal_quiet import BudgetedGdalCache
-    from ..io.writer import check_output_folder
+    from ..io.writer import check_output_folder, output_folder_target
 
     t0 = time.perf_counter()
     opts = options or UnmixOptions()
+    out_dir = output_folder_target(out_dir)  # a link to a folder: write where it points
     check_output_folder(out_dir, opts.overwrite)  # before any reading or selection
     prog = _Progress(progress, cancel)
     prog.stage(0.0, 0.05)

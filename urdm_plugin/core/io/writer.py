@@ -98,6 +98,21 @@ def _is_nonempty_dir(p: Path) -> bool:
         return True
 
 
+def output_folder_target(out_dir: Union[str, os.PathLike]) -> Path:
+    """The folder a run writes: ``out_dir`` (absolute), or where it points when it is a
+    symbolic link to a folder — the results land there and the link keeps pointing at them
+    (a run commits by renaming, which would otherwise fail on the link at the very end). A
+    link to nothing or to a file is refused now (OutputError)."""
+    p = Path(out_dir).absolute()
+    if not p.is_symlink():
+        return p
+    target = p.resolve()
+    if not target.is_dir():
+        raise OutputError(f"The output path '{p}' is a symbolic link to '{os.readlink(p)}', which is not "
+                          "an existing folder", "Give a folder, or a link to an existing folder")
+    return target
+
+
 def check_output_folder(out_dir: Union[str, os.PathLike], overwrite: bool = False) -> None:
     """Refuse an output folder before any work (OutputError naming the fix): a file, a
     non-empty folder without ``overwrite``, with ``overwrite`` anything but a previous run's
