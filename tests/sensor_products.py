@@ -198,6 +198,36 @@ def write_emit(folder: Path, seed: int = 2, down: int = 9, cross: int = 8, n_ban
                   "epsg": 32611, "glt": (gx, gy), "swath": Y}
 
 
+EMIT_MASK_BANDS = ["Cloud flag", "Cirrus flag", "Water flag", "Spacecraft Flag", "Dilated Cloud Flag",
+                   "AOD550", "H2O (g cm-2)", "Aggregate Flag"]
+
+
+def write_emit_mask(folder: Path, down: int, cross: int, flagged: dict, name: str = "") -> Path:
+    """The companion EMIT_L2A_MASK granule of :func:`write_emit`'s: ``mask`` (downtrack ×
+    crosstrack × 8, float32, 1 = flagged) with ``sensor_band_parameters/mask_bands`` names;
+    ``flagged`` maps a band name to the swath pixels (downtrack, crosstrack) flagged in it.
+    The data bands (AOD, H2O) hold typical values everywhere."""
+    name = name or EMIT_NAME.replace("_L2A_RFL_", "_L2A_MASK_")
+    path = Path(folder) / name
+    m = np.zeros((down, cross, len(EMIT_MASK_BANDS)), np.float32)
+    m[:, :, 5], m[:, :, 6] = 0.08, 1.6
+    for band, pixels in flagged.items():
+        for d, c in pixels:
+            m[d, c, EMIT_MASK_BANDS.index(band)] = 1.0
+    ds = gdal.GetDriverByName("netCDF").CreateMultiDimensional(str(path))
+    rg = ds.GetRootGroup()
+    dd = rg.CreateDimension("downtrack", None, None, down)
+    dc = rg.CreateDimension("crosstrack", None, None, cross)
+    db = rg.CreateDimension("bands", None, None, len(EMIT_MASK_BANDS))
+    a = rg.CreateMDArray("mask", [dd, dc, db], gdal.ExtendedDataType.Create(gdal.GDT_Float32))
+    a.SetNoDataValueDouble(-9999.0)
+    a.Write(m)
+    g = rg.CreateGroup("sensor_band_parameters")
+    g.CreateMDArray("mask_bands", [db], gdal.ExtendedDataType.CreateString()).Write(EMIT_MASK_BANDS)
+    ds = None
+    return path
+
+
 # --------------------------------------------------------------------------------- PRISMA
 
 PRISMA_NAME = "PRS_L2D_STD_20230601101010_20230601101014_0001.he5"

@@ -101,6 +101,42 @@ def test_emit_orthorectified_through_the_glt(tmp_path, given):
     assert not valid[0, 0] and not valid[11, 10]  # GLT 0 = no data
 
 
+def test_emit_mask_granule_beside_it_flags_clouds_but_not_water(tmp_path, capsys):
+    path, t = sp.write_emit(tmp_path)
+    gx, gy = t["glt"]
+    assert open_image(path).quality_mask_path == ""  # no companion: no mask
+    # swath pixels: cloud at (2, 2) -> ortho (4, 3); cirrus at (6, 1); water at (1, 4) stays usable
+    sp.write_emit_mask(tmp_path, 9, 8, {"Cloud flag": [(2, 2)], "Cirrus flag": [(6, 1)],
+                                        "Water flag": [(1, 4)], "Aggregate Flag": [(1, 4)]})
+    info = open_image(path)  # a new companion is a new product: the cache key changes
+    assert info.quality_mask_path and Path(info.quality_mask_path).is_file()
+    m = load_mask(info.quality_mask_path, info, (0, 0, info.width, info.height))
+
+    def ortho(d, c):
+        rs, cs = np.nonzero((gy == d + 1) & (gx == c + 1))
+        return list(zip(rs.tolist(), cs.tolist()))
+
+    for d, c in ((2, 2), (6, 1)):
+        assert ortho(d, c) and all(not m[r, cc] for r, cc in ortho(d, c))
+    assert all(m[r, cc] for r, cc in ortho(1, 4))  # water is a material, not a flag
+    assert m[t["valid"]].sum() == t["valid"].sum() - len(ortho(2, 2)) - len(ortho(6, 1))
+    # the run leaves the flagged pixels as nodata by default
+    lib, out = sp.write_library(tmp_path / "lib.csv"), tmp_path / "out"
+    assert cli.main(["unmix", str(path), str(lib), str(out), "--method", "fcls", "--quiet"]) == 0, \
+        capsys.readouterr().err
+    e = json.loads((out / "run.json").read_text())["endmembers"][0]
+    ds = gdal.Open(str(out / e["file"]))
+    a, nd = ds.GetRasterBand(1).ReadAsArray(), ds.GetRasterBand(1).GetNoDataValue()
+    assert all(a[r, cc] == nd for r, cc in ortho(2, 2) + ortho(6, 1)) and all(a[r, cc] != nd for r, cc in ortho(1, 4))
+
+
+def test_a_broken_emit_mask_granule_is_one_clear_message(tmp_path):
+    path, _t = sp.write_emit(tmp_path)
+    sp.write_emit_mask(tmp_path, 5, 8, {})  # not the swath's 9 × 8
+    with pytest.raises(InputImageError, match="EMIT mask file .* not the reflectance swath 9×8"):
+        open_image(path)
+
+
 def test_emit_band_group_writing_matches_one_pass(tmp_path, monkeypatch):
     """Writing in small band groups (bounded memory) gives the same file."""
     from urdm_plugin.core.io.sensors import emit

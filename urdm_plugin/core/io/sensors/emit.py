@@ -11,11 +11,17 @@ The swath is orthorectified through the GLT onto that grid — ortho pixel (r, c
 swath pixel (glt_y[r, c] − 1, glt_x[r, c] − 1) — into a cached float32 GeoTIFF (tiled,
 band-interleaved, nodata −9999), written in band groups so memory stays within
 ~:data:`MEMORY_MB` (a real 1280 × 1242 × 285 scene: ~30 bands a group).
+
+The companion ``EMIT_L2A_MASK_*.nc`` of the same acquisition, when it lies beside the
+granule, becomes the quality mask (:func:`mask_companion`, :data:`MASK_FLAG_WORDS`),
+orthorectified through the same GLT.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +43,62 @@ from .detect import Location
 
 FILL = -9999.0
 MEMORY_MB = 384
+#: Flags of the companion EMIT_L2A_MASK granule that make a pixel unusable, matched in its
+#: ``sensor_band_parameters/mask_bands`` names: cloud, cirrus, spacecraft interference and
+#: the dilated (buffered) cloud. Not the water flag — water is a material to unmix — nor
+#: the aggregate flag (it folds water in) or the AOD / water-vapour data bands.
+MASK_FLAG_WORDS = ("cloud", "cirrus", "spacecraft")
+MASK_FLAG_FALLBACK = (0, 1, 3, 4)  # their positions when the file names no bands
+
+
+def mask_companion(loc: Location) -> str:
+    """The EMIT_L2A_MASK granule beside an unzipped RFL granule (same acquisition), or ""."""
+    name = re.sub(r"_L2A_RFL_", "_L2A_MASK_", loc.main, flags=re.IGNORECASE)
+    if loc.zip_path or name == loc.main:
+        return ""
+    path = os.path.join(loc.folder, name)
+    return path if os.path.isfile(path) else ""
+
+
+def _ortho_quality_mask(mask_path: str, shape: tuple, valid, iy, ix, gt, wkt: str, out: Path) -> None:
+    """``out``: uint8 on the GLT grid, 1 = use, 0 = flagged (see :data:`MASK_FLAG_WORDS`) or
+    outside the swath."""
+    D, C = shape
+    with QuietGdal() as q:
+        ds = gdal.OpenEx(mask_path, gdal.OF_MULTIDIM_RASTER)
+        rg = ds.GetRootGroup() if ds is not None else None
+        m = rg.OpenMDArray("mask") if rg is not None else None
+        sbp = rg.OpenGroup("sensor_band_parameters") if rg is not None else None
+        names_a = sbp.OpenMDArray("mask_bands") if sbp is not None else None
+        names = [str(n) for n in (names_a.Read() or [])] if names_a is not None else []
+    if m is None:
+        raise InputImageError(f"The EMIT mask file '{mask_path}' has no variable 'mask' ({q.last or 'not netCDF-4'})",
+                              "Download the EMIT_L2A_MASK granule again, or move it away to run without it")
+    dims = [d.GetSize() for d in m.GetDimensions()]
+    if len(dims) != 3 or tuple(dims[:2]) != (D, C):
+        raise InputImageError(f"The EMIT mask file '{mask_path}' is {dims}, not the reflectance swath {D}×{C}",
+                              "Give the EMIT_L2A_MASK granule of the same acquisition")
+    flags = [k for k, n in enumerate(names) if any(w in n.lower() for w in MASK_FLAG_WORDS)] if names else \
+        [k for k in MASK_FLAG_FALLBACK if k < dims[2]]
+    flagged = np.zeros((D, C), dtype=bool)
+    for k in flags:
+        with QuietGdal() as q:
+            band = m.ReadAsArray(array_start_idx=[0, 0, k], count=[D, C, 1])
+        if band is None:
+            raise InputImageError(f"Reading flag {k + 1} of '{mask_path}' failed ({q.last})",
+                                  "Download the EMIT_L2A_MASK granule again")
+        flagged |= band[:, :, 0] > 0  # 1 = flagged; the fill (−9999) is nodata in the reflectance already
+    grid = np.zeros(valid.shape, dtype=np.uint8)
+    grid[valid] = ~flagged[iy, ix]
+    with atomic_path(out) as tmp:
+        dst = gdal.GetDriverByName("GTiff").Create(tmp, grid.shape[1], grid.shape[0], 1, gdal.GDT_Byte,
+                                                   ["COMPRESS=DEFLATE", "TILED=YES"])
+        dst.SetGeoTransform(gt)
+        if wkt:
+            dst.SetProjection(wkt)
+        dst.GetRasterBand(1).WriteArray(grid)
+        dst.GetRasterBand(1).SetDescription("1 = use, 0 = cloud, cirrus, spacecraft or dilated-cloud flag")
+        dst = None
 
 
 def _missing(path: str, what: str) -> InputImageError:
@@ -60,11 +122,14 @@ def _group(rg, name: str, path: str):
 
 def build_emit(loc: Location, source: str) -> Product:
     """The :class:`Product` of an EMIT L2A RFL granule (orthorectified GeoTIFF in the cache)."""
-    key = product_key(loc.key_files, "emit")
+    companion = mask_companion(loc)
+    key = product_key(loc.key_files + ([companion] if companion else []), "emit")
     folder = product_dir(key)
     rec = read_done(folder)
     if rec:
-        return Product(rec["sensor"], source, str(folder / rec["path"]), "", rec["description"])
+        qm = rec.get("quality_mask_path") or ""
+        return Product(rec["sensor"], source, str(folder / rec["path"]), str(folder / qm) if qm else "",
+                       rec["description"])
     path = extract_member(loc.zip_path, loc.member, folder) if loc.zip_path else loc.gdal_path(loc.main)
     with QuietGdal() as q:
         ds = gdal.OpenEx(path, gdal.OF_MULTIDIM_RASTER)
@@ -141,13 +206,18 @@ def build_emit(loc: Location, source: str) -> Product:
         dst.SetMetadata(envi_metadata(wl[order], None if fw is None else fw[order],
                                       None if good is None else good[order]), "ENVI")
         dst = None
+    qmask = ""
+    if companion:
+        _ortho_quality_mask(companion, (D, C), valid, iy, ix, gt, wkt, folder / "quality_mask.tif")
+        qmask = "quality_mask.tif"
     n_bad = 0 if good is None else int((~good).sum())
     desc = (f"EMIT L2A RFL '{loc.main}': {B} bands {wl.min():.0f}–{wl.max():.0f} nm ({n_bad} flagged bad by "
-            f"good_wavelengths), {D}×{C} swath orthorectified through the GLT onto {Ox}×{Oy} pixels")
-    write_done(folder, {"sensor": "EMIT L2A RFL", "path": out.name, "quality_mask_path": "",
+            f"good_wavelengths), {D}×{C} swath orthorectified through the GLT onto {Ox}×{Oy} pixels"
+            + (f"; cloud/cirrus/spacecraft flags from '{os.path.basename(companion)}'" if companion else ""))
+    write_done(folder, {"sensor": "EMIT L2A RFL", "path": out.name, "quality_mask_path": qmask,
                         "description": desc, "source": source})
     if loc.zip_path:  # the unpacked copy served only to build the derived file
         ds = rg = None
         with contextlib.suppress(OSError):
             Path(path).unlink()
-    return Product("EMIT L2A RFL", source, str(out), "", desc)
+    return Product("EMIT L2A RFL", source, str(out), str(folder / qmask) if qmask else "", desc)
