@@ -78,6 +78,37 @@ def read_done(folder: Path) -> Optional[dict]:
     return rec
 
 
+def cached_product(files, sensor: str, source: str) -> tuple:
+    """``(folder, product)``: the cache folder of the product made of ``files`` and its
+    :class:`~urdm_plugin.core.io.sensors.Product` when already built there (else None)."""
+    from . import Product
+
+    folder = product_dir(product_key(files, sensor))
+    rec = read_done(folder)
+    if not rec:
+        return folder, None
+    mask = rec.get("quality_mask_path") or ""
+    return folder, Product(rec["sensor"], source, str(folder / rec["path"]), str(folder / mask) if mask else "",
+                           rec["description"])
+
+
+def open_main_group(loc, folder: Path, label: str, fmt: str, fix: str) -> tuple:
+    """``(path, dataset, root group)`` of the product's main file through GDAL's
+    multidimensional API, unpacked into ``folder`` first when it sits in a .zip; one
+    InputImageError naming the file, its ``label`` (e.g. "EMIT") and expected ``fmt``."""
+    from osgeo import gdal
+
+    from ..gdal_quiet import QuietGdal
+
+    path = extract_member(loc.zip_path, loc.member, folder) if loc.zip_path else loc.gdal_path(loc.main)
+    with QuietGdal() as q:
+        ds = gdal.OpenEx(path, gdal.OF_MULTIDIM_RASTER)
+        rg = ds.GetRootGroup() if ds is not None else None
+    if rg is None:
+        raise InputImageError(f"GDAL cannot read the {label} file '{path}' as {fmt} ({q.last or 'unknown error'})", fix)
+    return path, ds, rg
+
+
 def write_done(folder: Path, record: dict) -> None:
     """Write ``done.json`` atomically (last, after every derived file)."""
     with atomic_path(folder / DONE) as tmp:

@@ -32,11 +32,9 @@ from ..gdal_quiet import QuietGdal
 from . import Product
 from .cache import (
     atomic_path,
+    cached_product,
     envi_metadata,
-    extract_member,
-    product_dir,
-    product_key,
-    read_done,
+    open_main_group,
     write_done,
 )
 from .detect import Location
@@ -123,20 +121,11 @@ def _group(rg, name: str, path: str):
 def build_emit(loc: Location, source: str) -> Product:
     """The :class:`Product` of an EMIT L2A RFL granule (orthorectified GeoTIFF in the cache)."""
     companion = mask_companion(loc)
-    key = product_key(loc.key_files + ([companion] if companion else []), "emit")
-    folder = product_dir(key)
-    rec = read_done(folder)
-    if rec:
-        qm = rec.get("quality_mask_path") or ""
-        return Product(rec["sensor"], source, str(folder / rec["path"]), str(folder / qm) if qm else "",
-                       rec["description"])
-    path = extract_member(loc.zip_path, loc.member, folder) if loc.zip_path else loc.gdal_path(loc.main)
-    with QuietGdal() as q:
-        ds = gdal.OpenEx(path, gdal.OF_MULTIDIM_RASTER)
-        rg = ds.GetRootGroup() if ds is not None else None
-    if rg is None:
-        raise InputImageError(f"GDAL cannot read the EMIT file '{path}' as netCDF-4 ({q.last or 'unknown error'})",
-                              "Download the granule again (the file is incomplete or not netCDF)")
+    folder, done = cached_product(loc.key_files + ([companion] if companion else []), "emit", source)
+    if done is not None:
+        return done
+    path, ds, rg = open_main_group(loc, folder, "EMIT", "netCDF-4",
+                                   "Download the granule again (the file is incomplete or not netCDF)")
     with QuietGdal() as q:
         refl = _array(rg, "reflectance", path)
         dims = [d.GetSize() for d in refl.GetDimensions()]
@@ -217,7 +206,7 @@ def build_emit(loc: Location, source: str) -> Product:
     write_done(folder, {"sensor": "EMIT L2A RFL", "path": out.name, "quality_mask_path": qmask,
                         "description": desc, "source": source})
     if loc.zip_path:  # the unpacked copy served only to build the derived file
-        ds = rg = None
+        del ds, rg  # close the file before removing it
         with contextlib.suppress(OSError):
             Path(path).unlink()
     return Product("EMIT L2A RFL", source, str(out), str(folder / qmask) if qmask else "", desc)

@@ -25,11 +25,9 @@ from ..gdal_quiet import QuietGdal
 from . import Product
 from .cache import (
     atomic_path,
+    cached_product,
     envi_metadata,
-    product_dir,
-    product_key,
     read_bytes,
-    read_done,
     write_done,
 )
 from .detect import Location
@@ -107,13 +105,9 @@ def build_enmap(loc: Location, source: str) -> Product:
         raise InputImageError(f"The EnMAP product '{loc.folder}' has no *-METADATA.XML beside {loc.main}",
                               "Keep the product's -METADATA.XML beside the spectral image "
                               "(it holds the wavelengths and gains)")
-    key = product_key(loc.key_files, "enmap")
-    folder = product_dir(key)
-    rec = read_done(folder)
-    if rec:
-        return Product(rec["sensor"], source, str(folder / rec["path"]),
-                       str(folder / rec["quality_mask_path"]) if rec.get("quality_mask_path") else "",
-                       rec["description"])
+    folder, done = cached_product(loc.key_files, "enmap", source)
+    if done is not None:
+        return done
     xml = read_bytes(loc.gdal_path(xml_name))
     if xml is None:
         raise InputImageError(f"Cannot read the EnMAP metadata '{loc.gdal_path(xml_name)}'",

@@ -29,11 +29,9 @@ from ..gdal_quiet import QuietGdal
 from . import Product
 from .cache import (
     atomic_path,
+    cached_product,
     envi_metadata,
-    extract_member,
-    product_dir,
-    product_key,
-    read_done,
+    open_main_group,
     write_done,
 )
 from .detect import Location
@@ -96,18 +94,11 @@ def build_prisma(loc: Location, source: str) -> Product:
         raise InputImageError("This GDAL has no HDF5 driver, which PRISMA .he5 files need",
                               "Install GDAL with HDF5 support (QGIS from OSGeo4W or a distribution's "
                               "gdal/libgdal-hdf5 package has it)")
-    key = product_key(loc.key_files, "prisma")
-    folder = product_dir(key)
-    rec = read_done(folder)
-    if rec:
-        return Product(rec["sensor"], source, str(folder / rec["path"]), "", rec["description"])
-    path = extract_member(loc.zip_path, loc.member, folder) if loc.zip_path else loc.gdal_path(loc.main)
-    with QuietGdal() as q:
-        ds = gdal.OpenEx(path, gdal.OF_MULTIDIM_RASTER)
-        rg = ds.GetRootGroup() if ds is not None else None
-    if rg is None:
-        raise InputImageError(f"GDAL cannot read the PRISMA file '{path}' as HDF5 ({q.last or 'unknown error'})",
-                              "Download the product again (the file is incomplete or not HDF5)")
+    folder, done = cached_product(loc.key_files, "prisma", source)
+    if done is not None:
+        return done
+    path, ds, rg = open_main_group(loc, folder, "PRISMA", "HDF5",
+                                   "Download the product again (the file is incomplete or not HDF5)")
     with QuietGdal():
         vnir, (H, Bv, W) = _cube(rg, "VNIR_Cube", path)
         swir, (Hs, Bs, Ws) = _cube(rg, "SWIR_Cube", path)
@@ -175,7 +166,7 @@ def build_prisma(loc: Location, source: str) -> Product:
     write_done(folder, {"sensor": "PRISMA L2D", "path": out.name, "quality_mask_path": "", "description": desc,
                         "source": source})
     if loc.zip_path:  # the unpacked copy served only to build the derived file
-        ds = rg = None
+        del ds, rg  # close the file before removing it
         with contextlib.suppress(OSError):
             Path(path).unlink()
     return Product("PRISMA L2D", source, str(out), "", desc)
