@@ -27,11 +27,48 @@ import numpy as np
 _MAD = 1.4826  # MAD → standard deviation for a Gaussian
 
 
-def _robust_std(x: np.ndarray) -> float:
-    x = x[np.isfinite(x)]
+def _robust_std(x: np.ndarray, overwrite: bool = False) -> float:
+    """MAD-based σ of the finite values of ``x``; with ``overwrite`` ``x`` (a float array the
+    caller gives up) is used as scratch space, so no copy of a large array is made."""
+    if not np.isfinite(x).all():
+        x = x[np.isfinite(x)]
+        overwrite = True
     if x.size == 0:
         return 0.0
-    return float(_MAD * np.median(np.abs(x - np.median(x))))
+    if not overwrite:
+        return float(_MAD * np.median(np.abs(x - np.median(x))))
+    x = x.ravel()
+    med = np.median(x, overwrite_input=True)
+    np.subtract(x, med, out=x)
+    np.abs(x, out=x)
+    return float(_MAD * np.median(x, overwrite_input=True))
+
+
+#: Pixels per FCLS call of the residual (bounded temporaries on large windows).
+_RESIDUAL_CHUNK = 8192
+
+
+def _fcls_residual(Yf: np.ndarray, E: np.ndarray, vf: np.ndarray) -> np.ndarray:
+    """(B, N) float64: Y − E·Â at the valid pixels ``vf``, NaN elsewhere, in pixel chunks."""
+    from .active_set import fcls
+
+    R = np.full_like(Yf, np.nan)
+    idx = np.flatnonzero(vf)
+    for s in range(0, idx.size, _RESIDUAL_CHUNK):
+        cols = idx[s:s + _RESIDUAL_CHUNK]
+        Ys = Yf[:, cols]
+        R[:, cols] = Ys - E @ fcls(Ys, E)
+    return R
+
+
+def _grid_differences(R: np.ndarray) -> np.ndarray:
+    """Horizontal then vertical differences of ``R`` (B × h × w), flat, in one new array."""
+    B, h, w = R.shape
+    n1, n2 = B * h * (w - 1), B * (h - 1) * w
+    d = np.empty(n1 + n2, dtype=R.dtype)
+    np.subtract(R[:, :, 1:], R[:, :, :-1], out=d[:n1].reshape(B, h, w - 1))
+    np.subtract(R[:, 1:, :], R[:, :-1, :], out=d[n1:].reshape(B, h - 1, w))
+    return d
 
 
 def estimate_noise_sigma(Y: np.ndarray, E: np.ndarray | None = None,
@@ -45,21 +82,17 @@ def estimate_noise_sigma(Y: np.ndarray, E: np.ndarray | None = None,
     B = Y.shape[0]
     rng = np.random.default_rng(seed)
     if E is not None:
-        from .active_set import fcls
-
         E = np.asarray(E, np.float64)
         P = E.shape[1]
         Yf = Y.reshape(B, -1)
-        vf = np.ones(Yf.shape[1], bool) if valid is None else np.asarray(valid, bool).ravel()
+        vf = np.ones(Yf.shape[1], bool) if valid is None else np.asarray(valid, bool).ravel().copy()
         vf &= np.isfinite(Yf).all(axis=0)
-        R = np.full_like(Yf, np.nan)
-        R[:, vf] = Yf[:, vf] - E @ fcls(Yf[:, vf], E)
+        R = _fcls_residual(Yf, E, vf)  # a scene-wide window: few large temporaries at once
         dof = B / max(B - P + 1, 1)
         if Y.ndim == 3 and min(Y.shape[1:]) >= 2:
-            R = R.reshape(Y.shape)
-            d = np.concatenate([(R[:, :, 1:] - R[:, :, :-1]).ravel(),
-                                (R[:, 1:, :] - R[:, :-1, :]).ravel()])
-            return float(_robust_std(d) / np.sqrt(2.0) * np.sqrt(dof))
+            d = _grid_differences(R.reshape(Y.shape))
+            del R
+            return float(_robust_std(d, overwrite=True) / np.sqrt(2.0) * np.sqrt(dof))
         Rv = R[:, vf]
         return float(np.sqrt(np.sum(Rv * Rv) / max(Rv.shape[1] * (B - P + 1), 1)))
     Yf = Y.reshape(B, -1)
