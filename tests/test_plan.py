@@ -142,3 +142,22 @@ def test_automatic_selection_from_the_usgs_library_is_few_and_flags_its_stand_in
     stand_ins = [f for f in sel["flags"] if "stands in" in f]
     assert stand_ins and all(f.split(":")[0] in plan.names for f in stand_ins)
     assert plan.fit["poor"] and any(w.startswith("Poor fit: with the spectra selected") for w in plan.warnings)
+
+
+def test_a_selection_is_checked_on_other_pixel_samples(tmp_path, shared_data):
+    """The true materials of a scene are kept whichever pixels are looked at; a spectrum
+    only some random pixel subsets keep is flagged (Samson + USGS 1995: one such)."""
+    tif, csv, sc = write_scene(tmp_path, H=40, W=100, seed=1_000_231)
+    rng = np.random.default_rng(7)
+    base = SpectralLibrary(NAMES, sc.wavelengths_nm, sc.E)
+    extra = np.clip(rng.uniform(0.05, 0.6, (sc.E.shape[0], 30)), 0, 1)
+    lib = SpectralLibrary(NAMES + [f"decoy {i}" for i in range(30)], sc.wavelengths_nm,
+                          np.concatenate([base.spectra, extra], axis=1))
+    plan = plan_run(tif, lib, UnmixOptions())
+    assert plan.selection["mode"] == "automatic" and plan.sample.shape[1] > 2000
+    assert set(NAMES) <= set(plan.names)
+    assert not any("unstable" in f and f.split(":")[0] in NAMES for f in plan.selection["flags"])
+    samson = plan_run(shared_data / "samson" / "samson.img", shared_data / "usgs_1995" / "usgs_1995.csv",
+                      UnmixOptions())
+    unstable = [f for f in samson.selection["flags"] if "random pixel samples (unstable)" in f]
+    assert unstable and all(f.split(":")[0] in samson.names for f in unstable)

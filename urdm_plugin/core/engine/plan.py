@@ -303,6 +303,30 @@ def _in_range(sample: np.ndarray, info, warnings: list, note) -> np.ndarray:
     return sample[:, ~big]
 
 
+#: Pixels one selection regresses (core.methods.selection.select_endmembers' n_sample);
+#: with more in the sample, other random subsets of it check the selection's stability.
+SELECTION_PIXELS = 2000
+#: Extra random pixel subsets the stability check selects from.
+STABILITY_REPEATS = 2
+
+
+def _unstable(Y, plan: RunPlan, limit: int, idx: list, note) -> list:
+    """Flags for selected spectra that other random pixel subsets of the sample do not keep:
+    a spectrum the scene really holds is chosen whichever pixels are looked at."""
+    from ..methods.selection import select_endmembers
+
+    kept = {i: 1 for i in idx}
+    for k in range(1, STABILITY_REPEATS + 1):
+        other = select_endmembers(Y, plan.E, names=plan.names, max_endmembers=limit, seed=plan.options.seed + k,
+                                  progress=lambda f, m, k=k: note(0.65 + 0.05 * (k - 1 + f) / STABILITY_REPEATS,
+                                                                  "checking the selection: " + m))
+        for i in set(int(j) for j in np.asarray(other).ravel()) & set(kept):
+            kept[i] += 1
+    n = STABILITY_REPEATS + 1
+    return [f"{plan.names[i]}: kept in {kept[i]} of {n} random pixel samples (unstable)"
+            for i in idx if kept[i] < n]
+
+
 def _select_automatically(plan: RunPlan, limit: int, note, subset: bool = False) -> None:
     from ..io.manifest import jsonable
     from ..methods.selection import select_endmembers
@@ -311,10 +335,15 @@ def _select_automatically(plan: RunPlan, limit: int, note, subset: bool = False)
         raise InputImageError("Too few valid pixels to select endmembers automatically",
                               "Name the endmembers to use, or check the image's nodata")
     # the stage's progress also polls the run's cancel (the pipeline's _Progress does)
-    res = select_endmembers(plan.sample.astype(np.float64), plan.E, names=plan.names, max_endmembers=limit,
-                            seed=plan.options.seed, progress=lambda f, m: note(0.6 + 0.1 * f, m))
+    Y = plan.sample.astype(np.float64)
+    seed = plan.options.seed
+    res = select_endmembers(Y, plan.E, names=plan.names, max_endmembers=limit, seed=seed,
+                            progress=lambda f, m: note(0.6 + 0.05 * f, m))
     idx = [int(i) for i in np.asarray(res).ravel()]
     report = {k: jsonable(v) for k, v in res.as_dict().items()}
+    unstable = _unstable(Y, plan, limit, idx, note) if Y.shape[1] > SELECTION_PIXELS else []
+    if unstable:
+        report["flags"] = list(report.get("flags") or []) + unstable
     plan.E = plan.E[:, idx]
     plan.names = [plan.names[i] for i in idx]
     plan.selection = {**report, "mode": "automatic", "from": len(plan.matched.names), "max": limit,
