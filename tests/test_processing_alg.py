@@ -72,6 +72,8 @@ def test_processing_options_from_parameters(provider, scene, tmp_path):
     tv = method_index("tv")
     opts = alg.options_from({"METHOD": tv, "SAMPLES": None}, ctx, layer, fb)
     assert opts.method == "tv" and opts.params == {} and opts.window is None
+    assert opts.quality_mask is True  # a sensor product's flagged pixels stay nodata unless asked
+    assert alg.options_from({"METHOD": tv, "QUALITY_MASK": False}, ctx, layer, fb).quality_mask is False
     opts = alg.options_from({"METHOD": tv, "LAMBDA": 0.0, "MAX_ITER": 50}, ctx, layer, fb)
     assert opts.params == {"lam": 0.0, "max_iter": 50}
     ext = layer.extent()

@@ -16,6 +16,7 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingOutputFile,
     QgsProcessingOutputRasterLayer,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFile,
@@ -53,6 +54,7 @@ class UnmixAlgorithm(UrdmAlgorithm):
     MASK = "MASK"
     EXTENT = "EXTENT"
     WORKERS = "WORKERS"
+    QUALITY_MASK = "QUALITY_MASK"
     SCHEDULER = "SCHEDULER"
     OUTPUT_FOLDER = "OUTPUT_FOLDER"
     RUN_JSON = "RUN_JSON"
@@ -98,6 +100,9 @@ class UnmixAlgorithm(UrdmAlgorithm):
         advanced += [QgsProcessingParameterFile(self.MASK, "Mask (raster on the image grid, or polygons)",
                                                 QgsProcessingParameterFile.File, optional=True),
                      QgsProcessingParameterExtent(self.EXTENT, "Process only this extent", optional=True),
+                     QgsProcessingParameterBoolean(self.QUALITY_MASK, "Sensor products (EnMAP, EMIT): leave the "
+                                                   "pixels their quality flags mark (clouds, …) as nodata",
+                                                   defaultValue=True),
                      QgsProcessingParameterNumber(self.WORKERS, "Local worker processes (0 = solve in this one)",
                                                   QgsProcessingParameterNumber.Integer, 0, minValue=0),
                      QgsProcessingParameterString(self.SCHEDULER, "Dask scheduler address (tcp://host:8786)",
@@ -139,7 +144,9 @@ class UnmixAlgorithm(UrdmAlgorithm):
         return UnmixOptions(
             method=spec.id, endmembers=split_names(self.parameterAsString(parameters, self.ENDMEMBERS, context))
             or None, params=params, mask_path=self.parameterAsFile(parameters, self.MASK, context) or None,
-            window=window, **{k: v for k, v in engine.items() if v is not None})
+            window=window, quality_mask=self.parameterAsBool(parameters, self.QUALITY_MASK, context)
+            if parameters.get(self.QUALITY_MASK) is not None else True,
+            **{k: v for k, v in engine.items() if v is not None})
 
     def processAlgorithm(self, parameters, context: QgsProcessingContext, feedback):  # noqa: N802
         from ..core.engine.pipeline import unmix_raster
