@@ -132,6 +132,16 @@ def test_a_sensor_product_layer_opens_with_its_wavelengths(qgis_new_project, qgi
     assert text.startswith({"enmap": "EnMAP L2A product", "emit": "EMIT L2A"}[sensor])
     assert dlg.info.wavelengths_nm is not None and " nm " in text
     assert dlg.problems == [] and dlg.run_button.isEnabled()
+    if sensor == "emit":  # the view is read on the product's grid and CRS, not the swath layer's
+        from qgis.core import QgsCoordinateReferenceSystem, QgsRectangle
+
+        canvas = qgis_iface.mapCanvas()
+        canvas.setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:32611"))
+        gt = dlg.info.geotransform
+        canvas.setExtent(QgsRectangle(gt[0], gt[3] + 6 * gt[5], gt[0] + 11 * gt[1], gt[3]))  # the top 6 rows
+        dlg.set_extent_mode("view")
+        c0, r0, w, h = dlg._view_window()
+        assert r0 == 0 and h <= 7 and (c0, w) == (0, 11)
 
 
 def test_no_overlap_and_too_few_bands_block_run(project_with_scene, qgis_iface, scene, tmp_path):

@@ -7,6 +7,7 @@ import tempfile
 from typing import Optional
 
 from qgis.core import (
+    QgsCoordinateReferenceSystem,
     QgsCoordinateTransform,
     QgsProject,
     QgsRasterLayer,
@@ -42,6 +43,13 @@ class DialogExtent:
     def set_extent_mode(self, mode: str) -> None:
         {EXTENT_VIEW: self.extent_view, EXTENT_MASK: self.extent_mask}.get(mode, self.extent_whole).setChecked(True)
 
+    def _image_crs(self, layer) -> QgsCoordinateReferenceSystem:
+        """The CRS of the grid the run reads: the image's own (a sensor product's derived grid,
+        which the QGIS layer of, e.g., an EMIT swath does not share), else the layer's."""
+        wkt = getattr(self.info, "crs_wkt", "") if self.info is not None else ""
+        crs = QgsCoordinateReferenceSystem.fromWkt(wkt) if wkt else QgsCoordinateReferenceSystem()
+        return crs if crs.isValid() else layer.crs()
+
     def _view_window(self) -> Optional[tuple]:
         """Pixel window of the current map view over the layer (None: no overlap / no canvas)."""
         layer = self.current_layer()
@@ -55,8 +63,9 @@ class DialogExtent:
             return None
         if not isinstance(rect, QgsRectangle):
             return None
-        if dest.isValid() and layer.crs().isValid() and dest != layer.crs():
-            ct = QgsCoordinateTransform(dest, layer.crs(), QgsProject.instance())
+        crs = self._image_crs(layer)
+        if dest.isValid() and crs.isValid() and dest != crs:
+            ct = QgsCoordinateTransform(dest, crs, QgsProject.instance())
             try:
                 rect = ct.transformBoundingBox(rect)
             except Exception:  # noqa: BLE001 - QgsCsException
@@ -75,8 +84,9 @@ class DialogExtent:
         opts = QgsVectorFileWriter.SaveVectorOptions()
         opts.driverName = "GPKG"
         opts.onlySelectedFeatures = self.mask_selected.isChecked()
-        if vl.crs().isValid() and layer.crs().isValid() and vl.crs() != layer.crs():
-            opts.ct = QgsCoordinateTransform(vl.crs(), layer.crs(), QgsProject.instance())
+        crs = self._image_crs(layer)
+        if vl.crs().isValid() and crs.isValid() and vl.crs() != crs:
+            opts.ct = QgsCoordinateTransform(vl.crs(), crs, QgsProject.instance())
         res = QgsVectorFileWriter.writeAsVectorFormatV3(vl, path, QgsProject.instance().transformContext(), opts)
         if res[0] != QgsVectorFileWriter.NoError:
             import shutil

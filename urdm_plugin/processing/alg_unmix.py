@@ -132,12 +132,19 @@ class UnmixAlgorithm(UrdmAlgorithm):
         engine = {o.name: self.value_of(o, processing_name(o.name), parameters, context) for o in ENGINE_OPTIONS}
         window = None
         if parameters.get(self.EXTENT):
-            extent = self.parameterAsExtent(parameters, self.EXTENT, context, layer.crs())
+            from qgis.core import QgsCoordinateReferenceSystem
+
+            from ..core.errors import UrdmError
+            from ..core.io.image import open_image
+
+            try:  # the grid the run reads: a sensor product's derived grid is not its QGIS layer's
+                info = open_image(layer.source())
+            except UrdmError as err:
+                raise QgsProcessingException(str(err)) from None
+            crs = QgsCoordinateReferenceSystem.fromWkt(info.crs_wkt) if info.crs_wkt else layer.crs()
+            extent = self.parameterAsExtent(parameters, self.EXTENT, context, crs if crs.isValid() else layer.crs())
             if not extent.isNull():
-                full = layer.extent()
-                gt = (full.xMinimum(), layer.rasterUnitsPerPixelX(), 0.0,
-                      full.yMaximum(), 0.0, -layer.rasterUnitsPerPixelY())
-                window = extent_to_window(extent, gt, layer.width(), layer.height())
+                window = extent_to_window(extent, info.geotransform, info.width, info.height)
                 if window is None:
                     raise QgsProcessingException("EXTENT does not overlap the input raster. "
                                                  "Choose an extent inside the layer, or leave it empty.")
