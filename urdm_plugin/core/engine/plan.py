@@ -53,8 +53,9 @@ class UnmixOptions:
         mask_path: optional mask: a GDAL raster on the image grid (non-zero = process) or
             an OGR vector file whose polygons are rasterised onto the image grid.
         quality_mask: leave the pixels a sensor product's quality layers flag (EnMAP's cloud,
-            cloud shadow, haze, snow, cirrus; :mod:`core.io.sensors`) as nodata, combined
-            with ``mask_path``; no effect on ordinary rasters.
+            cloud shadow, haze, snow, cirrus; EMIT's cloud, cirrus, spacecraft, dilated cloud;
+            :mod:`core.io.sensors`) as nodata, combined with ``mask_path``; no effect on
+            ordinary rasters.
     """
 
     method: str = "fcls"
@@ -240,7 +241,7 @@ def _decide(plan: RunPlan, image, library, read_pixels: bool, note) -> None:
             raise InputImageError(f"The mask {opts.mask_path} covers no pixel of the image"
                                   + (" window" if opts.window else ""), "Check that the mask overlaps the image")
     quality = getattr(info, "quality_mask_path", "")
-    if quality and opts.quality_mask:  # a sensor product's cloud/shadow/haze/snow/cirrus flags
+    if quality and opts.quality_mask:  # a sensor product's cloud (and similar) flags
         flags_ok = load_mask(quality, info, plan.extent)
         plan.mask = flags_ok if plan.mask is None else plan.mask & flags_ok
         note(0.5, f"Quality flags of the {info.product} product: {int((~flags_ok).sum())} flagged pixels "
@@ -248,7 +249,7 @@ def _decide(plan: RunPlan, image, library, read_pixels: bool, note) -> None:
         if not plan.mask.any():
             raise InputImageError(f"Every pixel of {Path(str(info.source_path or info.path)).name} "
                                   + ("inside the mask " if opts.mask_path else "")
-                                  + "is flagged by the product's quality layers (cloud, shadow, haze, snow, cirrus)",
+                                  + "is flagged by the product's quality layers (clouds, haze, …)",
                                   "Choose a clearer scene, or turn the quality mask off (--no-quality-mask)")
 
     limit = plan.auto_select_limit
@@ -303,21 +304,21 @@ def _in_range(sample: np.ndarray, info, warnings: list, note) -> np.ndarray:
     return sample[:, ~big]
 
 
-#: Pixels one selection regresses (core.methods.selection.select_endmembers' n_sample);
-#: with more in the sample, other random subsets of it check the selection's stability.
-SELECTION_PIXELS = 2000
-#: Extra random pixel subsets the stability check selects from.
+#: Extra random pixel subsets the stability check selects from (when the sample holds more
+#: pixels than one selection regresses, core.methods.selection.N_SAMPLE).
 STABILITY_REPEATS = 2
 
 
-def _unstable(Y, plan: RunPlan, limit: int, idx: list, note) -> list:
+def _unstable(Y, plan: RunPlan, limit: int, idx: list, noise_variance, note) -> list:
     """Flags for selected spectra that other random pixel subsets of the sample do not keep:
-    a spectrum the scene really holds is chosen whichever pixels are looked at."""
+    a spectrum the scene really holds is chosen whichever pixels are looked at. The sample's
+    noise level is the first selection's (the same pixels: not estimated again)."""
     from ..methods.selection import select_endmembers
 
     kept = {i: 1 for i in idx}
     for k in range(1, STABILITY_REPEATS + 1):
         other = select_endmembers(Y, plan.E, names=plan.names, max_endmembers=limit, seed=plan.options.seed + k,
+                                  noise_variance=noise_variance,
                                   progress=lambda f, m, k=k: note(0.65 + 0.05 * (k - 1 + f) / STABILITY_REPEATS,
                                                                   "checking the selection: " + m))
         for i in set(int(j) for j in np.asarray(other).ravel()) & set(kept):
@@ -329,19 +330,19 @@ def _unstable(Y, plan: RunPlan, limit: int, idx: list, note) -> list:
 
 def _select_automatically(plan: RunPlan, limit: int, note, subset: bool = False) -> None:
     from ..io.manifest import jsonable
-    from ..methods.selection import select_endmembers
+    from ..methods.selection import N_SAMPLE, select_endmembers
 
     if plan.sample.shape[1] < max(limit, 2):
         raise InputImageError("Too few valid pixels to select endmembers automatically",
                               "Name the endmembers to use, or check the image's nodata")
     # the stage's progress also polls the run's cancel (the pipeline's _Progress does)
     Y = plan.sample.astype(np.float64)
-    seed = plan.options.seed
-    res = select_endmembers(Y, plan.E, names=plan.names, max_endmembers=limit, seed=seed,
+    res = select_endmembers(Y, plan.E, names=plan.names, max_endmembers=limit, seed=plan.options.seed,
                             progress=lambda f, m: note(0.6 + 0.05 * f, m))
     idx = [int(i) for i in np.asarray(res).ravel()]
     report = {k: jsonable(v) for k, v in res.as_dict().items()}
-    unstable = _unstable(Y, plan, limit, idx, note) if Y.shape[1] > SELECTION_PIXELS else []
+    sigma2 = None if res.noise_sigma is None else res.noise_sigma ** 2
+    unstable = _unstable(Y, plan, limit, idx, sigma2, note) if Y.shape[1] > N_SAMPLE else []
     if unstable:
         report["flags"] = list(report.get("flags") or []) + unstable
     plan.E = plan.E[:, idx]

@@ -25,6 +25,7 @@ from ..errors import Cancelled, OptionError
 DEFAULT_THRESHOLD = 0.02  # keep spectra carrying ≥ 2 % of the sample's total abundance
 MAX_AUTO = 20  # default cap on automatically selected endmembers
 PRUNE_TAU = 2.0  # residual reduction (in units of σ²·pixels) a spectrum must bring
+N_SAMPLE = 2000  # pixels one selection regresses (a random subset of the sample given)
 
 
 SHORTLIST = 16  # candidates (by residual correlation) refitted exactly at each step
@@ -112,8 +113,9 @@ def check_endmember_count(n_endmembers: int, bands: int) -> None:
 
 
 def select_endmembers(Y: np.ndarray, E: np.ndarray, names=None, max_endmembers=None,
-                      threshold: float = DEFAULT_THRESHOLD, n_sample: int = 2000,
-                      seed: int = 0, tau: float = PRUNE_TAU, progress=None, cancel=None) -> SelectionResult:
+                      threshold: float = DEFAULT_THRESHOLD, n_sample: int = N_SAMPLE,
+                      seed: int = 0, tau: float = PRUNE_TAU, progress=None, cancel=None,
+                      noise_variance: float | None = None) -> SelectionResult:
     """Pick the library spectra present in the scene (collaborative sparse regression).
 
     Greedy simultaneous non-negative selection on a pixel sample: with the library columns
@@ -144,6 +146,9 @@ def select_endmembers(Y: np.ndarray, E: np.ndarray, names=None, max_endmembers=N
         n_sample: pixels regressed (random, seeded).
         tau: noise multiple a spectrum's residual reduction must exceed.
         progress(fraction, message), cancel() → bool: polled at every step.
+        noise_variance: the per-entry noise variance σ² when already known (e.g. from an
+            earlier selection on the same sample: ``result.noise_sigma ** 2``); None
+            estimates it with HySime.
 
     Returns:
         :class:`SelectionResult`; at least one spectrum is always kept.
@@ -181,7 +186,7 @@ def select_endmembers(Y: np.ndarray, E: np.ndarray, names=None, max_endmembers=N
             progress(frac, msg)
 
     poll(0.0, f"selecting endmembers: noise level of {Y.shape[1]} pixels")
-    sigma2 = _noise_variance(Y, seed)
+    sigma2 = _noise_variance(Y, seed) if noise_variance is None else float(noise_variance)
     rng = np.random.default_rng(seed)
     if Y.shape[1] > n_sample:
         Y = Y[:, np.sort(rng.choice(Y.shape[1], n_sample, replace=False))]
