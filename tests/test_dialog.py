@@ -101,11 +101,15 @@ def test_single_band_layers_are_not_offered(project_with_scene, qgis_iface, tmp_
     del ds
     single = QgsRasterLayer(str(one), "single band", "gdal")
     QgsProject.instance().addMapLayer(single)
+    result = QgsRasterLayer(str(one), "an abundance map", "gdal")  # a run's output: hidden, not mentioned
+    result.setCustomProperty("urdm/run_json", str(tmp_path / "run.json"))
+    QgsProject.instance().addMapLayer(result)
     dlg = make_dialog(qgis_iface)
     assert single in dlg.layer_combo.exceptedLayerList()
     assert project_with_scene not in dlg.layer_combo.exceptedLayerList()
     # not silently: the dialog says which layers it leaves out and why
     assert "1 single-band layer not listed (single band)" in dlg.layer_info.text()
+    assert result in dlg.layer_combo.exceptedLayerList() and "abundance map" not in dlg.layer_info.text()
     assert "50×40 pixels" in dlg.layer_info.text()
 
 

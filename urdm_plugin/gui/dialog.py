@@ -136,7 +136,11 @@ class UnmixDialog(DialogLayout, DialogChecks, DialogSettings, DialogExtent, Dial
         few = [ly for ly in QgsProject.instance().mapLayers().values()
                if isinstance(ly, QgsRasterLayer) and ly.isValid() and ly.bandCount() < 2]
         self.layer_combo.setExceptedLayerList(few)
-        # say why they are missing from the list, rather than let them vanish
+        # say why they are missing from the list, rather than let them vanish (not this
+        # plugin's own result maps, which nobody would expect there)
+        from ..qgis_layers.tags import run_json_of_layer
+
+        few = [ly for ly in few if not run_json_of_layer(ly)]
         self._hidden_note = (f"{len(few)} single-band layer{'s' if len(few) > 1 else ''} not listed "
                              f"({', '.join(ly.name() for ly in few[:3])}{', …' if len(few) > 3 else ''}): "
                              "unmixing needs a hyperspectral raster" if few else "")
