@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 QGIS_TMP_PROFILE := build/qgis-config
 DEPLOY_PROFILE ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/default
 
-.PHONY: setup test demo qgis package deploy bench bench-full prior lint clean
+.PHONY: setup test demo qgis package deploy bench bench-full audit prior lint clean
 
 setup:
 	@bash scripts/setup.sh
@@ -40,6 +40,10 @@ bench: setup
 
 bench-full: setup
 	$(PY) -m benchmarks.run_all --profile full
+
+# The issue-#13 list of bad inputs and faults against the CLI (bench_results/fault_audit.json).
+audit: setup
+	$(PY) scripts/fault_audit.py
 
 # Retrain the shipped prior from its seed (resumes from build/prior if interrupted).
 PRIOR_STEPS ?= $(shell $(PY) -c 'import json;print(json.load(open("urdm_plugin/weights/model_card.json"))["recipe"]["steps"])' 2>/dev/null || echo 40000)

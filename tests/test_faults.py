@@ -366,3 +366,38 @@ def test_a_symlinked_output_folder_gets_the_results_and_a_dangling_one_is_refuse
     with pytest.raises(OutputError, match="symbolic link to .* not an existing folder"):
         unmix_raster(tif, csv, tmp_path / "dangling", UnmixOptions(method="fcls"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling", "link", "real"]
+
+
+def test_an_output_name_too_long_for_the_file_system_is_a_clear_refusal(tmp_path):
+    from urdm_plugin.core.io.writer import check_output_folder, output_folder_target
+
+    name = tmp_path / ("x" * 300)
+    for check in (output_folder_target, check_output_folder):
+        with pytest.raises(OutputError, match="300 bytes long; file systems allow 255"):
+            check(name)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_write_past_the_file_size_limit_names_the_limit():
+    import errno
+
+    from urdm_plugin.core.errors import os_error_cause
+
+    why, fix = os_error_cause(OSError(errno.EFBIG, "File too large"))
+    assert "file-size limit" in why and "FAT32" in why and "Raise the limit" in fix
+    why, fix = os_error_cause(OSError(errno.ENOSPC, "No space left on device"))
+    assert "disk is full" in why and "Free disk space" in fix
+
+
+def test_a_truncated_image_gives_one_line_without_gdal_noise(tmp_path):
+    from test_pipeline import write_scene
+
+    tif, csv = write_scene(tmp_path)[:2]
+    data = tif.read_bytes()
+    tif.write_bytes(data[: len(data) // 3])
+    r = subprocess.run([sys.executable, "-m", "urdm_plugin", "unmix", str(tif), str(csv), str(tmp_path / "out"),
+                        "--method", "fcls", "--quiet"], capture_output=True, text=True, env=ENV, cwd=str(ROOT),
+                       timeout=120)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "failed (" in r.stderr and "Check that the file is complete" in r.stderr
+    assert not (tmp_path / "out").exists()

@@ -284,3 +284,13 @@ def test_envi_library_errors(tmp_path, case, match):
         hdr.write_text(text.replace("}", "", 1))
     with pytest.raises(UrdmError, match=match):
         read_library(sli)
+
+
+def test_a_wavelength_given_twice_is_refused_naming_both_rows(tmp_path):
+    """Two values for one wavelength cannot be interpolated: the rows are named (the file
+    may list them in any order; rows count from the header as row 1)."""
+    text = "wavelength_nm,Tree,Soil\n700,0.1,0.2\n600,0.1,0.3\n800,0.3,0.3\n600,0.2,0.3\n"
+    with pytest.raises(WavelengthError, match=r"600 appears twice .*rows 3 and 5"):
+        read_library(write(tmp_path, "lib.csv", text))
+    ok = read_library(write(tmp_path, "ok.csv", "wavelength_nm,Tree\n700,0.1\n600,0.2\n800,0.3\n"))
+    np.testing.assert_array_equal(ok.wavelengths_nm, [600, 700, 800])  # unsorted rows are fine

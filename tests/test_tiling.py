@@ -90,6 +90,61 @@ def test_constant_tiles_stay_constant():
         plan_tiles(100, 100, 32, 20)
 
 
+def test_rows_flushed_row_of_tiles_by_row_of_tiles_equal_the_whole_blend():
+    """The blender holds only the rows a later tile can still reach: flushing after each row
+    of tiles gives exactly the whole-scene blend, and it never holds much more than a tile."""
+    rng = np.random.default_rng(3)
+    H, W, tile, ov = 90, 61, 32, 8
+    tiles = plan_tiles(H, W, tile, ov)
+    res = {t: rng.uniform(0, 1, (2, t.height, t.width)) for t in tiles}
+    whole = TileBlender(2, H, W, overlap=ov)
+    for t in tiles:
+        whole.add(t, res[t])
+    expect = whole.result()
+    strip = TileBlender(2, H, W, overlap=ov)
+    parts, held = [], 0
+    for i, t in enumerate(tiles):
+        strip.add(t, res[t])
+        held = max(held, strip._wsum.shape[0])
+        if i + 1 == len(tiles) or tiles[i + 1].row0 != t.row0:
+            parts.append(strip.flush(tiles[i + 1].row0 if i + 1 < len(tiles) else H))
+    assert [p[0] for p in parts] == sorted(p[0] for p in parts) and parts[0][0] == 0
+    np.testing.assert_array_equal(np.concatenate([p[1] for p in parts], axis=1), expect)
+    assert held <= tiles[0].height
+    with pytest.raises(ValueError, match="flushed"):
+        strip.add(tiles[0], res[tiles[0]])  # rows already handed out cannot change
+
+
+def test_solve_tiled_hands_each_row_to_the_sink_once_and_as_without_it():
+    """The raster pipeline's path (rows to a sink as soon as they are blended) gives the
+    same maps as the array API's (the whole result at once)."""
+    from urdm_plugin.core.engine.tiling import solve_tiled
+    from urdm_plugin.core.methods.context import SceneContext
+    from urdm_plugin.core.methods.registry import get_method
+    from urdm_plugin.core.synthetic import make_scene
+
+    sc = make_scene(50, 41, n_endmembers=3, n_bands=24, snr_db=30.0, seed=5)
+    Y = sc.Y.copy()
+    Y[:, 10:14, 3:30] = np.nan  # a nodata band across tiles
+
+    def read(r0, c0, h, w):
+        Yt = Y[:, r0:r0 + h, c0:c0 + w]
+        return Yt, np.isfinite(Yt).all(axis=0)
+
+    spec = get_method("tv")
+    params = spec.validate_params({"max_iter": 30, "lam": 0.01})
+    full = solve_tiled(spec, read, (50, 41), sc.E, params, SceneContext(seed=0), 24)
+    got = []
+    streamed = solve_tiled(spec, read, (50, 41), sc.E, params, SceneContext(seed=0), 24,
+                           sink=lambda r0, A, std, v: got.append((r0, A.copy(), v.copy())))
+    assert streamed.A is None and streamed.info["tiles"] == full.info["tiles"] > 2
+    rows = np.concatenate([np.arange(r0, r0 + A.shape[1]) for r0, A, _ in got])
+    np.testing.assert_array_equal(rows, np.arange(50))  # every row once, in order
+    np.testing.assert_array_equal(np.concatenate([A for _, A, _ in got], axis=1), full.A)
+    np.testing.assert_array_equal(np.concatenate([v for _, _, v in got]), full.valid)
+    assert not full.valid[10:14, 3:30].any() and np.isnan(full.A[:, 10:14, 3:30]).all()
+
+
 def test_array_api_and_raster_pipeline_tile_alike(tmp_path):
     """One tiler serves both entry points: the same tiles, scene weight and blend."""
     from osgeo import gdal

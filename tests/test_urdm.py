@@ -102,6 +102,18 @@ def test_same_seed_same_result_and_sampling_noise_follows_the_seed(scene):
     assert not np.array_equal(s1, s2)
 
 
+def test_the_callers_image_is_left_unchanged(scene):
+    """URDM works on its own copy only where it must change the data (noise weighting,
+    nodata filled): the array the caller passed is never written to."""
+    Y = scene.Y.astype(np.float64)
+    Y[:, 5, 7] = np.nan
+    before = Y.copy()
+    d = np.linspace(0.5, 2.0, Y.shape[0])
+    A, _, _ = urdm.urdm_unmix(Y, scene.E, lam=0.3, band_weights=d, quality="fast", nfe=2)
+    np.testing.assert_array_equal(Y, before)
+    assert np.isnan(A[:, 5, 7]).all() and np.isfinite(A[:, 5, 8]).all()
+
+
 def test_global_torch_random_state_is_left_alone(scene):
     torch.manual_seed(123)
     expected = torch.rand(3)

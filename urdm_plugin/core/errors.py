@@ -7,6 +7,8 @@ the CLI show ``str(err)`` as is and never a traceback.
 
 from __future__ import annotations
 
+import errno
+
 
 class UrdmError(Exception):
     """A problem the user can fix.
@@ -66,3 +68,23 @@ class Cancelled(Exception):
 
     Not a UrdmError: it is no problem, and callers report it as "cancelled" without fix.
     """
+
+
+#: errno → (the likely cause in words, the fix) for the one-line message of a failed write.
+_OS_CAUSES = {
+    errno.ENOSPC: ("the disk is full", "Free disk space or choose another drive"),
+    getattr(errno, "EDQUOT", -1): ("the disk quota is used up", "Free space within the quota or choose another drive"),
+    errno.EFBIG: ("a file would exceed the file-size limit (ulimit -f) or what the file system allows "
+                  "(FAT32: 4 GiB)", "Raise the limit, or write to a drive without it (NTFS, ext4, APFS)"),
+    errno.EACCES: ("permission denied", "Choose a folder you can write to"),
+    errno.EPERM: ("the operation is not permitted", "Choose a folder you can write to"),
+    getattr(errno, "EROFS", -2): ("the drive is read-only", "Choose a folder on a writable drive"),
+    errno.ENAMETOOLONG: ("a name is too long for the file system", "Choose a shorter folder name"),
+}
+
+
+def os_error_cause(exc: OSError, default_fix: str = "Choose a folder you can write to") -> tuple:
+    """(``"<strerror>: <likely cause>"``, fix) for an OSError of a write."""
+    why = exc.strerror or str(exc)
+    cause, fix = _OS_CAUSES.get(getattr(exc, "errno", None), (None, default_fix))
+    return (f"{why}: {cause}" if cause else why), fix

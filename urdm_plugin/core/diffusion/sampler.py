@@ -177,7 +177,7 @@ def _sweep(Yf, E, A0, valid, h, w, *, lam, sigma_n, preset: QualityPreset, zeta,
     abar = schedule.alphas_cumprod()
     K = int(samples)
     G = E.T @ E
-    C = E.T @ Yf[:, valid]  # (P, n valid)
+    C = E.T @ (Yf if valid.all() else Yf[:, valid])  # (P, n valid); no B × N copy when all are valid
     eye = np.eye(P)
     A = np.repeat(A0[None], K, axis=0)  # (K, P, N): chains × maps
     rho = 0.0
@@ -324,7 +324,7 @@ def _warm_start(Yf, E, v):
     """FCLS at the valid pixels (P, N); the others get the valid mean (no holes for the prior)."""
     P = E.shape[1]
     A0 = np.empty((P, Yf.shape[1]))
-    A0[:, v] = fcls(Yf[:, v], E)
+    A0[:, v] = fcls(Yf if v.all() else Yf[:, v], E)
     A0[:, ~v] = A0[:, v].mean(axis=1, keepdims=True) if v.any() else 1.0 / P
     return A0
 
@@ -365,6 +365,7 @@ def urdm_unmix(Y, E, valid=None, lam="auto", quality: str = DEFAULT_QUALITY, see
     lam_val = _parse_lambda(lam)
     if samples > 1 and zeta == 0.0:
         zeta = ZETA_SAMPLING  # identical chains would give no uncertainty
+    Y_in = Y
     Y = np.asarray(Y, np.float64)
     E = np.asarray(E, np.float64)
     if Y.ndim != 3:
@@ -374,11 +375,16 @@ def urdm_unmix(Y, E, valid=None, lam="auto", quality: str = DEFAULT_QUALITY, see
     P = E.shape[1]
     Yf = Y.reshape(B, h * w)
     v = np.ones(h * w, bool) if valid is None else np.asarray(valid, bool).reshape(-1).copy()
-    v &= np.isfinite(Yf).all(axis=0)
+    finite = np.isfinite(Yf)
+    v &= finite.all(axis=0)
     if not v.any():
         A = np.full((P, h, w), np.nan, np.float32)
         return A, None, {"lam": None, "sigma_n": None}
-    Yf = np.where(np.isfinite(Yf), Yf, 0.0)
+    if not finite.all():
+        Yf = np.where(finite, Yf, 0.0)
+    del finite
+    # a tile is B × h × w float64: copy it only where it must change (the caller's array stays)
+    own = not np.may_share_memory(Yf, Y_in)
     if P == 1:
         A = np.where(v.reshape(1, h, w), 1.0, np.nan).astype(np.float32)
         return A, None, {"lam": None, "sigma_n": None}
@@ -389,7 +395,11 @@ def urdm_unmix(Y, E, valid=None, lam="auto", quality: str = DEFAULT_QUALITY, see
     given_weights = band_weights is not None and not isinstance(band_weights, str)
     d, d_report = resolve_band_weights(Yf.reshape(B, h, w), E, v.reshape(h, w), band_weights, seed=seed)
     if d is not None:  # maximum-likelihood data term under band-dependent noise
-        Yf, E = Yf / d[:, None], E / d[:, None]
+        if own:
+            Yf /= d[:, None]
+        else:
+            Yf = Yf / d[:, None]
+        E = E / d[:, None]
         if not given_weights:
             sigma_n = None  # a scene σ̂ given in plain units does not apply after weighting
     if sigma_n is None:

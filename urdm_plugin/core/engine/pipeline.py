@@ -262,17 +262,20 @@ def _write_rows(writer, keys, A, valid, row0) -> None:
         writer.write(key, np.where(valid, A[k], NODATA).astype(np.float32), row0, 0)
 
 
-def _iter_blocks(plan: RunPlan):
-    """(row0 in the extent, data (nb, rows, w) float32, valid (rows, w)) over the extent,
-    the mask applied."""
+def _iter_blocks(plan: RunPlan, first: int = 0, count: Optional[int] = None, share: float = 1.0):
+    """(row0 in the extent, data (nb, rows, w) float32, valid (rows, w)) over the extent's
+    rows ``first … first + count − 1`` (default: all), the mask applied; each block within
+    ``share`` of the memory budget."""
     from ..io.image import iter_row_blocks
 
-    for blk in iter_row_blocks(plan.info, plan.bands, memory_mb=int(plan.options.memory_mb),
-                               window=plan.extent, require_valid=False):
+    c0, r0, W, H = plan.extent
+    count = H - first if count is None else count
+    for blk in iter_row_blocks(plan.info, plan.bands, memory_mb=share * float(plan.options.memory_mb),
+                               window=(c0, r0 + first, W, count), require_valid=False):
         valid = np.asarray(blk.valid, bool)
+        row0, data = first + blk.row0, blk.data
         if plan.mask is not None:
-            valid = valid & plan.mask[blk.row0:blk.row0 + valid.shape[0]]
-        row0, data = blk.row0, blk.data
+            valid = valid & plan.mask[row0:row0 + valid.shape[0]]
         del blk
         yield row0, data, valid
         del data, valid  # released before the next block is read (the budget is one block)
@@ -339,27 +342,38 @@ def _local_block(plan, data, valid, prog, row0: int):
     return A, _residual_rmse(data, plan.E, np.nan_to_num(A, nan=0.0)), valid
 
 
+#: Share of the memory budget a block re-read for the residual takes while tiles are solved:
+#: the prior network's working memory and the rows being blended are alive beside it.
+WRITE_SHARE = 0.5
+
+
 def _solve_tiled(plan: RunPlan, writer, keys, std_keys, prog, executor=None) -> tuple:
+    """A spatial method in tiles; each band of rows is written as soon as its row of tiles is
+    blended (abundances, std, and the residual from the re-read data), so memory stays near
+    one row of tiles and one row block, whatever the scene's size."""
     from ..methods.context import SceneContext
     from .tiling import solve_tiled, tile_edge_for_memory
 
     _c0, _r0, w, h = plan.extent
     opts = plan.options
+    n_valid = 0
+
+    def write_rows(r0, A, std, v):
+        nonlocal n_valid
+        for row0, data, _v in _iter_blocks(plan, r0, A.shape[1], WRITE_SHARE):
+            rows = slice(row0 - r0, row0 - r0 + data.shape[1])
+            n_valid += _write_block(plan, writer, keys, A[:, rows], data, v[rows], row0)
+            if std_keys:
+                S = np.zeros((len(std_keys), data.shape[1], w), np.float32) if std is None else std[:, rows]
+                _write_rows(writer, std_keys, np.nan_to_num(S), v[rows], row0)
+            del data, _v  # the loop's names would hold this block while the next is read
+        prog.check()
 
     read = extent_reader(plan)  # an executor's workers read their own tiles through it
     res = solve_tiled(plan.spec, read, (h, w), plan.E, plan.params,
                       SceneContext(seed=int(opts.seed), device=opts.device, memory_mb=float(opts.memory_mb)),
                       tile_edge_for_memory(opts.tile_size, opts.memory_mb, plan.E.shape[0]),
-                      opts.tile_overlap, prog.sub(0.0, 0.9), prog.cancel, executor)
-    # write abundances + residual row-block by row-block (re-reading Y for the residual)
-    n_valid = 0
-    for row0, data, _v in _iter_blocks(plan):
-        rows = data.shape[1]
-        valid = res.valid[row0:row0 + rows]
-        n_valid += _write_block(plan, writer, keys, res.A[:, row0:row0 + rows], data, valid, row0)
-        if res.std is not None and std_keys:
-            _write_rows(writer, std_keys, np.nan_to_num(res.std[:, row0:row0 + rows]), valid, row0)
-        prog(0.9 + 0.1 * (row0 + rows) / h, f"Wrote rows {row0 + 1}–{row0 + rows} of {h}")
+                      opts.tile_overlap, prog, prog.cancel, executor, sink=write_rows)
     info = dict(res.info)
     info.pop("tiles", None)
     return n_valid, info

@@ -118,19 +118,24 @@ def _ramp(n: int, lo_overlap: int, hi_overlap: int) -> np.ndarray:
 
 
 class TileBlender:
-    """Accumulates weighted tile results into a (P × H × W) float32 array.
+    """Accumulates weighted tile results over a P × H × W scene and hands out finished rows.
 
-    ``add(tile, A_tile)`` with ``A_tile`` (P × h × w); ``result()`` returns the blended
-    abundances (weights normalised per pixel, so they sum to one everywhere; pixels no tile
-    covered are NaN). ``overlap`` is accepted for symmetry with :func:`plan_tiles`; the
+    ``add(tile, A_tile)`` with ``A_tile`` (P × h × w). Only the rows between the last
+    :meth:`flush` and the lowest row a tile reached are held (float64 weighted sums and the
+    weight sum), so a scene tiled row of tiles by row of tiles needs memory for about one
+    row of tiles, not for the scene. ``flush(upto)`` returns the blended rows up to ``upto``
+    (weights normalised per pixel, so they sum to one everywhere; pixels no tile covered
+    are NaN) and forgets them; ``result()`` is every row not flushed yet (the whole scene
+    when nothing was). ``overlap`` is accepted for symmetry with :func:`plan_tiles`; the
     actual overlap with neighbours is measured from the tiles added.
     """
 
     def __init__(self, P: int, H: int, W: int, overlap: int = 0):
         self.P, self.H, self.W = int(P), int(H), int(W)
         self.overlap = int(overlap)
-        self._acc = np.zeros((self.P, self.H, self.W), np.float64)
-        self._wsum = np.zeros((self.H, self.W), np.float64)
+        self.row0 = 0  # first row held
+        self._acc = np.zeros((self.P, 0, self.W), np.float64)
+        self._wsum = np.zeros((0, self.W), np.float64)
 
     @staticmethod
     def _window(t: Tile, H: int, W: int) -> np.ndarray:
@@ -145,20 +150,41 @@ class TileBlender:
         wc = _ramp(t.width, 2 * left if t.col0 > 0 else 0, 2 * right if t.col0 + t.width < W else 0)
         return np.outer(wr, wc)
 
+    def _reach(self, end: int) -> None:
+        """Hold rows up to ``end`` (exclusive)."""
+        n = end - self.row0 - self._wsum.shape[0]
+        if n > 0:
+            self._acc = np.concatenate([self._acc, np.zeros((self.P, n, self.W))], axis=1)
+            self._wsum = np.concatenate([self._wsum, np.zeros((n, self.W))], axis=0)
+
     def add(self, tile: Tile, A_tile: np.ndarray) -> None:
         A_tile = np.asarray(A_tile, np.float64)
         if A_tile.shape != (self.P, tile.height, tile.width):
             raise ValueError(f"tile result {A_tile.shape} != {(self.P, tile.height, tile.width)}")
+        if tile.row0 < self.row0:
+            raise ValueError(f"tile at row {tile.row0} reaches rows already flushed (below {self.row0})")
+        self._reach(tile.row0 + tile.height)
         w = self._window(tile, self.H, self.W)
-        rs, cs = tile.slices()
+        rs = slice(tile.row0 - self.row0, tile.row0 - self.row0 + tile.height)
+        cs = slice(tile.col0, tile.col0 + tile.width)
         self._acc[:, rs, cs] += np.nan_to_num(A_tile) * w
         self._wsum[rs, cs] += w
 
-    def result(self) -> np.ndarray:
+    def flush(self, upto: int) -> tuple:
+        """``(row0, A (P, n, W) float32)``: the blended rows ``row0 … upto − 1``, forgotten here."""
+        upto = int(min(max(upto, self.row0), self.H))
+        self._reach(upto)
+        n = upto - self.row0
         with np.errstate(invalid="ignore", divide="ignore"):
-            out = self._acc / self._wsum
-        out[:, self._wsum <= 0] = np.nan
-        return out.astype(np.float32)
+            out = (self._acc[:, :n] / self._wsum[:n]).astype(np.float32)
+        out[:, self._wsum[:n] <= 0] = np.nan
+        row0, self.row0 = self.row0, upto
+        self._acc = np.ascontiguousarray(self._acc[:, n:])
+        self._wsum = np.ascontiguousarray(self._wsum[n:])
+        return row0, out
+
+    def result(self) -> np.ndarray:
+        return self.flush(self.H)[1]
 
 
 # ----------------------------------------------------------------------------- the tile loop
@@ -199,7 +225,9 @@ def _central(read: ReadFn, H: int, W: int, size: int) -> tuple:
     r0, c0, hh, ww = central_window(H, W, size)
     Y, valid = read(r0, c0, hh, ww)
     valid = np.asarray(valid, bool)
-    return np.where(valid[None], np.asarray(Y, np.float64), 0.0), valid
+    Y = np.array(Y, np.float64)  # our own copy (the array API's reader gives views of the caller's)
+    Y[:, ~valid] = 0.0
+    return Y, valid
 
 
 def noise_window(bands: int, memory_mb: Optional[float] = None) -> int:
@@ -239,9 +267,14 @@ def scene_context(spec, read: ReadFn, shape: tuple, E: np.ndarray, params: dict,
     return params, ctx, info
 
 
+#: ``sink(row0, A (P, n, W) float32, std like A or None, valid (n, W) bool)``: rows of the
+#: scene that no later tile touches, handed out as soon as they are blended (row0 in scene rows).
+RowSink = Callable[[int, np.ndarray, Optional[np.ndarray], np.ndarray], None]
+
+
 def solve_tiled(spec, read: ReadFn, shape: tuple, E: np.ndarray, params: dict, ctx,
                 tile_size: int, overlap: Optional[int] = None, progress=None, cancel=None,
-                executor=None) -> TiledResult:
+                executor=None, sink: Optional[RowSink] = None) -> TiledResult:
     """Run the spatial method ``spec`` (a registry :class:`MethodSpec`) over a scene of
     ``shape`` = (H, W) pixels in overlapping tiles of at most ``tile_size``² pixels.
 
@@ -250,6 +283,11 @@ def solve_tiled(spec, read: ReadFn, shape: tuple, E: np.ndarray, params: dict, c
     one tile it is chosen once for the scene); ``ctx`` a :class:`SceneContext` (seed,
     device; the noise level is filled in here). ``progress(fraction, message)`` and
     ``cancel()`` are called per tile and inside the method.
+
+    ``sink``: None (the result holds the scene's maps) or a :data:`RowSink` that receives
+    each band of finished rows once the row of tiles below it is done, so only about one row
+    of tiles is ever held (the raster pipeline writes them; the result's ``A``, ``std`` and
+    ``valid`` are then None).
 
     ``executor``: None (tiles one after the other, here) or anything with ``submit(fn,
     *args) -> future`` whose futures have ``result()`` and ``cancel()`` — a
@@ -268,8 +306,30 @@ def solve_tiled(spec, read: ReadFn, shape: tuple, E: np.ndarray, params: dict, c
     info["tiles"] = n
     blend = TileBlender(P, H, W, overlap=overlap)
     sblend = None
-    valid_full = np.zeros((H, W), bool)
+    valid_rows = _ValidRows(W)
+    strip: list = []  # tiles reaching the rows held
     lams = []
+    if sink is None:
+        out = {"A": np.full((P, H, W), np.nan, np.float32), "std": None, "valid": np.zeros((H, W), bool)}
+
+        def sink(r0, A, std, v):
+            out["A"][:, r0:r0 + A.shape[1]] = A
+            out["valid"][r0:r0 + A.shape[1]] = v
+            if std is not None:
+                if out["std"] is None:
+                    out["std"] = np.zeros((P, H, W), np.float32)
+                out["std"][:, r0:r0 + A.shape[1]] = std
+    else:
+        out = None
+
+    def flush(upto):
+        r0, A = blend.flush(upto)
+        S = None if sblend is None else sblend.flush(upto)[1]
+        v = valid_rows.pop(r0, upto)
+        A[:, ~v] = np.nan
+        if S is not None:
+            S[:, ~v] = np.nan
+        sink(r0, A, S, v)
 
     # with an executor and a reader that can hand out windows (the raster pipeline's), each
     # worker reads its own tile; otherwise tiles are read here and their pixels shipped
@@ -290,11 +350,12 @@ def solve_tiled(spec, read: ReadFn, shape: tuple, E: np.ndarray, params: dict, c
                     progress((i + min(max(f, 0.0), 1.0)) / n, f"tile {i + 1}/{n}: {m}")
             yield (_solve_read_tile, (spec.id, Y, v, E, params, ctx.at(r0, c0), sub,
                                       cancel if executor is None else None))
+            del Y, v
 
     for i, (A, std, tinfo, v) in enumerate(run_in_order(jobs(), executor, cancel)):
         t = tiles[i]
         th, tw = int(t.height), int(t.width)
-        valid_full[t.row0:t.row0 + th, t.col0:t.col0 + tw] |= np.asarray(v, bool)
+        valid_rows.add(t, np.asarray(v, bool))
         lam = tinfo.get("lam")
         if isinstance(lam, (int, float)):
             lams.append(float(lam))
@@ -304,11 +365,19 @@ def solve_tiled(spec, read: ReadFn, shape: tuple, E: np.ndarray, params: dict, c
             elif k != "lam" and (val is None or isinstance(val, (int, float, str, bool))):
                 info.setdefault(f"{k}_per_tile", []).append(val)
         blend.add(t, np.nan_to_num(np.asarray(A, np.float32)))
-        if std is not None and sblend is None:
+        if std is not None and sblend is None:  # the row's tiles before held no std: zeros there
             sblend = TileBlender(P, H, W, overlap=overlap)
+            sblend.row0 = blend.row0
+            for t0 in strip:
+                sblend.add(t0, np.zeros((P, t0.height, t0.width), np.float32))
+        strip.append(t)
         if sblend is not None:
             sblend.add(t, np.nan_to_num(np.asarray(std, np.float32)) if std is not None
                        else np.zeros((P, th, tw), np.float32))
+        del A, std, v
+        if i + 1 == n or tiles[i + 1].row0 != t.row0:  # a row of tiles is done
+            flush(tiles[i + 1].row0 if i + 1 < n else H)
+            strip = [tt for tt in strip if tt.row0 + tt.height > blend.row0]
         if cancel is not None and cancel():
             raise Cancelled()
         if progress is not None:
@@ -316,13 +385,30 @@ def solve_tiled(spec, read: ReadFn, shape: tuple, E: np.ndarray, params: dict, c
     if lams:
         info["lam"] = float(np.median(lams))
         info["lam_per_tile"] = lams
-    A_full = blend.result()
-    A_full[:, ~valid_full] = np.nan
-    S_full = None
-    if sblend is not None:
-        S_full = sblend.result()
-        S_full[:, ~valid_full] = np.nan
-    return TiledResult(A_full, S_full, valid_full, info)
+    if out is None:
+        return TiledResult(None, None, None, info)
+    return TiledResult(out["A"], out["std"], out["valid"], info)
+
+
+class _ValidRows:
+    """The union of the tiles' valid masks over the rows not handed out yet."""
+
+    def __init__(self, W: int):
+        self.row0, self.W = 0, int(W)
+        self._v = np.zeros((0, self.W), bool)
+
+    def add(self, t: Tile, v: np.ndarray) -> None:
+        end = t.row0 + t.height - self.row0
+        if end > self._v.shape[0]:
+            self._v = np.concatenate([self._v, np.zeros((end - self._v.shape[0], self.W), bool)])
+        self._v[t.row0 - self.row0:end, t.col0:t.col0 + t.width] |= v
+
+    def pop(self, r0: int, upto: int) -> np.ndarray:
+        n = upto - self.row0
+        if n > self._v.shape[0]:
+            self._v = np.concatenate([self._v, np.zeros((n - self._v.shape[0], self.W), bool)])
+        v, self._v, self.row0 = self._v[:n].copy(), self._v[n:].copy(), upto
+        return v
 
 
 # ----------------------------------------------------------------------------- executors
@@ -340,7 +426,10 @@ def _solve_read_tile(method_id: str, Y, valid, E, params: dict, ctx, progress=No
     v = np.asarray(valid, bool)
     if not v.any():
         return (*_empty_tile((E.shape[1], *v.shape)), v)
-    Yz = np.where(v[None], np.asarray(Y, np.float64), 0.0)
+    Y = np.asarray(Y)
+    # invalid pixels zeroed in the data's own dtype (the method makes its float64 copy once)
+    Yz = Y if v.all() else np.where(v[None], Y, np.zeros((), Y.dtype))
+    del Y
     return (*solve_one_tile(method_id, Yz, E, v, params, ctx, progress, cancel), v)
 
 

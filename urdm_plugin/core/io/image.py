@@ -316,11 +316,12 @@ def _read(ds, info: ImageInfo, bands: list, col0: int, row0: int, w: int, h: int
     valid = np.ones((h, w), dtype=bool)
     for g0 in range(0, len(bands), _BAND_GROUP):
         group = bands[g0:g0 + _BAND_GROUP]
-        raw = ds.ReadAsArray(col0, row0, w, h, band_list=[b + 1 for b in group])
+        with QuietGdal() as q:  # a damaged file's GDAL errors go into our one line, not stderr
+            raw = ds.ReadAsArray(col0, row0, w, h, band_list=[b + 1 for b in group])
         if raw is None:
             raise InputImageError(
                 f"Reading bands {group[0] + 1}–{group[-1] + 1}, rows {row0}–{row0 + h - 1} of '{info.path}' "
-                f"failed ({gdal.GetLastErrorMsg()})",
+                f"failed ({q.last or 'no reason given'})",
                 "Check that the file is complete and readable",
             )
         raw = raw.reshape(len(group), h, w)

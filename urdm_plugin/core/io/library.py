@@ -275,6 +275,12 @@ def parse_csv_library(text: str, source: str = "") -> SpectralLibrary:
         wl = wl_raw * (factor if factor is not None else infer_unit_factor(wl_raw))
         order = np.argsort(wl, kind="stable")
         wl, spectra = wl[order], spectra[order]
+        twice = np.flatnonzero(np.diff(wl) == 0)
+        if twice.size:  # two values for one wavelength: which one is meant cannot be guessed
+            i = int(twice[0])
+            rows = sorted((int(order[i]) + 2, int(order[i + 1]) + 2))
+            raise WavelengthError(f"The wavelength {wl_raw[order[i]]:g} appears twice in the library{where} "
+                                  f"(rows {rows[0]} and {rows[1]})", "Keep one row per wavelength")
     return SpectralLibrary(names, wl, spectra, source)
 
 
@@ -450,7 +456,7 @@ def write_library_csv(path: Union[str, os.PathLike], lib: SpectralLibrary) -> st
     library has no wavelengths), one row per wavelength, values with 10 significant
     digits. Names with commas or quotes are quoted. Returns the path written; raises
     :class:`~urdm_plugin.core.errors.OutputError` when it cannot be written."""
-    from ..errors import OutputError
+    from ..errors import OutputError, os_error_cause
 
     p = Path(path)
     first = "wavelength_nm" if lib.wavelengths_nm is not None else "band"
@@ -462,8 +468,8 @@ def write_library_csv(path: Union[str, os.PathLike], lib: SpectralLibrary) -> st
             for i in range(lib.spectra.shape[0]):
                 w.writerow([f"{col0[i]:.10g}", *(f"{v:.10g}" for v in lib.spectra[i])])
     except OSError as exc:
-        raise OutputError(f"Cannot write '{p}' ({exc.strerror or exc})",
-                          "Choose a folder you can write to") from None
+        why, fix = os_error_cause(exc)
+        raise OutputError(f"Cannot write '{p}' ({why})", fix) from None
     return str(p)
 
 

@@ -20,7 +20,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 from osgeo import gdal
 
-from ..errors import InputImageError, OutputError, OutputExistsError
+from ..errors import InputImageError, OutputError, OutputExistsError, os_error_cause
 from .gdal_quiet import QuietGdal
 from .image import ImageInfo, check_window, shifted_geotransform
 
@@ -98,12 +98,25 @@ def _is_nonempty_dir(p: Path) -> bool:
         return True
 
 
+#: Longest file or folder name most file systems take (ext4, NTFS, APFS: 255 bytes / units).
+NAME_MAX_BYTES = 255
+
+
+def _check_name_lengths(p: Path) -> None:
+    for part in p.parts:
+        n = len(part.encode("utf-8", "surrogateescape"))
+        if n > NAME_MAX_BYTES:
+            raise OutputError(f"The output folder name '{part[:40]}…' is {n} bytes long; file systems allow "
+                              f"{NAME_MAX_BYTES}", "Choose a shorter folder name")
+
+
 def output_folder_target(out_dir: Union[str, os.PathLike]) -> Path:
     """The folder a run writes: ``out_dir`` (absolute), or where it points when it is a
     symbolic link to a folder — the results land there and the link keeps pointing at them
     (a run commits by renaming, which would otherwise fail on the link at the very end). A
     link to nothing or to a file is refused now (OutputError)."""
     p = Path(out_dir).absolute()
+    _check_name_lengths(p)
     if not p.is_symlink():
         return p
     target = p.resolve()
@@ -118,6 +131,15 @@ def check_output_folder(out_dir: Union[str, os.PathLike], overwrite: bool = Fals
     non-empty folder without ``overwrite``, with ``overwrite`` anything but a previous run's
     folder (or the current folder), or a place this user cannot create it in."""
     p = Path(out_dir).absolute()
+    _check_name_lengths(p)
+    try:
+        _check_output_folder(p, overwrite)
+    except OSError as exc:  # e.g. a path the file system cannot even look up
+        why, fix = os_error_cause(exc)
+        raise OutputError(f"The output folder '{p}' cannot be used ({why})", fix) from None
+
+
+def _check_output_folder(p: Path, overwrite: bool) -> None:
     if p.exists() and not p.is_dir():
         raise OutputError(f"The output path '{p}' is a file, not a folder", "Choose a folder name")
     if not _is_nonempty_dir(p):
@@ -220,8 +242,8 @@ class OutputWriter:
         try:
             parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise OutputError(f"Cannot create the output folder in '{parent}' ({exc.strerror or exc})",
-                              "Choose a folder you can write to") from None
+            raise OutputError(f"Cannot create the output folder in '{parent}' ({os_error_cause(exc)[0]})",
+                              os_error_cause(exc)[1]) from None
         self.tmp_dir: Optional[Path] = None  # made on entering the `with` block
         self._datasets: dict = {}
         self._files: dict = {}  # key -> (name, filename)
@@ -247,8 +269,8 @@ class OutputWriter:
                 shutil.rmtree(self.tmp_dir, ignore_errors=True)
             self._done = True
             if isinstance(exc, OSError):
-                raise OutputError(f"Cannot create the output folder in '{parent}' ({exc.strerror or exc})",
-                                  "Choose a folder you can write to") from None
+                why, fix = os_error_cause(exc)
+                raise OutputError(f"Cannot create the output folder in '{parent}' ({why})", fix) from None
             raise
         return self
 
@@ -337,7 +359,8 @@ class OutputWriter:
         try:
             path.write_text(text, encoding="utf-8")
         except OSError as exc:
-            raise OutputError(f"Cannot write '{path}' ({exc.strerror or exc})", "Check free disk space") from None
+            why, fix = os_error_cause(exc, "Check free disk space")
+            raise OutputError(f"Cannot write '{path}' ({why})", fix) from None
         self._text_files.append(filename)
         return str(path)
 
@@ -441,8 +464,8 @@ class OutputWriter:
             self._move_into_place()
         except OSError as exc:
             self.abort()
-            raise OutputError(f"Cannot finish the output folder '{self.out_dir}' ({exc.strerror or exc})",
-                              "Check permissions and free disk space") from None
+            why, fix = os_error_cause(exc, "Check permissions and free disk space")
+            raise OutputError(f"Cannot finish the output folder '{self.out_dir}' ({why})", fix) from None
         except BaseException:
             self.abort()
             raise

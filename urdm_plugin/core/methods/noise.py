@@ -127,19 +127,24 @@ def estimate_band_sigma(Y: np.ndarray, E: np.ndarray, valid: np.ndarray | None =
     Yf = Y.reshape(B, -1)
     vf = np.ones(h * w, bool) if valid is None else np.asarray(valid, bool).ravel().copy()
     vf &= np.isfinite(Yf).all(axis=0)
-    R = np.full_like(Yf, np.nan)
     if A is None:
-        from .active_set import fcls
-
-        R[:, vf] = Yf[:, vf] - E @ fcls(Yf[:, vf], E)
+        R = _fcls_residual(Yf, E, vf)  # one (B, N) array; the rest is per band
     else:
+        R = np.full_like(Yf, np.nan)
         R[:, vf] = Yf[:, vf] - E @ np.asarray(A, np.float64).reshape(P, -1)[:, vf]
     R = R.reshape(B, h, w)
-    d = np.concatenate([(R[:, :, 1:] - R[:, :, :-1]).reshape(B, -1),
-                        (R[:, 1:, :] - R[:, :-1, :]).reshape(B, -1)], axis=1)
-    d = d[:, np.isfinite(d).all(axis=0)]
-    if d.shape[1] == 0:
-        return np.zeros(B)
-    med = np.median(d, axis=1, keepdims=True)
-    sig = _MAD * np.median(np.abs(d - med), axis=1) / np.sqrt(2.0)
-    return sig * np.sqrt(B / max(B - P + 1, 1))
+    # band by band: the differences of one band at a time (not a (B, 2N) array and its copies);
+    # an invalid pixel is NaN in every band, so the same differences are kept in each
+    n1 = h * (w - 1)
+    buf = np.empty(n1 + (h - 1) * w)
+    keep = None
+    sig = np.zeros(B)
+    for b in range(B):
+        np.subtract(R[b, :, 1:], R[b, :, :-1], out=buf[:n1].reshape(h, w - 1))
+        np.subtract(R[b, 1:, :], R[b, :-1, :], out=buf[n1:].reshape(h - 1, w))
+        if keep is None:
+            keep = np.isfinite(buf)
+            if not keep.any():
+                return np.zeros(B)
+        sig[b] = _robust_std(buf if keep.all() else buf[keep], overwrite=True)
+    return sig / np.sqrt(2.0) * np.sqrt(B / max(B - P + 1, 1))
