@@ -520,6 +520,8 @@ def run_case(case: Case, base: Path) -> dict:
         problems.append(f"{len(lines)} lines on stderr")
     if code != 0 and case.word and case.word.lower() not in err.lower():
         problems.append(f"the message does not say '{case.word}'")
+    if ".tmp-" in err:
+        problems.append("the message names the run's temporary folder, not the output folder")
     if "\x1b" in out + err or "Traceback" in err:
         problems.append("a traceback or terminal escape was printed")
     out_dir = case.out or ("out" if case.code is None else None)

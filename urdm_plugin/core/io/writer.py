@@ -360,7 +360,7 @@ class OutputWriter:
             path.write_text(text, encoding="utf-8")
         except OSError as exc:
             why, fix = os_error_cause(exc, "Check free disk space")
-            raise OutputError(f"Cannot write '{path}' ({why})", fix) from None
+            raise OutputError(f"Cannot write '{self.out_dir / filename}' ({why})", fix) from None
         self._text_files.append(filename)
         return str(path)
 
@@ -371,7 +371,10 @@ class OutputWriter:
         self._require_open()
         if filename != os.path.basename(filename):
             raise ValueError(f"plain file name needed, got {filename!r}")
-        path = write_library_csv(self.tmp_dir / filename, lib)
+        try:
+            path = write_library_csv(self.tmp_dir / filename, lib)
+        except OutputError as exc:  # name the file where the user will look for it
+            raise OutputError(exc.problem.replace(str(self.tmp_dir), str(self.out_dir)), exc.fix) from None
         self._text_files.append(filename)
         return path
 
