@@ -130,6 +130,29 @@ def test_emit_mask_granule_beside_it_flags_clouds_but_not_water(tmp_path, capsys
     assert all(a[r, cc] == nd for r, cc in ortho(2, 2) + ortho(6, 1)) and all(a[r, cc] != nd for r, cc in ortho(1, 4))
 
 
+def test_emit_mask_granule_in_the_same_zip_is_used(tmp_path):
+    """Both granules of an acquisition zipped together: the mask is found inside the zip,
+    and the cache keeps only the derived files (the unpacked granules are removed)."""
+    import zipfile
+
+    path, t = sp.write_emit(tmp_path)
+    mask = sp.write_emit_mask(tmp_path, 9, 8, {"Cloud flag": [(2, 2)]})
+    arg = tmp_path / "EMIT_granules.zip"
+    with zipfile.ZipFile(arg, "w") as z:
+        z.write(path, "granule/" + path.name)
+        z.write(mask, "granule/" + mask.name)
+    path.unlink()
+    mask.unlink()
+    info = open_image(arg)
+    assert info.product == "EMIT L2A RFL" and info.quality_mask_path
+    m = load_mask(info.quality_mask_path, info, (0, 0, info.width, info.height))
+    gx, gy = t["glt"]
+    cloud = list(zip(*np.nonzero((gy == 3) & (gx == 3))))
+    assert cloud and all(not m[r, c] for r, c in cloud)
+    assert m[t["valid"]].sum() == t["valid"].sum() - len(cloud)
+    assert sorted(p.suffix for p in Path(info.path).parent.iterdir()) == [".json", ".tif", ".tif"]
+
+
 def test_a_broken_emit_mask_granule_is_one_clear_message(tmp_path):
     path, _t = sp.write_emit(tmp_path)
     sp.write_emit_mask(tmp_path, 5, 8, {})  # not the swath's 9 × 8
@@ -356,3 +379,39 @@ def test_folder_with_several_products_says_so(tmp_path):
     with pytest.raises(InputImageError, match="holds 2 sensor products"):
         open_image(tmp_path)
     assert open_image(tmp_path / sp.PRISMA_NAME).product == "PRISMA L2D"  # one file is fine
+
+
+def test_the_cache_forgets_products_unused_for_long_and_killed_builds(tmp_path, cache, monkeypatch):
+    """A product that changed or moved gets a new cache folder; old ones go after
+    CACHE_MAX_AGE_DAYS without use, killed builds after a day; nothing else is touched."""
+    import os
+    import time
+
+    from urdm_plugin.core.io.sensors import cache as pc
+
+    path, _t = sp.write_emit(tmp_path)
+    used = Path(open_image(path).path).parent  # a real product, built now
+    day = 86400
+    now = time.time()
+
+    def folder(name, age_days, done=True):
+        d = cache / name
+        d.mkdir()
+        (d / "reflectance_ortho.tif").write_bytes(b"x")
+        if done:
+            (d / pc.DONE).write_text("{}")
+        for p in [*d.iterdir(), d]:
+            os.utime(p, (now - age_days * day, now - age_days * day))
+        return d
+
+    old, recent = folder("a" * 24, pc.CACHE_MAX_AGE_DAYS + 1), folder("b" * 24, pc.CACHE_MAX_AGE_DAYS - 1)
+    killed, building = folder("c" * 24, 2, done=False), folder("d" * 24, 0.1, done=False)
+    mine = folder("my_notes", 400)
+    os.utime(used / pc.DONE, (now - 90 * day, now - 90 * day))
+    assert Path(open_image(path).path).parent == used  # a use marks it recent again
+    assert (used / pc.DONE).stat().st_mtime > now - day
+    assert sorted(pc.prune_cache()) == sorted([old, killed])
+    assert all(d.exists() for d in (recent, building, mine, used))
+    monkeypatch.setenv("URDM_CACHE_MAX_AGE_DAYS", "0")  # never prune
+    os.utime(recent / pc.DONE, (now - 400 * day, now - 400 * day))
+    assert pc.prune_cache() == [] and recent.exists()

@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import sys
 import uuid
 from pathlib import Path
@@ -78,15 +79,68 @@ def read_done(folder: Path) -> Optional[dict]:
     return rec
 
 
+#: Days a product's derived files stay in the cache after their last use (environment
+#: variable URDM_CACHE_MAX_AGE_DAYS; 0 = keep for ever). A changed or moved product gets a
+#: new folder, so without pruning the cache would only grow.
+CACHE_MAX_AGE_DAYS = 60
+#: Hours after which a folder without done.json (a build that was killed) is removed.
+STALE_BUILD_HOURS = 24
+_KEY = re.compile(r"^[0-9a-f]{24}$")
+
+
+def _max_age_days() -> float:
+    try:
+        return max(0.0, float(os.environ.get("URDM_CACHE_MAX_AGE_DAYS", CACHE_MAX_AGE_DAYS)))
+    except ValueError:
+        return float(CACHE_MAX_AGE_DAYS)
+
+
+def prune_cache(keep: Optional[Path] = None, now: Optional[float] = None) -> list:
+    """Remove product folders of the cache unused for :data:`CACHE_MAX_AGE_DAYS` (the age of
+    their ``done.json``, touched at each use) and incomplete builds older than
+    :data:`STALE_BUILD_HOURS`; only folders named like this cache's keys, never ``keep``.
+    Returns the removed folders. Errors (another run using a folder) leave it in place."""
+    import shutil
+    import time
+
+    days = _max_age_days()
+    if days <= 0:
+        return []
+    now = time.time() if now is None else now
+    removed = []
+    try:
+        entries = list(cache_root().iterdir())
+    except OSError:
+        return removed
+    for d in entries:
+        if not _KEY.match(d.name) or not d.is_dir() or d.is_symlink() or (keep is not None and d == keep):
+            continue
+        done = d / DONE
+        try:
+            age = now - (done.stat().st_mtime if done.exists() else d.stat().st_mtime)
+        except OSError:
+            continue
+        limit = days * 86400 if done.exists() else STALE_BUILD_HOURS * 3600
+        if age > limit:
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+    return removed
+
+
 def cached_product(files, sensor: str, source: str) -> tuple:
     """``(folder, product)``: the cache folder of the product made of ``files`` and its
-    :class:`~urdm_plugin.core.io.sensors.Product` when already built there (else None)."""
+    :class:`~urdm_plugin.core.io.sensors.Product` when already built there (else None).
+    A use marks the folder as recent; building a new one first prunes old ones
+    (:func:`prune_cache`)."""
     from . import Product
 
     folder = product_dir(product_key(files, sensor))
     rec = read_done(folder)
     if not rec:
+        prune_cache(keep=folder)
         return folder, None
+    with contextlib.suppress(OSError):
+        os.utime(folder / DONE)  # last use, for pruning
     mask = rec.get("quality_mask_path") or ""
     return folder, Product(rec["sensor"], source, str(folder / rec["path"]), str(folder / mask) if mask else "",
                            rec["description"])

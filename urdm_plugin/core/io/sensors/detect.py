@@ -104,7 +104,8 @@ def _from_names(folder: str, names: list, where: str, key_files: list, zip_path:
     rel = members[0]
     parent, _, name = rel.rpartition("/")
     base = (folder.rstrip("/") + "/" + parent if zip_path else os.path.join(folder, parent)) if parent else folder
-    return kind, Location(base, [name], name, key_files if zip_path else [os.path.join(base, name)],
+    here = [n.rsplit("/", 1)[-1] for n in names if n.rpartition("/")[0] == parent]  # e.g. EMIT's mask granule
+    return kind, Location(base, here, name, key_files if zip_path else [os.path.join(base, name)],
                           zip_path, member=rel)
 
 

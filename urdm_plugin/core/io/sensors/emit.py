@@ -34,6 +34,7 @@ from .cache import (
     atomic_path,
     cached_product,
     envi_metadata,
+    extract_member,
     open_main_group,
     write_done,
 )
@@ -56,6 +57,17 @@ def mask_companion(loc: Location) -> str:
         return ""
     path = os.path.join(loc.folder, name)
     return path if os.path.isfile(path) else ""
+
+
+def zipped_mask_member(loc: Location) -> str:
+    """The EMIT_L2A_MASK granule's member name when it sits in the same .zip as the RFL
+    granule, or ""."""
+    if not loc.zip_path:
+        return ""
+    name = re.sub(r"_L2A_RFL_", "_L2A_MASK_", loc.main, flags=re.IGNORECASE)
+    if name == loc.main or name not in loc.names:
+        return ""
+    return loc.member[: len(loc.member) - len(loc.main)] + name
 
 
 def _ortho_quality_mask(mask_path: str, shape: tuple, valid, iy, ix, gt, wkt: str, out: Path) -> None:
@@ -126,6 +138,9 @@ def build_emit(loc: Location, source: str) -> Product:
         return done
     path, ds, rg = open_main_group(loc, folder, "EMIT", "netCDF-4",
                                    "Download the granule again (the file is incomplete or not netCDF)")
+    member = zipped_mask_member(loc)
+    if member:  # the zip holds the mask granule too: unpacked beside the main file, removed after
+        companion = extract_member(loc.zip_path, member, folder)
     with QuietGdal() as q:
         refl = _array(rg, "reflectance", path)
         dims = [d.GetSize() for d in refl.GetDimensions()]
@@ -205,8 +220,9 @@ def build_emit(loc: Location, source: str) -> Product:
             + (f"; cloud/cirrus/spacecraft flags from '{os.path.basename(companion)}'" if companion else ""))
     write_done(folder, {"sensor": "EMIT L2A RFL", "path": out.name, "quality_mask_path": qmask,
                         "description": desc, "source": source})
-    if loc.zip_path:  # the unpacked copy served only to build the derived file
+    if loc.zip_path:  # the unpacked copies served only to build the derived files
         del ds, rg  # close the file before removing it
-        with contextlib.suppress(OSError):
-            Path(path).unlink()
+        for unpacked in [path] + ([companion] if member else []):
+            with contextlib.suppress(OSError):
+                Path(unpacked).unlink()
     return Product("EMIT L2A RFL", source, str(out), str(folder / qmask) if qmask else "", desc)
