@@ -70,7 +70,10 @@ def get_model(device="cpu", weights_dir=None):
 #: larger batch leave the caches and every element-wise layer (GroupNorm, SiLU, additions)
 #: then runs at memory speed: measured on 2 cores, six 256² maps in one call run at
 #: 0.13–0.19 Mpixel/s, one at a time at 0.27–0.33 (benchmarks/bench_urdm.py, network row).
-CPU_PIXELS_PER_CALL = 1 << 16
+#: Small maps too: four 118² maps (a tile at --memory-mb 64) take 83 ms one at a time against
+#: 102 ms in one call, and 17 MB of activations against 48 MB (four 128²: 104 vs 150 ms,
+#: 17 vs 67 MB); so only maps under 64² share a call.
+CPU_PIXELS_PER_CALL = 1 << 12
 #: Map pixels per call on CUDA (bounded by memory, not by cache: batch for throughput).
 CUDA_PIXELS_PER_CALL = 1 << 24
 
