@@ -384,7 +384,7 @@ def cases() -> list:
           Case("image", "values of 1e30, URDM", _unmix("--method", "urdm", "--quality", "fast", img="{box}/e30.tif"),
                setup=_cube("e30.tif", lambda Y: Y * 1e30)),
           Case("image", "values of -1e7", _unmix(img="{box}/neg.tif"), setup=_cube("neg.tif", lambda Y: Y - 1e7)),
-          Case("image", "a band of inf", _unmix(img="{box}/inf.tif"), word="nodata",
+          Case("image", "a band of inf (named)", _unmix(img="{box}/inf.tif"), word="band 11",
                setup=_cube("inf.tif", lambda Y: np.concatenate([Y[:10], np.full_like(Y[10:11], np.inf), Y[11:]]))),
           Case("image", "a few inf pixels (left as nodata)", _unmix("--method", "fcls", img="{box}/infpx.tif"), code=0,
                out="out", setup=_cube("infpx.tif", _inf_pixels), check=_nodata_at((3, 3), (4, 4))),

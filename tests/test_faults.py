@@ -401,3 +401,28 @@ def test_a_truncated_image_gives_one_line_without_gdal_noise(tmp_path):
     assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
     assert "failed (" in r.stderr and "Check that the file is complete" in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_dead_band_is_named_when_it_leaves_every_pixel_nodata(tmp_path):
+    """One band of NaN everywhere makes every pixel nodata; the message names that band
+    (and an image that is all nodata keeps the general message)."""
+    import numpy as np
+    from osgeo import gdal
+    from test_pipeline import write_scene
+
+    from urdm_plugin.core.engine.pipeline import UnmixOptions, unmix_raster
+    from urdm_plugin.core.errors import InputImageError
+
+    tif, csv = write_scene(tmp_path)[:2]
+    ds = gdal.Open(str(tif), gdal.GA_Update)
+    band = ds.GetRasterBand(12)
+    band.WriteArray(np.full((ds.RasterYSize, ds.RasterXSize), np.nan, np.float32))
+    wl = float(band.GetMetadataItem("wavelength"))
+    ds = None
+    with pytest.raises(InputImageError, match=rf"because band 12 \({wl:.1f} nm\) holds no usable value"):
+        unmix_raster(tif, csv, tmp_path / "out", UnmixOptions(method="fcls", mask_water_bands=False))
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "all").mkdir()
+    tif2, csv2 = write_scene(tmp_path / "all", all_nodata=True)[:2]
+    with pytest.raises(InputImageError, match="Every pixel in the image is nodata; there is nothing"):
+        unmix_raster(tif2, csv2, tmp_path / "out2", UnmixOptions(method="fcls"))

@@ -147,6 +147,7 @@ def _execute(plan: RunPlan, out_dir, prog: _Progress, t0: float, executor=None) 
             n_valid, solver_info = _solve_blocks(plan, writer, keys, prog, executor), {}
         if n_valid == 0:
             where = "inside the mask" if plan.mask is not None else ("in the window" if opts.window else "in the image")
+            _refuse_dead_bands(plan, where)
             raise InputImageError(f"Every pixel {where} is nodata; there is nothing to unmix",
                                   "Check the image's nodata value, the window and the mask")
         prog.stage(0.97, 1.0)
@@ -187,6 +188,21 @@ def _execute(plan: RunPlan, out_dir, prog: _Progress, t0: float, executor=None) 
     if prog.progress is not None:
         prog.progress(1.0, f"Done in {seconds:.1f} s: {final}")
     return RunResult(out_dir=str(final), manifest=manifest.to_dict(), seconds=seconds)
+
+
+def _refuse_dead_bands(plan: RunPlan, where: str) -> None:
+    """When one or a few bands hold no usable value at all, say which (InputImageError)."""
+    from ..io.image import dead_bands
+
+    dead = dead_bands(plan.info, plan.bands, plan.extent)
+    if not dead:
+        return
+    wl = plan.info.wavelengths_nm
+    named = ", ".join(f"band {b + 1}" + (f" ({wl[b]:.1f} nm)" if wl is not None else "") for b in dead[:5])
+    raise InputImageError(f"Every pixel {where} is nodata because {named} hold{'s' if len(dead) == 1 else ''} "
+                          "no usable value (nodata, NaN or ±inf) where the other bands do",
+                          "Leave the band out (gdal_translate -b with the others, or 0 in the ENVI header's "
+                          "bbl) or repair the file")
 
 
 def _match_report(report) -> dict:

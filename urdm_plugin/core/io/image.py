@@ -461,6 +461,21 @@ def raise_no_valid_pixels(info: ImageInfo) -> None:
     )
 
 
+def dead_bands(info: ImageInfo, bands: Sequence[int], window: Sequence[int], rows: int = 64) -> list:
+    """The bands of ``bands`` (0-based) that hold no usable value (nodata, not finite or beyond
+    the magnitude limit) anywhere in ``rows`` central rows of ``window`` (col0, row0, w, h)
+    where the other bands do: one dead band leaves every pixel nodata. Read band by band."""
+    c0, r0, W, H = (int(v) for v in window)
+    n = min(int(rows), H)
+    top = r0 + (H - n) // 2
+    ok = [read_window(info, [b], c0, top, W, n)[1] for b in bands]
+    dead = [b for b, v in zip(bands, ok) if not v.any()]
+    alive = [v for v in ok if v.any()]
+    if not dead or not alive or not np.logical_and.reduce(alive).any():
+        return []
+    return dead
+
+
 def sample_pixels(info: ImageInfo, bands: Optional[Sequence[int]] = None, n: int = 10000, seed: int = 0,
                   memory_mb: float = 256) -> np.ndarray:
     """Up to ``n`` valid pixels drawn at random: (nb, n') float32.
