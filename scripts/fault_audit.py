@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -552,8 +552,8 @@ def run_case(case: Case, base: Path) -> dict:
 
 
 def _maps_feasible(out: Path) -> Optional[str]:
-    from urdm_plugin.core.io.manifest import RunManifest
     from urdm_plugin.core.io.image import read_image
+    from urdm_plugin.core.io.manifest import RunManifest
 
     m = RunManifest.read(out)
     A = np.stack([read_image(str(out / e["file"]))[0][0] for e in m.endmembers])
