@@ -304,9 +304,10 @@ def solve_tiled(spec, read: ReadFn, shape: tuple, E: np.ndarray, params: dict, c
     params, ctx, info = scene_context(spec, read, (H, W), E, params, ctx, choose_weight=n > 1,
                                       progress=progress, cancel=cancel)
     info["tiles"] = n
-    blend = TileBlender(P, H, W, overlap=overlap)
+    # abundances and, as a last layer, the tiles' valid masks (blended > 0 = valid in a tile
+    # covering the pixel: the weights are positive everywhere on a tile)
+    blend = TileBlender(P + 1, H, W, overlap=overlap)
     sblend = None
-    valid_rows = _ValidRows(W)
     strip: list = []  # tiles reaching the rows held
     lams = []
     if sink is None:
@@ -323,9 +324,9 @@ def solve_tiled(spec, read: ReadFn, shape: tuple, E: np.ndarray, params: dict, c
         out = None
 
     def flush(upto):
-        r0, A = blend.flush(upto)
+        r0, out = blend.flush(upto)
+        A, v = out[:P], out[P] > 0
         S = None if sblend is None else sblend.flush(upto)[1]
-        v = valid_rows.pop(r0, upto)
         A[:, ~v] = np.nan
         if S is not None:
             S[:, ~v] = np.nan
@@ -355,7 +356,6 @@ def solve_tiled(spec, read: ReadFn, shape: tuple, E: np.ndarray, params: dict, c
     for i, (A, std, tinfo, v) in enumerate(run_in_order(jobs(), executor, cancel)):
         t = tiles[i]
         th, tw = int(t.height), int(t.width)
-        valid_rows.add(t, np.asarray(v, bool))
         lam = tinfo.get("lam")
         if isinstance(lam, (int, float)):
             lams.append(float(lam))
@@ -364,7 +364,7 @@ def solve_tiled(spec, read: ReadFn, shape: tuple, E: np.ndarray, params: dict, c
                 info[k] = val
             elif k != "lam" and (val is None or isinstance(val, (int, float, str, bool))):
                 info.setdefault(f"{k}_per_tile", []).append(val)
-        blend.add(t, np.nan_to_num(np.asarray(A, np.float32)))
+        blend.add(t, np.concatenate([np.nan_to_num(np.asarray(A, np.float32)), np.asarray(v, np.float32)[None]]))
         if std is not None and sblend is None:  # the row's tiles before held no std: zeros there
             sblend = TileBlender(P, H, W, overlap=overlap)
             sblend.row0 = blend.row0
@@ -388,27 +388,6 @@ def solve_tiled(spec, read: ReadFn, shape: tuple, E: np.ndarray, params: dict, c
     if out is None:
         return TiledResult(None, None, None, info)
     return TiledResult(out["A"], out["std"], out["valid"], info)
-
-
-class _ValidRows:
-    """The union of the tiles' valid masks over the rows not handed out yet."""
-
-    def __init__(self, W: int):
-        self.row0, self.W = 0, int(W)
-        self._v = np.zeros((0, self.W), bool)
-
-    def add(self, t: Tile, v: np.ndarray) -> None:
-        end = t.row0 + t.height - self.row0
-        if end > self._v.shape[0]:
-            self._v = np.concatenate([self._v, np.zeros((end - self._v.shape[0], self.W), bool)])
-        self._v[t.row0 - self.row0:end, t.col0:t.col0 + t.width] |= v
-
-    def pop(self, r0: int, upto: int) -> np.ndarray:
-        n = upto - self.row0
-        if n > self._v.shape[0]:
-            self._v = np.concatenate([self._v, np.zeros((n - self._v.shape[0], self.W), bool)])
-        v, self._v, self.row0 = self._v[:n].copy(), self._v[n:].copy(), upto
-        return v
 
 
 # ----------------------------------------------------------------------------- executors
