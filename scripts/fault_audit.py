@@ -22,6 +22,7 @@ Prints one table row per case and a summary per category, and writes
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import json
 import os
@@ -459,7 +460,7 @@ def snapshot(box: Path) -> dict:
     return out
 
 
-def _fill(args: list, box: Path, sc: Scene) -> list:
+def _fill(args: list, box: Path) -> list:
     return [a.format(img=str(box / "scene.tif"), lib=str(box / "library.csv"), box=str(box)) for a in args]
 
 
@@ -478,16 +479,15 @@ def _start_signal(proc, box: Path, sig, timeout: float = 60.0) -> None:
 
 def run_case(case: Case, base: Path) -> dict:
     box = Path(tempfile.mkdtemp(prefix="case-", dir=base))
-    sc = Scene.__new__(Scene)
     for f in ("scene.tif", "library.csv", "slow.tif"):
         shutil.copy(base / "inputs" / f, box / f)
-    sc.__dict__.update(SCENE.__dict__)
+    sc = copy.copy(SCENE)  # the same spectra and pixels, its files in this sandbox
     sc.image, sc.library, sc.folder = box / "scene.tif", box / "library.csv", box
     (box / USER_FILE).write_text("three years of work", encoding="utf-8")
     if case.setup:
         case.setup(box, sc)
     before = snapshot(box)
-    args = _fill(case.argv, box, sc)
+    args = _fill(case.argv, box)
     cmd = [sys.executable, "-c", case.python, *args] if case.python else [sys.executable, "-m", "urdm_plugin", *args]
     cwd = box / case.cwd if case.cwd else box
 
@@ -547,7 +547,7 @@ def run_case(case: Case, base: Path) -> dict:
             problems.append(extra)
     shutil.rmtree(box, ignore_errors=True)
     return {"category": case.category, "case": case.name, "exit": code, "expected": case.code,
-            "message": lines[-1][:300] if lines else "", "seconds": round(seconds, 1),
+            "message": lines[-1][:300] if lines else "", "seconds": round(seconds, 1), "note": case.note,
             "clean": not problems, "problems": problems}
 
 

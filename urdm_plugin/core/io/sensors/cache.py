@@ -95,7 +95,7 @@ def _max_age_days() -> float:
         return float(CACHE_MAX_AGE_DAYS)
 
 
-def prune_cache(keep: Optional[Path] = None, now: Optional[float] = None) -> list:
+def prune_cache(keep: Optional[Path] = None) -> list:
     """Remove product folders of the cache unused for :data:`CACHE_MAX_AGE_DAYS` (the age of
     their ``done.json``, touched at each use) and incomplete builds older than
     :data:`STALE_BUILD_HOURS`; only folders named like this cache's keys, never ``keep``.
@@ -106,7 +106,7 @@ def prune_cache(keep: Optional[Path] = None, now: Optional[float] = None) -> lis
     days = _max_age_days()
     if days <= 0:
         return []
-    now = time.time() if now is None else now
+    now = time.time()
     removed = []
     try:
         entries = list(cache_root().iterdir())
