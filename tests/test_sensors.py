@@ -296,6 +296,30 @@ def test_enmap_quality_flags_are_nodata_unless_turned_off(tmp_path, capsys):
     assert (a != nd).sum() == 120 - len(t["nodata"]) and m["inputs"]["quality_mask"] is False
 
 
+def test_enmap_dead_bands_are_left_out_named_and_the_run_goes_on(tmp_path, capsys):
+    """Delivered L2A products fill bad bands with the no-data value: three such bands (1320,
+    1333, 1467 nm) are dropped and named (plan warning, match report, run.json), exit 0."""
+    wl, fwhm, gain, offset = sp.enmap_bands()
+    dead_nm = (1320.2, 1332.6, 1467.0)
+    bands = (np.r_[wl, dead_nm], np.r_[fwhm, [11.0] * 3], np.r_[gain, [1e-4] * 3], np.r_[offset, [0.0] * 3])
+    folder, t = sp.write_enmap(tmp_path / "p", bands=bands, dead_nm=dead_nm)
+    lib = sp.write_library(tmp_path / "lib.csv")
+    out = tmp_path / "out"
+    code = cli.main(["unmix", str(folder), str(lib), str(out), "--method", "fcls"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    m = json.loads((out / "run.json").read_text())
+    said = " ".join(m["warnings"])
+    for nm in ("1320.2", "1332.6", "1467.0"):
+        assert f"{nm} nm" in said and nm in err, said
+    dropped = {b for b, _w, why in m["match"]["dropped"] if "no usable value" in why}
+    assert dropped == set(t["dead"]) and not dropped & {b - 1 for b in m["inputs"]["bands_used"]}
+    assert "no usable value" in m["match"]["summary"]
+    a = gdal.Open(str(out / m["endmembers"][0]["file"])).ReadAsArray()
+    assert (a != -9999).sum() == 120 - len(t["flagged"]) - len(t["nodata"])
+    assert m["fit"]["pixels"] > 0 and m["fit"]["relative_residual"] < 0.05
+
+
 # --------------------------------------------------------------------------- bad products
 
 

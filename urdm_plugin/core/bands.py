@@ -121,6 +121,7 @@ REASON_EDGE = "beyond 2450 nm (sensor edge, little signal)"
 #: Bands beyond this (nm) are dropped with the water bands but named for what they are.
 EDGE_NM = 2450.0
 REASON_RANGE = "outside the library's wavelength range"
+REASON_DEAD = "no usable value anywhere: all nodata, NaN or ±inf"
 
 
 @dataclass
@@ -194,6 +195,22 @@ class MatchedBands:
     E: np.ndarray
     names: list
     report: MatchReport
+
+    def drop_bands(self, bands: Sequence[int], reason: str) -> None:
+        """Leave out the image bands ``bands`` (0-based) for ``reason``: from the bands used
+        and ``E``, named in the report's ``dropped``."""
+        gone = set(int(b) for b in bands)
+        keep = np.array([int(b) not in gone for b in self.band_indices], dtype=bool)
+        for b, w in zip(self.band_indices[~keep], [None] * int((~keep).sum()) if self.wavelengths_nm is None
+                        else self.wavelengths_nm[~keep]):
+            self.report.dropped.append((int(b), None if w is None else float(w), reason))
+        self.band_indices = self.band_indices[keep]
+        self.E = np.ascontiguousarray(self.E[keep])
+        if self.wavelengths_nm is not None:
+            self.wavelengths_nm = self.wavelengths_nm[keep]
+            if self.wavelengths_nm.size:
+                self.report.range_nm = (float(self.wavelengths_nm.min()), float(self.wavelengths_nm.max()))
+        self.report.n_used = int(keep.sum())
 
     def as_library(self):
         """The resampled endmembers as a SpectralLibrary (for ``endmembers_used.csv``)."""

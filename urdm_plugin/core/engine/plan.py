@@ -258,7 +258,10 @@ def _decide(plan: RunPlan, image, library, read_pixels: bool, note) -> None:
     if plan.E.shape[1] <= limit:
         plan.selection = {"mode": "given" if given else "all", "names": plan.names}
     if read_pixels:
-        plan.sample = _in_range(read_sample(info, plan.bands, plan.extent), info, plan.warnings, note)
+        sample = read_sample(info, plan.bands, plan.extent)
+        if not sample.shape[1] and _drop_dead_bands(plan, note):  # a dead band leaves no pixel valid
+            sample = read_sample(info, plan.bands, plan.extent)
+        plan.sample = _in_range(sample, info, plan.warnings, note)
     if plan.selection is None:
         if plan.sample is None:
             plan.selection = {"mode": "automatic-pending", "from": len(plan.names), "max": limit,
@@ -280,6 +283,29 @@ def _decide(plan: RunPlan, image, library, read_pixels: bool, note) -> None:
         for msg in ([poor_fit_message(plan.fit, automatic)] if plan.fit["poor"] else []) + flags:
             plan.warnings.append(msg)
             note(0.9, "warning: " + msg)
+
+
+def _drop_dead_bands(plan: RunPlan, note) -> bool:
+    """Leave out the bands that hold no usable value anywhere in the extent (delivered
+    products fill their bad bands with the no-data value), naming them in the warnings and
+    the match report. True when some were dropped; when every band is dead, none is (the
+    run then stops with the all-nodata message)."""
+    from ..bands import REASON_DEAD
+    from ..io.image import dead_bands
+
+    dead = dead_bands(plan.info, plan.bands, plan.extent)
+    if not dead:
+        return False
+    plan.matched.drop_bands(dead, REASON_DEAD)
+    plan.bands = [int(b) for b in plan.matched.band_indices]
+    plan.E = np.asarray(plan.matched.E, dtype=np.float64)
+    wl = plan.info.wavelengths_nm
+    named = ", ".join(f"band {b + 1}" + (f" ({wl[b]:.1f} nm)" if wl is not None else "") for b in dead)
+    msg = (f"Left out {len(dead)} band(s) with no usable value anywhere (all nodata, NaN or ±inf): {named}; "
+           f"{len(plan.bands)} bands remain")
+    plan.warnings.append(msg)
+    note(0.55, "warning: " + msg)
+    return True
 
 
 def _in_range(sample: np.ndarray, info, warnings: list, note) -> np.ndarray:

@@ -463,17 +463,26 @@ def raise_no_valid_pixels(info: ImageInfo) -> None:
 
 def dead_bands(info: ImageInfo, bands: Sequence[int], window: Sequence[int], rows: int = 64) -> list:
     """The bands of ``bands`` (0-based) that hold no usable value (nodata, not finite or beyond
-    the magnitude limit) anywhere in ``rows`` central rows of ``window`` (col0, row0, w, h)
-    where the other bands do: one dead band leaves every pixel nodata. Read band by band."""
+    the magnitude limit) anywhere in ``window`` (col0, row0, w, h) while the other bands do:
+    one such band leaves every pixel nodata. Candidates come from ``rows`` central rows (read
+    band by band, one dataset open); each is then confirmed over the whole window (a band
+    that holds a value anywhere is not dead). [] when no band, or every band, is dead there."""
     c0, r0, W, H = (int(v) for v in window)
     n = min(int(rows), H)
     top = r0 + (H - n) // 2
-    ok = [read_window(info, [b], c0, top, W, n)[1] for b in bands]
-    dead = [b for b, v in zip(bands, ok) if not v.any()]
-    alive = [v for v in ok if v.any()]
-    if not dead or not alive or not np.logical_and.reduce(alive).any():
-        return []
-    return dead
+    ds = _open_dataset(info.path)
+    try:
+        ok = [_read(ds, info, [b], c0, top, W, n)[1] for b in bands]
+        dead = [b for b, v in zip(bands, ok) if not v.any()]
+        alive = [v for v in ok if v.any()]
+        if not dead or not alive or not np.logical_and.reduce(alive).any():
+            return []
+        step = rows_per_block(info, 1, 64, W)
+        return [b for b in dead
+                if not any(_read(ds, info, [b], c0, r, W, min(step, r0 + H - r))[1].any()
+                           for r in range(r0, r0 + H, step))]
+    finally:
+        ds = None
 
 
 def sample_pixels(info: ImageInfo, bands: Optional[Sequence[int]] = None, n: int = 10000, seed: int = 0,
