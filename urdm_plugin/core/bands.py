@@ -121,6 +121,10 @@ REASON_EDGE = "beyond 2450 nm (sensor edge, little signal)"
 #: Bands beyond this (nm) are dropped with the water bands but named for what they are.
 EDGE_NM = 2450.0
 REASON_RANGE = "outside the library's wavelength range"
+REASON_GAP = "no library data within the band's response"
+#: Without FWHM (and never less than it), a band is covered when library samples lie within
+#: this many local library steps of its centre on both sides.
+GAP_STEPS = 1.5
 REASON_DEAD = "no usable value anywhere: all nodata, NaN or ±inf"
 
 
@@ -220,6 +224,45 @@ class MatchedBands:
                                else self.wavelengths_nm.copy(), self.E.copy())
 
 
+def library_covers(lib_nm: np.ndarray, band_nm: np.ndarray, fwhm_nm: Optional[np.ndarray] = None) -> np.ndarray:
+    """Boolean (B,): the library (sampled at ``lib_nm``) has data within each band's
+    response on both sides of its centre: a sample at most ``h`` below and one at most ``h``
+    above, ``h`` = max(FWHM, :data:`GAP_STEPS` × the library's local step). The local step is
+    the median of the 4 library steps either side of the centre, the step spanning the
+    centre left out: a hole in the library (an absorption region cut out) is not its own
+    measure, while a library sampled as coarsely everywhere covers every band. Centres
+    beyond the library's ends count from the end sample (the range rule judges those)."""
+    lib = np.unique(np.asarray(lib_nm, dtype=np.float64))
+    c = np.clip(np.asarray(band_nm, dtype=np.float64), lib[0], lib[-1])
+    if lib.size < 3:
+        return np.ones(c.shape, dtype=bool)
+    steps = np.diff(lib)
+    lo = np.searchsorted(lib, c, side="right") - 1  # last sample <= c
+    hi = np.searchsorted(lib, c, side="left")  # first sample >= c
+    h = np.zeros(c.shape)
+    for i in range(c.size):  # steps lo-4..lo-1 and hi..hi+3 (the one spanning c, lo..hi, excluded)
+        near = np.r_[steps[max(0, lo[i] - 4):lo[i]], steps[hi[i]:hi[i] + 4]]
+        h[i] = GAP_STEPS * float(np.median(near if near.size else steps))
+    if fwhm_nm is not None:
+        f = np.asarray(fwhm_nm, dtype=np.float64)
+        h = np.maximum(h, np.where(np.isfinite(f) & (f > 0), f, 0.0))
+    return (c - lib[lo] <= h) & (lib[hi] - c <= h)
+
+
+def _gap_warning(lib_nm, band_nm, gap: np.ndarray) -> str:
+    lib = np.unique(np.asarray(lib_nm, dtype=np.float64))
+    holes = []
+    for b in gap:
+        lo = lib[np.searchsorted(lib, band_nm[b], side="right") - 1]
+        hi = lib[np.searchsorted(lib, band_nm[b], side="left")]
+        if (lo, hi) not in holes:
+            holes.append((lo, hi))
+    named = ", ".join(f"band {b + 1} ({band_nm[b]:.1f} nm)" for b in gap[:12]) + (" …" if gap.size > 12 else "")
+    where = "; ".join(f"{lo:.0f}–{hi:.0f} nm" for lo, hi in holes[:4])
+    return (f"Left out {gap.size} band(s) the library has no data for (its gap {where} would be bridged by "
+            f"interpolation): {named}; use a library that covers them to keep them")
+
+
 def in_water_band(wl_nm: np.ndarray) -> np.ndarray:
     """Boolean (B,): wavelength inside one of :data:`WATER_BANDS_NM`."""
     wl = np.asarray(wl_nm, dtype=float)
@@ -298,6 +341,10 @@ def match_library(info: ImageInfo, library: SpectralLibrary, mask_water_bands: b
                 "Check the wavelength units of both (nm vs µm) or use a library that covers the image",
             )
         drop(outside, keep, REASON_RANGE)
+        gap = ~library_covers(lib_wl, img_wl, info.fwhm_nm) & keep
+        if gap.any():
+            warnings.append(_gap_warning(lib_wl, img_wl, np.flatnonzero(gap)))
+        drop(gap, keep, REASON_GAP)
         idx = np.flatnonzero(keep)
         fwhm = None if info.fwhm_nm is None else np.asarray(info.fwhm_nm, dtype=float)[idx]
         if idx.size:

@@ -273,14 +273,15 @@ def _decide(plan: RunPlan, image, library, read_pixels: bool, note) -> None:
         for w in band_rules.check_reflectance_scale(plan.sample, plan.E):
             plan.warnings.append(w)
             note(0.9, "warning: " + w)
-        from .fit_check import assess_fit, poor_fit_message, stand_in_flags
+        from .fit_check import assess_fit, loud_band_message, poor_fit_message, stand_in_flags
 
         plan.fit = assess_fit(plan.sample, plan.E, seed=opts.seed)
         automatic = plan.selection.get("mode") == "automatic"
         flags = stand_in_flags(plan.fit, plan.names)
         if automatic and flags:  # beside the selection's own (noise-level, look-alike) flags
             plan.selection["flags"] = list(plan.selection.get("flags") or []) + flags
-        for msg in ([poor_fit_message(plan.fit, automatic)] if plan.fit["poor"] else []) + flags:
+        loud = loud_band_message(plan.fit, plan.bands, info.wavelengths_nm)
+        for msg in ([poor_fit_message(plan.fit, automatic)] if plan.fit["poor"] else []) + flags + ([loud] if loud else []):
             plan.warnings.append(msg)
             note(0.9, "warning: " + msg)
 
