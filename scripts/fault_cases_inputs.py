@@ -1,0 +1,83 @@
+"""Fault-audit cases of issue #22 part B: the inputs — masks and no-data from every source,
+georeferencing, library holes, dead bands, sensor no-data and the messages about them.
+
+``cases()`` is appended to :func:`fault_audit.cases`; each case builds its inputs in its
+set-up, in the sandbox (see ``scripts/fault_audit.py`` for what makes a case clean).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from fault_audit import Case, _cube, _unmix, _warned, write_library
+
+TESTS = Path(__file__).resolve().parents[1] / "tests"
+
+
+def _sensor_products():
+    """tests/sensor_products.py: the EnMAP fixture writer (the product as DLR delivers it)."""
+    if str(TESTS) not in sys.path:
+        sys.path.insert(0, str(TESTS))
+    import sensor_products
+
+    return sensor_products
+
+
+def _dead(Y: np.ndarray) -> np.ndarray:
+    Y[[20, 21, 30]] = -9999.0  # the scene's nodata value in three whole bands
+    return Y
+
+
+def _enmap(**kw):
+    """An EnMAP L2A product folder ``enmap/<ID>`` and its library ``enmap_lib.csv``."""
+    def setup(box: Path, sc) -> dict:
+        sp = _sensor_products()
+        folder, _ = sp.write_enmap(box / "enmap", **kw)
+        sp.write_library(box / "enmap_lib.csv")
+        return {}
+    return setup
+
+
+def _enmap_dead_bands():
+    sp = _sensor_products()
+    wl, fwhm, gain, offset = sp.enmap_bands()
+    dead = (1320.2, 1332.6, 1467.0)
+    return _enmap(bands=(np.r_[wl, dead], np.r_[fwhm, [11.0] * 3], np.r_[gain, [1e-4] * 3],
+                         np.r_[offset, [0.0] * 3]), dead_nm=dead)
+
+
+def _background_is_nodata(box: Path) -> Optional[str]:
+    """The EnMAP fixture's background pixel (1, 2) holds ``backgroundValue`` 0: nodata."""
+    from urdm_plugin.core.io.image import read_image
+
+    m = json.loads((box / "out" / "run.json").read_text(encoding="utf-8"))
+    valid = read_image(str(box / "out" / m["endmembers"][0]["file"]))[1]
+    return None if not valid[1, 2] else "the background pixel (backgroundValue 0) was unmixed"
+
+
+def _holed_library(box: Path, sc) -> dict:
+    keep = (sc.wl < 1000) | (sc.wl > 1300)
+    write_library(box / "holed.csv", sc.wl[keep], sc.E[keep])
+    return {}
+
+
+def cases() -> list:
+    C = []
+    enmap = ["{box}/enmap/" + _sensor_products().ENMAP_ID, "{box}/enmap_lib.csv"]
+    # 5. dead bands: left out, named, the run goes on
+    C += [Case("inputs", "three bands all nodata (left out, named)", _unmix(img="{box}/dead.tif"), code=0, out="out",
+               setup=_cube("dead.tif", _dead), check=_warned("band 21")),
+          Case("inputs", "an EnMAP product with dead bands at 1320, 1333, 1467 nm",
+               _unmix(img=enmap[0], lib=enmap[1]), code=0, out="out", setup=_enmap_dead_bands(),
+               check=_warned("1467.0 nm"))]
+    # 6. the real EnMAP no-data element
+    C += [Case("inputs", "EnMAP specific/backgroundValue 0 is the no-data", _unmix(img=enmap[0], lib=enmap[1]),
+               code=0, out="out", setup=_enmap(background=0), check=_background_is_nodata)]
+    # 4. a library with a hole: the bands in it left out and named
+    C += [Case("inputs", "a library without data between 1000 and 1300 nm", _unmix(lib="{box}/holed.csv"), code=0,
+               out="out", setup=_holed_library, check=_warned("no data"))]
+    return C
