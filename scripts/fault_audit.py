@@ -361,7 +361,8 @@ def cases() -> list:
             (["--method", "tv"] if opt[0] == "--max-iter" else [])
         C.append(Case("options", " ".join(opt), _unmix(*method, *opt)))
     C += [Case("options", "--lam for a method without a weight", _unmix("--method", "fcls", "--lam", "0.3")),
-          Case("options", "a mask on another grid", _unmix("--mask", "{box}/mask.tif"),
+          Case("options", "a smaller mask on the same georeferenced grid (placed by georeference)",
+               _unmix("--mask", "{box}/mask.tif"), code=0, out="out",
                setup=lambda box, sc: write_cube(box / "mask.tif", np.ones((1, 7, 9), np.float32), None, nodata=None) and {})]
     # 5. messages: the image
     C += [Case("image", "missing", _unmix(img="{box}/nope.tif")),

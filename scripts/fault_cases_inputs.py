@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-from fault_audit import Case, _cube, _unmix, _warned, write_library
+from fault_audit import Case, _cube, _unmix, _warned, write_cube, write_library
 
 TESTS = Path(__file__).resolve().parents[1] / "tests"
 
@@ -65,6 +65,39 @@ def _holed_library(box: Path, sc) -> dict:
     return {}
 
 
+def _mask_away(box: Path, sc) -> dict:
+    """A mask raster of the image's size, 100 km east of it."""
+    write_cube(box / "away.tif", np.ones((1, *sc.Y.shape[1:]), np.float32), None, nodata=None)
+    from osgeo import gdal
+
+    ds = gdal.Open(str(box / "away.tif"), gdal.GA_Update)
+    gt = list(ds.GetGeoTransform())
+    ds.SetGeoTransform([gt[0] + 100000.0, *gt[1:]])
+    ds = None
+    return {}
+
+
+def _internal_mask(box: Path, sc) -> dict:
+    """scene.tif with an internal (per-dataset) mask: 0 on rows 2–4, columns 3–6."""
+    from osgeo import gdal
+
+    write_cube(box / "masked.tif", sc.Y, sc.wl)
+    ds = gdal.Open(str(box / "masked.tif"), gdal.GA_Update)
+    ds.CreateMaskBand(gdal.GMF_PER_DATASET)
+    m = np.full(sc.Y.shape[1:], 255, np.uint8)
+    m[2:5, 3:7] = 0
+    ds.GetRasterBand(1).GetMaskBand().WriteArray(m)
+    ds = None
+    return {}
+
+
+def _internal_mask_nodata(box: Path) -> Optional[str]:
+    from urdm_plugin.core.io.image import read_image
+
+    valid = read_image(str(box / "out" / "Tree.tif"))[1]
+    return "masked pixels were unmixed" if valid[2:5, 3:7].any() else None
+
+
 def cases() -> list:
     C = []
     enmap = ["{box}/enmap/" + _sensor_products().ENMAP_ID, "{box}/enmap_lib.csv"]
@@ -77,6 +110,11 @@ def cases() -> list:
     # 6. the real EnMAP no-data element
     C += [Case("inputs", "EnMAP specific/backgroundValue 0 is the no-data", _unmix(img=enmap[0], lib=enmap[1]),
                code=0, out="out", setup=_enmap(background=0), check=_background_is_nodata)]
+    # 1. masks from every source GDAL offers; a --mask placed by georeference
+    C += [Case("inputs", "a mask of the image's size 100 km away", _unmix("--mask", "{box}/away.tif"),
+               setup=_mask_away, word="does not overlap"),
+          Case("inputs", "a GeoTIFF's internal mask band", _unmix(img="{box}/masked.tif"), code=0, out="out",
+               setup=_internal_mask, check=_internal_mask_nodata)]
     # 4. a library with a hole: the bands in it left out and named
     C += [Case("inputs", "a library without data between 1000 and 1300 nm", _unmix(lib="{box}/holed.csv"), code=0,
                out="out", setup=_holed_library, check=_warned("no data"))]

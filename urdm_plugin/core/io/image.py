@@ -1,12 +1,12 @@
 """Block-wise GDAL reading of hyperspectral images: metadata (wavelengths, scale, nodata) and pixels.
 
-Size note: ~420 lines, metadata (four places wavelengths may live) and block-wise reading of
-the same :class:`ImageInfo`; the wavelength lookup is the larger half.
+Size note: ~560 lines, metadata (four places wavelengths may live), GDAL mask bands and
+block-wise reading of the same :class:`ImageInfo`; the wavelength lookup is the larger half.
 
 Reading (:func:`open_image`, :func:`iter_row_blocks`, :func:`read_window`) works for any
 format GDAL reads (GeoTIFF, ENVI, VRT, ...). Values come back as float32 with each
 band's scale/offset applied; a pixel is invalid when any band read is nodata or not
-finite. Wavelengths are converted to nm, looked up in this order:
+finite, or a GDAL mask band (a GeoTIFF's internal mask, an alpha band) marks it. Wavelengths are converted to nm, looked up in this order:
 
 1. the ENVI metadata domain (``wavelength`` + ``wavelength_units``, also ``fwhm``, ``bbl``);
 2. per-band metadata ``wavelength`` (+ ``wavelength_units`` on the band or the dataset);
@@ -83,6 +83,10 @@ class ImageInfo:
     source_path: str = ""
     quality_mask_path: str = ""
     product_description: str = ""
+    #: per band, the GDAL mask that marks its invalid pixels beyond nodata: "dataset" (one
+    #: mask for all bands: a GeoTIFF's internal mask, an alpha band), "band" (its own) or ""
+    #: (none); None when not looked at (an ImageInfo made by hand)
+    mask_bands: Optional[list] = None
 
 
 def _open_dataset(path: str):
@@ -206,6 +210,15 @@ def _read_wavelengths(ds, path: str) -> tuple:
     return None, None, bbl, "", ""
 
 
+def _mask_kind(band) -> str:
+    """"dataset", "band" or "": the kind of GDAL mask ``band`` has beyond its nodata value
+    (GMF_ALL_VALID: none; GMF_NODATA: the nodata value, applied separately)."""
+    flags = band.GetMaskFlags()
+    if flags & (gdal.GMF_ALL_VALID | gdal.GMF_NODATA):
+        return ""
+    return "dataset" if flags & gdal.GMF_PER_DATASET else "band"
+
+
 def _is_number(text) -> bool:
     try:
         float(text)
@@ -239,13 +252,14 @@ def open_image(path: Union[str, os.PathLike]) -> ImageInfo:
         gt = tuple(float(v) for v in ds.GetGeoTransform(can_return_null=False) or (0, 1, 0, 0, 0, 1))
         wkt = ds.GetProjection() or ""
         wl, fwhm, bbl, source, unit = _read_wavelengths(ds, p)
-        scales, offsets, nodata, names = [], [], [], []
+        scales, offsets, nodata, names, masks = [], [], [], [], []
         for i in range(B):
             b = ds.GetRasterBand(i + 1)
             s, o = b.GetScale(), b.GetOffset()
             scales.append(1.0 if s is None or s == 0 or not math.isfinite(s) else float(s))
             offsets.append(0.0 if o is None or not math.isfinite(o) else float(o))
             nodata.append(b.GetNoDataValue())
+            masks.append(_mask_kind(b))
             names.append(b.GetDescription() or f"Band {i + 1}")
         drv = ds.GetDriver()
         return ImageInfo(
@@ -254,6 +268,7 @@ def open_image(path: Union[str, os.PathLike]) -> ImageInfo:
             nodata=nodata, usable=np.ones(B, dtype=bool) if bbl is None else bbl, band_names=names,
             dtype_name=gdal.GetDataTypeName(ds.GetRasterBand(1).DataType), wavelength_source=source,
             wavelength_unit=unit, driver=drv.ShortName if drv is not None else "",
+            mask_bands=masks,
         )
     finally:
         ds = None
@@ -338,9 +353,30 @@ def _read(ds, info: ImageInfo, bands: list, col0: int, row0: int, w: int, h: int
             elif raw.dtype.kind == "f" or info.scales[b] > 3e38:  # integers scaled normally stay finite
                 valid &= np.isfinite(out)
         del raw
+    _apply_mask_bands(ds, info, bands, col0, row0, w, h, valid)
     if not valid.all():
         data[:, ~valid] = 0.0  # keep NaN/inf and nodata out of the solvers
     return data, valid
+
+
+def _apply_mask_bands(ds, info: ImageInfo, bands: list, col0: int, row0: int, w: int, h: int,
+                      valid: np.ndarray) -> None:
+    """Clear ``valid`` where the GDAL mask of a band read (:attr:`ImageInfo.mask_bands`:
+    a GeoTIFF's internal mask, an alpha band, a per-band mask) is 0; a per-dataset mask is
+    read once."""
+    kinds = info.mask_bands or []
+    done_dataset = False
+    for b in bands:
+        kind = kinds[b] if b < len(kinds) else ""
+        if not kind or (kind == "dataset" and done_dataset):
+            continue
+        with QuietGdal() as q:
+            m = ds.GetRasterBand(b + 1).GetMaskBand().ReadAsArray(col0, row0, w, h)
+        if m is None:
+            raise InputImageError(f"Reading the mask of band {b + 1} of '{info.path}' failed ({q.last or 'no reason'})",
+                                  "Check that the file is complete and readable")
+        valid &= m != 0
+        done_dataset = done_dataset or kind == "dataset"
 
 
 def check_window(info: ImageInfo, col0: int, row0: int, w: int, h: int) -> None:
