@@ -115,6 +115,15 @@ def cases() -> list:
                setup=_mask_away, word="does not overlap"),
           Case("inputs", "a GeoTIFF's internal mask band", _unmix(img="{box}/masked.tif"), code=0, out="out",
                setup=_internal_mask, check=_internal_mask_nodata)]
+    # 2. degenerate images
+    C += [Case("inputs", "an all-zero image (no signal)", _unmix(img="{box}/zero.tif"), word="no signal",
+               setup=_cube("zero.tif", np.zeros_like)),
+          Case("inputs", "vca on an all-zero image", ["vca", "{box}/zero.tif", "3", "{box}/em.csv"], word="no signal",
+               setup=_cube("zero.tif", np.zeros_like)),
+          Case("inputs", "vca auto on an all-zero image", ["vca", "{box}/zero.tif", "auto", "{box}/em.csv"],
+               word="no signal", setup=_cube("zero.tif", np.zeros_like)),
+          Case("inputs", "vca of 4 endmembers on a 2×2 image", ["vca", "{box}/tiny.tif", "4", "{box}/em.csv"],
+               word="distinct", setup=_cube("tiny.tif", lambda Y: Y[:, :2, :2]))]
     # 4. a library with a hole: the bands in it left out and named
     C += [Case("inputs", "a library without data between 1000 and 1300 nm", _unmix(lib="{box}/holed.csv"), code=0,
                out="out", setup=_holed_library, check=_warned("no data"))]

@@ -261,3 +261,42 @@ def test_vca_auto_with_identify_end_to_end(scene, tmp_path):
     assert "HySime" in report and "Identified" in report
     r = run_cli("vca", tif, "0", tmp_path / "zero.csv")
     assert r.returncode == 2 and "at least 1" in r.stderr
+
+
+def _flat_tif(path: Path, Y: np.ndarray) -> Path:
+    """Y (B, H, W) as a float32 GeoTIFF with wavelengths 400–2400 nm (no nodata)."""
+    B, H, W = Y.shape
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), W, H, B, gdal.GDT_Float32)
+    ds.SetGeoTransform((500000.0, 30.0, 0.0, 4100000.0, 0.0, -30.0))
+    for b, w in enumerate(np.linspace(400, 2400, B)):
+        ds.GetRasterBand(b + 1).WriteArray(Y[b])
+        ds.GetRasterBand(b + 1).SetMetadataItem("wavelength", f"{w:.1f}")
+    ds = None
+    return path
+
+
+def test_an_image_without_signal_is_refused_by_unmix_and_vca(scene, tmp_path, capsys):
+    """An all-zero image is not 100 % of one material (exit 0), nor VCA endmembers of zeros
+    with noise σ nan: one line each, exit 2, nothing written."""
+    _, csv, _ = scene
+    zero = _flat_tif(tmp_path / "zero.tif", np.zeros((60, 6, 7), np.float32))
+    assert cli.main(["unmix", str(zero), str(csv), str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "holds no signal" in err and "zero.tif" in err and err.count("\n") == 1
+    assert cli.main(["vca", str(zero), "3", str(tmp_path / "em.csv")]) == 2
+    assert "holds no signal" in capsys.readouterr().err
+    assert cli.main(["vca", str(zero), "auto", str(tmp_path / "em.csv")]) == 2
+    assert "holds no signal" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "em.csv").exists()
+
+
+def test_vca_on_too_few_distinct_pixels_is_refused(tmp_path, capsys):
+    """A 2×2 image has 4 pixels: 4 endmembers from it would be the pixels' one average
+    four times (refused); 3 come out distinct."""
+    Y = np.random.default_rng(5).uniform(0.05, 0.6, (60, 2, 2)).astype(np.float32)
+    tif = _flat_tif(tmp_path / "tiny.tif", Y)
+    assert cli.main(["vca", str(tif), "4", str(tmp_path / "em.csv")]) == 2
+    assert "only 4 distinct pixel spectra" in capsys.readouterr().err
+    assert cli.main(["vca", str(tif), "3", str(tmp_path / "em3.csv")]) == 0
+    E = np.loadtxt(tmp_path / "em3.csv", delimiter=",", skiprows=1)[:, 1:]
+    assert np.unique(E.T.round(6), axis=0).shape[0] == 3

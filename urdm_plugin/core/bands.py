@@ -385,6 +385,18 @@ def require_bands(n_bands: int, n_endmembers: int) -> None:
         )
 
 
+def require_signal(Y_sample: np.ndarray, what: str) -> None:
+    """Raise :class:`InputImageError` when the valid pixels ``Y_sample`` (B, N) hold no
+    signal: every value the same (an all-zero image, a constant fill). Unmixed, such an image
+    comes out as 100 % of one material; its fit and noise are undefined."""
+    Y = np.asarray(Y_sample)
+    if Y.size and float(Y.min()) == float(Y.max()):
+        raise InputImageError(
+            f"{what} holds no signal: every value of its {Y.shape[1]} valid sampled pixels is {float(Y.flat[0]):g} "
+            "in every band",
+            "Check that the file holds the data (a failed export writes zeros) and its scale, offset and nodata")
+
+
 def check_reflectance_scale(Y_sample: np.ndarray, E: np.ndarray) -> list:
     """Warnings when image and library look like different scales.
 

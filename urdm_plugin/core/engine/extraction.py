@@ -75,7 +75,7 @@ def extract_endmembers(image_path: Union[str, Path], n: Union[int, str] = AUTO, 
     after the identification) on those bands (wavelengths in nm, or None when the image has
     none).
     """
-    from ..bands import usable_image_bands
+    from ..bands import require_signal, usable_image_bands
     from ..io.image import open_image, sample_pixels
 
     n = parse_n(n)
@@ -86,6 +86,12 @@ def extract_endmembers(image_path: Union[str, Path], n: Union[int, str] = AUTO, 
         raise InputImageError(f"{n} endmembers need at least {n} usable bands; the image has {len(bands)}",
                               "Extract fewer endmembers")
     Y = sample_pixels(info, bands, n=int(max_pixels), seed=int(seed)).astype(np.float64)
+    require_signal(Y, f"The image '{Path(str(info.source_path or info.path)).name}'")
+    distinct = np.unique(Y.T, axis=0).shape[0]
+    if n != AUTO and distinct < n + 1:  # k vertices and at least one pixel that is not one
+        raise InputImageError(f"The image has only {distinct} distinct pixel spectra: too few to extract {n} "
+                              "endmembers (VCA needs at least one more than it extracts)",
+                              "Extract fewer endmembers, or use a larger image")
     hs = None
     lines = []
     if n == AUTO:
@@ -126,7 +132,9 @@ def _neighbour_means(Y: np.ndarray, picks, k: int = NEIGHBOURS) -> np.ndarray:
     bands) — the same material, with the noise of one pixel divided by about √k."""
     sq = np.einsum("bn,bn->n", Y, Y)
     out = []
-    for i in np.asarray(picks, dtype=int):
+    picks = np.asarray(picks, dtype=int)
+    k = min(k, max(1, Y.shape[1] // max(1, picks.size)))  # few pixels: the picks' averages stay apart
+    for i in picks:
         d = sq - 2.0 * (Y[:, i] @ Y) + sq[i]
         near = np.argpartition(d, min(k, Y.shape[1]) - 1)[:k]
         out.append(Y[:, near].mean(axis=1))

@@ -262,6 +262,7 @@ def _decide(plan: RunPlan, image, library, read_pixels: bool, note) -> None:
         if not sample.shape[1] and _drop_dead_bands(plan, note):  # a dead band leaves no pixel valid
             sample = read_sample(info, plan.bands, plan.extent)
         plan.sample = _in_range(sample, info, plan.warnings, note)
+        band_rules.require_signal(plan.sample, f"The image '{Path(str(info.source_path or info.path)).name}'")
     if plan.selection is None:
         if plan.sample is None:
             plan.selection = {"mode": "automatic-pending", "from": len(plan.names), "max": limit,
@@ -275,7 +276,10 @@ def _decide(plan: RunPlan, image, library, read_pixels: bool, note) -> None:
             note(0.9, "warning: " + w)
         from .fit_check import assess_fit, loud_band_message, poor_fit_message, stand_in_flags
 
-        plan.fit = assess_fit(plan.sample, plan.E, seed=opts.seed)
+        fit = assess_fit(plan.sample, plan.E, seed=opts.seed)
+        plan.fit = fit if fit["pixels"] else None  # never "residual 0.0" on no pixel (all spectra 0)
+        if plan.fit is None:
+            return
         automatic = plan.selection.get("mode") == "automatic"
         flags = stand_in_flags(plan.fit, plan.names)
         if automatic and flags:  # beside the selection's own (noise-level, look-alike) flags
