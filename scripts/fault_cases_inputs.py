@@ -98,6 +98,57 @@ def _internal_mask_nodata(box: Path) -> Optional[str]:
     return "masked pixels were unmixed" if valid[2:5, 3:7].any() else None
 
 
+def _ungeoreferenced(box: Path, name: str, sc):
+    """The scene as ``name`` without geotransform or CRS: (dataset open for update, W, H)."""
+    from osgeo import gdal
+
+    B, H, W = sc.Y.shape
+    ds = gdal.GetDriverByName("GTiff").Create(str(box / name), W, H, B, gdal.GDT_Float32)
+    for b in range(B):
+        ds.GetRasterBand(b + 1).WriteArray(sc.Y[b])
+        ds.GetRasterBand(b + 1).SetMetadataItem("wavelength", f"{sc.wl[b]:.3f}")
+    return ds, W, H
+
+
+def _no_geotransform(box: Path, sc) -> dict:
+    """``nogt.tif``: the scene without any georeferencing; ``gcps.tif``: with four GCPs only."""
+    from osgeo import gdal, osr
+
+    _ungeoreferenced(box, "nogt.tif", sc)
+    ds, W, H = _ungeoreferenced(box, "gcps.tif", sc)
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(32610)
+    ds.SetGCPs([gdal.GCP(500000.0 + 30 * px, 4100000.0 - 30 * ln, 0.0, px, ln)
+                for px, ln in ((0, 0), (W, 0), (0, H), (W, H))], srs.ExportToWkt())
+    ds = None
+    return {}
+
+
+def _no_geotransform_kept(box: Path) -> Optional[str]:
+    from osgeo import gdal
+
+    out = gdal.Open(str(box / "out" / "Tree.tif"))
+    return None if out.GetGeoTransform(can_return_null=True) is None else "the output got an invented geotransform"
+
+
+def _gcps_kept(box: Path) -> Optional[str]:
+    from osgeo import gdal
+
+    return None if gdal.Open(str(box / "out" / "Tree.tif")).GetGCPCount() == 4 else "the GCPs were dropped"
+
+
+def _complex(box: Path, sc) -> dict:
+    from osgeo import gdal
+
+    B, H, W = sc.Y.shape
+    ds = gdal.GetDriverByName("GTiff").Create(str(box / "cplx.tif"), W, H, B, gdal.GDT_CFloat32)
+    for b in range(B):
+        ds.GetRasterBand(b + 1).WriteArray(sc.Y[b].astype(np.complex64))
+        ds.GetRasterBand(b + 1).SetMetadataItem("wavelength", f"{sc.wl[b]:.3f}")
+    ds = None
+    return {}
+
+
 def cases() -> list:
     C = []
     enmap = ["{box}/enmap/" + _sensor_products().ENMAP_ID, "{box}/enmap_lib.csv"]
@@ -124,6 +175,14 @@ def cases() -> list:
                word="no signal", setup=_cube("zero.tif", np.zeros_like)),
           Case("inputs", "vca of 4 endmembers on a 2×2 image", ["vca", "{box}/tiny.tif", "4", "{box}/em.csv"],
                word="distinct", setup=_cube("tiny.tif", lambda Y: Y[:, :2, :2]))]
+    # 3. georeferencing kept, or its absence kept; complex images refused
+    C += [Case("inputs", "an image without geotransform (none invented, a warning)", _unmix(img="{box}/nogt.tif"),
+               code=0, out="out", setup=_no_geotransform,
+               check=lambda box: _warned("no georeferencing")(box) or _no_geotransform_kept(box)),
+          Case("inputs", "an image georeferenced by GCPs (copied to the outputs)", _unmix(img="{box}/gcps.tif"),
+               code=0, out="out", setup=_no_geotransform, check=_gcps_kept),
+          Case("inputs", "a complex-valued image", _unmix(img="{box}/cplx.tif"), setup=_complex,
+               word="complex-valued")]
     # 4. a library with a hole: the bands in it left out and named
     C += [Case("inputs", "a library without data between 1000 and 1300 nm", _unmix(lib="{box}/holed.csv"), code=0,
                out="out", setup=_holed_library, check=_warned("no data"))]

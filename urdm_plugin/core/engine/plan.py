@@ -216,6 +216,11 @@ def _decide(plan: RunPlan, image, library, read_pixels: bool, note) -> None:
     plan.info = info
     plan.extent = check_extent(opts, info)
     note(0.0, f"Opened {Path(str(info.path)).name}: {info.width}×{info.height} pixels, {info.band_count} bands")
+    if not getattr(info, "georeferenced", True) and not getattr(info, "gcps", ()) and not getattr(info, "rpc", {}):
+        msg = (f"'{Path(str(info.source_path or info.path)).name}' has no georeferencing (no geotransform, GCPs or "
+               "RPCs): the outputs have none either and will not line up with other layers on a map")
+        plan.warnings.append(msg)
+        note(0.0, "warning: " + msg)
 
     if isinstance(library, SpectralLibrary):
         lib, plan.library_label = library, library.path or "<in-memory library>"

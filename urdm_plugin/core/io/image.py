@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator, Optional, Sequence, Union
 
 import numpy as np
@@ -87,6 +87,14 @@ class ImageInfo:
     #: mask for all bands: a GeoTIFF's internal mask, an alpha band), "band" (its own) or ""
     #: (none); None when not looked at (an ImageInfo made by hand)
     mask_bands: Optional[list] = None
+    #: False when the file has no geotransform (``geotransform`` is then GDAL's pixel-grid
+    #: default, used for pixel arithmetic only and never written to outputs); ``gcps``
+    #: ((pixel, line, x, y, z), ...) with ``gcp_wkt`` and ``rpc`` (the RPC metadata domain,
+    #: {} when none) are the georeferencing outputs copy when the image has them
+    georeferenced: bool = True
+    gcps: tuple = ()
+    gcp_wkt: str = ""
+    rpc: dict = field(default_factory=dict)
 
 
 def _open_dataset(path: str):
@@ -249,7 +257,16 @@ def open_image(path: Union[str, os.PathLike]) -> ImageInfo:
         B = ds.RasterCount
         if B < 1:
             raise InputImageError(f"'{p}' has no raster bands", "Give a multiband raster image")
-        gt = tuple(float(v) for v in ds.GetGeoTransform(can_return_null=False) or (0, 1, 0, 0, 0, 1))
+        complex_bands = [i + 1 for i in range(B) if gdal.DataTypeIsComplex(ds.GetRasterBand(i + 1).DataType)]
+        if complex_bands:
+            kind = gdal.GetDataTypeName(ds.GetRasterBand(complex_bands[0]).DataType)
+            raise InputImageError(f"'{p}' is complex-valued ({kind}, band {complex_bands[0]}"
+                                  f"{' and others' if len(complex_bands) > 1 else ''}); unmixing needs real reflectance",
+                                  "Convert it to real reflectance first (e.g. its magnitude: gdal_calc.py "
+                                  "--calc 'abs(A)' --type Float32 --allBands A)")
+        native = ds.GetGeoTransform(can_return_null=True)
+        gt = tuple(float(v) for v in (native or (0, 1, 0, 0, 0, 1)))
+        gcps = tuple((g.GCPPixel, g.GCPLine, g.GCPX, g.GCPY, g.GCPZ) for g in (ds.GetGCPs() or ()))
         wkt = ds.GetProjection() or ""
         wl, fwhm, bbl, source, unit = _read_wavelengths(ds, p)
         scales, offsets, nodata, names, masks = [], [], [], [], []
@@ -268,7 +285,8 @@ def open_image(path: Union[str, os.PathLike]) -> ImageInfo:
             nodata=nodata, usable=np.ones(B, dtype=bool) if bbl is None else bbl, band_names=names,
             dtype_name=gdal.GetDataTypeName(ds.GetRasterBand(1).DataType), wavelength_source=source,
             wavelength_unit=unit, driver=drv.ShortName if drv is not None else "",
-            mask_bands=masks,
+            mask_bands=masks, georeferenced=native is not None, gcps=gcps,
+            gcp_wkt=(ds.GetGCPProjection() or "") if gcps else "", rpc=dict(ds.GetMetadata("RPC") or {}),
         )
     finally:
         ds = None
