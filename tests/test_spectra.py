@@ -333,3 +333,11 @@ def test_a_library_covering_part_of_the_image_is_warned_about():
     assert msg in narrow.report.summary()
     full = match_library(info, lib_nm(np.arange(350.0, 2560.0, 5.0)))
     assert not any("covers only" in w for w in full.report.warnings)
+
+
+def test_a_bbl_marking_every_band_bad_is_named_as_the_cause():
+    wl = np.arange(400.0, 500.0, 10.0)
+    with pytest.raises(WavelengthError, match=r"Every band of 'mem.tif' is marked bad in its ENVI bad-band list"):
+        match_library(make_info(wl, usable=np.zeros(wl.size, bool)), lib_nm(np.arange(350.0, 600.0, 5.0)))
+    with pytest.raises(WavelengthError, match=r"\(10 water-vapour absorption\).*mask_water_bands=False"):
+        match_library(make_info(np.arange(1350.0, 1450.0, 10.0)), lib_nm(np.arange(350.0, 2500.0, 5.0)))

@@ -352,10 +352,7 @@ def match_library(info: ImageInfo, library: SpectralLibrary, mask_water_bands: b
         else:
             E, method = np.empty((0, library.spectra.shape[1])), "linear"
     if idx.size == 0:
-        raise WavelengthError(
-            "No image band is left to use after dropping bad, water-vapour and out-of-range bands",
-            "Use a library that covers the image's usable bands, or set mask_water_bands=False",
-        )
+        _raise_no_band_left(info, dropped)
     wl_used = None if img_wl is None else img_wl[idx].copy()
     rng = None if wl_used is None else (float(wl_used.min()), float(wl_used.max()))
     n_out = sum(1 for d in dropped if d[2] == REASON_RANGE)
@@ -369,6 +366,26 @@ def match_library(info: ImageInfo, library: SpectralLibrary, mask_water_bands: b
         warnings=warnings, method=method, water_masked=water_masked,
     )
     return MatchedBands(idx.astype(np.int64), wl_used, np.ascontiguousarray(E), list(library.names), report)
+
+
+def _raise_no_band_left(info: ImageInfo, dropped: list) -> None:
+    """The WavelengthError naming why no band is left: the ENVI bbl when it marks every
+    band bad, else the count per reason."""
+    from pathlib import Path
+
+    counts: dict = {}
+    for _b, _w, reason in dropped:
+        counts[reason] = counts.get(reason, 0) + 1
+    name = Path(str(getattr(info, "source_path", "") or info.path)).name
+    if counts.get(REASON_BBL, 0) == int(info.band_count):
+        raise WavelengthError(f"Every band of '{name}' is marked bad in its ENVI bad-band list (bbl = 0 for all "
+                              f"{info.band_count} bands)",
+                              "Correct 'bbl' in the .hdr (1 = good band, 0 = bad) or remove it")
+    why = ", ".join(f"{n} {reason}" for reason, n in counts.items())
+    water = counts.get(REASON_WATER, 0) + counts.get(REASON_EDGE, 0)
+    raise WavelengthError(f"No band of '{name}' is left to use ({why})",
+                          "Use a library that covers the image's usable bands"
+                          + (", or keep the water-vapour bands (mask_water_bands=False)" if water else ""))
 
 
 def require_bands(n_bands: int, n_endmembers: int) -> None:

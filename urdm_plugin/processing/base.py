@@ -19,6 +19,8 @@ from qgis.core import (
 
 #: Toolbox groups: id -> display name.
 GROUPS = {"unmixing": "Unmixing", "mapproducts": "Map products"}
+#: The core's option spellings in messages -> the Processing parameters that set them.
+PROCESSING_SWITCHES = {"mask_water_bands=False": "MASK_WATER=false (vca)", "quality_mask=False": "QUALITY_MASK=false"}
 
 
 class UrdmAlgorithm(QgsProcessingAlgorithm):
@@ -86,5 +88,10 @@ class UrdmAlgorithm(QgsProcessingAlgorithm):
 
     @staticmethod
     def fail(err) -> QgsProcessingException:
-        """A user error (:class:`UrdmError`) as the one-line exception Processing shows."""
+        """A user error (:class:`UrdmError`) as the one-line exception Processing shows, its
+        option spellings as Processing's parameters."""
+        from ..core.errors import UrdmError, for_front_end
+
+        if isinstance(err, UrdmError):
+            err = for_front_end(err, PROCESSING_SWITCHES)
         return QgsProcessingException(str(err))

@@ -255,7 +255,7 @@ def _decide(plan: RunPlan, image, library, read_pixels: bool, note) -> None:
             raise InputImageError(f"Every pixel of {Path(str(info.source_path or info.path)).name} "
                                   + ("inside the mask " if opts.mask_path else "")
                                   + "is flagged by the product's quality layers (clouds, haze, …)",
-                                  "Choose a clearer scene, or turn the quality mask off (--no-quality-mask)")
+                                  "Choose a clearer scene, or turn the quality mask off (quality_mask=False)")
 
     limit = plan.auto_select_limit
     if limit < 1:  # one band: not even two endmembers can be told apart, selection or not

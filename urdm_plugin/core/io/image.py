@@ -97,11 +97,23 @@ class ImageInfo:
     rpc: dict = field(default_factory=dict)
 
 
+#: "NETCDF:", "HDF5:", "GPKG:" ...: a GDAL driver prefix, not a Windows drive letter ("C:")
+_DRIVER_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9_]+:")
+
+
+def is_plain_path(path: Union[str, os.PathLike]) -> bool:
+    """False for what GDAL opens that is no file of that name: virtual file systems
+    (``/vsizip/…``, ``/vsigzip/…``, ``/vsicurl/…``), URLs and driver-prefixed subdatasets
+    (``NETCDF:"file.nc":var``, ``HDF5:…``). Only plain paths can be said "not found"."""
+    p = str(path)
+    return not (p.startswith("/vsi") or "://" in p or _DRIVER_PREFIX.match(p))
+
+
 def _open_dataset(path: str):
     with QuietGdal() as q:
         ds = gdal.Open(str(path), gdal.GA_ReadOnly)
     if ds is None:
-        if not os.path.exists(str(path)) and "://" not in str(path) and not str(path).startswith("/vsi"):
+        if is_plain_path(path) and not os.path.exists(str(path)):
             raise InputImageError(f"Image '{path}' does not exist", "Check the path")
         raise InputImageError(
             f"GDAL cannot open '{path}' as a raster ({q.last or 'unknown format'})",
