@@ -149,6 +149,78 @@ def _complex(box: Path, sc) -> dict:
     return {}
 
 
+def _zipped(box: Path, sc) -> dict:
+    """scene.tif inside ``s.zip`` and as ``scene.tif.gz``; its first band as netCDF."""
+    import gzip
+    import shutil
+    import zipfile
+
+    from osgeo import gdal
+
+    with zipfile.ZipFile(box / "s.zip", "w") as z:
+        z.write(box / "scene.tif", "in/scene.tif")
+    with open(box / "scene.tif", "rb") as src, gzip.open(box / "scene.tif.gz", "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    gdal.Translate(str(box / "one.nc"), str(box / "scene.tif"), format="netCDF", bandList=[1])
+    return {}
+
+
+def _envi_bbl_all_bad(box: Path, sc) -> dict:
+    """The scene as an ENVI image whose bad-band list marks every band bad."""
+    from osgeo import gdal
+
+    gdal.Translate(str(box / "bbl.img"), str(box / "scene.tif"), format="ENVI")
+    hdr = box / "bbl.hdr"
+    hdr.write_text(hdr.read_text() + "wavelength units = Nanometers\nwavelength = {" + ",".join(f"{w:.3f}" for w in sc.wl)
+                   + "}\nbbl = {" + ",".join("0" * 1 for _ in sc.wl) + "}\n")
+    for aux in box.glob("bbl.img.aux.xml"):
+        aux.unlink()
+    return {}
+
+
+def _water_only(box: Path, sc) -> dict:
+    """Ten bands all inside the 1340–1460 nm water-vapour window."""
+    write_cube(box / "water.tif", sc.Y[:10], np.linspace(1350, 1450, 10))
+    return {}
+
+
+def _some_wavelengths(box: Path, sc) -> dict:
+    from osgeo import gdal
+
+    write_cube(box / "some.tif", sc.Y, sc.wl)
+    ds = gdal.Open(str(box / "some.tif"), gdal.GA_Update)
+    for b in (3, 7):
+        ds.GetRasterBand(b).SetMetadata({})
+    ds = None
+    return {}
+
+
+def _case_names(box: Path, sc) -> dict:
+    write_library(box / "case.csv", sc.wl, sc.E, ["Tree", "TREE", "Water"])
+    return {}
+
+
+def _utf16(box: Path, sc) -> dict:
+    text = (box / "library.csv").read_text(encoding="utf-8")
+    (box / "utf16.csv").write_bytes(text.encode("utf-16"))
+    return {}
+
+
+def _sli_swapped(box: Path, sc) -> dict:
+    """library.csv as an ENVI .sli (float32, big-endian) whose header says little-endian."""
+    (box / "swapped.sli").write_bytes(sc.E.T.astype(">f4").tobytes())
+    (box / "swapped.hdr").write_text(
+        f"ENVI\nfile type = ENVI Spectral Library\nsamples = {sc.E.shape[0]}\nlines = {sc.E.shape[1]}\nbands = 1\n"
+        "header offset = 0\ndata type = 4\ninterleave = bsq\nbyte order = 0\nwavelength units = Nanometers\n"
+        "wavelength = {" + ",".join(f"{w:.3f}" for w in sc.wl) + "}\nspectra names = {Tree, Soil, Water}\n")
+    return {}
+
+
+def _two_case_files(box: Path) -> Optional[str]:
+    names = {p.name.lower() for p in (box / "out").glob("*.tif")}
+    return None if {"tree.tif", "tree_2.tif"} <= names else f"files {sorted(names)}"
+
+
 def cases() -> list:
     C = []
     enmap = ["{box}/enmap/" + _sensor_products().ENMAP_ID, "{box}/enmap_lib.csv"]
@@ -186,4 +258,22 @@ def cases() -> list:
     # 4. a library with a hole: the bands in it left out and named
     C += [Case("inputs", "a library without data between 1000 and 1300 nm", _unmix(lib="{box}/holed.csv"), code=0,
                out="out", setup=_holed_library, check=_warned("no data"))]
+    # 7. messages
+    C += [Case("inputs", "a /vsizip/ image path", _unmix(img="/vsizip/{box}/s.zip/in/scene.tif"), code=0, out="out",
+               setup=_zipped),
+          Case("inputs", "a /vsigzip/ image path", _unmix(img="/vsigzip/{box}/scene.tif.gz"), code=0, out="out",
+               setup=_zipped),
+          Case("inputs", "a NETCDF:\"…\":var path (opened: its one band is too few)",
+               _unmix(img='NETCDF:"{box}/one.nc":Band1'), setup=_zipped, word="usable band"),
+          Case("inputs", "an ENVI bbl marking every band bad", _unmix(img="{box}/bbl.img"), setup=_envi_bbl_all_bad,
+               word="bad-band list"),
+          Case("inputs", "only water-vapour bands (the CLI's switch named)", _unmix(img="{box}/water.tif"),
+               setup=_water_only, word="--no-water-mask"),
+          Case("inputs", "wavelengths on some bands only", _unmix(img="{box}/some.tif"), setup=_some_wavelengths,
+               word="have no wavelength"),
+          Case("inputs", "spectra 'Tree' and 'TREE'", _unmix(lib="{box}/case.csv"), code=0, out="out",
+               setup=_case_names, check=_two_case_files),
+          Case("inputs", "a UTF-16 CSV library", _unmix(lib="{box}/utf16.csv"), code=0, out="out", setup=_utf16),
+          Case("inputs", "an .sli whose header states the wrong byte order", _unmix(lib="{box}/swapped.sli"),
+               setup=_sli_swapped, word="byte order = 1")]
     return C

@@ -440,3 +440,10 @@ def test_a_complex_image_is_refused_in_one_line(tmp_path):
     tif = make_tif(tmp_path / "cplx.tif", c, gdal.GDT_CFloat32)
     with pytest.raises(InputImageError, match=r"complex-valued \(CFloat32, band 1 and others\)"):
         open_image(tif)
+
+
+def test_wavelengths_on_some_bands_only_are_refused_not_matched_by_band_order(tmp_path):
+    md = [{"wavelength": str(500 + 40 * b)} if b not in (2, 4) else {} for b in range(6)]
+    tif = make_tif(tmp_path / "some.tif", cube(B=6), band_md=md)
+    with pytest.raises(WavelengthError, match=r"2 of the 6 bands of .* have no wavelength \(band 3, 5\)"):
+        open_image(tif)

@@ -222,6 +222,14 @@ def _read_wavelengths(ds, path: str) -> tuple:
             return raw * factor, None, bbl, "band descriptions", label
         if None not in factors:  # mixed explicit units: each converted by its own
             return np.array([v * f for v, f in parsed]), None, bbl, "band descriptions", "mixed"
+    have = [i for i, m in enumerate(per) if "wavelength" in m]
+    if 0 < len(have) < B:  # never match by band order while some bands say where they are
+        missing = [i + 1 for i in range(B) if i not in set(have)]
+        raise WavelengthError(f"{len(missing)} of the {B} bands of '{path}' have no wavelength (band "
+                              f"{', '.join(map(str, missing[:5]))}{' …' if len(missing) > 5 else ''}) while the "
+                              "others have one",
+                              "Give every band its wavelength (band metadata 'wavelength'), or none of them to "
+                              "match the library by band order")
     if unreadable is not None:  # never fall back to matching by band order behind the user's back
         band, text = unreadable
         raise WavelengthError(f"Band {band} of '{path}' has the wavelength '{str(text)[:40]}', which is not a number",
