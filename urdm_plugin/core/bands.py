@@ -230,8 +230,9 @@ def library_covers(lib_nm: np.ndarray, band_nm: np.ndarray, fwhm_nm: Optional[np
     above, ``h`` = max(FWHM, :data:`GAP_STEPS` × the library's local step). The local step is
     the median of the 4 library steps either side of the centre, the step spanning the
     centre left out: a hole in the library (an absorption region cut out) is not its own
-    measure, while a library sampled as coarsely everywhere covers every band. Centres
-    beyond the library's ends count from the end sample (the range rule judges those)."""
+    measure, while a library sampled as coarsely everywhere covers every band. A centre on
+    a library sample (within :data:`RANGE_TOLERANCE_NM`) is covered; centres beyond the
+    library's ends count from the end sample (the range rule judges those)."""
     lib = np.unique(np.asarray(lib_nm, dtype=np.float64))
     c = np.clip(np.asarray(band_nm, dtype=np.float64), lib[0], lib[-1])
     if lib.size < 3:
@@ -246,7 +247,10 @@ def library_covers(lib_nm: np.ndarray, band_nm: np.ndarray, fwhm_nm: Optional[np
     if fwhm_nm is not None:
         f = np.asarray(fwhm_nm, dtype=np.float64)
         h = np.maximum(h, np.where(np.isfinite(f) & (f > 0), f, 0.0))
-    return (c - lib[lo] <= h) & (lib[hi] - c <= h)
+    # a band on a library sample (the library sampled like the sensor, µm rounding within
+    # RANGE_TOLERANCE_NM) is covered whatever lies beside it
+    on_sample = np.minimum(c - lib[lo], lib[hi] - c) <= RANGE_TOLERANCE_NM
+    return on_sample | ((c - lib[lo] <= h) & (lib[hi] - c <= h))
 
 
 def _gap_warning(lib_nm, band_nm, gap: np.ndarray) -> str:

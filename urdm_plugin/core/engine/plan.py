@@ -195,11 +195,22 @@ def plan_run(image: Any, library: Any, options: Optional[UnmixOptions] = None, *
     plan = RunPlan(options=options or UnmixOptions())
     try:
         _decide(plan, image, library, read_pixels, progress or (lambda f, m: None))
+        _warn_without_georeferencing(plan, progress or (lambda f, m: None))  # once the run can go ahead
     except UrdmError as exc:
         if strict:
             raise
         plan.problems.append(str(exc))
     return plan
+
+
+def _warn_without_georeferencing(plan: RunPlan, note) -> None:
+    info = plan.info
+    if getattr(info, "georeferenced", True) or getattr(info, "gcps", ()) or getattr(info, "rpc", {}):
+        return
+    msg = (f"'{Path(str(info.source_path or info.path)).name}' has no georeferencing (no geotransform, GCPs or "
+           "RPCs): the outputs have none either and will not line up with other layers on a map")
+    plan.warnings.append(msg)
+    note(1.0, "warning: " + msg)
 
 
 def _decide(plan: RunPlan, image, library, read_pixels: bool, note) -> None:
@@ -216,11 +227,6 @@ def _decide(plan: RunPlan, image, library, read_pixels: bool, note) -> None:
     plan.info = info
     plan.extent = check_extent(opts, info)
     note(0.0, f"Opened {Path(str(info.path)).name}: {info.width}×{info.height} pixels, {info.band_count} bands")
-    if not getattr(info, "georeferenced", True) and not getattr(info, "gcps", ()) and not getattr(info, "rpc", {}):
-        msg = (f"'{Path(str(info.source_path or info.path)).name}' has no georeferencing (no geotransform, GCPs or "
-               "RPCs): the outputs have none either and will not line up with other layers on a map")
-        plan.warnings.append(msg)
-        note(0.0, "warning: " + msg)
 
     if isinstance(library, SpectralLibrary):
         lib, plan.library_label = library, library.path or "<in-memory library>"
