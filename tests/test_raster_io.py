@@ -447,3 +447,26 @@ def test_wavelengths_on_some_bands_only_are_refused_not_matched_by_band_order(tm
     tif = make_tif(tmp_path / "some.tif", cube(B=6), band_md=md)
     with pytest.raises(WavelengthError, match=r"2 of the 6 bands of .* have no wavelength \(band 3, 5\)"):
         open_image(tif)
+
+
+def test_a_per_band_mask_leaves_its_pixels_invalid_when_that_band_is_read(tmp_path):
+    """A VRT whose band 2 has its own mask band: pixels 0 there are invalid when band 2 is
+    read, valid when only the other bands are."""
+    c = cube(B=3, H=4, W=5)
+    make_tif(tmp_path / "a.tif", c)
+    m = np.full((4, 5), 255, np.uint8)
+    m[1, 2] = m[3, 4] = 0
+    make_tif(tmp_path / "m.tif", m[None], gdal.GDT_Byte)
+    bands = "".join(
+        f'<VRTRasterBand dataType="Float32" band="{b}"><SimpleSource><SourceFilename relativeToVRT="1">a.tif'
+        f"</SourceFilename><SourceBand>{b}</SourceBand></SimpleSource>"
+        + ('<MaskBand><VRTRasterBand dataType="Byte"><SimpleSource><SourceFilename relativeToVRT="1">m.tif'
+           "</SourceFilename><SourceBand>1</SourceBand></SimpleSource></VRTRasterBand></MaskBand>" if b == 2 else "")
+        + "</VRTRasterBand>" for b in (1, 2, 3))
+    vrt = tmp_path / "a.vrt"
+    vrt.write_text(f'<VRTDataset rasterXSize="5" rasterYSize="4">{bands}</VRTDataset>')
+    info = open_image(vrt)
+    assert info.mask_bands == ["", "band", ""]
+    valid = read_window(info, None, 0, 0, 5, 4)[1]
+    np.testing.assert_array_equal(valid, m != 0)
+    assert read_window(info, [0, 2], 0, 0, 5, 4)[1].all()
