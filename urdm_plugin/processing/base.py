@@ -19,8 +19,9 @@ from qgis.core import (
 
 #: Toolbox groups: id -> display name.
 GROUPS = {"unmixing": "Unmixing", "mapproducts": "Map products"}
-#: The core's option spellings in messages -> the Processing parameters that set them.
-PROCESSING_SWITCHES = {"mask_water_bands=False": "MASK_WATER=false (vca)", "quality_mask=False": "QUALITY_MASK=false"}
+#: The core's option spellings in messages -> the Processing parameters that set them (the
+#: unmix algorithm has no water-band switch: that advice keeps the Python API's spelling).
+PROCESSING_SWITCHES = {"quality_mask=False": "QUALITY_MASK=false"}
 
 
 class UrdmAlgorithm(QgsProcessingAlgorithm):

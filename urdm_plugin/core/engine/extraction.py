@@ -133,7 +133,6 @@ def _neighbour_means(Y: np.ndarray, picks, k: int = NEIGHBOURS) -> np.ndarray:
     sq = np.einsum("bn,bn->n", Y, Y)
     out = []
     picks = np.asarray(picks, dtype=int)
-    k = min(k, max(1, Y.shape[1] // max(1, picks.size)))  # few pixels: the picks' averages stay apart
     for i in picks:
         d = sq - 2.0 * (Y[:, i] @ Y) + sq[i]
         near = np.argpartition(d, min(k, Y.shape[1]) - 1)[:k]
@@ -163,14 +162,16 @@ def robust_vca(Y: np.ndarray, k: int, seed: int = 0) -> tuple:
     from .fit_check import assess_fit
 
     best = None
+    near = min(NEIGHBOURS, max(1, Y.shape[1] // k))  # few pixels: the picks' averages stay apart
     for mode, snr in (("projective", 100.0), ("affine", 0.0)):  # forced either side of its threshold
         _E, picks = vca(Y, k, seed=seed, snr_db=snr)
-        E = _neighbour_means(Y, picks)
+        E = _neighbour_means(Y, picks, near)
         rel = assess_fit(Y, E, seed=seed)["relative_residual"]
         if best is None or rel < best[0]:
             best = (rel, mode, E)
     rel, mode, E = best
-    return E, (f"VCA ({mode} projection, each pick averaged with its {NEIGHBOURS - 1} nearest pixels) "
+    how = f"each pick averaged with its {near - 1} nearest pixels" if near > 1 else "single-pixel picks"
+    return E, (f"VCA ({mode} projection, {how}) "
                f"leaves a residual of {rel:.0%} of a pixel's reflectance on average")
 
 
