@@ -66,7 +66,7 @@ def enmap_bands() -> tuple:
     return wl, fwhm, gain, offset
 
 
-def enmap_xml(wl, fwhm, gain, offset) -> str:
+def enmap_xml(wl, fwhm, gain, offset, background=None) -> str:
     bands = "\n".join(
         f'      <bandID number="{i + 1}">\n'
         f"        <wavelengthCenterOfBand>{wl[i]:.3f}</wavelengthCenterOfBand>\n"
@@ -77,32 +77,43 @@ def enmap_xml(wl, fwhm, gain, offset) -> str:
     return ('<?xml version="1.0" encoding="UTF-8"?>\n<level_X>\n  <metadata>\n'
             f"    <name>{ENMAP_ID}</name>\n    <processingLevel>L2A</processingLevel>\n  </metadata>\n"
             f"  <specific>\n    <numberOfBands>{len(wl)}</numberOfBands>\n"
-            f"    <bandCharacterisation>\n{bands}\n    </bandCharacterisation>\n  </specific>\n</level_X>\n")
+            + ("" if background is None else f"    <backgroundValue>{background}</backgroundValue>\n")
+            + f"    <bandCharacterisation>\n{bands}\n    </bandCharacterisation>\n  </specific>\n</level_X>\n")
 
 
 def write_enmap(root: Path, h: int = 10, w: int = 12, seed: int = 1, xml: bool = True,
-                image: bool = True) -> tuple:
+                image: bool = True, bands: tuple = None, dead_nm: tuple = (), background=None) -> tuple:
     """An EnMAP L2A product folder ``root/<ID>/``: int16 ``-SPECTRAL_IMAGE.TIF`` (nodata
     −32768 at pixel (1, 2)), ``-METADATA.XML`` and the five QL_QUALITY layers (cloud at
-    (5, 6), haze at (7, 8), cirrus class 2 at (3, 9))."""
+    (5, 6), haze at (7, 8), cirrus class 2 at (3, 9)).
+
+    ``bands``: (wavelengths, fwhm, gain, offset) instead of :func:`enmap_bands`;
+    ``dead_nm``: the bands nearest these wavelengths hold the no-data value everywhere (as
+    delivered bad bands do); ``background``: written as ``specific/backgroundValue`` (as
+    DLR's processor does) and used for the no-data pixel, the TIF then having no nodata."""
     folder = Path(root) / ENMAP_ID
     folder.mkdir(parents=True, exist_ok=True)
-    wl, fwhm, gain, offset = enmap_bands()
+    wl, fwhm, gain, offset = enmap_bands() if bands is None else (np.asarray(v, float) for v in bands)
+    B = wl.size
+    nodata = -32768 if background is None else int(background)
     A = abundances(h, w, seed)
     Y = np.einsum("bk,khw->bhw", spectra(wl), A)
     dn = np.round((Y - offset[:, None, None]) / gain[:, None, None]).astype(np.int16)
-    dn[:, 1, 2] = -32768
+    dn[:, 1, 2] = nodata
+    dead = sorted({int(np.argmin(np.abs(wl - d))) for d in dead_nm})
+    dn[dead] = nodata
     if image:
-        ds = gdal.GetDriverByName("GTiff").Create(str(folder / f"{ENMAP_ID}-SPECTRAL_IMAGE.TIF"), w, h, 32,
+        ds = gdal.GetDriverByName("GTiff").Create(str(folder / f"{ENMAP_ID}-SPECTRAL_IMAGE.TIF"), w, h, B,
                                                   gdal.GDT_Int16, ["INTERLEAVE=BAND"])
         ds.SetGeoTransform(ENMAP_GT)
         ds.SetProjection(_srs(32633))
-        for b in range(32):
+        for b in range(B):
             ds.GetRasterBand(b + 1).WriteArray(dn[b])
-            ds.GetRasterBand(b + 1).SetNoDataValue(-32768)
+            if background is None:
+                ds.GetRasterBand(b + 1).SetNoDataValue(-32768)
         ds = None
     if xml:
-        (folder / f"{ENMAP_ID}-METADATA.XML").write_text(enmap_xml(wl, fwhm, gain, offset))
+        (folder / f"{ENMAP_ID}-METADATA.XML").write_text(enmap_xml(wl, fwhm, gain, offset, background))
     flags = {"CLOUD": (5, 6, 1), "CLOUDSHADOW": None, "HAZE": (7, 8, 1), "SNOW": None, "CIRRUS": (3, 9, 2)}
     for name, at in flags.items():
         q = gdal.GetDriverByName("GTiff").Create(str(folder / f"{ENMAP_ID}-QL_QUALITY_{name}.TIF"), w, h, 1,
@@ -117,7 +128,7 @@ def write_enmap(root: Path, h: int = 10, w: int = 12, seed: int = 1, xml: bool =
     order = np.argsort(wl, kind="stable")
     Ys = ((dn.astype(np.float64) * gain[:, None, None]) + offset[:, None, None])[order]
     return folder, {"A": A, "wl": wl[order], "fwhm": fwhm[order], "Y": Ys, "nodata": [(1, 2)],
-                    "flagged": [(5, 6), (7, 8), (3, 9)], "gt": ENMAP_GT, "epsg": 32633}
+                    "dead": [int(np.flatnonzero(order == d)[0]) for d in dead], "flagged": [(5, 6), (7, 8), (3, 9)], "gt": ENMAP_GT, "epsg": 32633}
 
 
 def zip_folder(folder: Path, out: Path) -> Path:

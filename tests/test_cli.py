@@ -261,3 +261,83 @@ def test_vca_auto_with_identify_end_to_end(scene, tmp_path):
     assert "HySime" in report and "Identified" in report
     r = run_cli("vca", tif, "0", tmp_path / "zero.csv")
     assert r.returncode == 2 and "at least 1" in r.stderr
+
+
+def _flat_tif(path: Path, Y: np.ndarray) -> Path:
+    """Y (B, H, W) as a float32 GeoTIFF with wavelengths 400–2400 nm (no nodata)."""
+    B, H, W = Y.shape
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), W, H, B, gdal.GDT_Float32)
+    ds.SetGeoTransform((500000.0, 30.0, 0.0, 4100000.0, 0.0, -30.0))
+    for b, w in enumerate(np.linspace(400, 2400, B)):
+        ds.GetRasterBand(b + 1).WriteArray(Y[b])
+        ds.GetRasterBand(b + 1).SetMetadataItem("wavelength", f"{w:.1f}")
+    ds = None
+    return path
+
+
+def test_an_image_without_signal_is_refused_by_unmix_and_vca(scene, tmp_path, capsys):
+    """An all-zero image is not 100 % of one material (exit 0), nor VCA endmembers of zeros
+    with noise σ nan: one line each, exit 2, nothing written."""
+    _, csv, _ = scene
+    zero = _flat_tif(tmp_path / "zero.tif", np.zeros((60, 6, 7), np.float32))
+    assert cli.main(["unmix", str(zero), str(csv), str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "holds no signal" in err and "zero.tif" in err and err.count("\n") == 1
+    assert cli.main(["vca", str(zero), "3", str(tmp_path / "em.csv")]) == 2
+    assert "holds no signal" in capsys.readouterr().err
+    assert cli.main(["vca", str(zero), "auto", str(tmp_path / "em.csv")]) == 2
+    assert "holds no signal" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "em.csv").exists()
+
+
+def test_vca_on_too_few_distinct_pixels_is_refused(tmp_path, capsys):
+    """A 2×2 image has 4 pixels: 4 endmembers from it would be the pixels' one average
+    four times (refused); 3 come out distinct."""
+    Y = np.random.default_rng(5).uniform(0.05, 0.6, (60, 2, 2)).astype(np.float32)
+    tif = _flat_tif(tmp_path / "tiny.tif", Y)
+    assert cli.main(["vca", str(tif), "4", str(tmp_path / "em.csv")]) == 2
+    assert "only 4 distinct pixel spectra" in capsys.readouterr().err
+    assert cli.main(["vca", str(tif), "3", str(tmp_path / "em3.csv")]) == 0
+    E = np.loadtxt(tmp_path / "em3.csv", delimiter=",", skiprows=1)[:, 1:]
+    assert np.unique(E.T.round(6), axis=0).shape[0] == 3
+
+
+def test_gdal_virtual_paths_are_opened_not_called_missing(scene, tmp_path, capsys):
+    """/vsizip/, /vsigzip/ and NETCDF:"…":var name what GDAL reads: they are opened (only a
+    plain path can be "not found")."""
+    import gzip
+    import shutil
+    import zipfile
+
+    tif, csv, _ = scene
+    with zipfile.ZipFile(tmp_path / "s.zip", "w") as z:
+        z.write(tif, "inner/cube.tif")
+    with open(tif, "rb") as src, gzip.open(tmp_path / "cube.tif.gz", "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    for i, path in enumerate([f"/vsizip/{tmp_path}/s.zip/inner/cube.tif", f"/vsigzip/{tmp_path}/cube.tif.gz"]):
+        code = cli.main(["unmix", path, str(csv), str(tmp_path / f"o{i}"), "--method", "fcls", "--quiet"])
+        assert code == 0, capsys.readouterr().err
+    nc = tmp_path / "cube.nc"
+    gdal.Translate(str(nc), str(tif), format="netCDF", bandList=[1])
+    code = cli.main(["unmix", f'NETCDF:"{nc}":Band1', str(csv), str(tmp_path / "o3"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "not found" not in err and "does not exist" not in err, err
+    code = cli.main(["unmix", f"/vsizip/{tmp_path}/none.zip/cube.tif", str(csv), str(tmp_path / "o4"), "--quiet"])
+    assert code == 2 and "none.zip" in capsys.readouterr().err  # a missing zip is named
+
+
+def test_the_fix_names_the_command_lines_switch_not_the_python_option(tmp_path, capsys):
+    """Only water-vapour bands: the advice is --no-water-mask (mask_water_bands=False is
+    the Python API's spelling)."""
+    Y = np.random.default_rng(2).uniform(0.1, 0.5, (10, 4, 5)).astype(np.float32)
+    tif = tmp_path / "water.tif"
+    ds = gdal.GetDriverByName("GTiff").Create(str(tif), 5, 4, 10, gdal.GDT_Float32)
+    for b in range(10):
+        ds.GetRasterBand(b + 1).WriteArray(Y[b])
+        ds.GetRasterBand(b + 1).SetMetadataItem("wavelength", f"{1350 + 10 * b}")
+    ds = None
+    lib = tmp_path / "lib.csv"
+    lib.write_text("wavelength_nm,A,B\n" + "".join(f"{w},0.2,0.4\n" for w in range(1300, 1500, 10)))
+    assert cli.main(["unmix", str(tif), str(lib), str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "--no-water-mask" in err and "mask_water_bands" not in err, err

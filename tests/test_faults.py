@@ -403,9 +403,10 @@ def test_a_truncated_image_gives_one_line_without_gdal_noise(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_a_dead_band_is_named_when_it_leaves_every_pixel_nodata(tmp_path):
-    """One band of NaN everywhere makes every pixel nodata; the message names that band
-    (and an image that is all nodata keeps the general message)."""
+def test_a_dead_band_is_left_out_and_named_and_the_run_goes_on(tmp_path):
+    """One band of NaN everywhere would make every pixel nodata: the band is dropped and
+    named (warnings, match report) and the run goes on; an image that is all nodata keeps
+    the general refusal."""
     import numpy as np
     from osgeo import gdal
     from test_pipeline import write_scene
@@ -419,9 +420,11 @@ def test_a_dead_band_is_named_when_it_leaves_every_pixel_nodata(tmp_path):
     band.WriteArray(np.full((ds.RasterYSize, ds.RasterXSize), np.nan, np.float32))
     wl = float(band.GetMetadataItem("wavelength"))
     ds = None
-    with pytest.raises(InputImageError, match=rf"because band 12 \({wl:.1f} nm\) holds no usable value"):
-        unmix_raster(tif, csv, tmp_path / "out", UnmixOptions(method="fcls", mask_water_bands=False))
-    assert not (tmp_path / "out").exists()
+    res = unmix_raster(tif, csv, tmp_path / "out", UnmixOptions(method="fcls", mask_water_bands=False))
+    m = res.manifest
+    assert any(f"band 12 ({wl:.1f} nm)" in w for w in m["warnings"]), m["warnings"]
+    assert 12 not in m["inputs"]["bands_used"] and m["valid_pixels"] > 0
+    assert [11, "no usable value"] == [m["match"]["dropped"][-1][0], m["match"]["dropped"][-1][2][:15]]
     (tmp_path / "all").mkdir()
     tif2, csv2 = write_scene(tmp_path / "all", all_nodata=True)[:2]
     with pytest.raises(InputImageError, match="Every pixel in the image is nodata; there is nothing"):

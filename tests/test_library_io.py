@@ -75,7 +75,6 @@ def test_band_column_means_no_wavelengths(tmp_path):
 
 @pytest.mark.parametrize("text,match", [
     ("wavelength_nm,a,a\n400,1,2\n", "used twice"),
-    ("wavelength_nm,a,A\n400,1,2\n", "used twice"),
     ("wavelength_nm,a,\n400,1,2\n", "empty name"),
     ("wavelength_nm,a,b\n400,0.1,0.2\n500,0.3,oops\n", r"Row 3, column 'b' .*'oops'"),
     ("wavelength_nm,a,b\n400,0.1,0.2\n5x0,0.3,0.4\n", r"Row 3, column 'wavelength'"),
@@ -294,3 +293,45 @@ def test_a_wavelength_given_twice_is_refused_naming_both_rows(tmp_path):
         read_library(write(tmp_path, "lib.csv", text))
     ok = read_library(write(tmp_path, "ok.csv", "wavelength_nm,Tree\n700,0.1\n600,0.2\n800,0.3\n"))
     np.testing.assert_array_equal(ok.wavelengths_nm, [600, 700, 800])  # unsorted rows are fine
+
+
+def test_names_differing_only_in_case_are_two_spectra_with_their_own_files(tmp_path):
+    """'Tree' and 'TREE' are not "used twice": both are read, a name matching both in
+    another case is refused as ambiguous, and their output files do not collide on a
+    case-insensitive file system."""
+    from urdm_plugin.core.io.image import ImageInfo
+    from urdm_plugin.core.io.writer import OutputWriter
+
+    p = tmp_path / "lib.csv"
+    p.write_text("wavelength_nm,Tree,TREE\n400,0.1,0.2\n500,0.3,0.4\n")
+    lib = read_library(p)
+    assert lib.names == ["Tree", "TREE"] and lib.select(["TREE"]).spectra[0, 0] == 0.2
+    with pytest.raises(LibraryError, match="differ only in case"):
+        lib.select(["tree"])
+    info = ImageInfo("x.tif", 3, 2, 2, (0, 1, 0, 0, 0, -1), "", None, None, np.ones(2), np.zeros(2), [None] * 2,
+                     np.ones(2, bool), ["a", "b"], "Float32")
+    with OutputWriter(str(tmp_path / "out"), info) as w:
+        files = {Path(w.add_raster(f"em{i}", n)).name.lower() for i, n in enumerate(lib.names)}
+        w.abort()
+    assert len(files) == 2
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-8-sig"])
+def test_a_utf16_csv_is_read_not_called_binary(tmp_path, encoding):
+    p = tmp_path / "lib.csv"
+    p.write_bytes("wavelength_nm,Eiche,Böden\n400,0.1,0.2\n500,0.3,0.4\n".encode(encoding))
+    lib = read_library(p)
+    assert lib.names == ["Eiche", "Böden"] and lib.spectra.tolist() == [[0.1, 0.2], [0.3, 0.4]]
+
+
+@pytest.mark.parametrize("dtype", [">f4", "<f4", ">f8", "<f8"])
+def test_an_sli_with_the_wrong_byte_order_is_named_not_a_nan_gap(tmp_path, dtype):
+    S = np.random.default_rng(3).uniform(0.02, 0.9, (40, 3))
+    sli = write_sli(tmp_path, S, ["a", "b", "c"], np.linspace(0.4, 2.4, 40))
+    np.testing.assert_allclose(read_library(sli).spectra, S)
+    sli = write_sli(tmp_path, S, ["a", "b", "c"], np.linspace(0.4, 2.4, 40), dtype=dtype)
+    hdr = sli.with_suffix(".hdr")
+    declared = 1 if dtype[0] == ">" else 0
+    hdr.write_text(hdr.read_text().replace(f"byte order = {declared}", f"byte order = {1 - declared}"))
+    with pytest.raises(LibraryError, match=rf"says 'byte order = {1 - declared}'.*Set 'byte order = {declared}'"):
+        read_library(sli)

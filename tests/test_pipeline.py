@@ -305,3 +305,65 @@ def test_run_json_records_the_fit_of_the_endmembers(tmp_path):
     on_disk = json.loads((Path(res.out_dir) / "run.json").read_text())
     assert on_disk["fit"]["poor"] is True and on_disk["fit"]["pixels"] > 0
     assert any(w.startswith("Poor fit") for w in on_disk["warnings"])
+
+
+def _raster_mask(path, a, gt, epsg=32610, nodata=None):
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), a.shape[1], a.shape[0], 1, gdal.GDT_Byte)
+    ds.SetGeoTransform(gt)
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(epsg)
+    ds.SetProjection(srs.ExportToWkt())
+    ds.GetRasterBand(1).WriteArray(a)
+    if nodata is not None:
+        ds.GetRasterBand(1).SetNoDataValue(nodata)
+    ds = None
+    return str(path)
+
+
+def test_a_mask_raster_is_placed_by_georeference_not_pixel_by_pixel(scene, tmp_path):
+    """A mask of the image's size 100 km away is refused (it covers nothing); one on a
+    coarser, shifted grid is resampled onto the image grid (nearest); one on the image grid
+    is read as it is."""
+    from urdm_plugin.core.io.image import open_image
+    from urdm_plugin.core.io.mask import load_mask
+
+    tif = scene[0]
+    info = open_image(tif)
+    away = _raster_mask(tmp_path / "away.tif", np.ones((20, 24), np.uint8), (GT[0] + 100000, *GT[1:]))
+    with pytest.raises(InputImageError, match="does not overlap the image"):
+        load_mask(away, info, (0, 0, 24, 20))
+    # 60 m pixels starting 4 image columns right, 2 rows down: its (r, c) covers image rows
+    # 2 + 2r, 2 + 2r + 1 and columns 4 + 2c, 5 + 2c; value 1 on its left half, 0 elsewhere
+    coarse = np.zeros((8, 8), np.uint8)
+    coarse[:, :4] = 1
+    gt = (GT[0] + 4 * 30, 60.0, 0.0, GT[3] - 2 * 30, 0.0, -60.0)
+    m = load_mask(_raster_mask(tmp_path / "coarse.tif", coarse, gt), info, (0, 0, 24, 20))
+    expect = np.zeros((20, 24), bool)
+    expect[2:18, 4:12] = True
+    np.testing.assert_array_equal(m, expect)
+    # the window's part only
+    np.testing.assert_array_equal(load_mask(str(tmp_path / "coarse.tif"), info, (3, 1, 10, 6)), expect[1:7, 3:13])
+    same = np.zeros((20, 24), np.uint8)
+    same[5:9, 6:20] = 1
+    np.testing.assert_array_equal(load_mask(_raster_mask(tmp_path / "same.tif", same, GT), info, (0, 0, 24, 20)),
+                                  same == 1)
+
+
+def test_a_geotiff_internal_mask_leaves_its_pixels_nodata(scene, tmp_path):
+    """Pixels a GeoTIFF's internal (per-dataset) mask marks invalid come out as nodata, not
+    abundances."""
+    tif, csv, _ = scene
+    masked = tmp_path / "masked.tif"
+    gdal.Translate(str(masked), str(tif))
+    ds = gdal.Open(str(masked), gdal.GA_Update)
+    assert ds.CreateMaskBand(gdal.GMF_PER_DATASET) == 0
+    m = np.full((20, 24), 255, np.uint8)
+    m[4:7, 10:14] = 0
+    ds.GetRasterBand(1).GetMaskBand().WriteArray(m)
+    ds = None
+    res = unmix_raster(masked, csv, tmp_path / "out", UnmixOptions(method="fcls"))
+    a = read(Path(res.out_dir) / "Soil.tif")[0]
+    expected = m != 0
+    for r, c in NODATA_PIXELS:
+        expected[r, c] = False
+    np.testing.assert_array_equal(a != -9999.0, expected)

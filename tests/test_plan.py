@@ -161,3 +161,25 @@ def test_a_selection_is_checked_on_other_pixel_samples(tmp_path, shared_data):
                       UnmixOptions())
     unstable = [f for f in samson.selection["flags"] if "random pixel samples (unstable)" in f]
     assert unstable and all(f.split(":")[0] in samson.names for f in unstable)
+
+
+def test_bands_fitting_far_worse_than_the_others_are_named(tmp_path, scene):
+    """Two bands whose values the library does not describe (here scaled ×1.6, as a band
+    bridged across a library hole or miscalibrated) are named in the plan's warnings; the
+    clean scene names none."""
+    from osgeo import gdal
+
+    tif, csv, _ = scene
+    assert not any("fit far worse" in w for w in plan_run(tif, csv).warnings)
+    bad = tmp_path / "bad.tif"
+    gdal.Translate(str(bad), str(tif))
+    ds = gdal.Open(str(bad), gdal.GA_Update)
+    for b in (20, 31):
+        band = ds.GetRasterBand(b)
+        a = band.ReadAsArray()
+        band.WriteArray(np.where(a == -9999, a, a * 1.6))
+    ds = None
+    plan = plan_run(bad, csv)
+    loud = [w for w in plan.warnings if "fit far worse" in w]
+    assert len(loud) == 1 and "band 20 (" in loud[0] and "band 31 (" in loud[0] and loud[0].startswith("2 band(s)")
+    assert [plan.bands[e["position"]] + 1 for e in plan.fit["loud_bands"]] == [20, 31]

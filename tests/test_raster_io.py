@@ -384,3 +384,89 @@ def test_unwritten_pixels_read_back_as_nodata(tmp_path):
         final = wr.commit(RunManifest(method="fcls"))
     a = gdal.Open(os.path.join(final, "a.tif")).ReadAsArray()
     assert np.all(a[10:15] == 1.0) and np.all(a[:10] == NODATA) and np.all(a[15:] == NODATA)
+
+
+def _unmix_small(tmp_path, tif, **kw):
+    from urdm_plugin.core.engine.pipeline import UnmixOptions, unmix_raster
+
+    c = gdal.Open(str(tif))
+    B = c.RasterCount
+    wl = [float(c.GetRasterBand(b + 1).GetMetadataItem("wavelength")) for b in range(B)]
+    c = None
+    lib = SpectralLibrary(["A", "B"], np.array(wl), np.stack([np.linspace(0.1, 0.5, B), np.linspace(0.6, 0.2, B)], 1))
+    return unmix_raster(tif, lib, tmp_path / "out", UnmixOptions(method="fcls", mask_water_bands=False, **kw))
+
+
+def _cube_with_wavelengths(path, gt=GT, wkt=None):
+    c = cube(B=6, H=7, W=8, seed=3)
+    return make_tif(path, c, gt=gt, wkt=wkt, band_md=[{"wavelength": str(500 + 40 * b)} for b in range(6)])
+
+
+def test_an_image_without_geotransform_gives_outputs_without_one_and_a_warning(tmp_path):
+    tif = _cube_with_wavelengths(tmp_path / "nogt.tif", gt=None)
+    info = open_image(tif)
+    assert not info.georeferenced
+    res = _unmix_small(tmp_path, tif)
+    assert any("no georeferencing" in w for w in res.manifest["warnings"])
+    out = gdal.Open(str(tmp_path / "out" / "A.tif"))
+    assert out.GetGeoTransform(can_return_null=True) is None and out.GetProjection() == ""
+
+
+def test_gcps_and_rpcs_are_copied_to_the_outputs(tmp_path):
+    tif = _cube_with_wavelengths(tmp_path / "gcp.tif", gt=None)
+    ds = gdal.Open(str(tif), gdal.GA_Update)
+    gcps = [gdal.GCP(500000.0 + 10 * px, 4100000.0 - 10 * ln, 0.0, px, ln) for px, ln in ((0, 0), (8, 0), (0, 7), (8, 7))]
+    ds.SetGCPs(gcps, utm_wkt())
+    ds = None
+    res = _unmix_small(tmp_path, tif, window=(2, 1, 5, 4))
+    assert not any("no georeferencing" in w for w in res.manifest["warnings"])
+    out = gdal.Open(str(tmp_path / "out" / "A.tif"))
+    got = sorted((g.GCPPixel, g.GCPLine, g.GCPX, g.GCPY) for g in out.GetGCPs())
+    assert got == sorted((px - 2, ln - 1, 500000.0 + 10 * px, 4100000.0 - 10 * ln) for px, ln in
+                         ((0, 0), (8, 0), (0, 7), (8, 7)))
+    assert "32617" in out.GetGCPProjection()
+    info = open_image(tif)
+    info.rpc = {"LINE_OFF": "100", "SAMP_OFF": "200", "LAT_OFF": "47.6"}
+    from urdm_plugin.core.io.writer import set_georeferencing
+
+    mem = gdal.GetDriverByName("MEM").Create("", 5, 4, 1)
+    set_georeferencing(mem, info, 2, 1)
+    rpc = mem.GetMetadata("RPC")
+    assert float(rpc["LINE_OFF"]) == 99 and float(rpc["SAMP_OFF"]) == 198 and rpc["LAT_OFF"] == "47.6"
+
+
+def test_a_complex_image_is_refused_in_one_line(tmp_path):
+    c = cube(B=3, H=4, W=5).astype(np.complex64)
+    tif = make_tif(tmp_path / "cplx.tif", c, gdal.GDT_CFloat32)
+    with pytest.raises(InputImageError, match=r"complex-valued \(CFloat32, band 1 and others\)"):
+        open_image(tif)
+
+
+def test_wavelengths_on_some_bands_only_are_refused_not_matched_by_band_order(tmp_path):
+    md = [{"wavelength": str(500 + 40 * b)} if b not in (2, 4) else {} for b in range(6)]
+    tif = make_tif(tmp_path / "some.tif", cube(B=6), band_md=md)
+    with pytest.raises(WavelengthError, match=r"2 of the 6 bands of .* have no wavelength \(band 3, 5\)"):
+        open_image(tif)
+
+
+def test_a_per_band_mask_leaves_its_pixels_invalid_when_that_band_is_read(tmp_path):
+    """A VRT whose band 2 has its own mask band: pixels 0 there are invalid when band 2 is
+    read, valid when only the other bands are."""
+    c = cube(B=3, H=4, W=5)
+    make_tif(tmp_path / "a.tif", c)
+    m = np.full((4, 5), 255, np.uint8)
+    m[1, 2] = m[3, 4] = 0
+    make_tif(tmp_path / "m.tif", m[None], gdal.GDT_Byte)
+    bands = "".join(
+        f'<VRTRasterBand dataType="Float32" band="{b}"><SimpleSource><SourceFilename relativeToVRT="1">a.tif'
+        f"</SourceFilename><SourceBand>{b}</SourceBand></SimpleSource>"
+        + ('<MaskBand><VRTRasterBand dataType="Byte"><SimpleSource><SourceFilename relativeToVRT="1">m.tif'
+           "</SourceFilename><SourceBand>1</SourceBand></SimpleSource></VRTRasterBand></MaskBand>" if b == 2 else "")
+        + "</VRTRasterBand>" for b in (1, 2, 3))
+    vrt = tmp_path / "a.vrt"
+    vrt.write_text(f'<VRTDataset rasterXSize="5" rasterYSize="4">{bands}</VRTDataset>')
+    info = open_image(vrt)
+    assert info.mask_bands == ["", "band", ""]
+    valid = read_window(info, None, 0, 0, 5, 4)[1]
+    np.testing.assert_array_equal(valid, m != 0)
+    assert read_window(info, [0, 2], 0, 0, 5, 4)[1].all()

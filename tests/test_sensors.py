@@ -74,6 +74,44 @@ def test_enmap_quality_layers_mask_flagged_pixels(tmp_path):
     assert q.GetGeoTransform() == t["gt"] and _epsg(q.GetProjection()) == t["epsg"]
 
 
+SHARED_ENMAP = Path(__file__).resolve().parents[1].parent / "shared" / "sensors" / "enmap_l2a_2020_qualification"
+
+
+@pytest.mark.skipif(not SHARED_ENMAP.is_dir(), reason="../shared/sensors (real EnMAP metadata) is not in this checkout")
+def test_the_real_enmap_metadata_gives_background_value_bands_and_gains():
+    """A METADATA.XML as DLR delivers it (2020 qualification product): the spectral no-data
+    is ``specific/backgroundValue`` (0; there is no ``noDataValue``), 218 bands."""
+    from urdm_plugin.core.io.sensors.enmap import parse_metadata
+
+    xml = next(SHARED_ENMAP.glob("*-METADATA.XML"))
+    md = parse_metadata(xml.read_bytes(), xml.name)
+    assert md["nodata"] == 0.0 and md["level"] == "L2A"
+    assert md["wavelength"].size == md["fwhm"].size == md["gain"].size == 218
+    assert md["wavelength"][0] == pytest.approx(423.03) and md["fwhm"][0] == pytest.approx(6.93)
+    assert 2400 < md["wavelength"].max() < 2460 and md["fwhm"].min() == 5.75 and md["fwhm"].max() == 14.4
+    assert np.all(md["gain"] == 1e-4) and np.all(md["offset"] == 0)
+
+
+def test_enmap_background_value_is_the_nodata_before_the_tifs(tmp_path):
+    """``backgroundValue`` 0 makes background pixels nodata (the TIF states none)."""
+    folder, t = sp.write_enmap(tmp_path, background=0)
+    info = open_image(folder)
+    assert info.nodata == [0.0] * info.band_count
+    valid = read_window(info, None, 0, 0, info.width, info.height)[1]
+    assert not valid[1, 2] and valid.sum() == 10 * 12 - 1
+
+
+def test_a_legacy_nodata_element_is_used_without_background_value():
+    from urdm_plugin.core.io.sensors.enmap import parse_metadata
+
+    wl, fwhm, gain, offset = sp.enmap_bands()
+    xml = sp.enmap_xml(wl, fwhm, gain, offset).replace("<specific>", "<specific><noDataValue>-999</noDataValue>")
+    assert parse_metadata(xml.encode(), "m.xml")["nodata"] == -999.0
+    both = xml.replace("<specific>", "<specific><backgroundValue>0</backgroundValue>")
+    assert parse_metadata(both.encode(), "m.xml")["nodata"] == 0.0
+    assert parse_metadata(sp.enmap_xml(wl, fwhm, gain, offset).encode(), "m.xml")["nodata"] is None
+
+
 # ----------------------------------------------------------------------------------- EMIT
 
 
@@ -256,6 +294,30 @@ def test_enmap_quality_flags_are_nodata_unless_turned_off(tmp_path, capsys):
     assert m["inputs"]["image"] == str(folder.resolve())  # what the user gave, not the cache file
     m, a, nd = run(tmp_path / "all", "--no-quality-mask")
     assert (a != nd).sum() == 120 - len(t["nodata"]) and m["inputs"]["quality_mask"] is False
+
+
+def test_enmap_dead_bands_are_left_out_named_and_the_run_goes_on(tmp_path, capsys):
+    """Delivered L2A products fill bad bands with the no-data value: three such bands (1320,
+    1333, 1467 nm) are dropped and named (plan warning, match report, run.json), exit 0."""
+    wl, fwhm, gain, offset = sp.enmap_bands()
+    dead_nm = (1320.2, 1332.6, 1467.0)
+    bands = (np.r_[wl, dead_nm], np.r_[fwhm, [11.0] * 3], np.r_[gain, [1e-4] * 3], np.r_[offset, [0.0] * 3])
+    folder, t = sp.write_enmap(tmp_path / "p", bands=bands, dead_nm=dead_nm)
+    lib = sp.write_library(tmp_path / "lib.csv")
+    out = tmp_path / "out"
+    code = cli.main(["unmix", str(folder), str(lib), str(out), "--method", "fcls"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    m = json.loads((out / "run.json").read_text())
+    said = " ".join(m["warnings"])
+    for nm in ("1320.2", "1332.6", "1467.0"):
+        assert f"{nm} nm" in said and nm in err, said
+    dropped = {b for b, _w, why in m["match"]["dropped"] if "no usable value" in why}
+    assert dropped == set(t["dead"]) and not dropped & {b - 1 for b in m["inputs"]["bands_used"]}
+    assert "no usable value" in m["match"]["summary"]
+    a = gdal.Open(str(out / m["endmembers"][0]["file"])).ReadAsArray()
+    assert (a != -9999).sum() == 120 - len(t["flagged"]) - len(t["nodata"])
+    assert m["fit"]["pixels"] > 0 and m["fit"]["relative_residual"] < 0.05
 
 
 # --------------------------------------------------------------------------- bad products

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from urdm_plugin.core.bands import (
     REASON_BBL,
     REASON_EDGE,
+    REASON_GAP,
     REASON_RANGE,
     REASON_WATER,
     check_reflectance_scale,
@@ -231,6 +232,40 @@ def test_bands_outside_library_range_dropped_and_reported():
     assert "outside the library" in m.report.summary()
 
 
+def _holed(lib_wl, lo, hi):
+    return lib_nm(lib_wl[(lib_wl <= lo) | (lib_wl >= hi)])
+
+
+@pytest.mark.parametrize("fwhm", [None, 11.0])
+def test_bands_in_a_hole_of_the_library_are_left_out_and_named(fwhm):
+    """A library cut between 1382 and 1511 nm must not feed the image bands at 1488 and
+    1499 nm with values interpolated across the hole (issue #22): they are dropped, named."""
+    wl = np.arange(1305.0, 1700.0, 11.6)
+    info = make_info(wl, None if fwhm is None else np.full(wl.size, fwhm))
+    m = match_library(info, _holed(np.arange(400.0, 2500.0, 10.0), 1382, 1511), mask_water_bands=False)
+    gap = sorted(d[1] for d in m.report.dropped if d[2] == REASON_GAP)
+    assert gap == [w for w in wl if 1380 < w < 1520]  # the last sample before, the first after
+    assert any(abs(w - 1490.6) < 0.1 for w in gap) and any(abs(w - 1502.2) < 0.1 for w in gap)
+    assert not set(gap) & set(m.wavelengths_nm.tolist())
+    said = " ".join(m.report.warnings)
+    assert "1380–1520 nm" in said and f"({gap[0]:.1f} nm)" in said
+    assert "no library data" in m.report.summary()
+
+
+@pytest.mark.parametrize("fwhm", [None, 10.0])
+@pytest.mark.parametrize("lib_step", [10.0, 25.0, "mixed"])
+def test_ordinary_libraries_cover_every_band(fwhm, lib_step):
+    """10-nm libraries on a 10-nm image (aligned or offset by 5 nm), a coarser 25-nm one and
+    one 1 nm in the VNIR but 10 nm beyond: no band is a gap."""
+    wl = np.arange(405.0, 2400.0, 10.0)
+    lib_wl = (np.r_[np.arange(400.0, 1000.0, 1.0), np.arange(1000.0, 2501.0, 10.0)] if lib_step == "mixed"
+              else np.arange(400.0, 2501.0, lib_step))
+    for shift in (0.0, 5.0):
+        m = match_library(make_info(wl + shift, None if fwhm is None else np.full(wl.size, fwhm)), lib_nm(lib_wl),
+                          mask_water_bands=False)
+        assert m.report.n_used == wl.size and not m.report.dropped and not m.report.warnings
+
+
 def test_bad_bands_from_bbl_dropped():
     wl = np.arange(400.0, 500.0, 10.0)
     usable = np.ones(10, bool)
@@ -298,3 +333,11 @@ def test_a_library_covering_part_of_the_image_is_warned_about():
     assert msg in narrow.report.summary()
     full = match_library(info, lib_nm(np.arange(350.0, 2560.0, 5.0)))
     assert not any("covers only" in w for w in full.report.warnings)
+
+
+def test_a_bbl_marking_every_band_bad_is_named_as_the_cause():
+    wl = np.arange(400.0, 500.0, 10.0)
+    with pytest.raises(WavelengthError, match=r"Every band of 'mem.tif' is marked bad in its ENVI bad-band list"):
+        match_library(make_info(wl, usable=np.zeros(wl.size, bool)), lib_nm(np.arange(350.0, 600.0, 5.0)))
+    with pytest.raises(WavelengthError, match=r"\(10 water-vapour absorption\).*mask_water_bands=False"):
+        match_library(make_info(np.arange(1350.0, 1450.0, 10.0)), lib_nm(np.arange(350.0, 2500.0, 5.0)))

@@ -281,8 +281,9 @@ def _executor(args):
 def _run_unmix(args) -> int:
     from .core.engine.pipeline import unmix_raster
     from .core.errors import InputImageError, LibraryError
+    from .core.io.image import is_plain_path
 
-    if not Path(args.image).exists():
+    if is_plain_path(args.image) and not Path(args.image).exists():  # /vsizip/, NETCDF:"…":var are opened
         raise InputImageError(f"Image not found: {args.image}", "Check the path")
     if not Path(args.library).exists():
         raise LibraryError(f"Library not found: {args.library}", "Check the path")
@@ -423,9 +424,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The core's option spellings in messages -> this command line's switches.
+CLI_SWITCHES = {"mask_water_bands=False": "--no-water-mask", "quality_mask=False": "--no-quality-mask"}
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the command line; returns the exit code (see the module docstring)."""
-    from .core.errors import Cancelled, OutputExistsError, UrdmError
+    from .core.errors import Cancelled, OutputExistsError, UrdmError, for_front_end
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -438,6 +443,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except Terminated as exc:
         return _terminated(exc.signum)
     except UrdmError as exc:
+        exc = for_front_end(exc, CLI_SWITCHES)
         if isinstance(exc, OutputExistsError):
             exc = OutputExistsError(exc.problem, f"{exc.fix.rstrip('.')}, or add --overwrite to replace the "
                                     "previous run there")

@@ -121,6 +121,11 @@ REASON_EDGE = "beyond 2450 nm (sensor edge, little signal)"
 #: Bands beyond this (nm) are dropped with the water bands but named for what they are.
 EDGE_NM = 2450.0
 REASON_RANGE = "outside the library's wavelength range"
+REASON_GAP = "no library data within the band's response"
+#: Without FWHM (and never less than it), a band is covered when library samples lie within
+#: this many local library steps of its centre on both sides.
+GAP_STEPS = 1.5
+REASON_DEAD = "no usable value anywhere: all nodata, NaN or ±inf"
 
 
 @dataclass
@@ -195,12 +200,71 @@ class MatchedBands:
     names: list
     report: MatchReport
 
+    def drop_bands(self, bands: Sequence[int], reason: str) -> None:
+        """Leave out the image bands ``bands`` (0-based) for ``reason``: from the bands used
+        and ``E``, named in the report's ``dropped``."""
+        gone = set(int(b) for b in bands)
+        keep = np.array([int(b) not in gone for b in self.band_indices], dtype=bool)
+        for b, w in zip(self.band_indices[~keep], [None] * int((~keep).sum()) if self.wavelengths_nm is None
+                        else self.wavelengths_nm[~keep]):
+            self.report.dropped.append((int(b), None if w is None else float(w), reason))
+        self.band_indices = self.band_indices[keep]
+        self.E = np.ascontiguousarray(self.E[keep])
+        if self.wavelengths_nm is not None:
+            self.wavelengths_nm = self.wavelengths_nm[keep]
+            if self.wavelengths_nm.size:
+                self.report.range_nm = (float(self.wavelengths_nm.min()), float(self.wavelengths_nm.max()))
+        self.report.n_used = int(keep.sum())
+
     def as_library(self):
         """The resampled endmembers as a SpectralLibrary (for ``endmembers_used.csv``)."""
         from .io.library import SpectralLibrary
 
         return SpectralLibrary(list(self.names), None if self.wavelengths_nm is None
                                else self.wavelengths_nm.copy(), self.E.copy())
+
+
+def library_covers(lib_nm: np.ndarray, band_nm: np.ndarray, fwhm_nm: Optional[np.ndarray] = None) -> np.ndarray:
+    """Boolean (B,): the library (sampled at ``lib_nm``) has data within each band's
+    response on both sides of its centre: a sample at most ``h`` below and one at most ``h``
+    above, ``h`` = max(FWHM, :data:`GAP_STEPS` × the library's local step). The local step is
+    the median of the 4 library steps either side of the centre, the step spanning the
+    centre left out: a hole in the library (an absorption region cut out) is not its own
+    measure, while a library sampled as coarsely everywhere covers every band. A centre on
+    a library sample (within :data:`RANGE_TOLERANCE_NM`) is covered; centres beyond the
+    library's ends count from the end sample (the range rule judges those)."""
+    lib = np.unique(np.asarray(lib_nm, dtype=np.float64))
+    c = np.clip(np.asarray(band_nm, dtype=np.float64), lib[0], lib[-1])
+    if lib.size < 3:
+        return np.ones(c.shape, dtype=bool)
+    steps = np.diff(lib)
+    lo = np.searchsorted(lib, c, side="right") - 1  # last sample <= c
+    hi = np.searchsorted(lib, c, side="left")  # first sample >= c
+    h = np.zeros(c.shape)
+    for i in range(c.size):  # steps lo-4..lo-1 and hi..hi+3 (the one spanning c, lo..hi, excluded)
+        near = np.r_[steps[max(0, lo[i] - 4):lo[i]], steps[hi[i]:hi[i] + 4]]
+        h[i] = GAP_STEPS * float(np.median(near if near.size else steps))
+    if fwhm_nm is not None:
+        f = np.asarray(fwhm_nm, dtype=np.float64)
+        h = np.maximum(h, np.where(np.isfinite(f) & (f > 0), f, 0.0))
+    # a band on a library sample (the library sampled like the sensor, µm rounding within
+    # RANGE_TOLERANCE_NM) is covered whatever lies beside it
+    on_sample = np.minimum(c - lib[lo], lib[hi] - c) <= RANGE_TOLERANCE_NM
+    return on_sample | ((c - lib[lo] <= h) & (lib[hi] - c <= h))
+
+
+def _gap_warning(lib_nm, band_nm, gap: np.ndarray) -> str:
+    lib = np.unique(np.asarray(lib_nm, dtype=np.float64))
+    holes = []
+    for b in gap:
+        lo = lib[np.searchsorted(lib, band_nm[b], side="right") - 1]
+        hi = lib[np.searchsorted(lib, band_nm[b], side="left")]
+        if (lo, hi) not in holes:
+            holes.append((lo, hi))
+    named = ", ".join(f"band {b + 1} ({band_nm[b]:.1f} nm)" for b in gap[:12]) + (" …" if gap.size > 12 else "")
+    where = "; ".join(f"{lo:.0f}–{hi:.0f} nm" for lo, hi in holes[:4])
+    return (f"Left out {gap.size} band(s) the library has no data for (its gap {where} would be bridged by "
+            f"interpolation): {named}; use a library that covers them to keep them")
 
 
 def in_water_band(wl_nm: np.ndarray) -> np.ndarray:
@@ -281,6 +345,10 @@ def match_library(info: ImageInfo, library: SpectralLibrary, mask_water_bands: b
                 "Check the wavelength units of both (nm vs µm) or use a library that covers the image",
             )
         drop(outside, keep, REASON_RANGE)
+        gap = ~library_covers(lib_wl, img_wl, info.fwhm_nm) & keep
+        if gap.any():
+            warnings.append(_gap_warning(lib_wl, img_wl, np.flatnonzero(gap)))
+        drop(gap, keep, REASON_GAP)
         idx = np.flatnonzero(keep)
         fwhm = None if info.fwhm_nm is None else np.asarray(info.fwhm_nm, dtype=float)[idx]
         if idx.size:
@@ -288,10 +356,7 @@ def match_library(info: ImageInfo, library: SpectralLibrary, mask_water_bands: b
         else:
             E, method = np.empty((0, library.spectra.shape[1])), "linear"
     if idx.size == 0:
-        raise WavelengthError(
-            "No image band is left to use after dropping bad, water-vapour and out-of-range bands",
-            "Use a library that covers the image's usable bands, or set mask_water_bands=False",
-        )
+        _raise_no_band_left(info, dropped)
     wl_used = None if img_wl is None else img_wl[idx].copy()
     rng = None if wl_used is None else (float(wl_used.min()), float(wl_used.max()))
     n_out = sum(1 for d in dropped if d[2] == REASON_RANGE)
@@ -307,6 +372,26 @@ def match_library(info: ImageInfo, library: SpectralLibrary, mask_water_bands: b
     return MatchedBands(idx.astype(np.int64), wl_used, np.ascontiguousarray(E), list(library.names), report)
 
 
+def _raise_no_band_left(info: ImageInfo, dropped: list) -> None:
+    """The WavelengthError naming why no band is left: the ENVI bbl when it marks every
+    band bad, else the count per reason."""
+    from pathlib import Path
+
+    counts: dict = {}
+    for _b, _w, reason in dropped:
+        counts[reason] = counts.get(reason, 0) + 1
+    name = Path(str(getattr(info, "source_path", "") or info.path)).name
+    if counts.get(REASON_BBL, 0) == int(info.band_count):
+        raise WavelengthError(f"Every band of '{name}' is marked bad in its ENVI bad-band list (bbl = 0 for all "
+                              f"{info.band_count} bands)",
+                              "Correct 'bbl' in the .hdr (1 = good band, 0 = bad) or remove it")
+    why = ", ".join(f"{n} {reason}" for reason, n in counts.items())
+    water = counts.get(REASON_WATER, 0) + counts.get(REASON_EDGE, 0)
+    raise WavelengthError(f"No band of '{name}' is left to use ({why})",
+                          "Use a library that covers the image's usable bands"
+                          + (", or keep the water-vapour bands (mask_water_bands=False)" if water else ""))
+
+
 def require_bands(n_bands: int, n_endmembers: int) -> None:
     """Raise :class:`InputImageError` unless ``n_bands >= n_endmembers + 1``.
 
@@ -319,6 +404,18 @@ def require_bands(n_bands: int, n_endmembers: int) -> None:
             "Use fewer endmembers, or keep more bands (a library covering more of the image, "
             "the water-band mask off, or fewer bad bands)",
         )
+
+
+def require_signal(Y_sample: np.ndarray, what: str) -> None:
+    """Raise :class:`InputImageError` when the valid pixels ``Y_sample`` (B, N) hold no
+    signal: every value the same (an all-zero image, a constant fill). Unmixed, such an image
+    comes out as 100 % of one material; its fit and noise are undefined."""
+    Y = np.asarray(Y_sample)
+    if Y.size and float(Y.min()) == float(Y.max()):
+        raise InputImageError(
+            f"{what} holds no signal: every value of its {Y.shape[1]} valid sampled pixels is {float(Y.flat[0]):g} "
+            "in every band",
+            "Check that the file holds the data (a failed export writes zeros) and its scale, offset and nodata")
 
 
 def check_reflectance_scale(Y_sample: np.ndarray, E: np.ndarray) -> list:

@@ -28,6 +28,20 @@ class UrdmError(Exception):
         return f"{p}. {self.fix}" if self.fix else f"{p}."
 
 
+def for_front_end(exc: UrdmError, switches: dict) -> UrdmError:
+    """``exc`` (same class) with each option spelling the core uses in its text (the Python
+    API's, e.g. ``mask_water_bands=False``) replaced by ``switches[spelling]``: the same
+    setting as the front end showing the message names it (``--no-water-mask``)."""
+    problem, fix = exc.problem, exc.fix
+    for core, here in switches.items():
+        problem, fix = problem.replace(core, here), fix.replace(core, here)
+    if (problem, fix) == (exc.problem, exc.fix):
+        return exc
+    out = exc.__class__.__new__(exc.__class__)
+    UrdmError.__init__(out, problem, fix)
+    return out
+
+
 class InputImageError(UrdmError):
     """The hyperspectral image cannot be used as given."""
 

@@ -19,6 +19,9 @@ from qgis.core import (
 
 #: Toolbox groups: id -> display name.
 GROUPS = {"unmixing": "Unmixing", "mapproducts": "Map products"}
+#: The core's option spellings in messages -> the Processing parameters that set them (the
+#: unmix algorithm has no water-band switch: that advice keeps the Python API's spelling).
+PROCESSING_SWITCHES = {"quality_mask=False": "QUALITY_MASK=false"}
 
 
 class UrdmAlgorithm(QgsProcessingAlgorithm):
@@ -86,5 +89,10 @@ class UrdmAlgorithm(QgsProcessingAlgorithm):
 
     @staticmethod
     def fail(err) -> QgsProcessingException:
-        """A user error (:class:`UrdmError`) as the one-line exception Processing shows."""
+        """A user error (:class:`UrdmError`) as the one-line exception Processing shows, its
+        option spellings as Processing's parameters."""
+        from ..core.errors import UrdmError, for_front_end
+
+        if isinstance(err, UrdmError):
+            err = for_front_end(err, PROCESSING_SWITCHES)
         return QgsProcessingException(str(err))

@@ -75,7 +75,7 @@ def extract_endmembers(image_path: Union[str, Path], n: Union[int, str] = AUTO, 
     after the identification) on those bands (wavelengths in nm, or None when the image has
     none).
     """
-    from ..bands import usable_image_bands
+    from ..bands import require_signal, usable_image_bands
     from ..io.image import open_image, sample_pixels
 
     n = parse_n(n)
@@ -86,6 +86,12 @@ def extract_endmembers(image_path: Union[str, Path], n: Union[int, str] = AUTO, 
         raise InputImageError(f"{n} endmembers need at least {n} usable bands; the image has {len(bands)}",
                               "Extract fewer endmembers")
     Y = sample_pixels(info, bands, n=int(max_pixels), seed=int(seed)).astype(np.float64)
+    require_signal(Y, f"The image '{Path(str(info.source_path or info.path)).name}'")
+    distinct = np.unique(Y.T, axis=0).shape[0]
+    if n != AUTO and distinct < n + 1:  # k vertices and at least one pixel that is not one
+        raise InputImageError(f"The image has only {distinct} distinct pixel spectra: too few to extract {n} "
+                              "endmembers (VCA needs at least one more than it extracts)",
+                              "Extract fewer endmembers, or use a larger image")
     hs = None
     lines = []
     if n == AUTO:
@@ -126,7 +132,8 @@ def _neighbour_means(Y: np.ndarray, picks, k: int = NEIGHBOURS) -> np.ndarray:
     bands) — the same material, with the noise of one pixel divided by about √k."""
     sq = np.einsum("bn,bn->n", Y, Y)
     out = []
-    for i in np.asarray(picks, dtype=int):
+    picks = np.asarray(picks, dtype=int)
+    for i in picks:
         d = sq - 2.0 * (Y[:, i] @ Y) + sq[i]
         near = np.argpartition(d, min(k, Y.shape[1]) - 1)[:k]
         out.append(Y[:, near].mean(axis=1))
@@ -155,14 +162,16 @@ def robust_vca(Y: np.ndarray, k: int, seed: int = 0) -> tuple:
     from .fit_check import assess_fit
 
     best = None
+    near = min(NEIGHBOURS, max(1, Y.shape[1] // k))  # few pixels: the picks' averages stay apart
     for mode, snr in (("projective", 100.0), ("affine", 0.0)):  # forced either side of its threshold
         _E, picks = vca(Y, k, seed=seed, snr_db=snr)
-        E = _neighbour_means(Y, picks)
+        E = _neighbour_means(Y, picks, near)
         rel = assess_fit(Y, E, seed=seed)["relative_residual"]
         if best is None or rel < best[0]:
             best = (rel, mode, E)
     rel, mode, E = best
-    return E, (f"VCA ({mode} projection, each pick averaged with its {NEIGHBOURS - 1} nearest pixels) "
+    how = f"each pick averaged with its {near - 1} nearest pixels" if near > 1 else "single-pixel picks"
+    return E, (f"VCA ({mode} projection, {how}) "
                f"leaves a residual of {rel:.0%} of a pixel's reflectance on average")
 
 

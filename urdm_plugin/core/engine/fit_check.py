@@ -40,6 +40,10 @@ MAX_PIXELS = 4000
 #: highest); the USGS stand-ins for water 2.8 (Malachite, Samson) and 3.9 (Cheatgrass, Jasper).
 STAND_IN = 0.5
 MIN_DOMINATED = 0.01
+#: A band whose FCLS residual RMS over the sample exceeds this multiple of the median band's
+#: is named (:func:`loud_band_message`): a band the library does not describe (a gap bridged
+#: by interpolation, a miscalibrated or noisy band) steers the fit of every other band.
+LOUD_BAND = 5.0
 
 
 def assess_fit(Y: np.ndarray, E: np.ndarray, seed: int = 0) -> dict:
@@ -49,7 +53,8 @@ def assess_fit(Y: np.ndarray, E: np.ndarray, seed: int = 0) -> dict:
     mean per-pixel ‖r‖/‖y‖ (0–1 and more), the mean per-pixel residual RMSE (reflectance),
     the pixels used, whether the fit is poor (relative residual > :data:`POOR_FIT`) and per
     endmember (P entries) ``dominant_pixels``, ``median_relative_residual`` over them (None
-    when it dominates none) and ``stand_in``. An empty sample gives ``pixels`` 0 and
+    when it dominates none) and ``stand_in``; ``loud_bands``: the bands (``position`` among
+    the bands of ``Y``) whose residual RMS exceeds :data:`LOUD_BAND` × the median band's. An empty sample gives ``pixels`` 0 and
     ``poor`` False.
     """
     from ..methods.active_set import fcls
@@ -76,8 +81,28 @@ def assess_fit(Y: np.ndarray, E: np.ndarray, seed: int = 0) -> dict:
         med = float(np.median(rel_px[here])) if here.any() else None
         per.append({"dominant_pixels": int(here.sum()), "median_relative_residual": med,
                     "stand_in": bool(med is not None and here.mean() >= MIN_DOMINATED and med > STAND_IN)})
+    band = np.sqrt(np.mean(R * R, axis=1))  # (bands,) residual RMS per band over the pixels
+    typical = float(np.median(band))
+    loud = [{"position": int(i), "residual_rms": float(band[i]), "times_median": float(band[i] / typical)}
+            for i in np.flatnonzero(band > LOUD_BAND * typical)] if typical > 0 else []
     return {"relative_residual": rel, "residual_rmse": float(np.mean(r) / np.sqrt(Y.shape[0])),
-            "pixels": int(Y.shape[1]), "poor": rel > POOR_FIT, "endmembers": per}
+            "pixels": int(Y.shape[1]), "poor": rel > POOR_FIT, "endmembers": per, "loud_bands": loud}
+
+
+def loud_band_message(fit: dict, bands, wavelengths_nm=None) -> str:
+    """The warning naming the bands of ``fit["loud_bands"]`` ("" when none); ``bands`` the
+    0-based image bands used (the positions of the fit), ``wavelengths_nm`` the image's."""
+    loud = fit.get("loud_bands") or []
+    if not loud:
+        return ""
+    named = []
+    for e in loud[:12]:
+        b = int(bands[e["position"]])
+        wl = "" if wavelengths_nm is None else f" ({float(wavelengths_nm[b]):.1f} nm)"
+        named.append(f"band {b + 1}{wl} {e['times_median']:.0f}×")
+    return (f"{len(loud)} band(s) fit far worse than the others (FCLS residual above {LOUD_BAND:g}× the median "
+            f"band's, on {fit['pixels']} sampled pixels): {', '.join(named)}{' …' if len(loud) > 12 else ''}; "
+            "the library may not describe them (a gap, a miscalibrated band): check them, or leave them out")
 
 
 def stand_in_flags(fit: dict, names) -> list:

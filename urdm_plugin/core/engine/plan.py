@@ -195,11 +195,22 @@ def plan_run(image: Any, library: Any, options: Optional[UnmixOptions] = None, *
     plan = RunPlan(options=options or UnmixOptions())
     try:
         _decide(plan, image, library, read_pixels, progress or (lambda f, m: None))
+        _warn_without_georeferencing(plan, progress or (lambda f, m: None))  # once the run can go ahead
     except UrdmError as exc:
         if strict:
             raise
         plan.problems.append(str(exc))
     return plan
+
+
+def _warn_without_georeferencing(plan: RunPlan, note) -> None:
+    info = plan.info
+    if getattr(info, "georeferenced", True) or getattr(info, "gcps", ()) or getattr(info, "rpc", {}):
+        return
+    msg = (f"'{Path(str(info.source_path or info.path)).name}' has no georeferencing (no geotransform, GCPs or "
+           "RPCs): the outputs have none either and will not line up with other layers on a map")
+    plan.warnings.append(msg)
+    note(1.0, "warning: " + msg)
 
 
 def _decide(plan: RunPlan, image, library, read_pixels: bool, note) -> None:
@@ -250,7 +261,7 @@ def _decide(plan: RunPlan, image, library, read_pixels: bool, note) -> None:
             raise InputImageError(f"Every pixel of {Path(str(info.source_path or info.path)).name} "
                                   + ("inside the mask " if opts.mask_path else "")
                                   + "is flagged by the product's quality layers (clouds, haze, …)",
-                                  "Choose a clearer scene, or turn the quality mask off (--no-quality-mask)")
+                                  "Choose a clearer scene, or turn the quality mask off (quality_mask=False)")
 
     limit = plan.auto_select_limit
     if limit < 1:  # one band: not even two endmembers can be told apart, selection or not
@@ -258,7 +269,11 @@ def _decide(plan: RunPlan, image, library, read_pixels: bool, note) -> None:
     if plan.E.shape[1] <= limit:
         plan.selection = {"mode": "given" if given else "all", "names": plan.names}
     if read_pixels:
-        plan.sample = _in_range(read_sample(info, plan.bands, plan.extent), info, plan.warnings, note)
+        sample = read_sample(info, plan.bands, plan.extent)
+        if not sample.shape[1] and _drop_dead_bands(plan, note):  # a dead band leaves no pixel valid
+            sample = read_sample(info, plan.bands, plan.extent)
+        plan.sample = _in_range(sample, info, plan.warnings, note)
+        band_rules.require_signal(plan.sample, f"The image '{Path(str(info.source_path or info.path)).name}'")
     if plan.selection is None:
         if plan.sample is None:
             plan.selection = {"mode": "automatic-pending", "from": len(plan.names), "max": limit,
@@ -270,16 +285,43 @@ def _decide(plan: RunPlan, image, library, read_pixels: bool, note) -> None:
         for w in band_rules.check_reflectance_scale(plan.sample, plan.E):
             plan.warnings.append(w)
             note(0.9, "warning: " + w)
-        from .fit_check import assess_fit, poor_fit_message, stand_in_flags
+        from .fit_check import assess_fit, loud_band_message, poor_fit_message, stand_in_flags
 
-        plan.fit = assess_fit(plan.sample, plan.E, seed=opts.seed)
+        fit = assess_fit(plan.sample, plan.E, seed=opts.seed)
+        plan.fit = fit if fit["pixels"] else None  # never "residual 0.0" on no pixel (all spectra 0)
+        if plan.fit is None:
+            return
         automatic = plan.selection.get("mode") == "automatic"
         flags = stand_in_flags(plan.fit, plan.names)
         if automatic and flags:  # beside the selection's own (noise-level, look-alike) flags
             plan.selection["flags"] = list(plan.selection.get("flags") or []) + flags
-        for msg in ([poor_fit_message(plan.fit, automatic)] if plan.fit["poor"] else []) + flags:
+        loud = loud_band_message(plan.fit, plan.bands, info.wavelengths_nm)
+        for msg in ([poor_fit_message(plan.fit, automatic)] if plan.fit["poor"] else []) + flags + ([loud] if loud else []):
             plan.warnings.append(msg)
             note(0.9, "warning: " + msg)
+
+
+def _drop_dead_bands(plan: RunPlan, note) -> bool:
+    """Leave out the bands that hold no usable value anywhere in the extent (delivered
+    products fill their bad bands with the no-data value), naming them in the warnings and
+    the match report. True when some were dropped; when every band is dead, none is (the
+    run then stops with the all-nodata message)."""
+    from ..bands import REASON_DEAD
+    from ..io.image import dead_bands
+
+    dead = dead_bands(plan.info, plan.bands, plan.extent)
+    if not dead:
+        return False
+    plan.matched.drop_bands(dead, REASON_DEAD)
+    plan.bands = [int(b) for b in plan.matched.band_indices]
+    plan.E = np.asarray(plan.matched.E, dtype=np.float64)
+    wl = plan.info.wavelengths_nm
+    named = ", ".join(f"band {b + 1}" + (f" ({wl[b]:.1f} nm)" if wl is not None else "") for b in dead)
+    msg = (f"Left out {len(dead)} band(s) with no usable value anywhere (all nodata, NaN or ±inf): {named}; "
+           f"{len(plan.bands)} bands remain")
+    plan.warnings.append(msg)
+    note(0.55, "warning: " + msg)
+    return True
 
 
 def _in_range(sample: np.ndarray, info, warnings: list, note) -> np.ndarray:

@@ -1,12 +1,12 @@
 """Block-wise GDAL reading of hyperspectral images: metadata (wavelengths, scale, nodata) and pixels.
 
-Size note: ~420 lines, metadata (four places wavelengths may live) and block-wise reading of
-the same :class:`ImageInfo`; the wavelength lookup is the larger half.
+Size note: ~560 lines, metadata (four places wavelengths may live), GDAL mask bands and
+block-wise reading of the same :class:`ImageInfo`; the wavelength lookup is the larger half.
 
 Reading (:func:`open_image`, :func:`iter_row_blocks`, :func:`read_window`) works for any
 format GDAL reads (GeoTIFF, ENVI, VRT, ...). Values come back as float32 with each
 band's scale/offset applied; a pixel is invalid when any band read is nodata or not
-finite. Wavelengths are converted to nm, looked up in this order:
+finite, or a GDAL mask band (a GeoTIFF's internal mask, an alpha band) marks it. Wavelengths are converted to nm, looked up in this order:
 
 1. the ENVI metadata domain (``wavelength`` + ``wavelength_units``, also ``fwhm``, ``bbl``);
 2. per-band metadata ``wavelength`` (+ ``wavelength_units`` on the band or the dataset);
@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator, Optional, Sequence, Union
 
 import numpy as np
@@ -83,13 +83,37 @@ class ImageInfo:
     source_path: str = ""
     quality_mask_path: str = ""
     product_description: str = ""
+    #: per band, the GDAL mask that marks its invalid pixels beyond nodata: "dataset" (one
+    #: mask for all bands: a GeoTIFF's internal mask, an alpha band), "band" (its own) or ""
+    #: (none); None when not looked at (an ImageInfo made by hand)
+    mask_bands: Optional[list] = None
+    #: False when the file has no geotransform (``geotransform`` is then GDAL's pixel-grid
+    #: default, used for pixel arithmetic only and never written to outputs); ``gcps``
+    #: ((pixel, line, x, y, z), ...) with ``gcp_wkt`` and ``rpc`` (the RPC metadata domain,
+    #: {} when none) are the georeferencing outputs copy when the image has them
+    georeferenced: bool = True
+    gcps: tuple = ()
+    gcp_wkt: str = ""
+    rpc: dict = field(default_factory=dict)
+
+
+#: "NETCDF:", "HDF5:", "GPKG:" ...: a GDAL driver prefix, not a Windows drive letter ("C:")
+_DRIVER_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9_]+:")
+
+
+def is_plain_path(path: Union[str, os.PathLike]) -> bool:
+    """False for what GDAL opens that is no file of that name: virtual file systems
+    (``/vsizip/…``, ``/vsigzip/…``, ``/vsicurl/…``), URLs and driver-prefixed subdatasets
+    (``NETCDF:"file.nc":var``, ``HDF5:…``). Only plain paths can be said "not found"."""
+    p = str(path)
+    return not (p.startswith("/vsi") or "://" in p or _DRIVER_PREFIX.match(p))
 
 
 def _open_dataset(path: str):
     with QuietGdal() as q:
         ds = gdal.Open(str(path), gdal.GA_ReadOnly)
     if ds is None:
-        if not os.path.exists(str(path)) and "://" not in str(path) and not str(path).startswith("/vsi"):
+        if is_plain_path(path) and not os.path.exists(str(path)):
             raise InputImageError(f"Image '{path}' does not exist", "Check the path")
         raise InputImageError(
             f"GDAL cannot open '{path}' as a raster ({q.last or 'unknown format'})",
@@ -198,12 +222,29 @@ def _read_wavelengths(ds, path: str) -> tuple:
             return raw * factor, None, bbl, "band descriptions", label
         if None not in factors:  # mixed explicit units: each converted by its own
             return np.array([v * f for v, f in parsed]), None, bbl, "band descriptions", "mixed"
+    have = [i for i, m in enumerate(per) if "wavelength" in m]
+    if 0 < len(have) < B:  # never match by band order while some bands say where they are
+        missing = [i + 1 for i in range(B) if i not in set(have)]
+        raise WavelengthError(f"{len(missing)} of the {B} bands of '{path}' have no wavelength (band "
+                              f"{', '.join(map(str, missing[:5]))}{' …' if len(missing) > 5 else ''}) while the "
+                              "others have one",
+                              "Give every band its wavelength (band metadata 'wavelength'), or none of them to "
+                              "match the library by band order")
     if unreadable is not None:  # never fall back to matching by band order behind the user's back
         band, text = unreadable
         raise WavelengthError(f"Band {band} of '{path}' has the wavelength '{str(text)[:40]}', which is not a number",
                               "Correct the band's wavelength metadata (a number, e.g. 552.3), or remove it "
                               "from every band to match the library by band order")
     return None, None, bbl, "", ""
+
+
+def _mask_kind(band) -> str:
+    """"dataset", "band" or "": the kind of GDAL mask ``band`` has beyond its nodata value
+    (GMF_ALL_VALID: none; GMF_NODATA: the nodata value, applied separately)."""
+    flags = band.GetMaskFlags()
+    if flags & (gdal.GMF_ALL_VALID | gdal.GMF_NODATA):
+        return ""
+    return "dataset" if flags & gdal.GMF_PER_DATASET else "band"
 
 
 def _is_number(text) -> bool:
@@ -236,16 +277,26 @@ def open_image(path: Union[str, os.PathLike]) -> ImageInfo:
         B = ds.RasterCount
         if B < 1:
             raise InputImageError(f"'{p}' has no raster bands", "Give a multiband raster image")
-        gt = tuple(float(v) for v in ds.GetGeoTransform(can_return_null=False) or (0, 1, 0, 0, 0, 1))
+        complex_bands = [i + 1 for i in range(B) if gdal.DataTypeIsComplex(ds.GetRasterBand(i + 1).DataType)]
+        if complex_bands:
+            kind = gdal.GetDataTypeName(ds.GetRasterBand(complex_bands[0]).DataType)
+            raise InputImageError(f"'{p}' is complex-valued ({kind}, band {complex_bands[0]}"
+                                  f"{' and others' if len(complex_bands) > 1 else ''}); unmixing needs real reflectance",
+                                  "Convert it to real reflectance first (e.g. its magnitude: gdal_calc.py "
+                                  "--calc 'abs(A)' --type Float32 --allBands A)")
+        native = ds.GetGeoTransform(can_return_null=True)
+        gt = tuple(float(v) for v in (native or (0, 1, 0, 0, 0, 1)))
+        gcps = tuple((g.GCPPixel, g.GCPLine, g.GCPX, g.GCPY, g.GCPZ) for g in (ds.GetGCPs() or ()))
         wkt = ds.GetProjection() or ""
         wl, fwhm, bbl, source, unit = _read_wavelengths(ds, p)
-        scales, offsets, nodata, names = [], [], [], []
+        scales, offsets, nodata, names, masks = [], [], [], [], []
         for i in range(B):
             b = ds.GetRasterBand(i + 1)
             s, o = b.GetScale(), b.GetOffset()
             scales.append(1.0 if s is None or s == 0 or not math.isfinite(s) else float(s))
             offsets.append(0.0 if o is None or not math.isfinite(o) else float(o))
             nodata.append(b.GetNoDataValue())
+            masks.append(_mask_kind(b))
             names.append(b.GetDescription() or f"Band {i + 1}")
         drv = ds.GetDriver()
         return ImageInfo(
@@ -254,6 +305,8 @@ def open_image(path: Union[str, os.PathLike]) -> ImageInfo:
             nodata=nodata, usable=np.ones(B, dtype=bool) if bbl is None else bbl, band_names=names,
             dtype_name=gdal.GetDataTypeName(ds.GetRasterBand(1).DataType), wavelength_source=source,
             wavelength_unit=unit, driver=drv.ShortName if drv is not None else "",
+            mask_bands=masks, georeferenced=native is not None, gcps=gcps,
+            gcp_wkt=(ds.GetGCPProjection() or "") if gcps else "", rpc=dict(ds.GetMetadata("RPC") or {}),
         )
     finally:
         ds = None
@@ -338,9 +391,30 @@ def _read(ds, info: ImageInfo, bands: list, col0: int, row0: int, w: int, h: int
             elif raw.dtype.kind == "f" or info.scales[b] > 3e38:  # integers scaled normally stay finite
                 valid &= np.isfinite(out)
         del raw
+    _apply_mask_bands(ds, info, bands, col0, row0, w, h, valid)
     if not valid.all():
         data[:, ~valid] = 0.0  # keep NaN/inf and nodata out of the solvers
     return data, valid
+
+
+def _apply_mask_bands(ds, info: ImageInfo, bands: list, col0: int, row0: int, w: int, h: int,
+                      valid: np.ndarray) -> None:
+    """Clear ``valid`` where the GDAL mask of a band read (:attr:`ImageInfo.mask_bands`:
+    a GeoTIFF's internal mask, an alpha band, a per-band mask) is 0; a per-dataset mask is
+    read once."""
+    kinds = info.mask_bands or []
+    done_dataset = False
+    for b in bands:
+        kind = kinds[b] if b < len(kinds) else ""
+        if not kind or (kind == "dataset" and done_dataset):
+            continue
+        with QuietGdal() as q:
+            m = ds.GetRasterBand(b + 1).GetMaskBand().ReadAsArray(col0, row0, w, h)
+        if m is None:
+            raise InputImageError(f"Reading the mask of band {b + 1} of '{info.path}' failed ({q.last or 'no reason'})",
+                                  "Check that the file is complete and readable")
+        valid &= m != 0
+        done_dataset = done_dataset or kind == "dataset"
 
 
 def check_window(info: ImageInfo, col0: int, row0: int, w: int, h: int) -> None:
@@ -463,17 +537,26 @@ def raise_no_valid_pixels(info: ImageInfo) -> None:
 
 def dead_bands(info: ImageInfo, bands: Sequence[int], window: Sequence[int], rows: int = 64) -> list:
     """The bands of ``bands`` (0-based) that hold no usable value (nodata, not finite or beyond
-    the magnitude limit) anywhere in ``rows`` central rows of ``window`` (col0, row0, w, h)
-    where the other bands do: one dead band leaves every pixel nodata. Read band by band."""
+    the magnitude limit) anywhere in ``window`` (col0, row0, w, h) while the other bands do:
+    one such band leaves every pixel nodata. Candidates come from ``rows`` central rows (read
+    band by band, one dataset open); each is then confirmed over the whole window (a band
+    that holds a value anywhere is not dead). [] when no band, or every band, is dead there."""
     c0, r0, W, H = (int(v) for v in window)
     n = min(int(rows), H)
     top = r0 + (H - n) // 2
-    ok = [read_window(info, [b], c0, top, W, n)[1] for b in bands]
-    dead = [b for b, v in zip(bands, ok) if not v.any()]
-    alive = [v for v in ok if v.any()]
-    if not dead or not alive or not np.logical_and.reduce(alive).any():
-        return []
-    return dead
+    ds = _open_dataset(info.path)
+    try:
+        ok = [_read(ds, info, [b], c0, top, W, n)[1] for b in bands]
+        dead = [b for b, v in zip(bands, ok) if not v.any()]
+        alive = [v for v in ok if v.any()]
+        if not dead or not alive or not np.logical_and.reduce(alive).any():
+            return []
+        step = rows_per_block(info, 1, 64, W)
+        return [b for b in dead
+                if not any(_read(ds, info, [b], c0, r, W, min(step, r0 + H - r))[1].any()
+                           for r in range(r0, r0 + H, step))]
+    finally:
+        ds = None
 
 
 def sample_pixels(info: ImageInfo, bands: Optional[Sequence[int]] = None, n: int = 10000, seed: int = 0,

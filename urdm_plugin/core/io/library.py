@@ -1,6 +1,6 @@
 """Endmember libraries: CSV and ENVI spectral libraries (.sli + .hdr).
 
-Size note: ~480 lines, two readers (CSV dialects, ENVI header + binary) and one writer of
+Size note: ~530 lines, two readers (CSV dialects and encodings, ENVI header + binary and its byte order) and one writer of
 the same :class:`SpectralLibrary`; each reader's checks are what users hit first.
 
 A library is ``M`` named spectra sampled at ``Bl`` wavelengths (nm), spectra ``(Bl, M)``.
@@ -106,6 +106,10 @@ class SpectralLibrary:
         low = [n.lower() for n in self.names]
         if low.count(name.lower()) == 1:
             return low.index(name.lower())
+        if low.count(name.lower()) > 1:
+            same = [n for n in self.names if n.lower() == name.lower()]
+            raise LibraryError(f"'{name}' matches {len(same)} spectra whose names differ only in case "
+                               f"({', '.join(repr(n) for n in same[:4])})", "Give the name exactly as written")
         shown = ", ".join(self.names[:12]) + (", ..." if M > 12 else "")
         raise LibraryError(f"No spectrum named '{name}' in the library", f"Choose one of: {shown}")
 
@@ -124,12 +128,14 @@ class SpectralLibrary:
 
 
 def validate_names(names: Sequence[str], where: str = "") -> None:
-    """Raise :class:`LibraryError` on empty or duplicate (case-insensitive) names."""
+    """Raise :class:`LibraryError` on empty or duplicate names. Names are compared as
+    written: 'Tree' and 'TREE' are two spectra (their output files cannot collide on a
+    case-insensitive file system: the writer makes the second ``TREE_2.tif``)."""
     seen = {}
     for i, n in enumerate(names):
         if not n:
             raise LibraryError(f"Spectrum {i + 1}{where} has an empty name", "Give every spectrum a name")
-        key = n.lower()
+        key = n
         if key in seen:
             raise LibraryError(
                 f"The spectrum name '{n}'{where} is used twice (columns {seen[key] + 1} and {i + 1})",
@@ -171,6 +177,13 @@ def _read_text(p: Path) -> str:
     except OSError as exc:
         raise LibraryError(f"Cannot read library file '{p}' ({exc.strerror or exc})",
                            "Check that the file exists and is readable") from None
+    utf16 = _utf16_codec(raw)
+    if utf16:  # Excel's "Unicode text" and Windows tools save UTF-16
+        try:
+            return raw.decode(utf16).lstrip("\ufeff")
+        except UnicodeDecodeError:
+            raise LibraryError(f"Library file '{p}' looks like UTF-16 text but does not decode as {utf16}",
+                               "Save it as CSV in UTF-8") from None
     if b"\x00" in raw[:4096]:
         raise LibraryError(f"Library file '{p}' is binary, not CSV text",
                            "Give a CSV file, or an ENVI .sli with its .hdr")
@@ -178,6 +191,20 @@ def _read_text(p: Path) -> str:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         return raw.decode("latin-1")
+
+
+def _utf16_codec(raw: bytes) -> str:
+    """"utf-16" (with a byte-order mark), "utf-16-le"/"utf-16-be" (without one: every other
+    byte of the first 4 KiB is 0, as in ASCII text saved as UTF-16) or ""."""
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return "utf-16"
+    head = raw[:4096]
+    if len(head) >= 4 and len(head) % 2 == 0:
+        if head[1::2].count(0) == len(head) // 2 and head[0::2].count(0) == 0:
+            return "utf-16-le"
+        if head[0::2].count(0) == len(head) // 2 and head[1::2].count(0) == 0:
+            return "utf-16-be"
+    return ""
 
 
 def read_csv_library(path: Union[str, os.PathLike]) -> SpectralLibrary:
@@ -363,6 +390,17 @@ def _envi_names(value: str) -> list:
     return [n.strip() for n in v.split(",")]
 
 
+def _plausible(values: np.ndarray) -> bool:
+    """Spectral values as a library holds them: finite and within ±1e6 (reflectance, percent
+    or scaled integers; not 1e38 or NaN as floats in the wrong byte order read), and not
+    all below 1e-30 in magnitude (denormals, the other symptom)."""
+    v = values.astype(np.float64)
+    if v.size == 0 or not np.all(np.isfinite(v)) or np.any(np.abs(v) > 1e6):
+        return False
+    nz = np.abs(v[v != 0])
+    return nz.size == 0 or float(np.median(nz)) > 1e-30
+
+
 def read_envi_library(path: Union[str, os.PathLike]) -> SpectralLibrary:
     """Read an ENVI spectral library; ``path`` is the data file or its ``.hdr``."""
     p = Path(path)
@@ -412,7 +450,14 @@ def read_envi_library(path: Union[str, os.PathLike]) -> SpectralLibrary:
             buf = fh.read(count * dt.itemsize)
     except OSError as exc:
         raise LibraryError(f"Cannot read '{data_path}' ({exc.strerror or exc})", "Check the file") from None
-    spectra = np.frombuffer(buf, dtype=dt, count=count).astype(np.float64).reshape(lines, samples).T
+    values = np.frombuffer(buf, dtype=dt, count=count)
+    if dt.kind == "f" and not _plausible(values) and _plausible(values.byteswap()):
+        other = 1 - order
+        raise LibraryError(f"'{src}' says 'byte order = {order}' ({'little' if order == 0 else 'big'}-endian) but the "
+                           f"values of '{data_path.name}' read that way are not reflectance; read "
+                           f"{'big' if other else 'little'}-endian they are",
+                           f"Set 'byte order = {other}' in the .hdr")
+    spectra = values.astype(np.float64).reshape(lines, samples).T
     rsf = hdr.get("reflectance scale factor")
     if rsf is not None:
         try:

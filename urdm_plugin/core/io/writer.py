@@ -311,9 +311,7 @@ class OutputWriter:
             ds = drv.Create(str(path), self.width, self.height, 1, gdal.GDT_Float32, options=opts)
         if ds is None:
             raise OutputError(f"Cannot create '{path}' ({q.last})", "Check free disk space and folder permissions")
-        ds.SetGeoTransform(self.geotransform)
-        if self.info.crs_wkt:
-            ds.SetProjection(self.info.crs_wkt)
+        set_georeferencing(ds, self.info, self.col0, self.row0)
         band = ds.GetRasterBand(1)
         # blocks never written are filled with the nodata value when the file is closed
         band.SetNoDataValue(NODATA)
@@ -500,6 +498,28 @@ class OutputWriter:
 #: that owns it, so a later run can tell a killed run's leftovers from a live one's.
 PARTIAL_MARKER = ".urdm-partial"
 _PARTIAL_NAME = re.compile(r"^\..+\.(tmp|old)-[A-Za-z0-9_]+$")
+
+
+def set_georeferencing(ds, info: ImageInfo, col0: int = 0, row0: int = 0) -> None:
+    """Give the output ``ds`` (the image grid from pixel (col0, row0) on) the image's own
+    georeferencing: its geotransform (shifted) and CRS, its GCPs and RPCs (pixel/line
+    shifted) — and none when the image has none (no invented pixel-size-1 grid)."""
+    if getattr(info, "georeferenced", True):
+        ds.SetGeoTransform(shifted_geotransform(info.geotransform, col0, row0))
+        if info.crs_wkt:
+            ds.SetProjection(info.crs_wkt)
+    gcps = getattr(info, "gcps", ())
+    if gcps:
+        ds.SetGCPs([gdal.GCP(x, y, z, px - col0, ln - row0) for px, ln, x, y, z in gcps], info.gcp_wkt)
+    rpc = dict(getattr(info, "rpc", None) or {})
+    if rpc:
+        for key, shift in (("LINE_OFF", row0), ("SAMP_OFF", col0)):
+            if key in rpc and shift:
+                try:
+                    rpc[key] = repr(float(str(rpc[key]).split()[0]) - shift)
+                except ValueError:
+                    pass
+        ds.SetMetadata(rpc, "RPC")
 
 
 def _umask() -> int:

@@ -5,8 +5,9 @@ The spectral image is an int16 GeoTIFF of scaled reflectance, bands VNIR then SW
 ``bandCharacterisation/bandID[@number]`` with ``wavelengthCenterOfBand`` (nm),
 ``FWHMOfBand`` (nm), ``GainOfBand`` and ``OffsetOfBand`` (value = DN · gain + offset).
 The derived file is a VRT over the TIF with the bands in increasing wavelength order,
-per-band scale = gain, offset, nodata (an XML ``noDataValue`` element, else the TIF's,
-else −32768) and ENVI-domain wavelengths/FWHM in nm. The quality layers
+per-band scale = gain, offset, nodata (the XML's ``specific/backgroundValue`` — where
+delivered products state it, 0 in DLR's L2A — else a legacy ``noDataValue`` element, else
+the TIF's own, else −32768) and ENVI-domain wavelengths/FWHM in nm. The quality layers
 ``*-QL_QUALITY_CLOUD``, ``_CLOUDSHADOW``, ``_HAZE``, ``_SNOW`` and ``_CIRRUS`` (``.TIF``)
 present are combined into one uint8 mask on the image grid: 1 = use, 0 = any layer
 non-zero (flagged).
@@ -15,7 +16,11 @@ non-zero (flagged).
 from __future__ import annotations
 
 import re
-import xml.etree.ElementTree as ET
+
+try:  # defusedxml refuses entity expansion and external entities
+    import defusedxml.ElementTree as ET
+except ImportError:  # pragma: no cover - stdlib fallback; the XML is a local product's
+    import xml.etree.ElementTree as ET  # nosec B405 - a product file the user chose, parsed without DTD fetch
 
 import numpy as np
 from osgeo import gdal
@@ -45,8 +50,8 @@ def parse_metadata(xml: bytes, name: str) -> dict:
     """``{"wavelength", "fwhm", "gain", "offset"}`` (B,) float64 arrays in band-number
     order, ``"nodata"`` (float or None) and ``"level"`` ("L2A", "L1C", ... or "")."""
     try:
-        root = ET.fromstring(xml)
-    except ET.ParseError as exc:
+        root = ET.fromstring(xml)  # nosec B314 - defusedxml when installed (see import)
+    except (ET.ParseError, ValueError) as exc:  # defusedxml refusals are ValueErrors
         raise InputImageError(f"The EnMAP metadata '{name}' is not readable XML ({exc})",
                               "Download the product again (the XML is incomplete)") from None
     bands = []
@@ -73,20 +78,35 @@ def parse_metadata(xml: bytes, name: str) -> dict:
                               "Give the product's own *-METADATA.XML (it lists each band's wavelength and gain)")
     bands.sort()
     arr = np.array([b[1:] for b in bands], dtype=np.float64)
-    nodata = None
-    for el in root.iter():
-        if _local(el.tag).lower() in ("nodatavalue", "nodata") and (el.text or "").strip():
-            try:
-                nodata = float(el.text.strip())
-                break
-            except ValueError:
-                pass
+    nodata = _nodata(root)
     level = ""
     m = re.search(rb"L(1B|1C|2A)", xml[:20000])
     if m:
         level = "L" + m.group(1).decode()
     return {"wavelength": arr[:, 0], "fwhm": arr[:, 1], "gain": arr[:, 2], "offset": arr[:, 3],
             "nodata": nodata, "level": level}
+
+
+def _number(el) -> float | None:
+    try:
+        return float((el.text or "").strip())
+    except ValueError:
+        return None
+
+
+def _nodata(root) -> float | None:
+    """The spectral no-data value: ``specific/backgroundValue`` (what DLR's processor
+    writes, 0 in L2A), else any legacy ``noDataValue``/``noData`` element, else None."""
+    for parent in root.iter():
+        if _local(parent.tag) != "specific":
+            continue
+        for el in parent:
+            if _local(el.tag) == "backgroundValue" and _number(el) is not None:
+                return _number(el)
+    for el in root.iter():
+        if _local(el.tag).lower() in ("nodatavalue", "nodata") and _number(el) is not None:
+            return _number(el)
+    return None
 
 
 def _find(loc: Location, pattern: str) -> str:
