@@ -349,12 +349,23 @@ def _add_vca(sub) -> None:
     p.add_argument("--max-angle", type=float, default=None, metavar="RAD",
                    help="largest spectral angle (radians) of an identification (default 0.13)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--max-pixels", type=int, default=200_000, metavar="N",
+    p.add_argument("--max-pixels", type=_positive_int, default=200_000, metavar="N",
                    help="random subset of valid pixels VCA looks at (default 200000)")
     p.add_argument("--no-water-mask", action="store_true", help="keep the water-vapour bands")
     p.add_argument("--overwrite", action="store_true", help="replace OUT.csv if it exists")
     p.add_argument("--quiet", action="store_true", help="no messages, only errors")
     p.set_defaults(func=_run_vca)
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1 (refused by the parser in one line)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {v})")
+    return v
 
 
 def _vca_report_path(out: Path) -> Path:
@@ -364,12 +375,13 @@ def _vca_report_path(out: Path) -> Path:
 def _run_vca(args) -> int:
     from .core.engine.extraction import extract_endmembers, parse_n
     from .core.errors import OptionError, OutputError
+    from .core.io.output_policy import check_output_file
 
-    out = Path(args.out)
+    inputs = (args.image, args.identify)
+    out = check_output_file(args.out, inputs, args.overwrite, "output library")
     report_path = _vca_report_path(out) if args.identify else None
-    for f in (out, report_path):
-        if f is not None and f.exists() and not args.overwrite:
-            raise OutputError(f"{f} already exists", "Use --overwrite or choose another file")
+    if report_path is not None:
+        check_output_file(report_path, inputs, args.overwrite, "identification report")
     if str(args.n).strip() == "0":  # 0 means 'auto' in Processing only; here it is a slip
         raise OptionError("N must be at least 1 (got 0)", "Give the number of endmembers to extract, or 'auto'")
     n = parse_n(args.n)
@@ -382,6 +394,7 @@ def _run_vca(args) -> int:
                              mask_water_bands=not args.no_water_mask, reference=reference,
                              max_angle=args.max_angle)
     from .core.io.library import write_library_csv
+    from .core.io.output_policy import TEXT_MARK
 
     if lib.hysime is not None and not args.quiet:
         print(f"estimated {lib.hysime.n_endmembers} endmembers (HySime); noise sigma "
@@ -389,7 +402,7 @@ def _run_vca(args) -> int:
     write_library_csv(out, lib)
     if report_path is not None:
         try:
-            report_path.write_text(lib.report + "\n", encoding="utf-8")
+            report_path.write_text(lib.report + "\n" + TEXT_MARK + "\n", encoding="utf-8")
         except OSError as exc:
             raise OutputError(f"Cannot write '{report_path}' ({exc.strerror or exc})",
                               "Choose a folder you can write to") from None
@@ -439,8 +452,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return _terminated(exc.signum)
     except UrdmError as exc:
         if isinstance(exc, OutputExistsError):
-            exc = OutputExistsError(exc.problem, f"{exc.fix.rstrip('.')}, or add --overwrite to replace the "
-                                    "previous run there")
+            exc = OutputExistsError(exc.problem, f"{exc.fix.rstrip('.')}, or add --overwrite to replace what an "
+                                    "earlier run wrote there")
         print(f"error: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (Cancelled, KeyboardInterrupt):

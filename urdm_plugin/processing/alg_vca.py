@@ -72,6 +72,10 @@ class VcaAlgorithm(UrdmAlgorithm):
         feedback.pushInfo(f"Extracting {n if n > 0 else 'an automatic number of'} endmembers from "
                           f"{layer.source()} with VCA…")
         try:
+            from ..core.io.output_policy import check_output_file
+
+            # Processing replaces a chosen file, but only one this tool wrote, never an input
+            check_output_file(out, (layer.source(), ref_path), overwrite=True, what="output library")
             reference = read_library(ref_path) if ref_path else None
             lib = extract_endmembers(layer.source(), n if n > 0 else "auto",
                                      seed=self.parameterAsInt(parameters, self.SEED, context),

@@ -82,6 +82,12 @@ def write_dominant(run_dir: str, manifest: dict, cancel=None) -> str:
         srcs.append(ds)
     W, H = srcs[0].RasterXSize, srcs[0].RasterYSize
     final = os.path.join(run_dir, DOMINANT_FILE)
+    from ..core.io.output_policy import GEOTIFF_MARK, is_tool_file
+
+    for p in (final, final + ".aux.xml"):
+        if os.path.lexists(p) and not is_tool_file(p):
+            raise OutputError(f"The run folder {run_dir} holds a file '{os.path.basename(p)}' that this tool did "
+                              "not write; it is not replaced", "Move that file out of the run folder")
     fd, tmp = tempfile.mkstemp(prefix=".dominant.", suffix=".tif", dir=run_dir)
     os.close(fd)
     out = None
@@ -91,6 +97,7 @@ def write_dominant(run_dir: str, manifest: dict, cancel=None) -> str:
         if out is None:
             raise OutputError(f"Cannot write {final} ({gdal.GetLastErrorMsg()})",
                               "Check that the output folder is writable and has free space")
+        out.SetMetadataItem(GEOTIFF_MARK, "dominant")
         out.SetGeoTransform(srcs[0].GetGeoTransform())
         out.SetProjection(srcs[0].GetProjection())
         ob = out.GetRasterBand(1)

@@ -453,7 +453,9 @@ def build_map_sheet(run_json_path, project=None, background_layer=None, title: O
 
 
 def _check_target(path: str, what: str) -> str:
-    path = os.path.abspath(str(path))
+    from ..core.io.output_policy import check_output_file
+
+    path = str(check_output_file(path, (), overwrite=True, what=f"map sheet {what}"))  # only a sheet of ours
     folder = os.path.dirname(path)
     try:
         os.makedirs(folder, exist_ok=True)
@@ -494,6 +496,8 @@ def _export_failure(exporter, result, path: str, fix: str) -> OutputError:
 
 
 def _export(exporter, pdf_path, png_path, dpi, done) -> None:
+    from ..core.io.output_policy import mark_map_sheet
+
     if pdf_path:
         pdf_path = _check_target(pdf_path, "PDF")
         s = QgsLayoutExporter.PdfExportSettings()
@@ -504,6 +508,7 @@ def _export(exporter, pdf_path, png_path, dpi, done) -> None:
         if r != QgsLayoutExporter.Success:
             raise _export_failure(exporter, r, pdf_path, "Check that the file is not open in another program "
                                                          "and the folder is writable")
+        mark_map_sheet(pdf_path)
         done["pdf"] = pdf_path
     if png_path:
         png_path = _check_target(png_path, "PNG")
@@ -514,6 +519,7 @@ def _export(exporter, pdf_path, png_path, dpi, done) -> None:
         if r != QgsLayoutExporter.Success:
             raise _export_failure(exporter, r, png_path, "Check that the folder is writable and the DPI is not "
                                                          "too high for memory")
+        mark_map_sheet(png_path)
         done["png"] = png_path
 
 
