@@ -28,7 +28,7 @@ import warnings
 from pathlib import Path
 from typing import Callable, List, Optional
 
-from . import early_signals
+from . import startup
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
 
@@ -103,11 +103,11 @@ class Terminated(BaseException):
         self.signum = int(signum)
 
 
-#: Signals received (from the first instruction, see :mod:`urdm_plugin.early_signals`, and by
+#: Signals received (from the first instruction, see :mod:`urdm_plugin.startup`, and by
 #: the handler below): raised inside an extension module's import, the exception reaches
 #: main() as ImportError("initialization failed") or is swallowed by an optional import, so
 #: main(), every cancel poll and the last check before writing ask here.
-_received: list = early_signals.received
+_received: list = startup.received
 
 
 def _check_signals() -> None:
