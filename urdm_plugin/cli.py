@@ -251,21 +251,12 @@ def _add_registry_options(p) -> None:
 def _build_options(args):
     from .core.engine.arrays import resolve_method
     from .core.engine.pipeline import UnmixOptions
-    from .core.errors import OptionError
-    from .core.methods.registry import all_params
+    from .core.methods.registry import all_params, params_for_method
 
     method = args.method or _default_method()
     spec = resolve_method(method)  # OptionError / MethodUnavailableError
-    params = {}
-    for name, (_p, methods) in all_params().items():
-        value = getattr(args, name)
-        if value is None:
-            continue
-        if spec.id not in methods:
-            raise OptionError(f"{_flag(name)} does not apply to method '{spec.id}'",
-                              f"Use {_flag(name)} only with {' or '.join(methods)}")
-        params[name] = value
-    spec.validate_params(params)  # a bad value is reported before any file is opened
+    # a parameter of another method, or a bad value, is refused before any file is opened
+    params = params_for_method(spec, {name: getattr(args, name) for name in all_params()}, _flag)
     return UnmixOptions(
         method=spec.id, endmembers=args.endmember, max_endmembers=args.max_endmembers,
         params=params, seed=args.seed, device=args.device,

@@ -116,19 +116,13 @@ class UnmixAlgorithm(UrdmAlgorithm):
     def options_from(self, parameters, context, layer, feedback):
         """The :class:`UnmixOptions` the parameters ask for (method parameters through the registry)."""
         from ..core.engine.pipeline import UnmixOptions
-        from ..core.methods.registry import ENGINE_OPTIONS, METHODS, all_params
+        from ..core.methods.registry import ENGINE_OPTIONS, METHODS, all_params, params_for_method
 
         spec = METHODS[self.parameterAsEnum(parameters, self.METHOD, context)]
-        params = {}
-        for name, (pspec, ids) in all_params().items():
-            value = self.value_of(pspec, processing_name(name), parameters, context)
-            if value is None or (name == "quality" and spec.id not in ids):
-                continue
-            if spec.id in ids:
-                params[name] = value
-            else:
-                feedback.pushWarning(f"{processing_name(name)} = {value} is ignored: method {spec.id} "
-                                     f"does not take it (only {', '.join(ids)}).")
+        given = {name: self.value_of(pspec, processing_name(name), parameters, context)
+                 for name, (pspec, ids) in all_params().items()
+                 if not (name == "quality" and spec.id not in ids)}  # QUALITY always has a value
+        params = params_for_method(spec, given, processing_name)  # the command line's rule
         engine = {o.name: self.value_of(o, processing_name(o.name), parameters, context) for o in ENGINE_OPTIONS}
         window = None
         if parameters.get(self.EXTENT):

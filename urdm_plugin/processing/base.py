@@ -80,6 +80,11 @@ class UrdmAlgorithm(QgsProcessingAlgorithm):
             return None
         if spec.kind == "choice":
             return spec.choices[self.parameterAsEnum(parameters, name, context)]
+        if isinstance(raw, str):  # qgis_process passes text: 'abc' or '0,3' must not become 0
+            try:
+                float(raw)
+            except ValueError:
+                return raw.strip()  # the registry refuses it (or takes 'auto'), as on the command line
         if spec.kind == "float":
             return self.parameterAsDouble(parameters, name, context)
         return self.parameterAsInt(parameters, name, context)
