@@ -121,3 +121,30 @@ def test_map_sheet_markers_are_recognised(tmp_path):
     assert not is_tool_file(pdf)
     mark_map_sheet(pdf)
     assert is_tool_file(pdf)
+
+
+@pytest.mark.parametrize("swap", ["reprojected", "png"])
+def test_a_run_whose_map_is_not_the_runs_own_is_refused_and_no_dominant_map_written(inputs, tmp_path, swap):
+    from osgeo import gdal
+
+    from urdm_plugin.qgis_layers.dominant import prepare_run
+    from urdm_plugin.qgis_layers.runs import RunFileError
+
+    img, lib = inputs
+    run = tmp_path / "run"
+    unmix_raster(img, lib, run, UnmixOptions(method="fcls"))
+    m = json.loads((run / "run.json").read_text())
+    target = m["endmembers"][1]["file"]
+    if swap == "reprojected":
+        gdal.Warp(str(run / "moved.tif"), str(run / target), dstSRS="EPSG:4326")
+        m["endmembers"][1]["file"] = "moved.tif"
+        word = "coordinate reference system"
+    else:
+        gdal.Translate(str(run / "map.png"), str(run / target), format="PNG", outputType=gdal.GDT_Byte,
+                       scaleParams=[[0, 1, 0, 255]])
+        m["endmembers"][1]["file"] = "map.png"
+        word = "not one of the run's float32 GeoTIFFs"
+    (run / "run.json").write_text(json.dumps(m))
+    with pytest.raises(RunFileError, match=word):
+        prepare_run(str(run / "run.json"))
+    assert not (run / "dominant.tif").exists()

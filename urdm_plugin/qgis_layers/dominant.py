@@ -160,6 +160,15 @@ def prepare_run(run_json: str, dominant: bool = True, cancel=None) -> dict:
     run_json = os.path.abspath(run_json)
     run_dir = os.path.dirname(run_json)
     manifest = read_manifest(run_json)
+    from ..core.errors import OutputError
+    from ..core.io.run_rasters import check_run_rasters
+
+    try:
+        check_run_rasters(run_dir, manifest)  # nothing derived from files that are not the run's
+    except OutputError as exc:
+        from .runs import RunFileError
+
+        raise RunFileError(exc.problem, exc.fix) from None
     extra = manifest.setdefault("extra_files", {})
     changed = False
     if dominant and not (extra.get("dominant") and os.path.isfile(resolve_run_file(run_dir, extra["dominant"]))):

@@ -52,6 +52,7 @@ from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QColor, QFont
 
 from ..core.errors import OutputError, UrdmError
+from ..core.io.run_rasters import check_run_rasters
 from .dominant import display_upper, prepare_run, raster_percentile
 from .groups import group_of_run
 from .load import load_result_layer
@@ -316,7 +317,12 @@ def build_map_sheet(run_json_path, project=None, background_layer=None, title: O
     project = project or QgsProject.instance()
     if paper not in PAPERS:
         raise UrdmError(f"Unknown paper size '{paper}'", f"Use one of: {', '.join(PAPER_NAMES)}")
-    run = _with_dominant(load_run(run_json_path))
+    run = load_run(run_json_path)
+    try:  # one map re-projected, or a PNG named as a map: refused, not drawn on a wrong CRS
+        check_run_rasters(run.folder, run.manifest)
+    except OutputError as exc:
+        raise RunFileError(exc.problem, exc.fix) from None
+    run = _with_dominant(run)
     layout = QgsPrintLayout(project)
     layout.initializeDefaults()
     layout.setName(_unique_layout_name(project, f"URDM map sheet – {run.input_name}"))
@@ -357,12 +363,12 @@ def build_map_sheet(run_json_path, project=None, background_layer=None, title: O
         _label(layout, name, x, y, mw, label_h, 9, bold=True)
         m = QgsLayoutItemMap(layout)
         m.setId(f"map {name}")
+        if crs.isValid():  # before sizing: a map sized without a CRS asks PROJ about an empty one
+            m.setCrs(crs)
         layout.addLayoutItem(m)
         # size first: moving or zooming a map of zero size leaves a NaN extent
         m.attemptResize(QgsLayoutSize(mw, mh, QgsUnitTypes.LayoutMillimeters))
         m.attemptMove(QgsLayoutPoint(x, y + label_h, QgsUnitTypes.LayoutMillimeters))
-        if crs.isValid():
-            m.setCrs(crs)
         m.setLayers([lyr] + background)
         m.setKeepLayerSet(True)
         m.setKeepLayerStyles(False)
