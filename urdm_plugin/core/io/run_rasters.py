@@ -62,9 +62,9 @@ def check_run_rasters(run_dir: str, manifest: dict) -> None:
             first = (name, size, gt, srs)
             continue
         fname, fsize, fgt, fsrs = first
-        if size != fsize or gt != fgt:
-            raise OutputError(f"The {what} '{name}' is not on the grid of '{fname}' (size {size[0]}×{size[1]} "
-                              f"vs {fsize[0]}×{fsize[1]}, or another origin or pixel size)", _FIX)
         if (srs is None) != (fsrs is None) or (srs is not None and not srs.IsSame(fsrs)):
             raise OutputError(f"The {what} '{name}' is in another coordinate reference system than '{fname}' "
                               "(re-projected?); the maps of one run share one", _FIX)
+        if size != fsize or gt != fgt:
+            raise OutputError(f"The {what} '{name}' is not on the grid of '{fname}' (size {size[0]}×{size[1]} "
+                              f"vs {fsize[0]}×{fsize[1]}, or another origin or pixel size)", _FIX)
