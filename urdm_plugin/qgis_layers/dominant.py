@@ -172,7 +172,10 @@ def prepare_run(run_json: str, dominant: bool = True, cancel=None) -> dict:
     extra = manifest.setdefault("extra_files", {})
     changed = False
     if dominant and not (extra.get("dominant") and os.path.isfile(resolve_run_file(run_dir, extra["dominant"]))):
-        write_dominant(run_dir, manifest, cancel=cancel)
+        from ..core.io.gdal_quiet import pam_enabled
+
+        with pam_enabled():  # its class names live in dominant.tif.aux.xml
+            write_dominant(run_dir, manifest, cancel=cancel)
         extra["dominant"] = DOMINANT_FILE
         changed = True
     display = manifest.setdefault("display", {})
