@@ -10,6 +10,7 @@ drops QGIS's own start-up warning — everything else it prints counts.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -30,6 +31,7 @@ def _profile(box: Path, sc) -> dict:
     if ENV.get(PROFILE_VAR) and Path(ENV[PROFILE_VAR]).is_dir():
         return {}
     prof = Path(tempfile.mkdtemp(prefix="urdm-audit-qgis-"))
+    atexit.register(shutil.rmtree, prof, True)
     subprocess.run([sys.executable, str(ROOT / "scripts" / "package.py"), "deploy", str(prof / "profiles" / "default")],
                    check=True, capture_output=True)
     env = {k: v for k, v in ENV.items() if k != "QGIS_CUSTOM_CONFIG_PATH"}
@@ -174,7 +176,7 @@ while not glob.glob(os.path.join(box, ".out.tmp-*")) and time.time() - t0 < 60:
 time.sleep(1.0)
 p.kill(); p.wait(); time.sleep(3.0)
 alive = []
-for pid in os.listdir("/proc"):
+for pid in filter(str.isdigit, os.listdir("/proc")):
     try:
         cmd = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
     except OSError:
