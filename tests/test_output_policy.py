@@ -148,3 +148,26 @@ def test_a_run_whose_map_is_not_the_runs_own_is_refused_and_no_dominant_map_writ
     with pytest.raises(RunFileError, match=word):
         prepare_run(str(run / "run.json"))
     assert not (run / "dominant.tif").exists()
+
+
+def test_a_previous_run_on_a_mount_point_is_refused_before_any_work(inputs, tmp_path, monkeypatch):
+    """A mount point cannot be renamed away (EBUSY at commit): refused up front, in one line."""
+    from urdm_plugin.core.io import output_policy
+
+    img, lib = inputs
+    run = tmp_path / "mnt"
+    unmix_raster(img, lib, run, UnmixOptions(method="fcls"))
+    monkeypatch.setattr(output_policy.os.path, "ismount", lambda p: str(p) == str(run))
+    with pytest.raises(OutputError, match="mount point"):
+        output_policy.check_output_folder(run, overwrite=True, inputs=[img, lib])
+
+
+def test_an_os_error_names_its_cause_once():
+    import errno
+
+    from urdm_plugin.core.errors import os_error_cause
+
+    why, _fix = os_error_cause(PermissionError(errno.EACCES, "Permission denied"))
+    assert why.lower().count("permission denied") == 1
+    why, _fix = os_error_cause(OSError(errno.ENOSPC, "No space left on device"))
+    assert why == "No space left on device: the disk is full"
