@@ -13,7 +13,6 @@ import time
 
 from qgis.core import (
     QgsProcessingContext,
-    QgsProcessingException,
     QgsProcessingOutputFile,
     QgsProcessingOutputRasterLayer,
     QgsProcessingParameterBoolean,
@@ -134,13 +133,13 @@ class UnmixAlgorithm(UrdmAlgorithm):
             try:  # the grid the run reads: a sensor product's derived grid is not its QGIS layer's
                 info = open_image(layer.source())
             except UrdmError as err:
-                raise QgsProcessingException(str(err)) from None
+                raise self.fail(str(err)) from None
             crs = QgsCoordinateReferenceSystem.fromWkt(info.crs_wkt) if info.crs_wkt else layer.crs()
             extent = self.parameterAsExtent(parameters, self.EXTENT, context, crs if crs.isValid() else layer.crs())
             if not extent.isNull():
                 window = extent_to_window(extent, info.geotransform, info.width, info.height)
                 if window is None:
-                    raise QgsProcessingException("EXTENT does not overlap the input raster. "
+                    raise self.fail("EXTENT does not overlap the input raster. "
                                                  "Choose an extent inside the layer, or leave it empty.")
         return UnmixOptions(
             method=spec.id, endmembers=split_names(self.parameterAsString(parameters, self.ENDMEMBERS, context))
@@ -160,9 +159,9 @@ class UnmixAlgorithm(UrdmAlgorithm):
 
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         if layer is None:
-            raise QgsProcessingException("The input raster could not be loaded. Choose a raster layer or file.")
+            raise self.fail("The input raster could not be loaded. Choose a raster layer or file.")
         if layer.providerType() != "gdal":
-            raise QgsProcessingException(
+            raise self.fail(
                 f"Layer '{layer.name()}' is not a file GDAL reads (provider '{layer.providerType()}'). "
                 "Save it as a GeoTIFF and use that.")
         library = self.parameterAsFile(parameters, self.LIBRARY, context)
@@ -173,7 +172,7 @@ class UnmixAlgorithm(UrdmAlgorithm):
         method = options.method
         out_dir = self.parameterAsString(parameters, self.OUTPUT_FOLDER, context)
         if not out_dir:
-            raise QgsProcessingException("Give an output folder.")
+            raise self.fail("Give an output folder.")
 
         last = {"msg": "", "t": 0.0}
 
@@ -197,7 +196,7 @@ class UnmixAlgorithm(UrdmAlgorithm):
             run_json = os.path.join(result.out_dir, "run.json")
             manifest = prepare_run(run_json, cancel=feedback.isCanceled)
         except Cancelled:
-            raise QgsProcessingException("Unmixing cancelled; no output was written.") from None
+            raise self.fail("Unmixing cancelled; no output was written.") from None
         except UrdmError as err:
             raise self.fail(err) from None
         for w in manifest.get("warnings", []) or []:

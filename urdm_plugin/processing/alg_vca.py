@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from qgis.core import (
-    QgsProcessingException,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
@@ -65,7 +64,7 @@ class VcaAlgorithm(UrdmAlgorithm):
 
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         if layer is None or layer.providerType() != "gdal":
-            raise QgsProcessingException("Choose a raster layer backed by a file GDAL reads.")
+            raise self.fail("Choose a raster layer backed by a file GDAL reads.")
         n = self.parameterAsInt(parameters, self.N, context)
         out = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
         ref_path = self.parameterAsFile(parameters, self.REFERENCE, context)
@@ -86,7 +85,7 @@ class VcaAlgorithm(UrdmAlgorithm):
             for line in lib.report.splitlines():
                 feedback.pushInfo(line)
             if feedback.isCanceled():
-                raise QgsProcessingException("Cancelled; no library was written.")
+                raise self.fail("Cancelled; no library was written.")
             write_library_csv(out, lib)
         except UrdmError as err:
             raise self.fail(err) from None

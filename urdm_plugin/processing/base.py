@@ -91,5 +91,12 @@ class UrdmAlgorithm(QgsProcessingAlgorithm):
 
     @staticmethod
     def fail(err) -> QgsProcessingException:
-        """A user error (:class:`UrdmError`) as the one-line exception Processing shows."""
+        """A user error (:class:`UrdmError` or its text) as the one-line exception Processing
+        shows. ``qgis_process`` would print it three times (QGIS logs a failed algorithm's
+        exception twice to its message log, which it echoes on stderr, and reports it once as
+        ``ERROR:``): there the message log is silenced, as the process ends with this error."""
+        from qgis.core import QgsApplication
+
+        if QgsApplication.platform() == "qgis_process":
+            QgsApplication.messageLog().blockSignals(True)
         return QgsProcessingException(str(err))
