@@ -217,7 +217,7 @@ def test_overwrite_never_deletes_inputs_or_documents(scene, tmp_path):
     (d / "thesis.docx").write_text("four years")
     before = sorted(p.name for p in d.iterdir())
     r = run_cli("unmix", d / "img.tif", d / "lib.csv", d, "--method", "fcls", "--overwrite")
-    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no URDM run wrote" in r.stderr
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "holds an input of this run" in r.stderr
     assert sorted(p.name for p in d.iterdir()) == before
     r = subprocess.run([sys.executable, "-m", "urdm_plugin", "unmix", str(d / "img.tif"), str(d / "lib.csv"), ".",
                         "--method", "fcls", "--overwrite"], capture_output=True, text=True, cwd=str(d),

@@ -146,3 +146,12 @@ def test_a_dead_pool_worker_fails_in_one_message_and_writes_nothing(tmp_path):
         with pytest.raises(WorkerLostError, match="ended abruptly; nothing was written"):
             unmix_raster(tif, csv, tmp_path / "out", opts, executor=_Recording(ex, after=2, hook=kill_one))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["library.csv", "scene.tif"]
+
+
+def test_more_workers_than_the_machine_can_use_are_refused_in_one_line():
+    from urdm_plugin.core.engine.executors import max_workers, open_executor
+    from urdm_plugin.core.errors import OptionError
+
+    with pytest.raises(OptionError, match="at most"):
+        with open_executor(max_workers() + 1):
+            pass

@@ -16,8 +16,8 @@ import fault_audit  # noqa: E402
 def test_the_audit_cases_cover_every_category_of_the_issue():
     cats = {c.category for c in fault_audit.cases()}
     assert {"overwrite", "writes", "signals", "run folders", "options", "image", "library", "names",
-            "minor"} <= cats
-    assert len(fault_audit.cases()) >= 100
+            "minor", "outputs", "exit codes", "processing"} <= cats
+    assert len(fault_audit.cases()) >= 144
 
 
 def test_every_fault_is_handled_cleanly():

@@ -102,7 +102,8 @@ def test_run_json_describes_the_run(full_run):
     assert m["inputs"]["unit"] == "nm" and len(m["inputs"]["bands_used"]) == m["match"]["n_used"]
     assert m["match"]["n_dropped"] > 0  # water-vapour bands of the 400-2500 nm grid
     csv = (Path(res.out_dir) / "endmembers_used.csv").read_text().splitlines()
-    assert csv[0] == "wavelength_nm,Soil,Tree,Water" and len(csv) == 1 + m["match"]["n_used"]
+    assert csv[0] == "wavelength_nm,Soil,Tree,Water" and len(csv) == 2 + m["match"]["n_used"]
+    assert csv[-1].startswith("# written by URDM")  # the marker that lets --overwrite recognise it
 
 
 def test_window_output_has_the_sub_extent_georeferencing(scene, full_run, tmp_path):

@@ -28,6 +28,8 @@ import warnings
 from pathlib import Path
 from typing import Callable, List, Optional
 
+from . import startup
+
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
 
 PROG = "python -m urdm_plugin"
@@ -84,7 +86,7 @@ class _CliProgress:
         if self.bar is not None:
             self.bar.write(text, file=sys.stderr)
         else:
-            print(text, file=sys.stderr)
+            _say(text, sys.stderr)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -101,9 +103,17 @@ class Terminated(BaseException):
         self.signum = int(signum)
 
 
-#: Signals received by the handler below: raised inside an extension module's import, the
-#: exception reaches main() as ImportError("initialization failed"), so main() asks here.
-_received: list = []
+#: Signals received (from the first instruction, see :mod:`urdm_plugin.startup`, and by
+#: the handler below): raised inside an extension module's import, the exception reaches
+#: main() as ImportError("initialization failed") or is swallowed by an optional import, so
+#: main(), every cancel poll and the last check before writing ask here.
+_received: list = startup.received
+
+
+def _check_signals() -> None:
+    """Raise :class:`Terminated` for a signal that was recorded but not acted on."""
+    if _received:
+        raise Terminated(_received[-1])
 
 
 @contextlib.contextmanager
@@ -150,7 +160,7 @@ class _CtrlC:
         self.requested = True
 
     def __call__(self) -> bool:
-        return self.requested
+        return self.requested or bool(_received)  # a SIGTERM swallowed on its way counts too
 
     def __exit__(self, *exc):
         if self._old is not None:
@@ -241,21 +251,12 @@ def _add_registry_options(p) -> None:
 def _build_options(args):
     from .core.engine.arrays import resolve_method
     from .core.engine.pipeline import UnmixOptions
-    from .core.errors import OptionError
-    from .core.methods.registry import all_params
+    from .core.methods.registry import all_params, params_for_method
 
     method = args.method or _default_method()
     spec = resolve_method(method)  # OptionError / MethodUnavailableError
-    params = {}
-    for name, (_p, methods) in all_params().items():
-        value = getattr(args, name)
-        if value is None:
-            continue
-        if spec.id not in methods:
-            raise OptionError(f"{_flag(name)} does not apply to method '{spec.id}'",
-                              f"Use {_flag(name)} only with {' or '.join(methods)}")
-        params[name] = value
-    spec.validate_params(params)  # a bad value is reported before any file is opened
+    # a parameter of another method, or a bad value, is refused before any file is opened
+    params = params_for_method(spec, {name: getattr(args, name) for name in all_params()}, _flag)
     return UnmixOptions(
         method=spec.id, endmembers=args.endmember, max_endmembers=args.max_endmembers,
         params=params, seed=args.seed, device=args.device,
@@ -299,7 +300,7 @@ def _run_unmix(args) -> int:
         m = result.manifest
         lam = m.get("parameters", {}).get("lam_chosen")
         extra = f", λ={lam:.3g}" if isinstance(lam, float) else ""
-        print(_printable(f"{m['method']}: {len(m['endmembers'])} endmembers "
+        _say(_printable(f"{m['method']}: {len(m['endmembers'])} endmembers "
                          f"({', '.join(e['name'] for e in m['endmembers'])}){extra} -> {result.out_dir} "
                          f"in {result.seconds:.1f} s"))
     return EXIT_OK
@@ -320,12 +321,12 @@ def _run_methods(args) -> int:
         ok, reason = m.available()
         mark = "available" if ok else f"NOT AVAILABLE: {reason}"
         star = " (default)" if m.id == default else ""
-        print(f"{m.id:<6} {m.label}{star} -- {mark}")
+        _say(f"{m.id:<6} {m.label}{star} -- {mark}")
         for prm in m.params:
             rng = ""
             if prm.choices:
                 rng = " {" + ",".join(prm.choices) + "}"
-            print(f"         {prm.name}={prm.default}{rng}: {prm.help}")
+            _say(f"         {prm.name}={prm.default}{rng}: {prm.help}")
     return EXIT_OK
 
 
@@ -350,12 +351,23 @@ def _add_vca(sub) -> None:
     p.add_argument("--max-angle", type=float, default=None, metavar="RAD",
                    help="largest spectral angle (radians) of an identification (default 0.13)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--max-pixels", type=int, default=200_000, metavar="N",
+    p.add_argument("--max-pixels", type=_positive_int, default=200_000, metavar="N",
                    help="random subset of valid pixels VCA looks at (default 200000)")
     p.add_argument("--no-water-mask", action="store_true", help="keep the water-vapour bands")
     p.add_argument("--overwrite", action="store_true", help="replace OUT.csv if it exists")
     p.add_argument("--quiet", action="store_true", help="no messages, only errors")
     p.set_defaults(func=_run_vca)
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1 (refused by the parser in one line)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {v})")
+    return v
 
 
 def _vca_report_path(out: Path) -> Path:
@@ -365,12 +377,13 @@ def _vca_report_path(out: Path) -> Path:
 def _run_vca(args) -> int:
     from .core.engine.extraction import extract_endmembers, parse_n
     from .core.errors import OptionError, OutputError
+    from .core.io.output_policy import check_output_file
 
-    out = Path(args.out)
+    inputs = (args.image, args.identify)
+    out = check_output_file(args.out, inputs, args.overwrite, "output library")
     report_path = _vca_report_path(out) if args.identify else None
-    for f in (out, report_path):
-        if f is not None and f.exists() and not args.overwrite:
-            raise OutputError(f"{f} already exists", "Use --overwrite or choose another file")
+    if report_path is not None:
+        check_output_file(report_path, inputs, args.overwrite, "identification report")
     if str(args.n).strip() == "0":  # 0 means 'auto' in Processing only; here it is a slip
         raise OptionError("N must be at least 1 (got 0)", "Give the number of endmembers to extract, or 'auto'")
     n = parse_n(args.n)
@@ -383,22 +396,24 @@ def _run_vca(args) -> int:
                              mask_water_bands=not args.no_water_mask, reference=reference,
                              max_angle=args.max_angle)
     from .core.io.library import write_library_csv
+    from .core.io.output_policy import TEXT_MARK
 
+    _check_signals()  # nothing is written after a termination request, even a swallowed one
     if lib.hysime is not None and not args.quiet:
-        print(f"estimated {lib.hysime.n_endmembers} endmembers (HySime); noise sigma "
+        _say(f"estimated {lib.hysime.n_endmembers} endmembers (HySime); noise sigma "
               f"{lib.noise_sigma:.3g} reflectance")
     write_library_csv(out, lib)
     if report_path is not None:
         try:
-            report_path.write_text(lib.report + "\n", encoding="utf-8")
+            report_path.write_text(lib.report + "\n" + TEXT_MARK + "\n", encoding="utf-8")
         except OSError as exc:
             raise OutputError(f"Cannot write '{report_path}' ({exc.strerror or exc})",
                               "Choose a folder you can write to") from None
     if not args.quiet:
-        print(lib.extraction)
+        _say(lib.extraction)
         if lib.identification is not None:
-            print(lib.identification.report)
-        print(f"wrote {len(lib)} endmembers on {lib.spectra.shape[0]} bands to {out}"
+            _say(lib.identification.report)
+        _say(f"wrote {len(lib)} endmembers on {lib.spectra.shape[0]} bands to {out}"
               + (f" (report: {report_path})" if report_path is not None else ""))
     return EXIT_OK
 
@@ -432,25 +447,32 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Run the command line; returns the exit code (see the module docstring)."""
     from .core.errors import Cancelled, OutputExistsError, UrdmError, for_front_end
 
+    _tolerant_streams()
+    if _received:
+        return _terminated(_received[-1])
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = os.environ.get("URDM_DEBUG", "") not in ("", "0")
     try:
         with _termination_signals(), warnings.catch_warnings():
+            _check_signals()  # one that came while the modules loaded
             if not debug:  # numpy's RuntimeWarnings (0/0 on an empty tile …) would break the one line
                 warnings.simplefilter("ignore", RuntimeWarning)
+            _check_paths(args)
             return int(args.func(args) or 0)
     except Terminated as exc:
         return _terminated(exc.signum)
     except UrdmError as exc:
         exc = for_front_end(exc, CLI_SWITCHES)
         if isinstance(exc, OutputExistsError):
-            exc = OutputExistsError(exc.problem, f"{exc.fix.rstrip('.')}, or add --overwrite to replace the "
-                                    "previous run there")
-        print(f"error: {_one_line(str(exc))}", file=sys.stderr)
+            exc = OutputExistsError(exc.problem, f"{exc.fix.rstrip('.')}, or add --overwrite to replace what an "
+                                    "earlier run wrote there")
+        _say(f"error: {_one_line(str(exc))}", sys.stderr)
         return EXIT_BAD_INPUT
     except (Cancelled, KeyboardInterrupt):
-        print("cancelled: no output was written", file=sys.stderr)
+        if _received:  # the cancel poll saw a termination signal
+            return _terminated(_received[-1])
+        _say("cancelled: no output was written", sys.stderr)
         return EXIT_CANCELLED
     except Exception as exc:  # noqa: BLE001 - last line of defence: one line, no traceback
         if _received:  # the signal surfaced as another exception (e.g. during an import)
@@ -459,15 +481,57 @@ def main(argv: Optional[List[str]] = None) -> int:
             import traceback
 
             traceback.print_exc()
-        print(f"error: unexpected {type(exc).__name__}: {_one_line(str(exc))} "
-              "(run with URDM_DEBUG=1 for details)", file=sys.stderr)
+        _say(f"error: unexpected {type(exc).__name__}: {_one_line(str(exc))} "
+             "(run with URDM_DEBUG=1 for details)", sys.stderr)
         return EXIT_FAILURE
 
 
 def _terminated(signum: int) -> int:
     name = signal.Signals(signum).name
-    print(f"{'terminated' if name == 'SIGTERM' else 'hung up'} ({name}): no output was written", file=sys.stderr)
+    _say(f"{'terminated' if name == 'SIGTERM' else 'hung up'} ({name}): no output was written", sys.stderr)
     return 128 + signum
+
+
+def _tolerant_streams() -> None:
+    """stdout/stderr that write any text: a character the terminal's encoding lacks ('λ' under
+    PYTHONIOENCODING=ascii or cp1252) comes out as an escape instead of failing the run."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError, OSError):
+            pass
+
+
+def _say(text: str, stream=None) -> None:
+    """Print one message. A closed reader (``| head -c 0``: EPIPE) or a closed stream does not
+    change the outcome of the run: the stream is pointed at /dev/null and the run goes on."""
+    stream = stream or sys.stdout
+    try:
+        print(text, file=stream, flush=True)
+    except (BrokenPipeError, ValueError, OSError):
+        _to_devnull(stream)
+
+
+def _to_devnull(stream) -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())  # Python's own flush at exit finds nothing to fail on
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _check_paths(args) -> None:
+    """A path given on the command line that is not text in the file system's encoding (a
+    stray non-UTF-8 byte) cannot be handed to GDAL: refused in one line naming it."""
+    from .core.errors import OptionError
+
+    for key in ("image", "library", "outdir", "out", "mask", "identify"):
+        value = getattr(args, key, None)
+        if isinstance(value, str) and any("\udc80" <= ch <= "\udcff" for ch in value):
+            shown = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            raise OptionError(f"The path '{shown}' holds a byte that is not UTF-8 text (shown as '\ufffd')",
+                              "Rename the file or folder with plain UTF-8 characters")
 
 
 def _one_line(text: str) -> str:

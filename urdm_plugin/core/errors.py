@@ -101,4 +101,6 @@ def os_error_cause(exc: OSError, default_fix: str = "Choose a folder you can wri
     """(``"<strerror>: <likely cause>"``, fix) for an OSError of a write."""
     why = exc.strerror or str(exc)
     cause, fix = _OS_CAUSES.get(getattr(exc, "errno", None), (None, default_fix))
+    if cause and cause.lower() in why.lower():  # "Permission denied: permission denied" says it twice
+        cause = None
     return (f"{why}: {cause}" if cause else why), fix

@@ -108,6 +108,7 @@ class UnmixTask(QgsTask):
             from ..core.engine.pipeline import unmix_raster
             from ..qgis_layers.dominant import prepare_run
 
+            self._folder_existed = os.path.isdir(self.out_dir)  # an empty folder is filled in place
             self.result = unmix_raster(self.image_path, self.library, self.out_dir, self.options,
                                        progress=self._progress, cancel=self.isCanceled)
             if self.isCanceled():
@@ -144,7 +145,14 @@ class UnmixTask(QgsTask):
         """A cancelled/failed run leaves nothing: the writer removes its temporary folder;
         a folder already committed by this run (cancel during post-processing) goes too."""
         if self.result is not None and os.path.isdir(self.result.out_dir):
-            shutil.rmtree(self.result.out_dir, ignore_errors=True)
+            if getattr(self, "_folder_existed", False):  # the user's folder stays, emptied of the run
+                from ..core.io.output_policy import is_tool_file
+
+                for entry in os.scandir(self.result.out_dir):
+                    if is_tool_file(entry.path):
+                        os.unlink(entry.path)
+            else:
+                shutil.rmtree(self.result.out_dir, ignore_errors=True)
         self.result = None
 
     def _remove_cleanup(self) -> None:

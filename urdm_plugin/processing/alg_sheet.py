@@ -80,6 +80,7 @@ class MapSheetAlgorithm(UrdmAlgorithm):
         png = self.parameterAsFileOutput(parameters, self.OUTPUT_PNG, context)
         project = context.project() or QgsProject.instance()
         try:
+            _check_outputs(run, background, pdf, png)
             layout = build_map_sheet(run, project, background_layer=background, title=title, paper=paper)
             feedback.setProgress(30)
             feedback.pushInfo(f"Map sheet: {len(layout.items())} items on {paper} landscape")
@@ -90,3 +91,23 @@ class MapSheetAlgorithm(UrdmAlgorithm):
             layout = None
         feedback.setProgress(100)
         return {self.OUTPUT_PDF: done.get("pdf", pdf), self.OUTPUT_PNG: done.get("png", png)}
+
+
+def _check_outputs(run: str, background, pdf: str, png: str) -> None:
+    """Before any work: neither file may be the run's own files (run.json, its rasters), the
+    background layer's file or a file this tool did not write (core.io.output_policy)."""
+    import os
+
+    from ..core.io.output_policy import check_output_file
+    from ..qgis_layers.runs import resolve_run_json
+
+    run_json = resolve_run_json(run)
+    folder = os.path.dirname(run_json)
+    protected = [os.path.join(folder, n) for n in os.listdir(folder)]
+    if background is not None:
+        protected.append(background.source().split("|")[0])
+    for path, what in ((pdf, "map sheet PDF"), (png, "map sheet PNG")):
+        if path:
+            check_output_file(path, protected, overwrite=True, what=what)
+            if pdf and png and os.path.abspath(pdf) == os.path.abspath(png):
+                raise UrdmError("The PDF and the PNG are the same file", "Give two different file names")

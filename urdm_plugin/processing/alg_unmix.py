@@ -13,7 +13,6 @@ import time
 
 from qgis.core import (
     QgsProcessingContext,
-    QgsProcessingException,
     QgsProcessingOutputFile,
     QgsProcessingOutputRasterLayer,
     QgsProcessingParameterBoolean,
@@ -116,19 +115,13 @@ class UnmixAlgorithm(UrdmAlgorithm):
     def options_from(self, parameters, context, layer, feedback):
         """The :class:`UnmixOptions` the parameters ask for (method parameters through the registry)."""
         from ..core.engine.pipeline import UnmixOptions
-        from ..core.methods.registry import ENGINE_OPTIONS, METHODS, all_params
+        from ..core.methods.registry import ENGINE_OPTIONS, METHODS, all_params, params_for_method
 
         spec = METHODS[self.parameterAsEnum(parameters, self.METHOD, context)]
-        params = {}
-        for name, (pspec, ids) in all_params().items():
-            value = self.value_of(pspec, processing_name(name), parameters, context)
-            if value is None or (name == "quality" and spec.id not in ids):
-                continue
-            if spec.id in ids:
-                params[name] = value
-            else:
-                feedback.pushWarning(f"{processing_name(name)} = {value} is ignored: method {spec.id} "
-                                     f"does not take it (only {', '.join(ids)}).")
+        given = {name: self.value_of(pspec, processing_name(name), parameters, context)
+                 for name, (pspec, ids) in all_params().items()
+                 if not (name == "quality" and spec.id not in ids)}  # QUALITY always has a value
+        params = params_for_method(spec, given, processing_name)  # the command line's rule
         engine = {o.name: self.value_of(o, processing_name(o.name), parameters, context) for o in ENGINE_OPTIONS}
         window = None
         if parameters.get(self.EXTENT):
@@ -140,13 +133,13 @@ class UnmixAlgorithm(UrdmAlgorithm):
             try:  # the grid the run reads: a sensor product's derived grid is not its QGIS layer's
                 info = open_image(layer.source())
             except UrdmError as err:
-                raise QgsProcessingException(str(err)) from None
+                raise self.fail(str(err)) from None
             crs = QgsCoordinateReferenceSystem.fromWkt(info.crs_wkt) if info.crs_wkt else layer.crs()
             extent = self.parameterAsExtent(parameters, self.EXTENT, context, crs if crs.isValid() else layer.crs())
             if not extent.isNull():
                 window = extent_to_window(extent, info.geotransform, info.width, info.height)
                 if window is None:
-                    raise QgsProcessingException("EXTENT does not overlap the input raster. "
+                    raise self.fail("EXTENT does not overlap the input raster. "
                                                  "Choose an extent inside the layer, or leave it empty.")
         return UnmixOptions(
             method=spec.id, endmembers=split_names(self.parameterAsString(parameters, self.ENDMEMBERS, context))
@@ -166,9 +159,9 @@ class UnmixAlgorithm(UrdmAlgorithm):
 
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         if layer is None:
-            raise QgsProcessingException("The input raster could not be loaded. Choose a raster layer or file.")
+            raise self.fail("The input raster could not be loaded. Choose a raster layer or file.")
         if layer.providerType() != "gdal":
-            raise QgsProcessingException(
+            raise self.fail(
                 f"Layer '{layer.name()}' is not a file GDAL reads (provider '{layer.providerType()}'). "
                 "Save it as a GeoTIFF and use that.")
         library = self.parameterAsFile(parameters, self.LIBRARY, context)
@@ -179,7 +172,7 @@ class UnmixAlgorithm(UrdmAlgorithm):
         method = options.method
         out_dir = self.parameterAsString(parameters, self.OUTPUT_FOLDER, context)
         if not out_dir:
-            raise QgsProcessingException("Give an output folder.")
+            raise self.fail("Give an output folder.")
 
         last = {"msg": "", "t": 0.0}
 
@@ -203,7 +196,7 @@ class UnmixAlgorithm(UrdmAlgorithm):
             run_json = os.path.join(result.out_dir, "run.json")
             manifest = prepare_run(run_json, cancel=feedback.isCanceled)
         except Cancelled:
-            raise QgsProcessingException("Unmixing cancelled; no output was written.") from None
+            raise self.fail("Unmixing cancelled; no output was written.") from None
         except UrdmError as err:
             raise self.fail(err) from None
         for w in manifest.get("warnings", []) or []:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from qgis.core import (
-    QgsProcessingException,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
@@ -65,13 +64,17 @@ class VcaAlgorithm(UrdmAlgorithm):
 
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         if layer is None or layer.providerType() != "gdal":
-            raise QgsProcessingException("Choose a raster layer backed by a file GDAL reads.")
+            raise self.fail("Choose a raster layer backed by a file GDAL reads.")
         n = self.parameterAsInt(parameters, self.N, context)
         out = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
         ref_path = self.parameterAsFile(parameters, self.REFERENCE, context)
         feedback.pushInfo(f"Extracting {n if n > 0 else 'an automatic number of'} endmembers from "
                           f"{layer.source()} with VCA…")
         try:
+            from ..core.io.output_policy import check_output_file
+
+            # Processing replaces a chosen file, but only one this tool wrote, never an input
+            check_output_file(out, (layer.source(), ref_path), overwrite=True, what="output library")
             reference = read_library(ref_path) if ref_path else None
             lib = extract_endmembers(layer.source(), n if n > 0 else "auto",
                                      seed=self.parameterAsInt(parameters, self.SEED, context),
@@ -82,7 +85,7 @@ class VcaAlgorithm(UrdmAlgorithm):
             for line in lib.report.splitlines():
                 feedback.pushInfo(line)
             if feedback.isCanceled():
-                raise QgsProcessingException("Cancelled; no library was written.")
+                raise self.fail("Cancelled; no library was written.")
             write_library_csv(out, lib)
         except UrdmError as err:
             raise self.fail(err) from None

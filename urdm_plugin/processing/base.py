@@ -83,16 +83,28 @@ class UrdmAlgorithm(QgsProcessingAlgorithm):
             return None
         if spec.kind == "choice":
             return spec.choices[self.parameterAsEnum(parameters, name, context)]
+        if isinstance(raw, str):  # qgis_process passes text: 'abc' or '0,3' must not become 0
+            try:
+                float(raw)
+            except ValueError:
+                return raw.strip()  # the registry refuses it (or takes 'auto'), as on the command line
         if spec.kind == "float":
             return self.parameterAsDouble(parameters, name, context)
         return self.parameterAsInt(parameters, name, context)
 
     @staticmethod
     def fail(err) -> QgsProcessingException:
-        """A user error (:class:`UrdmError`) as the one-line exception Processing shows, its
-        option spellings as Processing's parameters."""
+        """A user error (:class:`UrdmError` or its text) as the one-line exception Processing
+        shows, its option spellings as Processing's parameters. ``qgis_process`` would print it
+        three times (QGIS logs a failed algorithm's exception twice to its message log, which it
+        echoes on stderr, and reports it once as ``ERROR:``): there the message log is silenced,
+        as the process ends with this error."""
+        from qgis.core import QgsApplication
+
         from ..core.errors import UrdmError, for_front_end
 
         if isinstance(err, UrdmError):
             err = for_front_end(err, PROCESSING_SWITCHES)
+        if QgsApplication.platform() == "qgis_process":
+            QgsApplication.messageLog().blockSignals(True)
         return QgsProcessingException(str(err))

@@ -82,6 +82,12 @@ def write_dominant(run_dir: str, manifest: dict, cancel=None) -> str:
         srcs.append(ds)
     W, H = srcs[0].RasterXSize, srcs[0].RasterYSize
     final = os.path.join(run_dir, DOMINANT_FILE)
+    from ..core.io.output_policy import GEOTIFF_MARK, is_tool_file
+
+    for p in (final, final + ".aux.xml"):
+        if os.path.lexists(p) and not is_tool_file(p):
+            raise OutputError(f"The run folder {run_dir} holds a file '{os.path.basename(p)}' that this tool did "
+                              "not write; it is not replaced", "Move that file out of the run folder")
     fd, tmp = tempfile.mkstemp(prefix=".dominant.", suffix=".tif", dir=run_dir)
     os.close(fd)
     out = None
@@ -91,6 +97,7 @@ def write_dominant(run_dir: str, manifest: dict, cancel=None) -> str:
         if out is None:
             raise OutputError(f"Cannot write {final} ({gdal.GetLastErrorMsg()})",
                               "Check that the output folder is writable and has free space")
+        out.SetMetadataItem(GEOTIFF_MARK, "dominant")
         out.SetGeoTransform(srcs[0].GetGeoTransform())
         out.SetProjection(srcs[0].GetProjection())
         ob = out.GetRasterBand(1)
@@ -153,10 +160,22 @@ def prepare_run(run_json: str, dominant: bool = True, cancel=None) -> dict:
     run_json = os.path.abspath(run_json)
     run_dir = os.path.dirname(run_json)
     manifest = read_manifest(run_json)
+    from ..core.errors import OutputError
+    from ..core.io.run_rasters import check_run_rasters
+
+    try:
+        check_run_rasters(run_dir, manifest)  # nothing derived from files that are not the run's
+    except OutputError as exc:
+        from .runs import RunFileError
+
+        raise RunFileError(exc.problem, exc.fix) from None
     extra = manifest.setdefault("extra_files", {})
     changed = False
     if dominant and not (extra.get("dominant") and os.path.isfile(resolve_run_file(run_dir, extra["dominant"]))):
-        write_dominant(run_dir, manifest, cancel=cancel)
+        from ..core.io.gdal_quiet import pam_enabled
+
+        with pam_enabled():  # its class names live in dominant.tif.aux.xml
+            write_dominant(run_dir, manifest, cancel=cancel)
         extra["dominant"] = DOMINANT_FILE
         changed = True
     display = manifest.setdefault("display", {})

@@ -52,6 +52,7 @@ from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QColor, QFont
 
 from ..core.errors import OutputError, UrdmError
+from ..core.io.run_rasters import check_run_rasters
 from .dominant import display_upper, prepare_run, raster_percentile
 from .groups import group_of_run
 from .load import load_result_layer
@@ -316,7 +317,12 @@ def build_map_sheet(run_json_path, project=None, background_layer=None, title: O
     project = project or QgsProject.instance()
     if paper not in PAPERS:
         raise UrdmError(f"Unknown paper size '{paper}'", f"Use one of: {', '.join(PAPER_NAMES)}")
-    run = _with_dominant(load_run(run_json_path))
+    run = load_run(run_json_path)
+    try:  # one map re-projected, or a PNG named as a map: refused, not drawn on a wrong CRS
+        check_run_rasters(run.folder, run.manifest)
+    except OutputError as exc:
+        raise RunFileError(exc.problem, exc.fix) from None
+    run = _with_dominant(run)
     layout = QgsPrintLayout(project)
     layout.initializeDefaults()
     layout.setName(_unique_layout_name(project, f"URDM map sheet – {run.input_name}"))
@@ -357,12 +363,12 @@ def build_map_sheet(run_json_path, project=None, background_layer=None, title: O
         _label(layout, name, x, y, mw, label_h, 9, bold=True)
         m = QgsLayoutItemMap(layout)
         m.setId(f"map {name}")
+        if crs.isValid():  # before sizing: a map sized without a CRS asks PROJ about an empty one
+            m.setCrs(crs)
         layout.addLayoutItem(m)
         # size first: moving or zooming a map of zero size leaves a NaN extent
         m.attemptResize(QgsLayoutSize(mw, mh, QgsUnitTypes.LayoutMillimeters))
         m.attemptMove(QgsLayoutPoint(x, y + label_h, QgsUnitTypes.LayoutMillimeters))
-        if crs.isValid():
-            m.setCrs(crs)
         m.setLayers([lyr] + background)
         m.setKeepLayerSet(True)
         m.setKeepLayerStyles(False)
@@ -453,7 +459,9 @@ def build_map_sheet(run_json_path, project=None, background_layer=None, title: O
 
 
 def _check_target(path: str, what: str) -> str:
-    path = os.path.abspath(str(path))
+    from ..core.io.output_policy import check_output_file
+
+    path = str(check_output_file(path, (), overwrite=True, what=f"map sheet {what}"))  # only a sheet of ours
     folder = os.path.dirname(path)
     try:
         os.makedirs(folder, exist_ok=True)
@@ -494,6 +502,8 @@ def _export_failure(exporter, result, path: str, fix: str) -> OutputError:
 
 
 def _export(exporter, pdf_path, png_path, dpi, done) -> None:
+    from ..core.io.output_policy import mark_map_sheet
+
     if pdf_path:
         pdf_path = _check_target(pdf_path, "PDF")
         s = QgsLayoutExporter.PdfExportSettings()
@@ -504,6 +514,7 @@ def _export(exporter, pdf_path, png_path, dpi, done) -> None:
         if r != QgsLayoutExporter.Success:
             raise _export_failure(exporter, r, pdf_path, "Check that the file is not open in another program "
                                                          "and the folder is writable")
+        mark_map_sheet(pdf_path)
         done["pdf"] = pdf_path
     if png_path:
         png_path = _check_target(png_path, "PNG")
@@ -514,6 +525,7 @@ def _export(exporter, pdf_path, png_path, dpi, done) -> None:
         if r != QgsLayoutExporter.Success:
             raise _export_failure(exporter, r, png_path, "Check that the folder is writable and the DPI is not "
                                                          "too high for memory")
+        mark_map_sheet(png_path)
         done["png"] = png_path
 
 

@@ -7,9 +7,40 @@ Processing algorithm's WORKERS / SCHEDULER, the Python API's ``executor=``).
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
+import sys
 from typing import Iterator, Optional
 
 from ..errors import OptionError
+
+#: Most local workers per CPU core: more only adds memory and start-up time (tiles are CPU-bound).
+WORKERS_PER_CPU = 2
+
+
+def max_workers() -> int:
+    """The largest ``workers`` accepted: :data:`WORKERS_PER_CPU` × the CPU cores."""
+    return WORKERS_PER_CPU * (os.cpu_count() or 1)
+
+
+def _worker_start(parent_pid: int) -> None:
+    """Each local worker: it dies with the process that started it (Linux: PR_SET_PDEATHSIG,
+    so a SIGKILLed run leaves no pool behind) and takes SIGTERM/SIGHUP/SIGINT the default way
+    (not the recording handlers a forked worker inherits from the command line)."""
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:  # the parent died before the line above took effect
+        os._exit(1)
 
 
 @contextlib.contextmanager
@@ -39,9 +70,32 @@ def open_executor(workers: Optional[int] = None, scheduler: Optional[str] = None
     elif workers is not None:
         if int(workers) < 1:
             raise OptionError(f"The number of workers must be at least 1 (got {workers})", "Give e.g. 2")
+        if int(workers) > max_workers():
+            raise OptionError(f"{workers} workers are more than this machine can use ({os.cpu_count()} CPU cores; "
+                              f"at most {max_workers()})", f"Give at most {max_workers()} workers")
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(int(workers)) as pool:
+        pool = ProcessPoolExecutor(int(workers), initializer=_worker_start, initargs=(os.getpid(),))
+        try:
             yield pool
+        except OSError as exc:  # fork refused (EAGAIN under ulimit -u, ENOMEM): no hang, one line
+            _abandon(pool)
+            raise OptionError(f"Cannot start {workers} worker processes ({exc.strerror or exc})",
+                              "Give fewer workers, or raise the process limit (ulimit -u)") from None
+        except BaseException:
+            _abandon(pool)
+            raise
+        pool.shutdown(wait=True)
     else:
         yield None
+
+
+def _abandon(pool) -> None:
+    """Stop a pool without waiting for its tasks: cancel what is queued, end the workers."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        try:
+            p.kill()
+        except (OSError, ValueError, AttributeError):
+            pass

@@ -12,6 +12,7 @@ cancelled run leaves no outputs behind.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -111,7 +112,8 @@ def unmix_raster(
     t0 = time.perf_counter()
     opts = options or UnmixOptions()
     out_dir = output_folder_target(out_dir)  # a link to a folder: write where it points
-    check_output_folder(out_dir, opts.overwrite)  # before any reading or selection
+    inputs = run_inputs(image_path, library, opts)
+    check_output_folder(out_dir, opts.overwrite, inputs)  # before any reading or selection
     prog = _Progress(progress, cancel)
     prog.stage(0.0, 0.05)
     with BudgetedGdalCache(opts.memory_mb):  # GDAL's cache counts against the budget too
@@ -120,10 +122,16 @@ def unmix_raster(
         P = plan.E.shape[1]
         prog(1.0, f"Unmixing {W}×{H} pixels with {plan.spec.id}, {P} endmembers, {len(plan.bands)} bands")
         plan.sample = None  # the checks are done; the run's memory is for its blocks and tiles
-        return _execute(plan, out_dir, prog, t0, executor)
+        return _execute(plan, out_dir, prog, t0, executor, inputs)
 
 
-def _execute(plan: RunPlan, out_dir, prog: _Progress, t0: float, executor=None) -> RunResult:
+def run_inputs(image_path, library, opts: UnmixOptions) -> list:
+    """The files a run reads (image, library, mask): never written over nor replaced."""
+    lib = library if isinstance(library, (str, os.PathLike)) else getattr(library, "path", None)
+    return [p for p in (image_path, lib, opts.mask_path) if p]
+
+
+def _execute(plan: RunPlan, out_dir, prog: _Progress, t0: float, executor=None, inputs=()) -> RunResult:
     from ..io.library import SpectralLibrary
     from ..io.manifest import build_manifest
     from ..io.writer import OutputWriter
@@ -131,7 +139,7 @@ def _execute(plan: RunPlan, out_dir, prog: _Progress, t0: float, executor=None) 
     opts, spec, info, names, E = plan.options, plan.spec, plan.info, plan.names, plan.E
     write_std = int(plan.params.get("samples", 1)) > 1
     with OutputWriter(str(out_dir), info, overwrite=opts.overwrite,
-                      window=opts.window and plan.extent) as writer:
+                      window=opts.window and plan.extent, inputs=inputs) as writer:
         keys = [f"em{i}" for i in range(len(names))]
         files = [Path(writer.add_raster(k, n, f"abundance of {n} ({spec.id})")).name for k, n in zip(keys, names)]
         res_path = writer.add_raster("residual_rmse", "residual_rmse",

@@ -3,6 +3,8 @@ calls UseExceptions), and the block cache held to a run's memory budget."""
 
 from __future__ import annotations
 
+import contextlib
+
 from osgeo import gdal
 
 
@@ -47,3 +49,15 @@ class BudgetedGdalCache:
         if self.before is not None:
             gdal.SetCacheMax(self.before)
         return False
+
+
+@contextlib.contextmanager
+def pam_enabled():
+    """GDAL's PAM side files (``.aux.xml``) on in this thread for the block, whatever the
+    process-wide setting (``qgis_process`` runs of this plugin turn it off for the inputs)."""
+    old = gdal.GetThreadLocalConfigOption("GDAL_PAM_ENABLED", None)
+    gdal.SetThreadLocalConfigOption("GDAL_PAM_ENABLED", "YES")
+    try:
+        yield
+    finally:
+        gdal.SetThreadLocalConfigOption("GDAL_PAM_ENABLED", old)

@@ -214,7 +214,7 @@ def read_csv_library(path: Union[str, os.PathLike]) -> SpectralLibrary:
 
 
 def _sniff_delimiter(text: str) -> str:
-    sample = "\n".join(text.splitlines()[:20])
+    sample = "\n".join([ln for ln in text.splitlines() if not ln.lstrip().startswith("#")][:20])
     try:
         d = csv.Sniffer().sniff(sample, delimiters=",;\t").delimiter
         if d in ",;\t":
@@ -243,7 +243,8 @@ def parse_csv_library(text: str, source: str = "") -> SpectralLibrary:
         raise LibraryError(f"The library file{where} is empty", "Give a CSV with a header row and one column per spectrum")
     delim = _sniff_delimiter(text)
     try:
-        rows = [r for r in csv.reader(io.StringIO(text, newline=""), delimiter=delim) if any(c.strip() for c in r)]
+        rows = [r for r in csv.reader(io.StringIO(text, newline=""), delimiter=delim)
+                if any(c.strip() for c in r) and not r[0].lstrip().startswith("#")]  # '#': a comment line
     except csv.Error as exc:
         raise LibraryError(f"The library{where} is not valid CSV ({exc})", "Save it again as CSV") from None
     if len(rows) < 2:
@@ -499,9 +500,11 @@ def read_envi_library(path: Union[str, os.PathLike]) -> SpectralLibrary:
 def write_library_csv(path: Union[str, os.PathLike], lib: SpectralLibrary) -> str:
     """Write ``lib`` as CSV: header ``wavelength_nm,<name>,...`` (``band,...`` when the
     library has no wavelengths), one row per wavelength, values with 10 significant
-    digits. Names with commas or quotes are quoted. Returns the path written; raises
+    digits. Names with commas or quotes are quoted; the last line is this tool's marker
+    comment (``output_policy.TEXT_MARK``). Returns the path written; raises
     :class:`~urdm_plugin.core.errors.OutputError` when it cannot be written."""
     from ..errors import OutputError, os_error_cause
+    from .output_policy import TEXT_MARK
 
     p = Path(path)
     first = "wavelength_nm" if lib.wavelengths_nm is not None else "band"
@@ -512,6 +515,7 @@ def write_library_csv(path: Union[str, os.PathLike], lib: SpectralLibrary) -> st
             w.writerow([first, *lib.names])
             for i in range(lib.spectra.shape[0]):
                 w.writerow([f"{col0[i]:.10g}", *(f"{v:.10g}" for v in lib.spectra[i])])
+            fh.write(TEXT_MARK + "\n")
     except OSError as exc:
         why, fix = os_error_cause(exc)
         raise OutputError(f"Cannot write '{p}' ({why})", fix) from None

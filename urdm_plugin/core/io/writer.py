@@ -8,6 +8,7 @@ leaves nothing behind. Never calls ``gdal.UseExceptions()``: return values are c
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
@@ -20,9 +21,17 @@ from typing import Optional, Sequence, Union
 import numpy as np
 from osgeo import gdal
 
-from ..errors import InputImageError, OutputError, OutputExistsError, os_error_cause
+from ..errors import InputImageError, OutputError, os_error_cause
 from .gdal_quiet import QuietGdal
 from .image import ImageInfo, check_window, shifted_geotransform
+from .output_policy import (  # noqa: F401 - the folder rule lives there; these names are used from here too
+    GEOTIFF_MARK,
+    NAME_MAX_BYTES,
+    check_output_folder,
+    foreign_entries,
+    is_empty_folder,
+    output_folder_target,
+)
 
 #: nodata value of every float output raster.
 NODATA = -9999.0
@@ -58,121 +67,6 @@ def safe_filename(name: str, max_len: int = 100, max_bytes: int = 120) -> str:
     if head.lower() in _WINDOWS_RESERVED:  # Windows reserves "nul" and "nul.txt" alike
         t = head + "_" + dot + tail
     return t
-
-
-def run_outputs(folder: Path) -> Optional[set]:
-    """Names a URDM run wrote into ``folder`` according to its run.json (with the GDAL
-    ``.aux.xml`` side files), or None when the folder holds no readable run.json."""
-    from .manifest import RunManifest
-
-    try:
-        m = RunManifest.read(folder / "run.json")
-    except OutputError:
-        return None
-    names = {"run.json", "endmembers_used.csv"}
-    names.update(str(e.get("file")) for e in m.endmembers)
-    if m.residual_file:
-        names.add(str(m.residual_file))
-    for v in m.extra_files.values():
-        if isinstance(v, str):
-            names.add(v)
-        elif isinstance(v, list):
-            names.update(str(e.get("file")) for e in v if isinstance(e, dict))
-    return names | {n + ".aux.xml" for n in names}
-
-
-def foreign_entries(folder: Path) -> list:
-    """Entries of ``folder`` that are not outputs of the URDM run recorded there (all of
-    them when there is no run.json)."""
-    allowed = run_outputs(folder) or set()
-    try:
-        return [e.name for e in folder.iterdir() if e.name not in allowed or not e.is_file() or e.is_symlink()]
-    except OSError:
-        return ["(unreadable folder)"]
-
-
-def _is_nonempty_dir(p: Path) -> bool:
-    try:
-        return p.is_dir() and any(p.iterdir())
-    except OSError:
-        return True
-
-
-#: Longest file or folder name most file systems take (ext4, NTFS, APFS: 255 bytes / units).
-NAME_MAX_BYTES = 255
-
-
-def _check_name_lengths(p: Path) -> None:
-    for part in p.parts:
-        n = len(part.encode("utf-8", "surrogateescape"))
-        if n > NAME_MAX_BYTES:
-            raise OutputError(f"The output folder name '{part[:40]}…' is {n} bytes long; file systems allow "
-                              f"{NAME_MAX_BYTES}", "Choose a shorter folder name")
-
-
-def output_folder_target(out_dir: Union[str, os.PathLike]) -> Path:
-    """The folder a run writes: ``out_dir`` (absolute), or where it points when it is a
-    symbolic link to a folder — the results land there and the link keeps pointing at them
-    (a run commits by renaming, which would otherwise fail on the link at the very end). A
-    link to nothing or to a file is refused now (OutputError)."""
-    p = Path(out_dir).absolute()
-    _check_name_lengths(p)
-    if not p.is_symlink():
-        return p
-    target = p.resolve()
-    if not target.is_dir():
-        raise OutputError(f"The output path '{p}' is a symbolic link to '{os.readlink(p)}', which is not "
-                          "an existing folder", "Give a folder, or a link to an existing folder")
-    return target
-
-
-def check_output_folder(out_dir: Union[str, os.PathLike], overwrite: bool = False) -> None:
-    """Refuse an output folder before any work (OutputError naming the fix): a file, a
-    non-empty folder without ``overwrite``, with ``overwrite`` anything but a previous run's
-    folder (or the current folder), or a place this user cannot create it in."""
-    p = Path(out_dir).absolute()
-    _check_name_lengths(p)
-    try:
-        _check_output_folder(p, overwrite)
-    except OSError as exc:  # e.g. a path the file system cannot even look up
-        why, fix = os_error_cause(exc)
-        raise OutputError(f"The output folder '{p}' cannot be used ({why})", fix) from None
-
-
-def _check_output_folder(p: Path, overwrite: bool) -> None:
-    if p.exists() and not p.is_dir():
-        raise OutputError(f"The output path '{p}' is a file, not a folder", "Choose a folder name")
-    if not _is_nonempty_dir(p):
-        _check_creatable(p)
-        return
-    if not overwrite:
-        raise OutputExistsError(f"The output folder '{p}' already exists and is not empty",
-                                "Choose a new or empty folder")
-    # overwriting replaces a previous run's folder and nothing else: never a folder that
-    # holds anything a run did not write (inputs, documents), nor the working folder
-    cwd = Path.cwd().resolve()
-    if p.resolve() == cwd or p.resolve() in cwd.parents:
-        raise OutputError(f"The output folder '{p}' is the current folder (or holds it); it is not replaced",
-                          "Choose a new or empty folder for the results")
-    foreign = foreign_entries(p)
-    if foreign:
-        shown = ", ".join(sorted(foreign)[:5]) + (" …" if len(foreign) > 5 else "")
-        raise OutputError(f"The output folder '{p}' holds {len(foreign)} item(s) that no URDM run wrote "
-                          f"({shown}); overwriting replaces only a previous run's folder",
-                          "Choose a new or empty folder, or move those items out first")
-    _check_creatable(p.parent)  # the old run is moved aside there
-
-
-def _check_creatable(p: Path) -> None:
-    """The nearest existing ancestor of ``p`` must be a folder this user can write into."""
-    anc = p
-    while not anc.exists() and anc.parent != anc:
-        anc = anc.parent
-    if not anc.is_dir():
-        raise OutputError(f"The output folder '{p}' cannot be made: '{anc}' is a file", "Choose a folder name")
-    if not os.access(anc, os.W_OK | os.X_OK):
-        raise OutputError(f"The output folder '{p}' cannot be made: '{anc}' is not writable for you",
-                          "Choose a folder you can write to")
 
 
 @contextlib.contextmanager
@@ -217,10 +111,13 @@ class OutputWriter:
     """
 
     def __init__(self, out_dir: Union[str, os.PathLike], info: ImageInfo, overwrite: bool = False,
-                 window: Optional[Sequence[int]] = None):
+                 window: Optional[Sequence[int]] = None, inputs: Sequence = ()):
         self.out_dir = Path(out_dir).absolute()
         self.info = info
         self.overwrite = bool(overwrite)
+        self.inputs = list(inputs)  # files that must never be written over (image, library, mask)
+        self.tmp_dir: Optional[Path] = None  # made on entering the `with` block
+        self.in_place = False  # an existing empty folder: filled in place (its mode and group kept)
         if window is None:
             self.col0, self.row0, self.width, self.height = 0, 0, info.width, info.height
         else:
@@ -244,7 +141,6 @@ class OutputWriter:
         except OSError as exc:
             raise OutputError(f"Cannot create the output folder in '{parent}' ({os_error_cause(exc)[0]})",
                               os_error_cause(exc)[1]) from None
-        self.tmp_dir: Optional[Path] = None  # made on entering the `with` block
         self._datasets: dict = {}
         self._files: dict = {}  # key -> (name, filename)
         self._used = {RESIDUAL_KEY.lower()}
@@ -256,13 +152,17 @@ class OutputWriter:
         # The temporary folder is made here, not in __init__, so that no moment exists
         # where it is on disk but no `with` block would remove it (a signal arriving
         # between construction and entry would otherwise leave it behind).
-        parent = self.out_dir.parent
+        # An existing empty folder is used in place: the temporary folder goes inside it (files
+        # made there take its group, e.g. setgid 2770) and its entries move up at commit.
+        self.in_place = is_empty_folder(self.out_dir) and not self.out_dir.is_symlink()
+        parent = self.out_dir if self.in_place else self.out_dir.parent
+        prefix = ".run" if self.in_place else f".{self.out_dir.name}"
         try:
             remove_stale_partials(parent)
             with _signals_held():  # a signal between mkdtemp's mkdir and this assignment would
                 # leave a folder no handler knows about; it is delivered right after instead
-                self.tmp_dir = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}.tmp-", dir=parent))
-            os.chmod(self.tmp_dir, 0o777 & ~_umask())  # mkdtemp makes it 0700 whatever the umask
+                self.tmp_dir = Path(tempfile.mkdtemp(prefix=f"{prefix}.tmp-", dir=parent))
+            os.chmod(self.tmp_dir, (0o777 & ~_umask()) | (os.stat(parent).st_mode & 0o2000))
             _mark_partial(self.tmp_dir)
         except BaseException as exc:
             if self.tmp_dir is not None:
@@ -280,7 +180,8 @@ class OutputWriter:
         return False
 
     def _check_target(self) -> None:
-        check_output_folder(self.out_dir, self.overwrite)
+        check_output_folder(self.out_dir, self.overwrite, self.inputs,
+                            ignore=self.tmp_dir if self.in_place else None)
 
     # -- rasters ---------------------------------------------------------------------------
     def _unique_stem(self, name: str) -> str:
@@ -316,6 +217,7 @@ class OutputWriter:
         # blocks never written are filled with the nodata value when the file is closed
         band.SetNoDataValue(NODATA)
         band.SetDescription(str(name))
+        ds.SetMetadataItem(GEOTIFF_MARK, "residual" if key == RESIDUAL_KEY else "abundance")
         if description:
             band.SetMetadataItem("DESCRIPTION", str(description))
         self._datasets[key] = ds
@@ -475,13 +377,15 @@ class OutputWriter:
 
     def _move_into_place(self) -> None:
         target = self.out_dir
-        if target.is_dir() and not any(target.iterdir()):
-            target.rmdir()
+        if self.in_place:
+            self._move_entries_up()
+            return
         if not target.exists():
             os.rename(self.tmp_dir, target)
             return
         # overwrite=True and a non-empty folder: swap, then delete the old one
         backup = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+        os.chmod(self.tmp_dir, os.stat(target).st_mode & 0o7777)  # the replaced folder's mode kept
         os.rename(target, backup)
         _mark_partial(backup)  # a kill before the removal below leaves it recognisable
         try:
@@ -491,6 +395,24 @@ class OutputWriter:
             (target / PARTIAL_MARKER).unlink(missing_ok=True)
             raise
         shutil.rmtree(backup, ignore_errors=True)
+
+    def _move_entries_up(self) -> None:
+        """In place: each file renamed from the temporary folder into the output folder,
+        run.json last (a reader sees a run only when it is whole); on failure the moved ones
+        go back, and the temporary folder is removed by the caller's abort."""
+        names = sorted((e.name for e in self.tmp_dir.iterdir()), key=lambda n: n == "run.json")
+        moved = []
+        try:
+            for n in names:
+                if (self.out_dir / n).exists():
+                    raise FileExistsError(errno.EEXIST, "a file appeared meanwhile", str(self.out_dir / n))
+                os.rename(self.tmp_dir / n, self.out_dir / n)
+                moved.append(n)
+        except OSError:
+            for n in moved:
+                os.rename(self.out_dir / n, self.tmp_dir / n)
+            raise
+        self.tmp_dir.rmdir()
 
 
 # ----------------------------------------------------------------------------- leftovers

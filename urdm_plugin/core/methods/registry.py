@@ -88,6 +88,25 @@ class ParamSpec:
         return v
 
 
+def params_for_method(spec, given: dict, shown: Callable[[str], str] = str) -> dict:
+    """The parameters of ``given`` (name -> value; None = not given) for method ``spec``: the
+    one rule of every front end. A parameter another method takes is refused (OptionError
+    naming the methods that take it, each called ``shown(name)``: ``--lam``, ``LAMBDA``); every
+    value is checked by :meth:`MethodSpec.validate_params`, so a bad one is refused with the
+    same message everywhere. Returns the given values (defaults not filled in)."""
+    params = {}
+    for name, value in given.items():
+        if value is None:
+            continue
+        methods = all_params().get(name, (None, ()))[1]
+        if spec.id not in methods:
+            raise OptionError(f"{shown(name)} does not apply to method '{spec.id}'",
+                              f"Use {shown(name)} only with {' or '.join(methods)}")
+        params[name] = value
+    spec.validate_params(params)
+    return params
+
+
 def _load(target: str) -> Callable:
     module, _, name = target.partition(":")
     return getattr(importlib.import_module(f"urdm_plugin.core.{module}"), name)

@@ -1,0 +1,60 @@
+"""What ``python -m urdm_plugin`` does before importing anything heavy (numpy, GDAL).
+
+Termination signals: :func:`install` runs before any heavy import (numpy,
+GDAL, the registry): a SIGTERM or SIGHUP that arrives while modules load is recorded in
+:data:`received` instead of being lost (or, with Python's default, killing the process without
+its one-line message). The command line looks at :data:`received` before any work, in every
+cancel poll and before it commits outputs (see ``urdm_plugin.cli``), so a recorded signal
+always ends the run with 128 + the signal number and nothing written.
+
+Address-space limit: under ``ulimit -v 400000`` OpenBLAS cannot give each of its threads its
+buffers and the first matrix product spins forever at 100 % CPU, deaf to SIGTERM (measured:
+FCLS on a 12 x 10 scene hung > 6 min; with one BLAS thread it ran in about 1 s).
+:func:`fit_blas_to_address_limit` sets one BLAS thread when the limit is tight, before numpy
+loads. Only ``os``, ``resource`` and ``signal`` are imported here.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+#: Below this address-space limit (bytes) BLAS runs on one thread.
+TIGHT_ADDRESS_SPACE = 8 * 2**30
+
+#: Signal numbers received so far (in order).
+received: list = []
+
+NAMES = ("SIGTERM", "SIGHUP")
+
+
+def _record(signum, frame) -> None:
+    received.append(signum)
+
+
+def install() -> None:
+    """Record SIGTERM/SIGHUP from now on (the main thread only; elsewhere a no-op)."""
+    for name in NAMES:
+        sig = getattr(signal, name, None)
+        if sig is None:
+            continue
+        try:
+            signal.signal(sig, _record)
+        except ValueError:  # not the main thread
+            pass
+
+
+def fit_blas_to_address_limit() -> bool:
+    """One OpenBLAS/OpenMP thread when RLIMIT_AS is below :data:`TIGHT_ADDRESS_SPACE` and the
+    user set no thread count; call before numpy is imported. Returns whether it did."""
+    try:
+        import resource
+
+        soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
+    except (ImportError, OSError, ValueError):  # Windows has no resource module
+        return False
+    if soft == resource.RLIM_INFINITY or soft >= TIGHT_ADDRESS_SPACE:
+        return False
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+    return True
