@@ -440,6 +440,9 @@ def cases() -> list:
           Case("minor", "vca with N = abc", ["vca", "{img}", "abc", "{box}/em.csv"]),
           Case("minor", "vca over an existing CSV", ["vca", "{img}", "3", "{lib}"]),
           Case("minor", "an unknown command", ["frobnicate"])]
+    import fault_cases_dask
+
+    C += fault_cases_dask.cases()
     return C
 
 

@@ -146,3 +146,23 @@ def test_a_dead_pool_worker_fails_in_one_message_and_writes_nothing(tmp_path):
         with pytest.raises(WorkerLostError, match="ended abruptly; nothing was written"):
             unmix_raster(tif, csv, tmp_path / "out", opts, executor=_Recording(ex, after=2, hook=kill_one))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["library.csv", "scene.tif"]
+
+
+@pytest.mark.parametrize("address", ["not a url", "http://localhost:8786"])
+def test_a_scheduler_address_that_is_not_one_is_refused_in_one_line(address):
+    """What the CLI's --scheduler and Processing's SCHEDULER both go through: an OptionError
+    (exit 2, one line naming the form of an address), not distributed's ValueError."""
+    pytest.importorskip("distributed", reason="dask.distributed is not installed")
+    from urdm_plugin.core.engine.executors import open_executor
+    from urdm_plugin.core.errors import OptionError
+
+    with pytest.raises(OptionError, match="is not a Dask scheduler address") as e:
+        with open_executor(None, address):
+            pass
+    assert "tcp://host:8786" in e.value.fix
+
+
+def test_a_cluster_that_can_import_the_plugin_passes_the_check(dask_cluster):
+    from urdm_plugin.core.engine.executors import check_cluster
+
+    check_cluster(dask_cluster, "the test cluster")  # raises when the scheduler or a worker lacks the plugin
