@@ -120,6 +120,8 @@ def unmix_raster(
         P = plan.E.shape[1]
         prog(1.0, f"Unmixing {W}×{H} pixels with {plan.spec.id}, {P} endmembers, {len(plan.bands)} bands")
         plan.sample = None  # the checks are done; the run's memory is for its blocks and tiles
+        if plan.spec.spatial or executor is not None:  # only the local row-block pass pastes them
+            plan.held = None
         return _execute(plan, out_dir, prog, t0, executor)
 
 
@@ -287,7 +289,7 @@ def _iter_blocks(plan: RunPlan, first: int = 0, count: Optional[int] = None, sha
     c0, r0, W, H = plan.extent
     count = H - first if count is None else count
     for blk in iter_row_blocks(plan.info, plan.bands, memory_mb=share * float(plan.options.memory_mb),
-                               window=(c0, r0 + first, W, count), require_valid=False):
+                               window=(c0, r0 + first, W, count), require_valid=False, held=plan.held):
         valid = np.asarray(blk.valid, bool)
         row0, data = first + blk.row0, blk.data
         if plan.mask is not None:
