@@ -1,6 +1,7 @@
 """Reading on every core (core.io.parallel_read): the same pixels as one thread, in every file
 layout; the plan's sample tiles pasted into the row-block pass instead of decoded again; and
-FCLS through the pipeline bit-identical to the single-threaded path without held tiles."""
+FCLS through the pipeline bit-identical to the single-threaded path without held tiles, and
+run.json's split of its seconds."""
 
 from __future__ import annotations
 
@@ -118,7 +119,10 @@ def test_fcls_outputs_are_bit_identical_to_the_single_threaded_path(tmp_path, mo
 
     def run(name, window=None):
         opts = UnmixOptions(method="fcls", memory_mb=16, window=window, mask_water_bands=False)
-        out = unmix_raster(tif, lib, tmp_path / name, opts).out_dir
+        res = unmix_raster(tif, lib, tmp_path / name, opts)
+        split, out = res.manifest["seconds_by_stage"], res.out_dir  # run.json's split of the time
+        assert {"plan", "read", "solve", "write"} <= set(split) and min(split.values()) >= 0
+        assert sum(split.values()) <= res.manifest["seconds"] + 0.5
         return np.stack([gdal.Open(str(Path(out) / f)).ReadAsArray() for f in ("a.tif", "b.tif", "c.tif",
                                                                                "residual_rmse.tif")])
 
