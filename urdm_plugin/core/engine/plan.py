@@ -160,8 +160,9 @@ def read_sample(info, bands, extent, held=None) -> np.ndarray:
     the file stores it cheaply. A tiled file (blocks narrower than the extent): at most
     :data:`SAMPLE_BLOCKS` whole tiles on a diagonal (top left to bottom right), decoded side
     by side on every core, their pixels thinned evenly to the sample's size; with ``held``
-    (a :class:`core.io.parallel_read.DecodedBlocks`) the tiles it has room for are kept, and
-    the row-block pass pastes them instead of decoding them again. Other files: rows in
+    (a :class:`core.io.parallel_read.DecodedBlocks`) the tiles it has room for are read whole
+    and kept, and the row-block pass pastes them instead of decoding them again (of the
+    others only the sample's rows are kept in memory). Other files: rows in
     runs inside at most :data:`SAMPLE_BLOCKS` blocks (strips) spread over the extent.
     Values are not limited in magnitude (the plan judges them, ``_in_range``)."""
     from ..io.image import file_layout, window_reader
@@ -170,18 +171,27 @@ def read_sample(info, bands, extent, held=None) -> np.ndarray:
     layout = file_layout(info)
     bw, bh = layout.block_w, layout.block_h
     if bw < w and bh < h:
-        windows = _sample_tiles(extent, bw, bh)
-        with window_reader(info) as reader:
-            read = reader.read_each(bands, windows, max_magnitude=None)
-        quota = int(np.ceil(SAMPLE_ROWS * w / len(windows)))
+        tiles = _sample_tiles(extent, bw, bh)
+        quota = int(np.ceil(SAMPLE_ROWS * w / len(tiles)))
+        room = 0 if held is None else held.capacity - held.nbytes
+        kept, runs = [], []  # tiles read whole (held), and a run of rows of each other tile
+        for c, r, tw, th in tiles:
+            size = len(bands) * tw * th * 4 + tw * th
+            if size <= room:
+                kept.append((c, r, tw, th))
+                room -= size
+            else:  # the same decoding, a fraction of the memory: the quota's rows at the centre
+                n = min(th, int(np.ceil(quota / tw)))
+                runs.append((c, r + (th - n) // 2, tw, n))
         cols = []
-        for win, (data, valid) in zip(windows, read):
-            n = win[2] * win[3]
-            idx = np.unique(np.linspace(0, n - 1, min(quota, n)).round().astype(np.int64))
-            cols.append(data.reshape(data.shape[0], -1)[:, idx][:, valid.reshape(-1)[idx]])
-            if held is not None:
-                held.offer(win, data, valid)
-            del data, valid
+        with window_reader(info) as reader:
+            for win, (data, valid) in zip(kept + runs, reader.read_each(bands, kept + runs, max_magnitude=None)):
+                n = win[2] * win[3]
+                idx = np.unique(np.linspace(0, n - 1, min(quota, n)).round().astype(np.int64))
+                cols.append(data.reshape(data.shape[0], -1)[:, idx][:, valid.reshape(-1)[idx]])
+                if win in kept:
+                    held.offer(win, data, valid)
+                del data, valid
         return np.concatenate(cols, axis=1)
     if bh <= 1 or h <= SAMPLE_ROWS:
         runs = [(int(r), 1) for r in np.unique(np.linspace(0, h - 1, min(h, SAMPLE_ROWS)).round().astype(int))]
