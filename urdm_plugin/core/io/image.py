@@ -385,11 +385,27 @@ def read_window(info: ImageInfo, bands: Optional[Sequence[int]], col0: int, row0
 PARALLEL_READ_ABOVE = 2 ** 20
 
 
-def window_reader(info: ImageInfo, flush: bool = False) -> WindowReader:
+def window_reader(info: ImageInfo, flush: bool = False, threads: Optional[int] = None) -> WindowReader:
     """A :class:`.parallel_read.WindowReader` of ``info`` reading through this module (scale,
     offset, nodata as :func:`read_window`); ``flush``: drop each handle's cached raw blocks
-    after every piece (a pass over the whole image)."""
-    return WindowReader(info, _open_dataset, _read, flush=flush)
+    after every piece (a pass over the whole image); ``threads``: default all cores."""
+    return WindowReader(info, _open_dataset, _read, threads=threads, flush=flush)
+
+
+#: Share of the memory budget the tiles being decoded at once may take: a pixel-interleaved
+#: tile decodes every band (256² × 200 float32: 52 MB), so fewer threads on a small budget.
+DECODE_SHARE = 0.25
+
+
+def budget_threads(info: ImageInfo, layout: Layout, memory_mb: float) -> int:
+    """Threads a pass within ``memory_mb`` MB reads with: all cores, fewer when the
+    pixel-interleaved tiles decoded side by side would exceed :data:`DECODE_SHARE` of it."""
+    n = decode_threads()
+    if layout.pixel_interleaved:
+        item = max(1, gdal.GetDataTypeSize(gdal.GetDataTypeByName(info.dtype_name)) // 8) if info.dtype_name else 8
+        tile = layout.block_w * layout.block_h * info.band_count * item
+        n = max(1, min(n, int(DECODE_SHARE * float(memory_mb) * 2 ** 20 // tile)))
+    return n
 
 
 def file_layout(info: ImageInfo) -> Layout:
@@ -450,7 +466,8 @@ def row_blocks(info: ImageInfo, bands: Optional[Sequence[int]] = None, memory_mb
     check_window(info, c0, r0, W, H)
     layout = file_layout(info)
     if layout.pixel_interleaved:  # all bands per request, one block column per thread at a time
-        step = rows_per_block(info, len(bl), memory_mb, W, len(bl), decode_threads() * layout.block_w)
+        step = rows_per_block(info, len(bl), memory_mb, W, len(bl),
+                              budget_threads(info, layout, memory_mb) * layout.block_w)
     else:
         step = rows_per_block(info, len(bl), memory_mb, W)
     bh = layout.block_h
@@ -485,7 +502,7 @@ def iter_row_blocks(info: ImageInfo, bands: Optional[Sequence[int]] = None, memo
     seen = False
     # flush: each handle drops its cached raw blocks after its piece; they are not read
     # again, and a scene larger than RAM must not pile up in GDAL's block cache
-    with window_reader(info, flush=True) as reader:
+    with window_reader(info, flush=True, threads=budget_threads(info, file_layout(info), memory_mb)) as reader:
         for r, h in blocks:
             data, valid = reader.read(bl, c0, r0 + r, W, h, held=held)
             seen = seen or bool(valid.any())
