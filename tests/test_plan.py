@@ -80,11 +80,6 @@ def test_sample_spreads_over_the_extent_in_few_blocks(tmp_path):
     assert Y.shape[1] == SAMPLE_ROWS * W
     assert seen.min() < 16 and seen.max() >= H - 16  # first and last block rows
     assert len(np.unique(seen // 16)) == SAMPLE_BLOCKS
-    from urdm_plugin.core.io.parallel_read import DecodedBlocks
-
-    held = DecodedBlocks((0, 1), capacity=2 ** 20)  # room for every tile: they are kept for the row pass
-    np.testing.assert_array_equal(read_sample(info, [0, 1], (0, 0, W, H), held), Y)
-    assert len(held.windows) == SAMPLE_BLOCKS
 
 
 def test_too_many_given_spectra_are_selected_from_not_refused(tmp_path):

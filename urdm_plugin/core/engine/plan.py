@@ -28,9 +28,6 @@ SAMPLE_BLOCKS = 4
 #: Share of the memory budget the sample's decoded tiles may stay held for the row-block
 #: pass (which pastes them instead of decoding them a second time).
 HELD_SHARE = 0.25
-#: Share of a tiled extent's tiles the sample may decode beyond those held (decoded twice):
-#: fewer sample tiles on a small image (at least 2), up to SAMPLE_BLOCKS on a large one.
-SAMPLE_EXTRA_SHARE = 0.05
 
 
 @dataclass
@@ -160,10 +157,8 @@ def read_sample(info, bands, extent, held=None) -> np.ndarray:
     """About :data:`SAMPLE_ROWS` × width valid pixels spread over the extent as (nb, N).
 
     Every pixel read costs decoding its whole storage block, so the sample is read where
-    the file stores it cheaply. A tiled file (blocks narrower than the extent): 2 to
-    :data:`SAMPLE_BLOCKS` tiles on a diagonal (top left to bottom right) — as many as the held
-    store has room for, plus :data:`SAMPLE_EXTRA_SHARE` of the extent's tiles, or as many as
-    the sample's size needs — decoded side
+    the file stores it cheaply. A tiled file (blocks narrower than the extent): at most
+    :data:`SAMPLE_BLOCKS` whole tiles on a diagonal (top left to bottom right), decoded side
     by side on every core, their pixels thinned evenly to the sample's size; with ``held``
     (a :class:`core.io.parallel_read.DecodedBlocks`) the tiles it has room for are read whole
     and kept, and the row-block pass pastes them instead of decoding them again (of the
@@ -176,12 +171,9 @@ def read_sample(info, bands, extent, held=None) -> np.ndarray:
     layout = file_layout(info)
     bw, bh = layout.block_w, layout.block_h
     if bw < w and bh < h:
-        room = 0 if held is None else held.capacity - held.nbytes
-        total = ((c0 + w - 1) // bw - c0 // bw + 1) * ((r0 + h - 1) // bh - r0 // bh + 1)
-        fit = room // (len(bands) * bw * bh * 4 + bw * bh)
-        enough = int(np.ceil(SAMPLE_ROWS * w / (bw * bh)))  # small tiles: as many as the sample's size needs
-        tiles = _sample_tiles(extent, bw, bh, max(2, enough, fit + int(SAMPLE_EXTRA_SHARE * total)))
+        tiles = _sample_tiles(extent, bw, bh)
         quota = int(np.ceil(SAMPLE_ROWS * w / len(tiles)))
+        room = 0 if held is None else held.capacity - held.nbytes
         kept, runs = [], []  # tiles read whole (held), and a run of rows of each other tile
         for c, r, tw, th in tiles:
             size = len(bands) * tw * th * 4 + tw * th
@@ -218,12 +210,11 @@ def read_sample(info, bands, extent, held=None) -> np.ndarray:
     return np.concatenate(cols, axis=1) if cols else np.zeros((len(bands), 0), np.float32)
 
 
-def _sample_tiles(extent, bw: int, bh: int, most: int = SAMPLE_BLOCKS) -> list:
-    """At most ``most`` (and :data:`SAMPLE_BLOCKS`) tiles of a (bw × bh)-tiled file on the
-    extent's diagonal, clipped to the extent: [(col0, row0, w, h)] in image pixels, top to
-    bottom."""
+def _sample_tiles(extent, bw: int, bh: int) -> list:
+    """At most :data:`SAMPLE_BLOCKS` tiles of a (bw × bh)-tiled file on the extent's diagonal,
+    clipped to the extent: [(col0, row0, w, h)] in image pixels, top to bottom."""
     c0, r0, w, h = extent
-    k = min(SAMPLE_BLOCKS, int(most), (r0 + h - 1) // bh - r0 // bh + 1)
+    k = min(SAMPLE_BLOCKS, (r0 + h - 1) // bh - r0 // bh + 1)
     by = np.linspace(r0 // bh, (r0 + h - 1) // bh, k).round().astype(int)
     bx = np.linspace(c0 // bw, (c0 + w - 1) // bw, k).round().astype(int)
     out = []
