@@ -442,11 +442,13 @@ def cases() -> list:
           Case("minor", "vca with N = abc", ["vca", "{img}", "abc", "{box}/em.csv"]),
           Case("minor", "vca over an existing CSV", ["vca", "{img}", "3", "{lib}"]),
           Case("minor", "an unknown command", ["frobnicate"])]
+    import fault_cases_dask  # issue #25: Dask scheduler/worker addresses and clusters
     import fault_cases_inputs  # issue #22 B: masks, no-data, georeferencing, libraries, dead bands
     import fault_cases_outputs  # issue #22 part A: outputs, signals, exit codes, Processing
 
     C += fault_cases_inputs.cases()
     C += fault_cases_outputs.cases()
+    C += fault_cases_dask.cases()
     return C
 
 

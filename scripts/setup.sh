@@ -40,3 +40,14 @@ print(f"setup: numpy {numpy.__version__}, GDAL {osgeo.gdal.__version__}, torch {
 PY
   echo "$want" > "$stamp"
 fi
+
+# --- optional: Orfeo ToolBox, the peer of benchmarks/bench_peers.py (issue #25) --------------
+# Installed when apt offers otb-bin (Debian 12: 8.1.1); the benchmark leaves OTB's rows out
+# without it, and nothing else uses it. URDM_NO_OTB=1 skips it. A failure here is not fatal.
+if [ -z "${URDM_NO_OTB:-}" ] && ! command -v otbcli_HyperspectralUnmixing >/dev/null 2>&1 \
+    && apt-cache policy otb-bin 2>/dev/null | grep -q "Candidate: [0-9]"; then
+  echo "setup: installing Orfeo ToolBox (otb-bin libotb-apps, optional) for the peer benchmark"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends otb-bin libotb-apps \
+    || echo "setup: Orfeo ToolBox not installed (optional: bench_peers leaves OTB's rows out)"
+fi

@@ -155,3 +155,23 @@ def test_more_workers_than_the_machine_can_use_are_refused_in_one_line():
     with pytest.raises(OptionError, match="at most"):
         with open_executor(max_workers() + 1):
             pass
+
+
+@pytest.mark.parametrize("address", ["not a url", "http://localhost:8786"])
+def test_a_scheduler_address_that_is_not_one_is_refused_in_one_line(address):
+    """What the CLI's --scheduler and Processing's SCHEDULER both go through: an OptionError
+    (exit 2, one line naming the form of an address), not distributed's ValueError."""
+    pytest.importorskip("distributed", reason="dask.distributed is not installed")
+    from urdm_plugin.core.engine.executors import open_executor
+    from urdm_plugin.core.errors import OptionError
+
+    with pytest.raises(OptionError, match="is not a Dask scheduler address") as e:
+        with open_executor(None, address):
+            pass
+    assert "tcp://host:8786" in e.value.fix
+
+
+def test_a_cluster_that_can_import_the_plugin_passes_the_check(dask_cluster):
+    from urdm_plugin.core.engine.executors import check_cluster
+
+    check_cluster(dask_cluster, "the test cluster")  # raises when the scheduler or a worker lacks the plugin

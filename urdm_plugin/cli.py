@@ -5,6 +5,8 @@ Commands
 - ``methods``: the registered methods and whether each can run here.
 - ``vca IMAGE N|auto OUT.csv [--identify LIBRARY]``: extract N endmember spectra from an
   image (VCA); ``auto`` estimates N (HySime); --identify names them from a library.
+- ``scheduler ...`` / ``worker ADDRESS ...``: Dask's scheduler and worker with this plugin on
+  their path (for ``unmix --scheduler``; :mod:`urdm_plugin.cli_cluster`).
 
 Exit codes: 0 success; 2 bad input (one line ``error: <message>``); 130 cancelled with
 Ctrl-C, 143 terminated (SIGTERM: ``timeout``, ``kill``, systemd, SLURM, ``docker stop``),
@@ -419,7 +421,19 @@ def _run_vca(args) -> int:
 
 
 #: Subcommands in --help order: each adds its parser to the subparsers object.
-COMMANDS: List[Callable] = [_add_unmix, _add_methods, _add_vca]
+def _add_scheduler(sub) -> None:
+    from .cli_cluster import add_scheduler
+
+    add_scheduler(sub, PROG)
+
+
+def _add_worker(sub) -> None:
+    from .cli_cluster import add_worker
+
+    add_worker(sub, PROG)
+
+
+COMMANDS: List[Callable] = [_add_unmix, _add_methods, _add_vca, _add_scheduler, _add_worker]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -451,7 +465,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     if _received:
         return _terminated(_received[-1])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and getattr(args, "passthrough", None) is None:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:  # scheduler / worker: the rest is Dask's own command line
+        args.passthrough = extra
     debug = os.environ.get("URDM_DEBUG", "") not in ("", "0")
     try:
         with _termination_signals(), warnings.catch_warnings():

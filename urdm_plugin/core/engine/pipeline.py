@@ -12,6 +12,7 @@ cancelled run leaves no outputs behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -47,6 +48,17 @@ class _Progress:
         self.progress = progress
         self.cancel = cancel
         self.lo, self.hi = 0.0, 1.0
+        #: wall seconds by stage (plan, read, write; solve is the rest of the execution)
+        self.seconds: dict = {"plan": 0.0, "read": 0.0, "write": 0.0}
+
+    @contextlib.contextmanager
+    def timed(self, stage: str):
+        """Add the block's wall time to ``seconds[stage]``."""
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - t
 
     def stage(self, lo: float, hi: float) -> None:
         self.lo, self.hi = lo, hi
@@ -117,11 +129,14 @@ def unmix_raster(
     prog = _Progress(progress, cancel)
     prog.stage(0.0, 0.05)
     with BudgetedGdalCache(opts.memory_mb):  # GDAL's cache counts against the budget too
-        plan = plan_run(str(image_path), library, opts, progress=prog)
+        with prog.timed("plan"):  # the pixel sample read for the checks included
+            plan = plan_run(str(image_path), library, opts, progress=prog)
         c0, r0, W, H = plan.extent
         P = plan.E.shape[1]
         prog(1.0, f"Unmixing {W}×{H} pixels with {plan.spec.id}, {P} endmembers, {len(plan.bands)} bands")
         plan.sample = None  # the checks are done; the run's memory is for its blocks and tiles
+        if plan.spec.spatial or executor is not None:  # only the local row-block pass pastes them
+            plan.held = None
         return _execute(plan, out_dir, prog, t0, executor, inputs)
 
 
@@ -138,6 +153,7 @@ def _execute(plan: RunPlan, out_dir, prog: _Progress, t0: float, executor=None, 
 
     opts, spec, info, names, E = plan.options, plan.spec, plan.info, plan.names, plan.E
     write_std = int(plan.params.get("samples", 1)) > 1
+    t_exec = time.perf_counter()
     with OutputWriter(str(out_dir), info, overwrite=opts.overwrite,
                       window=opts.window and plan.extent, inputs=inputs) as writer:
         keys = [f"em{i}" for i in range(len(names))]
@@ -159,9 +175,12 @@ def _execute(plan: RunPlan, out_dir, prog: _Progress, t0: float, executor=None, 
             raise InputImageError(f"Every pixel {where} is nodata; there is nothing to unmix",
                                   "Check the image's nodata value, the window and the mask")
         prog.stage(0.97, 1.0)
-        writer.write_library_csv(SpectralLibrary(list(names), plan.matched.wavelengths_nm, E.copy()),
-                                 "endmembers_used.csv")
+        with prog.timed("write"):  # the rasters closed and read back here, before run.json
+            writer.write_library_csv(SpectralLibrary(list(names), plan.matched.wavelengths_nm, E.copy()),
+                                     "endmembers_used.csv")
+            writer.close_rasters()
 
+        solver_stages = solver_info.pop("seconds_by_stage", None) or {}  # a method's own split of its solve
         parameters = dict(plan.params)
         if "lam" in solver_info:  # the weight the tiles used (chosen or given)
             parameters["lam_chosen"] = solver_info.pop("lam")
@@ -190,12 +209,23 @@ def _execute(plan: RunPlan, out_dir, prog: _Progress, t0: float, executor=None, 
         manifest.match = _match_report(plan.matched.report)
         manifest.valid_pixels = int(n_valid)
         manifest.fit = jsonable(plan.fit)
+        manifest.seconds_by_stage = _stage_seconds(prog.seconds, time.perf_counter() - t_exec, solver_stages)
         prog.check()
         final = writer.commit(manifest)
     seconds = time.perf_counter() - t0
     if prog.progress is not None:
         prog.progress(1.0, f"Done in {seconds:.1f} s: {final}")
     return RunResult(out_dir=str(final), manifest=manifest.to_dict(), seconds=seconds)
+
+
+def _stage_seconds(measured: dict, execution: float, solver: dict) -> dict:
+    """run.json's ``seconds_by_stage``: plan (the pixel sample included), read, write (the
+    rasters written, closed and read back) and solve, the rest of the execution; a method's
+    own split of its solve (``solver``: e.g. weight, network, data step) is added beside."""
+    out = {k: round(float(v), 3) for k, v in measured.items()}
+    out["solve"] = round(max(0.0, execution - measured.get("read", 0.0) - measured.get("write", 0.0)), 3)
+    out.update({str(k): round(float(v), 3) for k, v in solver.items()})
+    return out
 
 
 def _refuse_dead_bands(plan: RunPlan, where: str) -> None:
@@ -286,16 +316,22 @@ def _write_rows(writer, keys, A, valid, row0) -> None:
         writer.write(key, np.where(valid, A[k], NODATA).astype(np.float32), row0, 0)
 
 
-def _iter_blocks(plan: RunPlan, first: int = 0, count: Optional[int] = None, share: float = 1.0):
+def _iter_blocks(plan: RunPlan, first: int = 0, count: Optional[int] = None, share: float = 1.0,
+                 prog: Optional[_Progress] = None):
     """(row0 in the extent, data (nb, rows, w) float32, valid (rows, w)) over the extent's
     rows ``first … first + count − 1`` (default: all), the mask applied; each block within
-    ``share`` of the memory budget."""
+    ``share`` of the memory budget; the reading timed into ``prog`` (when given)."""
     from ..io.image import iter_row_blocks
 
     c0, r0, W, H = plan.extent
     count = H - first if count is None else count
-    for blk in iter_row_blocks(plan.info, plan.bands, memory_mb=share * float(plan.options.memory_mb),
-                               window=(c0, r0 + first, W, count), require_valid=False):
+    blocks = iter_row_blocks(plan.info, plan.bands, memory_mb=share * float(plan.options.memory_mb),
+                             window=(c0, r0 + first, W, count), require_valid=False, held=plan.held)
+    while True:
+        with prog.timed("read") if prog is not None else contextlib.nullcontext():
+            blk = next(blocks, None)
+        if blk is None:
+            return
         valid = np.asarray(blk.valid, bool)
         row0, data = first + blk.row0, blk.data
         if plan.mask is not None:
@@ -323,7 +359,7 @@ def _solve_blocks(plan: RunPlan, writer, keys, prog, executor=None) -> int:
 
     def jobs():
         if executor is None:
-            for row0, data, valid in _iter_blocks(plan):
+            for row0, data, valid in _iter_blocks(plan, prog=prog):
                 blocks.append((row0, data.shape[1]))
                 yield _local_block, (plan, data, valid, prog, row0)
                 del data, valid
@@ -337,8 +373,9 @@ def _solve_blocks(plan: RunPlan, writer, keys, prog, executor=None) -> int:
     for i, (A, resid, valid) in enumerate(run_in_order(jobs(), executor, prog.cancel)):
         row0, rows = blocks[i]
         A = np.nan_to_num(A, nan=0.0)
-        _write_rows(writer, keys, A, valid, row0)
-        _write_rows(writer, ["residual_rmse"], resid[None], valid, row0)
+        with prog.timed("write"):
+            _write_rows(writer, keys, A, valid, row0)
+            _write_rows(writer, ["residual_rmse"], resid[None], valid, row0)
         n_valid += int(valid.sum())
         prog((row0 + rows) / h, f"Unmixed rows {row0 + 1}–{row0 + rows} of {h}")
     return n_valid
@@ -384,16 +421,23 @@ def _solve_tiled(plan: RunPlan, writer, keys, std_keys, prog, executor=None) -> 
 
     def write_rows(r0, A, std, v):
         nonlocal n_valid
-        for row0, data, _v in _iter_blocks(plan, r0, A.shape[1], WRITE_SHARE):
+        for row0, data, _v in _iter_blocks(plan, r0, A.shape[1], WRITE_SHARE, prog):
             rows = slice(row0 - r0, row0 - r0 + data.shape[1])
-            n_valid += _write_block(plan, writer, keys, A[:, rows], data, v[rows], row0)
-            if std_keys:
-                S = np.zeros((len(std_keys), data.shape[1], w), np.float32) if std is None else std[:, rows]
-                _write_rows(writer, std_keys, np.nan_to_num(S), v[rows], row0)
+            with prog.timed("write"):  # the residual's few products counted with its writing
+                n_valid += _write_block(plan, writer, keys, A[:, rows], data, v[rows], row0)
+                if std_keys:
+                    S = np.zeros((len(std_keys), data.shape[1], w), np.float32) if std is None else std[:, rows]
+                    _write_rows(writer, std_keys, np.nan_to_num(S), v[rows], row0)
             del data, _v  # the loop's names would hold this block while the next is read
         prog.check()
 
     read = extent_reader(plan)  # an executor's workers read their own tiles through it
+    if executor is None:  # read here: timed (a closure would not travel to a worker)
+        reader = read
+
+        def read(ty, tx, th, tw):
+            with prog.timed("read"):
+                return reader(ty, tx, th, tw)
     res = solve_tiled(plan.spec, read, (h, w), plan.E, plan.params,
                       SceneContext(seed=int(opts.seed), device=opts.device, memory_mb=float(opts.memory_mb)),
                       tile_edge_for_memory(opts.tile_size, opts.memory_mb, plan.E.shape[0]),

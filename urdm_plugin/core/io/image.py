@@ -32,6 +32,7 @@ from osgeo import gdal
 from ..errors import InputImageError, WavelengthError
 from ..limits import MAX_MAGNITUDE
 from .gdal_quiet import QuietGdal
+from .parallel_read import Layout, WindowReader, decode_threads, layout_of
 from .units import (
     infer_unit_factor,
     is_index_unit,
@@ -364,11 +365,19 @@ _BAND_GROUP = 64
 
 
 def _read(ds, info: ImageInfo, bands: list, col0: int, row0: int, w: int, h: int,
-          max_magnitude: Optional[float] = MAX_MAGNITUDE) -> tuple:
-    data = np.empty((len(bands), h, w), dtype=np.float32)
-    valid = np.ones((h, w), dtype=bool)
-    for g0 in range(0, len(bands), _BAND_GROUP):
-        group = bands[g0:g0 + _BAND_GROUP]
+          max_magnitude: Optional[float] = MAX_MAGNITUDE, out: Optional[tuple] = None,
+          bands_per_read: Optional[int] = None) -> tuple:
+    """``(data (nb, h, w), valid (h, w))`` of one window, ``bands_per_read`` per GDAL request
+    (default :data:`_BAND_GROUP`); ``out``: views to fill instead (a piece of a larger
+    window, :mod:`.parallel_read`)."""
+    group_size = bands_per_read or _BAND_GROUP
+    if out is None:
+        data, valid = np.empty((len(bands), h, w), dtype=np.float32), np.ones((h, w), dtype=bool)
+    else:
+        data, valid = out
+        valid[...] = True
+    for g0 in range(0, len(bands), group_size):
+        group = bands[g0:g0 + group_size]
         with QuietGdal() as q:  # a damaged file's GDAL errors go into our one line, not stderr
             raw = ds.ReadAsArray(col0, row0, w, h, band_list=[b + 1 for b in group])
         if raw is None:
@@ -435,9 +444,49 @@ def read_window(info: ImageInfo, bands: Optional[Sequence[int]], col0: int, row0
     """
     bl = _bands_list(info, bands)
     check_window(info, col0, row0, width, height)
+    if len(bl) * width * height >= PARALLEL_READ_ABOVE:  # decoded on every core
+        with window_reader(info) as reader:
+            return reader.read(bl, col0, row0, width, height, max_magnitude)
     ds = _open_dataset(info.path)
     try:
         return _read(ds, info, bl, col0, row0, width, height, max_magnitude)
+    finally:
+        ds = None
+
+
+#: Values (bands × pixels) from which a window is read on several threads (below, starting
+#: them costs more than it saves).
+PARALLEL_READ_ABOVE = 2 ** 20
+
+
+def window_reader(info: ImageInfo, flush: bool = False, threads: Optional[int] = None) -> WindowReader:
+    """A :class:`.parallel_read.WindowReader` of ``info`` reading through this module (scale,
+    offset, nodata as :func:`read_window`); ``flush``: drop each handle's cached raw blocks
+    after every piece (a pass over the whole image); ``threads``: default all cores."""
+    return WindowReader(info, _open_dataset, _read, threads=threads, flush=flush)
+
+
+#: Share of the memory budget the tiles being decoded at once may take: a pixel-interleaved
+#: tile decodes every band (256² × 200 float32: 52 MB), so fewer threads on a small budget.
+DECODE_SHARE = 0.25
+
+
+def budget_threads(info: ImageInfo, layout: Layout, memory_mb: float) -> int:
+    """Threads a pass within ``memory_mb`` MB reads with: all cores, fewer when the
+    pixel-interleaved tiles decoded side by side would exceed :data:`DECODE_SHARE` of it."""
+    n = decode_threads()
+    if layout.pixel_interleaved:
+        item = max(1, gdal.GetDataTypeSize(gdal.GetDataTypeByName(info.dtype_name)) // 8) if info.dtype_name else 8
+        tile = layout.block_w * layout.block_h * info.band_count * item
+        n = max(1, min(n, int(DECODE_SHARE * float(memory_mb) * 2 ** 20 // tile)))
+    return n
+
+
+def file_layout(info: ImageInfo) -> Layout:
+    """Block size and interleave of the image's file (:class:`.parallel_read.Layout`)."""
+    ds = _open_dataset(info.path)
+    try:
+        return layout_of(ds)
     finally:
         ds = None
 
@@ -466,13 +515,16 @@ def block_height(info: ImageInfo) -> int:
 BLOCK_SHARE = 0.7
 
 
-def rows_per_block(info: ImageInfo, n_bands: int, memory_mb: float = 512, width: Optional[int] = None) -> int:
+def rows_per_block(info: ImageInfo, n_bands: int, memory_mb: float = 512, width: Optional[int] = None,
+                   bands_per_read: Optional[int] = None, raw_width: Optional[int] = None) -> int:
     """Rows per block so one block (raw + float32 data + masks) fits :data:`BLOCK_SHARE` of
-    ``memory_mb`` MB."""
+    ``memory_mb`` MB, reading ``bands_per_read`` bands (default :data:`_BAND_GROUP`) of
+    ``raw_width`` columns (default all) at a time."""
     W = info.width if width is None else width
     item = max(1, gdal.GetDataTypeSize(gdal.GetDataTypeByName(info.dtype_name)) // 8) if info.dtype_name else 8
+    raw = min(n_bands, bands_per_read or _BAND_GROUP) * item * min(W, raw_width or W)
     # float32 cube + one raw band group + temporaries + masks
-    per_row = W * (n_bands * 4 + min(n_bands, _BAND_GROUP) * item + 8 + 3)
+    per_row = W * (n_bands * 4 + 8 + 3) + raw
     return max(1, int(BLOCK_SHARE * memory_mb * 2**20 // per_row))
 
 
@@ -480,47 +532,56 @@ def row_blocks(info: ImageInfo, bands: Optional[Sequence[int]] = None, memory_mb
                window: Optional[Sequence[int]] = None) -> list:
     """``[(row0, rows)]``: the full-width row blocks :func:`iter_row_blocks` reads, with
     ``row0`` counted from the window's first row — whole storage-block rows per block
-    (each file block decoded once), each block's data within ``memory_mb`` MB."""
+    (each file block decoded once: blocks end on the file's block boundaries, counted from
+    the image's first row, also when the window starts between them), each block's data
+    within ``memory_mb`` MB."""
     bl = _bands_list(info, bands)
     c0, r0, W, H = (0, 0, info.width, info.height) if window is None else (int(v) for v in window)
     check_window(info, c0, r0, W, H)
-    step = rows_per_block(info, len(bl), memory_mb, W)
-    ds = _open_dataset(info.path)
-    try:
-        bh = ds.GetRasterBand(bl[0] + 1).GetBlockSize()[1]
-    finally:
-        ds = None
-    if 1 < bh <= step:
+    layout = file_layout(info)
+    if layout.pixel_interleaved:  # all bands per request, one block column per thread at a time
+        step = rows_per_block(info, len(bl), memory_mb, W, len(bl),
+                              budget_threads(info, layout, memory_mb) * layout.block_w)
+    else:
+        step = rows_per_block(info, len(bl), memory_mb, W)
+    bh = layout.block_h
+    aligned = 1 < bh <= step
+    if aligned:
         step -= step % bh
-    return [(r, min(step, H - r)) for r in range(0, H, step)]
+    out, start = [], r0
+    while start < r0 + H:  # image rows; an unaligned first block ends on a block boundary
+        end = min(r0 + H, (start // bh * bh if aligned else start) + step)
+        out.append((start - r0, end - start))
+        start = end
+    return out
 
 
 def iter_row_blocks(info: ImageInfo, bands: Optional[Sequence[int]] = None, memory_mb: float = 512,
-                    window: Optional[Sequence[int]] = None, require_valid: bool = True) -> Iterator[RowBlock]:
+                    window: Optional[Sequence[int]] = None, require_valid: bool = True,
+                    held=None) -> Iterator[RowBlock]:
     """Iterate over blocks of full-width rows whose data fits ``memory_mb`` MB
-    (the blocks of :func:`row_blocks`).
+    (the blocks of :func:`row_blocks`), each decoded on every core
+    (:class:`.parallel_read.WindowReader`).
 
     ``bands`` 0-based (None = all). With ``window=(col0, row0, w, h)`` only that part is
-    read and ``RowBlock.row0`` counts from the window's first row. When
-    ``require_valid`` (default) and no block held a valid pixel, raises
-    :class:`InputImageError` after the last block (so nothing can be committed).
+    read and ``RowBlock.row0`` counts from the window's first row. ``held``: a
+    :class:`.parallel_read.DecodedBlocks` whose windows are pasted instead of read again
+    (and released as the blocks pass them). When ``require_valid`` (default) and no block
+    held a valid pixel, raises :class:`InputImageError` after the last block (so nothing can
+    be committed).
     """
     bl = _bands_list(info, bands)
     c0, r0, W, H = (0, 0, info.width, info.height) if window is None else (int(v) for v in window)
     blocks = row_blocks(info, bands, memory_mb, (c0, r0, W, H))
-    ds = _open_dataset(info.path)
     seen = False
-    try:
+    # flush: each handle drops its cached raw blocks after its piece; they are not read
+    # again, and a scene larger than RAM must not pile up in GDAL's block cache
+    with window_reader(info, flush=True, threads=budget_threads(info, file_layout(info), memory_mb)) as reader:
         for r, h in blocks:
-            data, valid = _read(ds, info, bl, c0, r0 + r, W, h)
-            # drop this dataset's cached raw blocks: they are not read again, and a
-            # scene larger than RAM must not pile up in GDAL's block cache
-            ds.FlushCache()
+            data, valid = reader.read(bl, c0, r0 + r, W, h, held=held)
             seen = seen or bool(valid.any())
             yield RowBlock(r, data, valid)
             del data, valid  # not held while the next block is read: one block in memory, not two
-    finally:
-        ds = None
     if require_valid and not seen:
         raise_no_valid_pixels(info)
 

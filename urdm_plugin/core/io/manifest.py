@@ -58,7 +58,8 @@ class RunManifest:
     ``parameters``: the method's parameters, the weight chosen and the run's options;
     ``selection``/``match``: how endmembers and bands were chosen; ``fit``: how well the
     endmembers explain a pixel sample (``relative_residual``, ``residual_rmse``, ``pixels``,
-    ``poor``; see core.engine.fit_check); ``seconds``: wall time.
+    ``poor``; see core.engine.fit_check); ``seconds``: wall time; ``seconds_by_stage``: its
+    split (plan, read, solve, write, and a method's own parts of its solve).
     """
 
     method: str
@@ -75,6 +76,9 @@ class RunManifest:
     match: Optional[dict] = None
     valid_pixels: Optional[int] = None
     fit: Optional[dict] = None
+    #: wall seconds of the run's stages: plan (pixel sample included), read, solve, write,
+    #: and a method's own split of its solve (e.g. URDM's weight, network, data step)
+    seconds_by_stage: dict = field(default_factory=dict)
     schema_version: int = MANIFEST_SCHEMA_VERSION
     #: keys this version does not know, kept as they were
     other: dict = field(default_factory=dict)

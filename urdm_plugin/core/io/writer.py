@@ -146,6 +146,7 @@ class OutputWriter:
         self._used = {RESIDUAL_KEY.lower()}
         self._text_files: list = []
         self._done = False
+        self._rasters_closed = False
 
     # -- context manager ------------------------------------------------------------------
     def __enter__(self) -> OutputWriter:
@@ -351,6 +352,18 @@ class OutputWriter:
                 except OSError:
                     break
 
+    def close_rasters(self) -> None:
+        """Write statistics, close every raster and check it reads back whole (what
+        :meth:`commit` does first; call it earlier to time it). Idempotent."""
+        self._require_open()
+        if not self._rasters_closed:
+            try:
+                self._close_all(stats=True)
+            except BaseException:
+                self.abort()
+                raise
+            self._rasters_closed = True
+
     def commit(self, manifest) -> str:
         """Finish: statistics, ``run.json`` (a :class:`core.io.manifest.RunManifest`), rename into place.
 
@@ -360,7 +373,9 @@ class OutputWriter:
         """
         self._require_open()
         try:
-            self._close_all(stats=True)
+            if not self._rasters_closed:
+                self._close_all(stats=True)
+                self._rasters_closed = True
             (self.tmp_dir / "run.json").write_text(manifest.dumps(), encoding="utf-8")
             self._check_target()
             (self.tmp_dir / PARTIAL_MARKER).unlink()
