@@ -113,6 +113,29 @@ def test_single_band_layers_are_not_offered(project_with_scene, qgis_iface, tmp_
     assert "50×40 pixels" in dlg.layer_info.text()
 
 
+def test_opening_in_a_project_with_only_a_single_band_raster_raises_nothing(qgis_new_project, qgis_iface,
+                                                                            clean_settings, tmp_path, monkeypatch):
+    """The combo drops the single-band layer while the dialog is built, which fires the
+    layer check before a library was chosen: no Python error window, a clear problem instead."""
+    import sys
+
+    from osgeo import gdal
+    from qgis.core import QgsProject, QgsRasterLayer
+
+    one = tmp_path / "dem.tif"
+    ds = gdal.GetDriverByName("GTiff").Create(str(one), 8, 8, 1, gdal.GDT_Float32)
+    ds.FlushCache()
+    del ds
+    QgsProject.instance().addMapLayer(QgsRasterLayer(str(one), "dem", "gdal"))
+    errors = []  # what QGIS would show in its Python error window
+    monkeypatch.setattr(sys, "excepthook", lambda *exc: errors.append(exc[1]))
+    dlg = make_dialog(qgis_iface)
+    assert errors == []
+    assert dlg.current_layer() is None
+    assert "Choose a hyperspectral raster layer (two or more bands)." in dlg.problems
+    assert "1 single-band layer not listed (dem)" in dlg.layer_info.text()
+
+
 @pytest.mark.parametrize("sensor", ["enmap", "emit"])
 def test_a_sensor_product_layer_opens_with_its_wavelengths(qgis_new_project, qgis_iface, clean_settings,
                                                            tmp_path, sensor):

@@ -53,6 +53,15 @@ class UnmixDialog(DialogLayout, DialogChecks, DialogSettings, DialogExtent, Dial
         self.problems: list = []
         self.warnings: list = []
         self._installer = None
+        # every mixin's state, declared before _build: building the widgets already fires
+        # their signals (the layer combo drops single-band layers) into the checks
+        self._layer_text = ""  # what the layer is (size, bands, wavelengths)
+        self._layer_error = ""  # why the layer cannot be read ("" when it can)
+        self._hidden_note = ""  # which single-band layers the combo leaves out
+        self._library_error = ""  # why the library cannot be read ("" when it can)
+        self._plan_cache = None  # (info, library, options repr, RunPlan)
+        self._sample_cache = None  # ((path, bands), sampled pixels)
+        self._scale_warnings: list = []
         self._loading = True
         self._build()
         self._fill_methods()
@@ -148,8 +157,7 @@ class UnmixDialog(DialogLayout, DialogChecks, DialogSettings, DialogExtent, Dial
 
     def _show_layer_info(self) -> None:
         if hasattr(self, "layer_info"):
-            text, hidden = getattr(self, "_layer_text", ""), getattr(self, "_hidden_note", "")
-            self.layer_info.setText("\n".join(t for t in (text, hidden) if t))
+            self.layer_info.setText("\n".join(t for t in (self._layer_text, self._hidden_note) if t))
 
     def current_layer(self) -> Optional[QgsRasterLayer]:
         ly = self.layer_combo.currentLayer()
@@ -160,7 +168,7 @@ class UnmixDialog(DialogLayout, DialogChecks, DialogSettings, DialogExtent, Dial
         from ..core.io.image import open_image
 
         self.info = None
-        self._layer_text = ""
+        self._layer_text = self._layer_error = ""
         layer = self.current_layer()
         if layer is not None and layer.providerType() == "gdal":
             try:

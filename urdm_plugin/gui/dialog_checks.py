@@ -23,7 +23,7 @@ class DialogChecks:
         if self.info is None or self.library is None or not self.checked_names():
             return None
         options = self.build_options()
-        c = getattr(self, "_plan_cache", None)  # (info, library, options repr, plan)
+        c = self._plan_cache  # (info, library, options repr, plan)
         # _rematch and _validate ask for the same plan; the cache holds info and library,
         # so identity compares them safely
         if c is None or c[0] is not self.info or c[1] is not self.library or c[2] != repr(options):
@@ -55,7 +55,7 @@ class DialogChecks:
         try:
             bands = list(self.matched.band_indices)
             key = (self.info.path, tuple(bands))
-            cached = getattr(self, "_sample_cache", None)  # ticking re-checks: read the pixels once
+            cached = self._sample_cache  # ticking re-checks: read the pixels once
             if cached is None or cached[0] != key:
                 self._sample_cache = cached = (key, read_sample(self.info, bands, (0, 0, self.info.width,
                                                                                    self.info.height)))
@@ -88,7 +88,7 @@ class DialogChecks:
             problems.append(f"Layer '{layer.name()}' has only {layer.bandCount()} band; unmixing needs a "
                             "multi- or hyperspectral raster.")
         elif self.info is None:
-            problems.append(getattr(self, "_layer_error", "") or f"Cannot read layer '{layer.name()}'.")
+            problems.append(self._layer_error or f"Cannot read layer '{layer.name()}'.")
         if not self.library_widget.filePath().strip():
             problems.append("Choose an endmember library (CSV or ENVI .sli).")
         elif self.library is None:
@@ -106,7 +106,7 @@ class DialogChecks:
                             "order. Add wavelengths to the raster's metadata to match by wavelength.")
         if self.info is not None and "inferred" in (self.info.wavelength_unit or ""):
             warnings.append(f"The layer's wavelength unit is not stated; taken as {self.info.wavelength_unit}.")
-        warnings.extend(getattr(self, "_scale_warnings", []) or [])
+        warnings.extend(self._scale_warnings)
         sel = plan.selection if plan is not None else None
         if sel and sel.get("mode") == "automatic-pending":
             which = f"{sel['from']} spectra ticked" if sel.get("subset") else f"All {sel['from']} spectra ticked"
