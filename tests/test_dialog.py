@@ -428,3 +428,13 @@ def test_every_control_explains_itself_and_help_opens_the_guide(project_with_sce
     monkeypatch.setattr(QDesktopServices, "openUrl", lambda url: opened.append(url.toLocalFile()) or True)
     dlg.help_button.click()
     assert len(opened) == 1 and opened[0].endswith("USAGE.md") and Path(opened[0]).is_file()
+
+
+def test_a_new_subfolder_of_a_folder_that_takes_no_files_blocks_run(project_with_scene, qgis_iface, scene,
+                                                                   unwritable_folder, tmp_path):
+    dlg = make_dialog(qgis_iface, scene["library"], unwritable_folder / "results")
+    assert any("cannot be made" in p and "Choose a folder you can write to" in p for p in dlg.problems)
+    assert not dlg.run_button.isEnabled() and dlg.run() is None
+    assert dlg.preview_button.isEnabled()  # a preview writes to a temporary folder
+    dlg.output_widget.setFilePath(str(tmp_path / "results"))
+    assert dlg.problems == [] and dlg.run_button.isEnabled()

@@ -62,6 +62,7 @@ class UnmixDialog(DialogLayout, DialogChecks, DialogSettings, DialogExtent, Dial
         self._plan_cache = None  # (info, library, options repr, RunPlan)
         self._sample_cache = None  # ((path, bands), sampled pixels)
         self._scale_warnings: list = []
+        self._folder_check = None  # (output folder, its problem or "")
         self._loading = True
         self._build()
         self._fill_methods()

@@ -132,14 +132,32 @@ class DialogChecks:
             problems.append("Choose an output folder (each run writes a new subfolder there).")
         elif not os.path.isabs(os.path.expanduser(out)):  # relative to what? QGIS's start folder
             problems.append(f"Output folder '{out}' is a relative path. Give the full path (use the … button).")
-        elif os.path.exists(out) and not (os.path.isdir(out) and os.access(out, os.W_OK)):
-            problems.append(f"Output folder {out} is not a writable folder. Choose another one.")
+        else:
+            problem = self._output_folder_problem(out)
+            if problem:
+                problems.append(problem)
         self.problems, self.warnings = problems, warnings
         self._show_messages()
         running = self.task is not None
         self.run_button.setEnabled(not problems and not running)
         preview_ok = all("output folder" in p.lower() for p in problems)  # preview writes to a temp folder
         self.preview_button.setEnabled(preview_ok and self.preview_task is None and self.info is not None)
+
+    def _output_folder_problem(self, out: str, fresh: bool = False) -> str:
+        """Why a run could not make its subfolder in ``out`` ("" when it can):
+        core.io.folders.check_folder_creatable, which writes a probe file. Cached per path while
+        the dialog checks (every tick re-validates); ``fresh`` checks again (Run)."""
+        from ..core.errors import UrdmError
+        from ..core.io.folders import check_folder_creatable
+
+        if fresh or self._folder_check is None or self._folder_check[0] != out:
+            try:
+                check_folder_creatable(os.path.expanduser(out))
+                problem = ""
+            except UrdmError as err:
+                problem = str(err)
+            self._folder_check = (out, problem)
+        return self._folder_check[1]
 
     def _show_messages(self) -> None:
         import html

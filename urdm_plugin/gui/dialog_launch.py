@@ -89,10 +89,10 @@ class DialogLaunch:
 
     def run(self):
         """Start the unmixing run in the background; returns the task (None if not started)."""
+        self._output_folder_problem(self.output_widget.filePath().strip(), fresh=True)  # may have changed
+        self._validate()
         if self.problems or self.task is not None:
-            self._validate()
-            if self.problems or self.task is not None:
-                return None
+            return None
         return self._start(preview=False)
 
     def preview(self):

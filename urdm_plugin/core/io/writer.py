@@ -21,6 +21,7 @@ import numpy as np
 from osgeo import gdal
 
 from ..errors import InputImageError, OutputError, OutputExistsError, os_error_cause
+from .folders import check_folder_creatable
 from .gdal_quiet import QuietGdal
 from .image import ImageInfo, check_window, shifted_geotransform
 
@@ -143,7 +144,7 @@ def _check_output_folder(p: Path, overwrite: bool) -> None:
     if p.exists() and not p.is_dir():
         raise OutputError(f"The output path '{p}' is a file, not a folder", "Choose a folder name")
     if not _is_nonempty_dir(p):
-        _check_creatable(p)
+        check_folder_creatable(p)
         return
     if not overwrite:
         raise OutputExistsError(f"The output folder '{p}' already exists and is not empty",
@@ -160,19 +161,7 @@ def _check_output_folder(p: Path, overwrite: bool) -> None:
         raise OutputError(f"The output folder '{p}' holds {len(foreign)} item(s) that no URDM run wrote "
                           f"({shown}); overwriting replaces only a previous run's folder",
                           "Choose a new or empty folder, or move those items out first")
-    _check_creatable(p.parent)  # the old run is moved aside there
-
-
-def _check_creatable(p: Path) -> None:
-    """The nearest existing ancestor of ``p`` must be a folder this user can write into."""
-    anc = p
-    while not anc.exists() and anc.parent != anc:
-        anc = anc.parent
-    if not anc.is_dir():
-        raise OutputError(f"The output folder '{p}' cannot be made: '{anc}' is a file", "Choose a folder name")
-    if not os.access(anc, os.W_OK | os.X_OK):
-        raise OutputError(f"The output folder '{p}' cannot be made: '{anc}' is not writable for you",
-                          "Choose a folder you can write to")
+    check_folder_creatable(p.parent)  # the old run is moved aside there
 
 
 @contextlib.contextmanager
