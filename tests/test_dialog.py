@@ -224,6 +224,23 @@ def test_unknown_unit_and_scale_warnings_shown(project_with_scene, qgis_iface, s
     assert dlg.run_button.isEnabled()
 
 
+def test_a_library_in_micrometres_with_a_bare_wavelength_header_is_warned_about(project_with_scene, qgis_iface,
+                                                                                scene, tmp_path):
+    from urdm_plugin.core.io.library import read_library
+
+    lib = read_library(scene["library"])
+    rows = ["wavelength," + ",".join(lib.names)]  # no unit: µm read from values below 30
+    rows += [f"{w / 1000}," + ",".join(f"{v}" for v in lib.spectra[i]) for i, w in enumerate(lib.wavelengths_nm)]
+    um = tmp_path / "micrometres.csv"
+    um.write_text("\n".join(rows) + "\n")
+    dlg = make_dialog(qgis_iface, um, tmp_path)
+    assert any(w.startswith("The library's wavelength unit is not stated; taken as µm") and "wavelength_um" in w
+               for w in dlg.warnings)
+    assert dlg.run_button.isEnabled() and dlg.matched.report.n_used > 3  # matched as µm
+    dlg.library_widget.setFilePath(str(scene["library"]))  # wavelength_nm: stated, no warning
+    assert not any("library's wavelength unit" in w for w in dlg.warnings)
+
+
 def test_settings_persist_across_dialogs(project_with_scene, qgis_iface, scene, tmp_path):
     dlg = make_dialog(qgis_iface, scene["library"], tmp_path / "results")
     assert dlg.set_method("tv")

@@ -294,3 +294,15 @@ def test_a_wavelength_given_twice_is_refused_naming_both_rows(tmp_path):
         read_library(write(tmp_path, "lib.csv", text))
     ok = read_library(write(tmp_path, "ok.csv", "wavelength_nm,Tree\n700,0.1\n600,0.2\n800,0.3\n"))
     np.testing.assert_array_equal(ok.wavelengths_nm, [600, 700, 800])  # unsorted rows are fine
+
+
+def test_the_unit_a_library_was_read_in_is_kept_and_says_when_it_was_inferred(tmp_path):
+    from urdm_plugin.core.io.library import read_library
+
+    for header, first, unit in (("wavelength", "0.5", "µm (inferred)"), ("wavelength", "500", "nm (inferred)"),
+                                ("wavelength_um", "0.5", "µm"), ("wavelength_nm", "500", "nm")):
+        p = tmp_path / f"{header}_{first}.csv"
+        p.write_text(f"{header},a\n{first},0.1\n{float(first) * 1.2},0.2\n")
+        lib = read_library(p)
+        assert lib.wavelength_unit == unit, header
+        assert lib.select(["a"]).wavelength_unit == unit

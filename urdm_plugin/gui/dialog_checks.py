@@ -106,6 +106,12 @@ class DialogChecks:
                             "order. Add wavelengths to the raster's metadata to match by wavelength.")
         if self.info is not None and "inferred" in (self.info.wavelength_unit or ""):
             warnings.append(f"The layer's wavelength unit is not stated; taken as {self.info.wavelength_unit}.")
+        lib_unit = self.library.wavelength_unit if self.library is not None else ""
+        if "inferred" in lib_unit:
+            unit = lib_unit.replace(" (inferred)", "")
+            warnings.append(f"The library's wavelength unit is not stated; taken as {unit} from the values. "
+                            f"Name its first column wavelength_{'um' if unit == 'µm' else 'nm'} (CSV) or set "
+                            "'wavelength units' (ENVI .hdr) to state it.")
         warnings.extend(self._scale_warnings)
         sel = plan.selection if plan is not None else None
         if sel and sel.get("mode") == "automatic-pending":
