@@ -455,3 +455,32 @@ def test_a_new_subfolder_of_a_folder_that_takes_no_files_blocks_run(project_with
     assert dlg.preview_button.isEnabled()  # a preview writes to a temporary folder
     dlg.output_widget.setFilePath(str(tmp_path / "results"))
     assert dlg.problems == [] and dlg.run_button.isEnabled()
+
+
+def test_an_error_in_the_dialogs_bar_shows_its_fix_whole(project_with_scene, qgis_iface, scene, tmp_path,
+                                                         monkeypatch):
+    """The folder vanishes (or turns read-only) between the check and Run: the error with its
+    fix ("Choose another folder.") is shown whole in the dialog's bar, not cut after two lines."""
+    import os
+
+    from qgis.PyQt.QtCore import QCoreApplication
+    from qgis.PyQt.QtWidgets import QTextBrowser
+
+    out = tmp_path / ("a_rather_long_folder_name_for_results_" * 3) / "results"
+    dlg = make_dialog(qgis_iface, scene["library"], out)
+    dlg.resize(760, 700)
+    dlg.show()
+    assert dlg.problems == []
+
+    def refuse(*_a, **_k):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "makedirs", refuse)
+    assert dlg.run() is None
+    for _ in range(5):
+        QCoreApplication.processEvents()
+    item = dlg.bar.currentItem()
+    assert item is not None and item.text().endswith("Choose another folder.")
+    box = item.findChild(QTextBrowser)
+    assert box.viewport().height() >= box.document().size().height() - 1  # nothing scrolled out of sight
+    dlg.close()

@@ -134,10 +134,10 @@ class UnmixDialog(DialogLayout, DialogChecks, DialogSettings, DialogExtent, Dial
             if ok:
                 self._fill_methods()
                 self.set_method("urdm")
-                self.bar.pushMessage("URDM", "PyTorch installed: the URDM method is available.", Qgis.Success, 8)
+                self._push("PyTorch installed: the URDM method is available.", Qgis.Success, 8)
             else:
-                self.bar.pushMessage("URDM", "Installing PyTorch failed; details are in the URDM log. "
-                                     "Use the command shown under 'Show Details…' instead.", Qgis.Warning, 0)
+                self._push("Installing PyTorch failed; details are in the URDM log. "
+                           "Use the command shown under 'Show Details…' instead.", Qgis.Warning, 0)
 
         self._installer = offer_install(self, done)
 
@@ -283,6 +283,12 @@ class UnmixDialog(DialogLayout, DialogChecks, DialogSettings, DialogExtent, Dial
         colors = [CATEGORICAL[i % len(CATEGORICAL)] for i in idx]
         self.plot.set_data(self.library.wavelengths_nm, self.library.spectra[:, idx], names, bands, colors)
 
+    def _push(self, text: str, level, duration: int = 0):
+        """A message in the dialog's bar, shown whole (gui.messages: wrapped, never cut)."""
+        from .messages import push_message
+
+        return push_message(self.bar, text, level, duration)
+
     def open_help(self) -> bool:
         """Open the user guide in the system's viewer (a file shipped with the plugin, so it
         works offline); False, with a message, when it cannot be opened."""
@@ -294,8 +300,8 @@ class UnmixDialog(DialogLayout, DialogChecks, DialogSettings, DialogExtent, Dial
         path = usage_path()
         if path.is_file() and QDesktopServices.openUrl(QUrl.fromLocalFile(str(path))):
             return True
-        self.bar.pushMessage("URDM", f"The user guide could not be opened ({path}); it is also on the "
-                             "plugin's homepage (Plugins ▸ Manage and Install Plugins).", Qgis.Warning, 8)
+        self._push(f"The user guide could not be opened ({path}); it is also on the "
+                   "plugin's homepage (Plugins ▸ Manage and Install Plugins).", Qgis.Warning, 8)
         return False
 
     def closeEvent(self, event):  # noqa: N802
