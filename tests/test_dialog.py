@@ -484,3 +484,54 @@ def test_an_error_in_the_dialogs_bar_shows_its_fix_whole(project_with_scene, qgi
     box = item.findChild(QTextBrowser)
     assert box.viewport().height() >= box.document().size().height() - 1  # nothing scrolled out of sight
     dlg.close()
+
+
+def _wait(condition, timeout=60):
+    from qgis.PyQt.QtCore import QCoreApplication
+
+    t0 = time.monotonic()
+    while not condition():
+        QCoreApplication.processEvents()
+        time.sleep(0.02)
+        assert time.monotonic() - t0 < timeout, "timed out"
+    QCoreApplication.processEvents()
+
+
+def test_an_automatic_selection_that_fits_poorly_is_warned_about_before_run(project_with_scene, qgis_iface, scene,
+                                                                           tmp_path):
+    """More spectra ticked than a run can use, none of the scene's materials among them: the
+    selection's poor fit shows before Run (it showed only after the run), checked in the
+    background, once per choice, and a change cancels a check still running."""
+    from qgis.core import QgsApplication
+
+    from urdm_plugin.core.io.library import read_library
+
+    lib = read_library(scene["library"])
+    rng = np.random.default_rng(3)
+    decoys = np.clip(0.6 + 0.3 * rng.random((len(lib.wavelengths_nm), 25)), 0, 1)  # bright, nothing of the scene
+    path = tmp_path / "decoys.csv"
+    path.write_text("wavelength_nm," + ",".join(f"decoy {i}" for i in range(25)) + "\n" + "".join(
+        f"{w}," + ",".join(f"{v}" for v in decoys[j]) + "\n" for j, w in enumerate(lib.wavelengths_nm)))
+    started = []
+    QgsApplication.taskManager().taskAdded.connect(started.append)
+    dlg = make_dialog(qgis_iface, path, tmp_path)
+    assert dlg.run_button.isEnabled()  # Run never waits for the check
+    assert "Checking the automatic selection" in dlg.selection_hint.text()
+    _wait(lambda: dlg._selection_key is None and dlg._selection_task is None)
+    assert any(w.startswith("Poor fit: with the spectra selected from the library") for w in dlg.warnings)
+    assert "the run would select decoy" in dlg.selection_hint.text()
+    assert len(started) == 1
+    dlg.table.item(0, 1).setCheckState(0)  # a new ticked set: a new check …
+    assert dlg._selection_key is not None
+    dlg.table.item(0, 1).setCheckState(2)  # … back before it started: the cached one, nothing new
+    assert dlg._selection_key is None and any(w.startswith("Poor fit") for w in dlg.warnings)
+    _wait(lambda: True)
+    assert len(started) == 1
+    dlg.table.item(1, 1).setCheckState(0)
+    dlg._selection_timer.stop()
+    dlg._start_selection_check()
+    running = dlg._selection_task
+    dlg._stop_selection_check()  # Stop: cancelled, said so, no warning invented
+    assert running.isCanceled() and dlg._selection_task is None
+    assert "Check stopped" in dlg.selection_hint.text()
+    dlg.close()

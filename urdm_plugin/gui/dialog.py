@@ -31,12 +31,14 @@ from .dialog_extent import (
 from .dialog_launch import DialogLaunch
 from .dialog_layout import PREVIEW_MAX_PIXELS, DialogLayout
 from .dialog_settings import SETTINGS_PREFIX, DialogSettings, settings
+from .selection_check import DialogSelectionCheck
 
 __all__ = ["EXTENT_MASK", "EXTENT_VIEW", "EXTENT_WHOLE", "PREVIEW_MAX_PIXELS", "UnmixDialog", "center_crop",
            "extent_to_window"]
 
 
-class UnmixDialog(DialogLayout, DialogChecks, DialogSettings, DialogExtent, DialogLaunch, QDialog):
+class UnmixDialog(DialogLayout, DialogChecks, DialogSelectionCheck, DialogSettings, DialogExtent, DialogLaunch,
+                  QDialog):
     """The unmixing dialog. ``UnmixDialog(iface, parent=iface.mainWindow())``."""
 
     def __init__(self, iface, parent=None):
@@ -63,6 +65,7 @@ class UnmixDialog(DialogLayout, DialogChecks, DialogSettings, DialogExtent, Dial
         self._sample_cache = None  # ((path, bands), sampled pixels)
         self._scale_warnings: list = []
         self._folder_check = None  # (output folder, its problem or "")
+        self._init_selection_check()
         self._loading = True
         self._build()
         self._fill_methods()
@@ -305,6 +308,7 @@ class UnmixDialog(DialogLayout, DialogChecks, DialogSettings, DialogExtent, Dial
         return False
 
     def closeEvent(self, event):  # noqa: N802
+        self._cancel_selection_check()
         if not self._loading:
             self.save_settings()
         self._drop_previews()

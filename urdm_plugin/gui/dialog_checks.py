@@ -114,11 +114,15 @@ class DialogChecks:
                             "'wavelength units' (ENVI .hdr) to state it.")
         warnings.extend(self._scale_warnings)
         sel = plan.selection if plan is not None else None
-        if sel and sel.get("mode") == "automatic-pending":
+        if sel and sel.get("mode") == "automatic-pending" and not problems:
             which = f"{sel['from']} spectra ticked" if sel.get("subset") else f"All {sel['from']} spectra ticked"
+            # the selection's own fit, checked in the background (gui.selection_check)
+            checked, hint = self._selection_check(plan)
+            warnings.extend(w for w in checked if w not in warnings)
             self.selection_hint.setText(f"{which}, more than the {sel['max']} the run can use: it selects up "
-                                        f"to {sel['max']} of them automatically from the image.")
+                                        f"to {sel['max']} of them automatically from the image. {hint}".strip())
         else:
+            self._cancel_selection_check()
             self.selection_hint.setText("")
         if plan is None:
             ok, reason = self.current_spec().available()

@@ -121,7 +121,15 @@ class DialogLayout:
         v.addLayout(row)
         self.selection_hint = QLabel("")
         self.selection_hint.setWordWrap(True)
-        v.addWidget(self.selection_hint)
+        hint_row = QHBoxLayout()
+        hint_row.addWidget(self.selection_hint, 1)
+        self.stop_check_button = QPushButton("Stop check")
+        self.stop_check_button.setAutoDefault(False)
+        self.stop_check_button.setToolTip("Stop checking the automatic selection's fit before Run (it runs in "
+                                          "the background and never blocks Run)")
+        self.stop_check_button.setVisible(False)
+        hint_row.addWidget(self.stop_check_button, 0, Qt.AlignmentFlag.AlignTop)
+        v.addLayout(hint_row)
         outer.addWidget(box_lib)
 
         # -- method
@@ -252,5 +260,6 @@ class DialogLayout:
         self.cancel_button.clicked.connect(self.cancel_run)
         self.close_button.clicked.connect(self.close)
         self.help_button.clicked.connect(self.open_help)
+        self.stop_check_button.clicked.connect(self._stop_selection_check)
         QgsProject.instance().layersAdded.connect(self._update_excepted_layers)
         self._update_excepted_layers()
