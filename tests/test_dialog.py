@@ -204,7 +204,7 @@ def test_no_overlap_and_too_few_bands_block_run(project_with_scene, qgis_iface, 
     dlg.library_widget.setFilePath(str(lib))
     dlg.set_checked(["a", "b", "c"])  # more than 3 bands support: selected from the ticked ones
     assert dlg.problems == [] and dlg.run_button.isEnabled()
-    assert "3 spectra ticked, more than the 2 the run can use" in dlg.selection_hint.text()
+    assert "3 ticked, more than the 2 a run can use" in dlg.selection_hint.text()
     dlg.set_checked(["a", "b"])
     assert dlg.problems == [] and dlg.run_button.isEnabled() and dlg.selection_hint.text() == ""
 
@@ -519,7 +519,8 @@ def test_an_automatic_selection_that_fits_poorly_is_warned_about_before_run(proj
     assert "Checking the automatic selection" in dlg.selection_hint.text()
     _wait(lambda: dlg._selection_key is None and dlg._selection_task is None)
     assert any(w.startswith("Poor fit: with the spectra selected from the library") for w in dlg.warnings)
-    assert "the run would select decoy" in dlg.selection_hint.text()
+    assert "pixels: it would select" in dlg.selection_hint.text()
+    assert any("selected" in w and "decoy" in w for w in dlg.warnings)
     assert len(started) == 1
     dlg.table.item(0, 1).setCheckState(0)  # a new ticked set: a new check …
     assert dlg._selection_key is not None
@@ -535,3 +536,40 @@ def test_an_automatic_selection_that_fits_poorly_is_warned_about_before_run(proj
     assert running.isCanceled() and dlg._selection_task is None
     assert "Check stopped" in dlg.selection_hint.text()
     dlg.close()
+
+
+def test_at_1366_by_768_the_table_the_extent_and_the_output_folder_are_in_sight(project_with_scene, qgis_iface,
+                                                                                scene, tmp_path):
+    """A laptop screen: the library table showed about 5 of 498 rows, Extent and Output folder
+    only by scrolling, and the band match twice (issue #24)."""
+    from qgis.PyQt.QtCore import QCoreApplication, QRect
+
+    from urdm_plugin.core.io.library import read_library
+
+    lib = read_library(scene["library"])
+    big = tmp_path / "big.csv"  # a USGS-sized library: 498 spectra
+    E = np.concatenate([lib.spectra * f for f in np.linspace(0.5, 1.5, 166)], axis=1)
+    big.write_text("wavelength_nm," + ",".join(f"spectrum {i:03d}" for i in range(E.shape[1])) + "\n" + "".join(
+        f"{w}," + ",".join(f"{v:.4f}" for v in E[j]) + "\n" for j, w in enumerate(lib.wavelengths_nm)))
+    dlg = make_dialog(qgis_iface, big, tmp_path)
+    dlg.resize(1326, 698)  # 1366 × 768 less the window frame and a task bar
+    dlg.show()
+    for _ in range(10):
+        QCoreApplication.processEvents()
+    assert dlg.table.rowCount() == 498
+    rows = dlg.table.viewport().height() // dlg.table.rowHeight(0)
+    assert rows >= 10, rows
+
+    def in_sight(widget) -> bool:
+        return widget.isVisible() and widget.visibleRegion().boundingRect() == widget.rect()
+
+    for widget in (dlg.layer_combo, dlg.method_combo, dlg.extent_whole, dlg.extent_view, dlg.output_widget,
+                   dlg.run_button):
+        assert in_sight(widget), widget
+    summary = dlg.matched.report.summary()
+    assert summary in dlg.library_summary.text() and summary not in dlg.problem_label.text()  # once
+    dlg.close()
+    from urdm_plugin.gui.dialog import dialog_size
+
+    w, h = dialog_size(QRect(0, 0, 1366, 768 - 30))  # the size it opens at there
+    assert w <= 1326 and h <= 698

@@ -37,6 +37,15 @@ __all__ = ["EXTENT_MASK", "EXTENT_VIEW", "EXTENT_WHOLE", "PREVIEW_MAX_PIXELS", "
            "extent_to_window"]
 
 
+def dialog_size(available) -> tuple:
+    """(width, height) px of the dialog on a screen whose available area is ``available``
+    (QRect or None): two columns need about 1150 px; at 1366 × 768 it fills the screen less
+    the window frame and task bar."""
+    if available is None:
+        return 1280, 760
+    return min(1280, available.width() - 40), min(760, available.height() - 40)
+
+
 class UnmixDialog(DialogLayout, DialogChecks, DialogSelectionCheck, DialogSettings, DialogExtent, DialogLaunch,
                   QDialog):
     """The unmixing dialog. ``UnmixDialog(iface, parent=iface.mainWindow())``."""
@@ -72,8 +81,7 @@ class UnmixDialog(DialogLayout, DialogChecks, DialogSelectionCheck, DialogSettin
         self._restore()
         self._loading = False
         self._layer_changed()
-        screen = self.screen().availableGeometry() if hasattr(self, "screen") and self.screen() else None
-        self.resize(760, min(820, screen.height() - 60) if screen is not None else 820)
+        self.resize(*dialog_size(self.screen().availableGeometry() if self.screen() else None))
 
     def _fill_methods(self) -> None:
         from ..core.methods.registry import METHODS

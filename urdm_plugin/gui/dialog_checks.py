@@ -115,12 +115,12 @@ class DialogChecks:
         warnings.extend(self._scale_warnings)
         sel = plan.selection if plan is not None else None
         if sel and sel.get("mode") == "automatic-pending" and not problems:
-            which = f"{sel['from']} spectra ticked" if sel.get("subset") else f"All {sel['from']} spectra ticked"
+            which = f"{sel['from']} ticked" if sel.get("subset") else f"All {sel['from']} ticked"
             # the selection's own fit, checked in the background (gui.selection_check)
             checked, hint = self._selection_check(plan)
             warnings.extend(w for w in checked if w not in warnings)
-            self.selection_hint.setText(f"{which}, more than the {sel['max']} the run can use: it selects up "
-                                        f"to {sel['max']} of them automatically from the image. {hint}".strip())
+            self.selection_hint.setText(f"{which}, more than the {sel['max']} a run can use: it selects up to "
+                                        f"{sel['max']} from the image. {hint}".strip())
         else:
             self._cancel_selection_check()
             self.selection_hint.setText("")
@@ -175,5 +175,6 @@ class DialogChecks:
         parts = [f'<span style="color:#b00020">✖ {html.escape(p)}</span>' for p in self.problems]
         parts += [f'<span style="color:#9a6700">⚠ {html.escape(w)}</span>' for w in self.warnings]
         if not parts and self.matched is not None:
-            parts.append(f'<span style="color:#1b7f3b">✔ {html.escape(self.matched.report.summary())}</span>')
+            # the band match is stated once, above the table (library_summary)
+            parts.append('<span style="color:#1b7f3b">✔ No problems found: ready to run.</span>')
         self.problem_label.setText("<br>".join(parts))

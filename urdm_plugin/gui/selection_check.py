@@ -107,7 +107,8 @@ class DialogSelectionCheck:
     def _show_selection_progress(self, fraction: float, message: str) -> None:
         if self._selection_task is not None:
             self.selection_hint.setText(f"Checking the automatic selection on a sample of the image "
-                                        f"({100 * fraction:.0f} %): {message}")
+                                        f"({100 * fraction:.0f} %)…")
+            self.selection_hint.setToolTip(message)
 
     def _selection_check_finished(self, task, ok: bool, key) -> None:
         if task is self._selection_task:
@@ -116,8 +117,8 @@ class DialogSelectionCheck:
         if ok and task.plan is not None:
             plan = task.plan
             auto = (plan.selection or {}).get("mode") == "automatic"
-            hint = (f"Checked on {plan.sample.shape[1]} sampled pixels: the run would select "
-                    f"{', '.join(plan.names)}." if auto and plan.sample is not None else "")
+            hint = (f"Checked on {plan.sample.shape[1]} pixels: it would select {len(plan.names)} (below)."
+                    if auto and plan.sample is not None else "")
             self._selection_results[key] = (list(plan.warnings) + list(plan.problems), hint)
         elif task.error:
             self._selection_results[key] = ([task.error], "")
