@@ -491,7 +491,7 @@ def build_map_sheet(run_json_path, project=None, background_layer=None, title: O
         # map units; the "label unit multiplier" stays 1)
         ground_m = (bar_w - 12.0) / 1000.0 * maps[0].scale()
         seg_m = _nice(ground_m / 2.0)
-        km = seg_m >= 1000
+        km = 2 * seg_m >= 1000  # "0 0.5 1 km", narrower than "0 500 1,000 m"
         bar.setUnits(QgsUnitTypes.DistanceKilometers if km else QgsUnitTypes.DistanceMeters)
         bar.setUnitLabel("km" if km else "m")
         bar.setMapUnitsPerScaleBarUnit(1.0)
