@@ -547,8 +547,8 @@ def test_at_1366_by_768_the_table_the_extent_and_the_output_folder_are_in_sight(
     from urdm_plugin.core.io.library import read_library
 
     lib = read_library(scene["library"])
-    big = tmp_path / "big.csv"  # a USGS-sized library: 498 spectra
-    E = np.concatenate([lib.spectra * f for f in np.linspace(0.5, 1.5, 166)], axis=1)
+    big = tmp_path / "big.csv"  # a USGS-sized library: 498 spectra, of one of the scene's 3 materials
+    E = np.concatenate([lib.spectra[:, :1] * f for f in np.linspace(0.5, 1.5, 498)], axis=1)
     big.write_text("wavelength_nm," + ",".join(f"spectrum {i:03d}" for i in range(E.shape[1])) + "\n" + "".join(
         f"{w}," + ",".join(f"{v:.4f}" for v in E[j]) + "\n" for j, w in enumerate(lib.wavelengths_nm)))
     dlg = make_dialog(qgis_iface, big, tmp_path)
@@ -568,6 +568,17 @@ def test_at_1366_by_768_the_table_the_extent_and_the_output_folder_are_in_sight(
         assert in_sight(widget), widget
     summary = dlg.matched.report.summary()
     assert summary in dlg.library_summary.text() and summary not in dlg.problem_label.text()  # once
+    # the automatic selection's warnings arrive: shown whole, not squeezed to one line
+    _wait(lambda: dlg._selection_key is None and dlg._selection_task is None)
+    assert any(w.startswith("Poor fit") for w in dlg.warnings) and sum(len(w) for w in dlg.warnings) > 300
+    for height in (698, 600):  # the real desktop's fonts take more room: squeeze it further
+        dlg.resize(1326, height)
+        for _ in range(5):
+            QCoreApplication.processEvents()
+        label = dlg.problem_label
+        need = label.heightForWidth(label.width())
+        assert label.height() >= need > 2 * dlg.fontMetrics().height() and in_sight(label), height
+        assert dlg.table.viewport().height() // dlg.table.rowHeight(0) >= 5  # the table gave the room
     dlg.close()
     from urdm_plugin.gui.dialog import dialog_size
 

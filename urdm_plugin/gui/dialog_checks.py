@@ -178,3 +178,4 @@ class DialogChecks:
             # the band match is stated once, above the table (library_summary)
             parts.append('<span style="color:#1b7f3b">✔ No problems found: ready to run.</span>')
         self.problem_label.setText("<br>".join(parts))
+        self._fit_messages()

@@ -34,6 +34,8 @@ from .spectra_plot import SpectraPlot
 
 #: Edge of the preview window (pixels).
 PREVIEW_MAX_PIXELS = 128
+#: Most of the dialog's height the messages take before they scroll.
+MESSAGES_MAX_SHARE = 0.3
 
 
 class StatusLabel(QLabel):
@@ -46,6 +48,18 @@ class StatusLabel(QLabel):
 
 class DialogLayout:
     """Mixed into :class:`gui.dialog.UnmixDialog`; works on its widgets."""
+
+    def _fit_messages(self) -> None:
+        """Give the messages the height of their wrapped text (at most MESSAGES_MAX_SHARE of the
+        dialog; beyond that they scroll)."""
+        width = self.messages.viewport().width() or self.width()
+        need = self.problem_label.heightForWidth(max(width, 100)) if self.problem_label.text() else 0
+        cap = int(MESSAGES_MAX_SHARE * self.height())
+        self.messages.setFixedHeight(max(0, min(need, cap)))
+
+    def resizeEvent(self, event):  # noqa: N802 - Qt's name: the wrapping changes with the width
+        super().resizeEvent(event)
+        self._fit_messages()
 
     def _build(self) -> None:
         # at 1366 × 768: two columns side by side — the library (its table as tall as the dialog
@@ -235,7 +249,15 @@ class DialogLayout:
         self.problem_label.setObjectName("problem_label")
         self.problem_label.setWordWrap(True)
         self.problem_label.setTextFormat(Qt.RichText)
-        main.addWidget(self.problem_label)
+        # the messages get the height their wrapped text needs (the columns above give it up):
+        # squeezed by the layout, a label showed one line and hid the poor-fit warning below it;
+        # past MESSAGES_MAX_SHARE of the dialog they scroll
+        self.messages = QScrollArea()
+        self.messages.setWidgetResizable(True)
+        self.messages.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.messages.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.messages.setWidget(self.problem_label)
+        main.addWidget(self.messages)
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)
         self.progress.setValue(0)

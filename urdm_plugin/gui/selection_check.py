@@ -3,8 +3,9 @@
 With more spectra ticked than a run can use, the run selects among them from the image's
 pixels; the dialog's metadata-only plan cannot say whether that selection fits. Here the
 selection itself runs — ``core.engine.plan.plan_run`` with ``read_pixels=True``, the run's
-own sample and rules — in a background :class:`QgsTask` (about 1.5 s for Jasper Ridge and
-all 498 USGS spectra on two busy cores), so its poor-fit and stand-in warnings show before
+own sample and rules — in a background :class:`QgsTask` (Jasper Ridge and all 498 USGS
+spectra: 1.5 s alone on a quiet two-core machine, 5 s with the load at 8, 11 s inside the
+QGIS desktop at that load), so its poor-fit and stand-in warnings show before
 Run, as they do for hand-ticked spectra. Results are cached by layer, library, ticked set
 and extent; a change of any of them cancels a check still running; Run never waits for it.
 """
