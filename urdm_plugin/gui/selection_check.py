@@ -61,6 +61,19 @@ class SelectionCheckTask(QgsTask):
             self.on_finished(self, ok)
 
 
+def _library_key(library) -> tuple:
+    """The library as read: its file and that file's modification time (an id() could be
+    reused by the next library read after this one is freed)."""
+    import os
+
+    path = getattr(library, "path", "") or ""
+    try:
+        stamp = os.stat(path).st_mtime_ns if path else id(library)
+    except OSError:
+        stamp = id(library)
+    return (path, stamp, library.spectra.shape)
+
+
 class DialogSelectionCheck:
     """Mixed into :class:`gui.dialog.UnmixDialog`: runs and shows the selection check."""
 
@@ -74,8 +87,8 @@ class DialogSelectionCheck:
 
     def _selection_check_key(self, options) -> tuple:
         """What the selection depends on: layer, library, ticked set, extent (and seed, cap)."""
-        return (self.info.path, id(self.library), tuple(self.checked_names()), options.window, options.mask_path,
-                options.seed, options.max_endmembers, options.mask_water_bands)
+        return (self.info.path, _library_key(self.library), tuple(self.checked_names()), options.window,
+                options.mask_path, options.seed, options.max_endmembers, options.mask_water_bands)
 
     def _selection_check(self, plan) -> tuple:
         """(warnings, hint) for a plan whose selection is automatic-pending: the cached check's
