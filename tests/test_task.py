@@ -176,7 +176,7 @@ def test_a_poor_fit_message_after_a_run_shows_its_advice_whole(qgis_new_project,
     wait_for(task)
     assert task.result is not None and task.result.manifest["fit"]["poor"]
     item = bar.currentItem()
-    assert item is not None and item.level() == Qgis.Warning
+    assert item is not None and item.level() == Qgis.MessageLevel.Warning
     for _ in range(5):
         QCoreApplication.processEvents()
     assert "use endmembers from the image, vca" in item.text()

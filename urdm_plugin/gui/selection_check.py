@@ -28,7 +28,7 @@ class SelectionCheckTask(QgsTask):
     progressed = pyqtSignal(float, str)
 
     def __init__(self, image_path: str, library, options):
-        super().__init__("URDM: checking the automatic selection", QgsTask.CanCancel)
+        super().__init__("URDM: checking the automatic selection", QgsTask.Flag.CanCancel)
         self.image_path = image_path
         self.library = library
         self.options = options

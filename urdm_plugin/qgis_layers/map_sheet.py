@@ -428,7 +428,7 @@ def build_map_sheet(run_json_path, project=None, background_layer=None, title: O
         lab.attemptResize(QgsLayoutSize(W - 2 * margin, note_h, QgsUnitTypes.LayoutMillimeters))
         lab.setId("notes")
         lab.setFontColor(QColor(176, 0, 32))
-        lab.setVAlign(Qt.AlignTop)
+        lab.setVAlign(Qt.AlignmentFlag.AlignTop)
         gy0 += note_h + 1
     gw = W - 2 * margin - panel_w - gap
     gh = H - gy0 - margin - foot_h - gap
