@@ -8,6 +8,9 @@ pixels; :class:`TileBlender` weights each tile by a separable window that ramps 
 across the overlap (full weight in the interior and at the image edges) and divides by the
 accumulated weight, so the result is seamless and, for a per-pixel method, exactly equal to
 solving the image at once.
+
+Size note: ~500 lines; the tile plan, the blender, the scene context with its share of the
+progress bar and the one loop (here or on an executor) belong together.
 """
 
 from __future__ import annotations
