@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Screenshots for docs/USAGE.md: the real dialog on a real loaded layer, and the results.
 
-    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/screenshots.py [--method fcls]
+    xvfb-run -a -s "-screen 0 1366x768x24" .venv/bin/python scripts/screenshots.py [--method fcls]
 
-Writes docs/screenshots/dialog.png (the dialog filled in on the demo scene) and
+Writes docs/screenshots/dialog.png (the dialog filled in on the demo scene, at the size it
+opens at on the screen: take it at 1366 × 768, a common laptop screen) and
 docs/screenshots/results.png (layer tree with the styled result group beside map canvases
 of the abundance maps and the dominant-material map), after a real run through the
 dialog's background task.
@@ -102,9 +103,7 @@ def main(argv=None) -> int:
     dlg.library_widget.setFilePath(scene["library"])
     dlg.output_widget.setFilePath(str(tmp / "results"))
     dlg.set_method(a.method or dlg.default_method())  # not the last choice remembered in QgsSettings
-    dlg.advanced.setCollapsed(False)
-    dlg.resize(820, 1000)
-    dlg.show()
+    dlg.show()  # at the size it opens at on this screen
     _wait(lambda: True)
     for _ in range(20):
         app.processEvents()
@@ -145,7 +144,7 @@ def main(argv=None) -> int:
         title = QLabel(ly.name() if ly is not layer else "input (RGB)")
         title.setStyleSheet("font-weight: bold")
         c = QgsMapCanvas()
-        c.setMinimumSize(260, 260)
+        c.setMinimumSize(200, 200)
         c.setDestinationCrs(layer.crs())
         c.setLayers([ly])
         c.setExtent(layer.extent())
@@ -155,7 +154,7 @@ def main(argv=None) -> int:
         grid.addLayout(box, i // 3, i % 3)
         canvases.append(c)
     h.addLayout(grid, 1)
-    win.resize(1250, 900)
+    win.resize(1340, 730)  # 1366 × 768 less the window frame
     win.show()
     bridge = QgsLayerTreeMapCanvasBridge(project.layerTreeRoot(), canvas)  # noqa: F841 - keeps the tree in sync
     for c in canvases:

@@ -38,3 +38,25 @@ def run_group(root, input_name: str, method: str = ""):
     prefix = f"{input_name} – {method}"
     found = [g for g in root.findGroups() if g.name().startswith(prefix)]
     return found[0] if found else None
+
+
+@pytest.fixture()
+def unwritable_folder(tmp_path):
+    """A folder nothing can be written into, although ``os.access`` may say otherwise: made
+    immutable (``chattr +i``) when running as root — root passes every permission check, as
+    a user does on some shares and mounts — else read-only by its permission bits."""
+    import subprocess
+
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    as_root = hasattr(os, "geteuid") and os.geteuid() == 0
+    if as_root:
+        if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+            pytest.skip("chattr +i is not available here (no immutable folders to test with)")
+    else:
+        folder.chmod(0o555)
+    yield folder
+    if as_root:
+        subprocess.run(["chattr", "-i", str(folder)], capture_output=True)
+    else:
+        folder.chmod(0o755)

@@ -113,6 +113,29 @@ def test_single_band_layers_are_not_offered(project_with_scene, qgis_iface, tmp_
     assert "50×40 pixels" in dlg.layer_info.text()
 
 
+def test_opening_in_a_project_with_only_a_single_band_raster_raises_nothing(qgis_new_project, qgis_iface,
+                                                                            clean_settings, tmp_path, monkeypatch):
+    """The combo drops the single-band layer while the dialog is built, which fires the
+    layer check before a library was chosen: no Python error window, a clear problem instead."""
+    import sys
+
+    from osgeo import gdal
+    from qgis.core import QgsProject, QgsRasterLayer
+
+    one = tmp_path / "dem.tif"
+    ds = gdal.GetDriverByName("GTiff").Create(str(one), 8, 8, 1, gdal.GDT_Float32)
+    ds.FlushCache()
+    del ds
+    QgsProject.instance().addMapLayer(QgsRasterLayer(str(one), "dem", "gdal"))
+    errors = []  # what QGIS would show in its Python error window
+    monkeypatch.setattr(sys, "excepthook", lambda *exc: errors.append(exc[1]))
+    dlg = make_dialog(qgis_iface)
+    assert errors == []
+    assert dlg.current_layer() is None
+    assert "Choose a hyperspectral raster layer (two or more bands)." in dlg.problems
+    assert "1 single-band layer not listed (dem)" in dlg.layer_info.text()
+
+
 @pytest.mark.parametrize("sensor", ["enmap", "emit"])
 def test_a_sensor_product_layer_opens_with_its_wavelengths(qgis_new_project, qgis_iface, clean_settings,
                                                            tmp_path, sensor):
@@ -181,7 +204,7 @@ def test_no_overlap_and_too_few_bands_block_run(project_with_scene, qgis_iface, 
     dlg.library_widget.setFilePath(str(lib))
     dlg.set_checked(["a", "b", "c"])  # more than 3 bands support: selected from the ticked ones
     assert dlg.problems == [] and dlg.run_button.isEnabled()
-    assert "3 spectra ticked, more than the 2 the run can use" in dlg.selection_hint.text()
+    assert "3 ticked, more than the 2 a run can use" in dlg.selection_hint.text()
     dlg.set_checked(["a", "b"])
     assert dlg.problems == [] and dlg.run_button.isEnabled() and dlg.selection_hint.text() == ""
 
@@ -199,6 +222,23 @@ def test_unknown_unit_and_scale_warnings_shown(project_with_scene, qgis_iface, s
     dlg = make_dialog(qgis_iface, pct, tmp_path)
     assert any("percent" in w for w in dlg.warnings)
     assert dlg.run_button.isEnabled()
+
+
+def test_a_library_in_micrometres_with_a_bare_wavelength_header_is_warned_about(project_with_scene, qgis_iface,
+                                                                                scene, tmp_path):
+    from urdm_plugin.core.io.library import read_library
+
+    lib = read_library(scene["library"])
+    rows = ["wavelength," + ",".join(lib.names)]  # no unit: µm read from values below 30
+    rows += [f"{w / 1000}," + ",".join(f"{v}" for v in lib.spectra[i]) for i, w in enumerate(lib.wavelengths_nm)]
+    um = tmp_path / "micrometres.csv"
+    um.write_text("\n".join(rows) + "\n")
+    dlg = make_dialog(qgis_iface, um, tmp_path)
+    assert any(w.startswith("The library's wavelength unit is not stated; taken as µm") and "wavelength_um" in w
+               for w in dlg.warnings)
+    assert dlg.run_button.isEnabled() and dlg.matched.report.n_used > 3  # matched as µm
+    dlg.library_widget.setFilePath(str(scene["library"]))  # wavelength_nm: stated, no warning
+    assert not any("library's wavelength unit" in w for w in dlg.warnings)
 
 
 def test_settings_persist_across_dialogs(project_with_scene, qgis_iface, scene, tmp_path):
@@ -405,3 +445,142 @@ def test_every_control_explains_itself_and_help_opens_the_guide(project_with_sce
     monkeypatch.setattr(QDesktopServices, "openUrl", lambda url: opened.append(url.toLocalFile()) or True)
     dlg.help_button.click()
     assert len(opened) == 1 and opened[0].endswith("USAGE.md") and Path(opened[0]).is_file()
+
+
+def test_a_new_subfolder_of_a_folder_that_takes_no_files_blocks_run(project_with_scene, qgis_iface, scene,
+                                                                   unwritable_folder, tmp_path):
+    dlg = make_dialog(qgis_iface, scene["library"], unwritable_folder / "results")
+    assert any("cannot be made" in p and "Choose a folder you can write to" in p for p in dlg.problems)
+    assert not dlg.run_button.isEnabled() and dlg.run() is None
+    assert dlg.preview_button.isEnabled()  # a preview writes to a temporary folder
+    dlg.output_widget.setFilePath(str(tmp_path / "results"))
+    assert dlg.problems == [] and dlg.run_button.isEnabled()
+
+
+def test_an_error_in_the_dialogs_bar_shows_its_fix_whole(project_with_scene, qgis_iface, scene, tmp_path,
+                                                         monkeypatch):
+    """The folder vanishes (or turns read-only) between the check and Run: the error with its
+    fix ("Choose another folder.") is shown whole in the dialog's bar, not cut after two lines."""
+    import os
+
+    from qgis.PyQt.QtCore import QCoreApplication
+    from qgis.PyQt.QtWidgets import QTextBrowser
+
+    out = tmp_path / ("a_rather_long_folder_name_for_results_" * 3) / "results"
+    dlg = make_dialog(qgis_iface, scene["library"], out)
+    dlg.resize(760, 700)
+    dlg.show()
+    assert dlg.problems == []
+
+    def refuse(*_a, **_k):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "makedirs", refuse)
+    assert dlg.run() is None
+    for _ in range(5):
+        QCoreApplication.processEvents()
+    item = dlg.bar.currentItem()
+    assert item is not None and item.text().endswith("Choose another folder.")
+    box = item.findChild(QTextBrowser)
+    assert box.viewport().height() >= box.document().size().height() - 1  # nothing scrolled out of sight
+    dlg.close()
+
+
+def _wait(condition, timeout=60):
+    from qgis.PyQt.QtCore import QCoreApplication
+
+    t0 = time.monotonic()
+    while not condition():
+        QCoreApplication.processEvents()
+        time.sleep(0.02)
+        assert time.monotonic() - t0 < timeout, "timed out"
+    QCoreApplication.processEvents()
+
+
+def test_an_automatic_selection_that_fits_poorly_is_warned_about_before_run(project_with_scene, qgis_iface, scene,
+                                                                           tmp_path):
+    """More spectra ticked than a run can use, none of the scene's materials among them: the
+    selection's poor fit shows before Run (it showed only after the run), checked in the
+    background, once per choice, and a change cancels a check still running."""
+    from qgis.core import QgsApplication
+
+    from urdm_plugin.core.io.library import read_library
+
+    lib = read_library(scene["library"])
+    rng = np.random.default_rng(3)
+    decoys = np.clip(0.6 + 0.3 * rng.random((len(lib.wavelengths_nm), 25)), 0, 1)  # bright, nothing of the scene
+    path = tmp_path / "decoys.csv"
+    path.write_text("wavelength_nm," + ",".join(f"decoy {i}" for i in range(25)) + "\n" + "".join(
+        f"{w}," + ",".join(f"{v}" for v in decoys[j]) + "\n" for j, w in enumerate(lib.wavelengths_nm)))
+    started = []
+    QgsApplication.taskManager().taskAdded.connect(started.append)
+    dlg = make_dialog(qgis_iface, path, tmp_path)
+    assert dlg.run_button.isEnabled()  # Run never waits for the check
+    assert "Checking the automatic selection" in dlg.selection_hint.text()
+    _wait(lambda: dlg._selection_key is None and dlg._selection_task is None)
+    assert any(w.startswith("Poor fit: with the spectra selected from the library") for w in dlg.warnings)
+    assert "pixels: it would select" in dlg.selection_hint.text()
+    assert any("selected" in w and "decoy" in w for w in dlg.warnings)
+    assert len(started) == 1
+    dlg.table.item(0, 1).setCheckState(0)  # a new ticked set: a new check …
+    assert dlg._selection_key is not None
+    dlg.table.item(0, 1).setCheckState(2)  # … back before it started: the cached one, nothing new
+    assert dlg._selection_key is None and any(w.startswith("Poor fit") for w in dlg.warnings)
+    _wait(lambda: True)
+    assert len(started) == 1
+    dlg.table.item(1, 1).setCheckState(0)
+    dlg._selection_timer.stop()
+    dlg._start_selection_check()
+    running = dlg._selection_task
+    dlg._stop_selection_check()  # Stop: cancelled, said so, no warning invented
+    assert running.isCanceled() and dlg._selection_task is None
+    assert "Check stopped" in dlg.selection_hint.text()
+    dlg.close()
+
+
+def test_at_1366_by_768_the_table_the_extent_and_the_output_folder_are_in_sight(project_with_scene, qgis_iface,
+                                                                                scene, tmp_path):
+    """A laptop screen: the library table showed about 5 of 498 rows, Extent and Output folder
+    only by scrolling, and the band match twice (issue #24)."""
+    from qgis.PyQt.QtCore import QCoreApplication, QRect
+
+    from urdm_plugin.core.io.library import read_library
+
+    lib = read_library(scene["library"])
+    big = tmp_path / "big.csv"  # a USGS-sized library: 498 spectra, of one of the scene's 3 materials
+    E = np.concatenate([lib.spectra[:, :1] * f for f in np.linspace(0.5, 1.5, 498)], axis=1)
+    big.write_text("wavelength_nm," + ",".join(f"spectrum {i:03d}" for i in range(E.shape[1])) + "\n" + "".join(
+        f"{w}," + ",".join(f"{v:.4f}" for v in E[j]) + "\n" for j, w in enumerate(lib.wavelengths_nm)))
+    dlg = make_dialog(qgis_iface, big, tmp_path)
+    dlg.resize(1326, 698)  # 1366 × 768 less the window frame and a task bar
+    dlg.show()
+    for _ in range(10):
+        QCoreApplication.processEvents()
+    assert dlg.table.rowCount() == 498
+    rows = dlg.table.viewport().height() // dlg.table.rowHeight(0)
+    assert rows >= 10, rows
+
+    def in_sight(widget) -> bool:
+        return widget.isVisible() and widget.visibleRegion().boundingRect() == widget.rect()
+
+    for widget in (dlg.layer_combo, dlg.method_combo, dlg.extent_whole, dlg.extent_view, dlg.output_widget,
+                   dlg.run_button):
+        assert in_sight(widget), widget
+    summary = dlg.matched.report.summary()
+    assert summary in dlg.library_summary.text() and summary not in dlg.problem_label.text()  # once
+    # the automatic selection's warnings arrive: shown whole, not squeezed to one line
+    _wait(lambda: dlg._selection_key is None and dlg._selection_task is None)
+    assert any(w.startswith("Poor fit") for w in dlg.warnings) and sum(len(w) for w in dlg.warnings) > 300
+    for height in (698, 600):  # the real desktop's fonts take more room: squeeze it further
+        dlg.resize(1326, height)
+        for _ in range(5):
+            QCoreApplication.processEvents()
+        label = dlg.problem_label
+        need = label.heightForWidth(label.width())
+        assert label.height() >= need > 2 * dlg.fontMetrics().height() and in_sight(label), height
+        assert dlg.table.viewport().height() // dlg.table.rowHeight(0) >= 5  # the table gave the room
+    dlg.close()
+    from urdm_plugin.gui.dialog import dialog_size
+
+    w, h = dialog_size(QRect(0, 0, 1366, 768 - 30))  # the size it opens at there
+    assert w <= 1326 and h <= 698

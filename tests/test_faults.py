@@ -429,3 +429,31 @@ def test_a_dead_band_is_left_out_and_named_and_the_run_goes_on(tmp_path):
     tif2, csv2 = write_scene(tmp_path / "all", all_nodata=True)[:2]
     with pytest.raises(InputImageError, match="Every pixel in the image is nodata; there is nothing"):
         unmix_raster(tif2, csv2, tmp_path / "out2", UnmixOptions(method="fcls"))
+
+
+def test_a_new_subfolder_of_a_folder_that_takes_no_files_is_refused_before_any_work(unwritable_folder):
+    """The run's folder does not exist yet: its nearest existing ancestor is checked
+    (os.access and a probe file), so a run fails now, not after its work with "Operation not
+    permitted"."""
+    from urdm_plugin.core.io.folders import check_folder_creatable
+    from urdm_plugin.core.io.writer import check_output_folder
+
+    for check in (check_folder_creatable, check_output_folder):
+        with pytest.raises(OutputError, match="cannot be made: .*locked.* (is not writable for you|nothing can "
+                                              "be written).* Choose a folder you can write to"):
+            check(unwritable_folder / "new" / "run")
+    with pytest.raises(OutputError, match="cannot be used: .*(not writable|nothing can be written)"):
+        check_folder_creatable(unwritable_folder)
+    assert list(unwritable_folder.iterdir()) == []  # no probe left behind
+
+
+def test_a_folder_whose_permission_bits_say_writable_is_still_probed(unwritable_folder, monkeypatch):
+    """Permission bits can say yes where writing fails (ACLs on a share, a server that
+    refuses): with os.access answering yes, the probe file still finds the truth."""
+    from urdm_plugin.core.io import folders
+
+    monkeypatch.setattr(folders.os, "access", lambda *a, **k: True)
+    with pytest.raises(OutputError, match=r"nothing can be written in .*locked.* \((Operation not permitted|"
+                                          r"Permission denied).*\)\. Choose a folder you can write to"):
+        folders.check_folder_creatable(unwritable_folder / "new")
+    assert list(unwritable_folder.iterdir()) == []

@@ -335,3 +335,15 @@ def test_an_sli_with_the_wrong_byte_order_is_named_not_a_nan_gap(tmp_path, dtype
     hdr.write_text(hdr.read_text().replace(f"byte order = {declared}", f"byte order = {1 - declared}"))
     with pytest.raises(LibraryError, match=rf"says 'byte order = {1 - declared}'.*Set 'byte order = {declared}'"):
         read_library(sli)
+
+
+def test_the_unit_a_library_was_read_in_is_kept_and_says_when_it_was_inferred(tmp_path):
+    from urdm_plugin.core.io.library import read_library
+
+    for header, first, unit in (("wavelength", "0.5", "µm (inferred)"), ("wavelength", "500", "nm (inferred)"),
+                                ("wavelength_um", "0.5", "µm"), ("wavelength_nm", "500", "nm")):
+        p = tmp_path / f"{header}_{first}.csv"
+        p.write_text(f"{header},a\n{first},0.1\n{float(first) * 1.2},0.2\n")
+        lib = read_library(p)
+        assert lib.wavelength_unit == unit, header
+        assert lib.select(["a"]).wavelength_unit == unit

@@ -245,3 +245,75 @@ def test_footnote_of_an_automatic_weight_run(run):
     text = footnote_text(info)
     assert "weight λ = 0.696, chosen from the image itself" in text and "quality=fast" in text
     assert "lam" not in text and "seed 7" in text
+
+
+def _run_with(n: int, folder, qgis_app):
+    """A real FCLS run of a synthetic scene with ``n`` materials named like USGS spectra."""
+    from osgeo import gdal, osr
+
+    from urdm_plugin.core import synthetic
+    from urdm_plugin.core.engine.pipeline import UnmixOptions, unmix_raster
+
+    sc = synthetic.make_scene(30, 40, n, 40.0, seed=3, n_bands=60)
+    folder.mkdir(parents=True)
+    tif, csv = folder / "scene.tif", folder / "library.csv"
+    ds = gdal.GetDriverByName("GTiff").Create(str(tif), 40, 30, sc.Y.shape[0], gdal.GDT_Float32)
+    ds.SetGeoTransform((500000.0, 30.0, 0.0, 4200000.0, 0.0, -30.0))
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(32610)
+    ds.SetProjection(srs.ExportToWkt())
+    for i in range(sc.Y.shape[0]):
+        b = ds.GetRasterBand(i + 1)
+        b.WriteArray(sc.Y[i].astype(np.float32))
+        b.SetMetadataItem("wavelength", f"{sc.wavelengths_nm[i]:g}")
+        b.SetMetadataItem("wavelength_units", "nm")
+    ds = None
+    names = [f"Material {chr(65 + i)} GDS{100 + i} (a long name)" for i in range(n)]
+    csv.write_text("wavelength_nm," + ",".join(names) + "\n" + "".join(
+        f"{w}," + ",".join(f"{v}" for v in sc.E[j]) + "\n" for j, w in enumerate(sc.wavelengths_nm)))
+    return unmix_raster(tif, csv, folder / "out", UnmixOptions(method="fcls")).out_dir
+
+
+def _overlaps(layout) -> list:
+    """Pairs of items (maps, labels, legends, scale bar, north arrow) whose rectangles intersect."""
+    import itertools
+
+    boxes = []
+    for it in layout.items():
+        if isinstance(it, (QgsLayoutItemMap, QgsLayoutItemLabel, QgsLayoutItemLegend, QgsLayoutItemScaleBar,
+                           QgsLayoutItemPicture)):
+            p, s = it.positionWithUnits(), it.sizeWithUnits()
+            boxes.append((it.id() or it.text()[:30], p.x(), p.y(), p.x() + s.width(), p.y() + s.height()))
+    return [(a[0], b[0]) for a, b in itertools.combinations(boxes, 2)
+            if min(a[3], b[3]) - max(a[1], b[1]) > 0.01 and min(a[4], b[4]) - max(a[2], b[2]) > 0.01]
+
+
+@pytest.mark.slow
+def test_nothing_on_the_sheet_overlaps_for_one_to_twelve_endmembers(tmp_path, qgis_new_project, qgis_app):
+    """Six endmembers hid the north arrow behind the dominant-material legend (issue #24)."""
+    for n in range(1, 13):
+        layout = build_map_sheet(_run_with(n, tmp_path / f"n{n}", qgis_app), QgsProject.instance(), paper="A4")
+        assert len(_items(layout, QgsLayoutItemMap)) == n + (2 if n > 1 else 1)  # one: no dominant map
+        assert _overlaps(layout) == [], n
+        for it in layout.items():  # and everything stays on the page
+            if isinstance(it, (QgsLayoutItemMap, QgsLayoutItemLabel, QgsLayoutItemLegend)):
+                p, s = it.positionWithUnits(), it.sizeWithUnits()
+                assert p.x() >= 0 and p.y() >= 0 and p.x() + s.width() <= 297.01 and p.y() + s.height() <= 210.01
+
+
+def test_a_sheet_of_a_poor_fit_or_automatically_selected_run_says_so(run, qgis_new_project):
+    import json
+
+    m = json.loads(run.run_json.read_text())
+    plain = build_map_sheet(str(run.run_json), QgsProject.instance())  # fits, endmembers given: no note
+    assert "notes" not in [i.id() for i in plain.items() if isinstance(i, QgsLayoutItemLabel)]
+    m["fit"] = {"relative_residual": 1.66, "residual_rmse": 0.21, "pixels": 3000, "poor": True}
+    m["selection"] = {"mode": "automatic", "from": 498, "max": 20, "names": NAMES, "scores": [0.5, 0.3, 0.2],
+                      "flags": [f"{NAMES[2]}: kept in 1 of 3 random pixel samples (unstable)"]}
+    run.run_json.write_text(json.dumps(m))
+    layout = build_map_sheet(str(run.run_json), QgsProject.instance())
+    notes = next(i for i in layout.items() if isinstance(i, QgsLayoutItemLabel) and i.id() == "notes")
+    text = notes.text()
+    assert "Poor fit: the endmembers leave on average 166 % of a pixel's reflectance unexplained" in text
+    assert f"selected automatically from 498 library spectra: {NAMES[0]} 50 %" in text
+    assert "unstable" in text and _overlaps(layout) == []

@@ -183,3 +183,18 @@ def test_bands_fitting_far_worse_than_the_others_are_named(tmp_path, scene):
     loud = [w for w in plan.warnings if "fit far worse" in w]
     assert len(loud) == 1 and "band 20 (" in loud[0] and "band 31 (" in loud[0] and loud[0].startswith("2 band(s)")
     assert [plan.bands[e["position"]] + 1 for e in plan.fit["loud_bands"]] == [20, 31]
+
+
+def test_the_stability_check_reports_itself_not_a_selection_starting_over(tmp_path):
+    """After "selecting endmembers: 3 chosen" the bar said "checking the selection: selecting
+    endmembers: 0 chosen", as if the selection had restarted (issue #24)."""
+    tif, csv, sc = write_scene(tmp_path, H=40, W=100, seed=1_000_231)
+    lib = SpectralLibrary(NAMES + [f"copy {i}" for i in range(24)], sc.wavelengths_nm,
+                          np.concatenate([sc.E] + [sc.E * f for f in np.linspace(0.6, 1.4, 8)], axis=1))
+    seen = []
+    plan = plan_run(tif, lib, UnmixOptions(), progress=lambda f, m: seen.append((f, m)))
+    assert plan.selection["mode"] == "automatic" and plan.sample.shape[1] > 2000
+    checks = [m for _f, m in seen if m.startswith("checking the selection")]
+    assert checks and set(checks) == {"checking the selection on another pixel sample (1 of 2)",
+                                      "checking the selection on another pixel sample (2 of 2)"}
+    assert [f for f, _m in seen] == sorted(f for f, _m in seen)

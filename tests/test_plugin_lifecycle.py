@@ -88,3 +88,25 @@ def test_pytest_qgis_fixtures_used_by_the_suite_work(qgis_app, qgis_iface, qgis_
 
     assert qgis_iface.mapCanvas() is qgis_canvas
     assert QgsProject.instance().count() == 0
+
+
+def test_a_run_still_going_at_unload_reports_to_no_deleted_dialog(iface, qgis_app, tmp_path):
+    """Unloading deletes the dialog; a run it started keeps going and, when it ends, must not
+    call into the deleted dialog (an error window, or worse, during QGIS's teardown)."""
+    from qgis.PyQt.QtCore import QCoreApplication, QEvent
+
+    from urdm_plugin.core.engine.pipeline import UnmixOptions
+    from urdm_plugin.gui.task import UnmixTask
+
+    plugin = urdm_plugin.classFactory(iface)
+    plugin.initGui()
+    plugin.show_dialog()
+    dlg = plugin.dialog
+    task = UnmixTask(str(tmp_path / "none.tif"), str(tmp_path / "none.csv"), str(tmp_path / "out"),
+                     UnmixOptions(method="fcls"), "x", add_to_map=False)
+    task.on_finished = dlg._task_finished
+    dlg.task = task  # as if Run had started it
+    plugin.unload()
+    QCoreApplication.sendPostedEvents(None, QEvent.DeferredDelete)
+    task.was_cancelled = True
+    task.finished(False)  # the task manager calls this when the run ends

@@ -171,3 +171,51 @@ def test_processing_workers_give_the_local_result_and_a_bad_scheduler_one_messag
         processing.run("urdm:unmix", dict(base, OUTPUT_FOLDER=str(tmp_path / "dask"),
                                           SCHEDULER="tcp://127.0.0.1:9"))
     assert not (tmp_path / "dask").exists()
+
+
+@pytest.mark.parametrize("load", [False, True])
+def test_batch_loads_the_layers_only_when_load_layers_on_completion_is_ticked(provider, qgis_new_project, scene,
+                                                                                tmp_path, load):
+    """What the batch dialog does per row (processing/gui/BatchAlgorithmDialog.runAlgorithm):
+    layer destinations carry the project only with "Load layers on completion" ticked, a new
+    context per row, then Postprocessing.handleAlgorithmResults whatever the tick."""
+    from processing.gui.Postprocessing import handleAlgorithmResults
+    from processing.tools import dataobjects
+    from qgis.core import (
+        QgsApplication,
+        QgsProcessingFeedback,
+        QgsProcessingOutputLayerDefinition,
+        QgsProject,
+    )
+
+    alg = QgsApplication.processingRegistry().algorithmById("urdm:unmix")
+    project = QgsProject.instance() if load else None
+    for row in (1, 2):  # two rows, two runs: two groups or none
+        feedback = QgsProcessingFeedback()
+        context = dataobjects.createContext(feedback)
+        params = {"INPUT": scene["image"], "LIBRARY": scene["library"], "METHOD": 0,
+                  "OUTPUT_FOLDER": str(tmp_path / f"row{row}"),
+                  "DOMINANT": QgsProcessingOutputLayerDefinition("TEMPORARY_OUTPUT", project)}
+        results, ok = alg.run(params, context, feedback)
+        assert ok, feedback.textLog()
+        assert results["DOMINANT"] == str(tmp_path / f"row{row}" / "dominant.tif")
+        handleAlgorithmResults(alg, context, feedback, False, params)
+    n_layers = len(QgsProject.instance().mapLayers())
+    groups = [g for g in QgsProject.instance().layerTreeRoot().findGroups() if g.name().startswith("proc_scene")]
+    if load:
+        assert len(groups) == 2 and n_layers == 2 * (len(scene["names"]) + 2)
+    else:
+        assert groups == [] and n_layers == 0
+
+
+def test_a_dominant_file_named_gets_a_copy(provider, scene, tmp_path):
+    import processing
+    from osgeo import gdal
+
+    res = processing.run("urdm:unmix", {"INPUT": scene["image"], "LIBRARY": scene["library"], "METHOD": 0,
+                                        "OUTPUT_FOLDER": str(tmp_path / "out"), "DOMINANT": str(tmp_path / "dom.tif")})
+    assert res["DOMINANT"] == str(tmp_path / "dom.tif")
+    a = gdal.Open(res["DOMINANT"]).ReadAsArray()
+    b = gdal.Open(str(tmp_path / "out" / "dominant.tif")).ReadAsArray()
+    assert (a == b).all()
+

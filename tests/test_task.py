@@ -143,3 +143,42 @@ def test_success_message_warns_of_a_poor_fit(tmp_path):
     assert "Selection note" in text
     m["fit"]["poor"] = False
     assert "Poor fit" not in success_text(m, 2.0, str(run.folder))
+
+
+def _shown_whole(item) -> bool:
+    """The message item's text box shows all its wrapped text (no scrolling needed)."""
+    from qgis.PyQt.QtWidgets import QTextBrowser
+
+    box = item.findChild(QTextBrowser)
+    return box is not None and box.viewport().height() >= box.document().size().height() - 1
+
+
+def test_a_poor_fit_message_after_a_run_shows_its_advice_whole(qgis_new_project, qgis_iface, scene, tmp_path):
+    """QGIS's message item shows two lines and scrolls the rest: the poor-fit advice at the end
+    of the message was out of sight (issue #24)."""
+    from qgis.core import Qgis
+    from qgis.PyQt.QtCore import QCoreApplication
+
+    from urdm_plugin.core.engine.pipeline import UnmixOptions
+    from urdm_plugin.gui.task import UnmixTask
+
+    bar = qgis_iface.messageBar()
+    bar.clearWidgets()
+    bar.resize(900, bar.height())
+    bar.show()
+    from urdm_plugin.core.io.library import read_library
+
+    wl = read_library(scene["library"]).wavelengths_nm
+    snow = tmp_path / "snow.csv"  # one bright flat spectrum: nothing of the scene
+    snow.write_text("wavelength_nm,snow\n" + "".join(f"{w},0.95\n" for w in wl))
+    task = UnmixTask(scene["image"], str(snow), str(tmp_path / "out"), UnmixOptions(method="fcls"), "tsk scene",
+                     iface=qgis_iface)
+    wait_for(task)
+    assert task.result is not None and task.result.manifest["fit"]["poor"]
+    item = bar.currentItem()
+    assert item is not None and item.level() == Qgis.MessageLevel.Warning
+    for _ in range(5):
+        QCoreApplication.processEvents()
+    assert "use endmembers from the image, vca" in item.text()
+    assert _shown_whole(item)
+    bar.clearWidgets()

@@ -126,3 +126,27 @@ def test_band_weights_only_where_the_noise_is_band_dependent(scene):
     weighted = fcls(Y.reshape(B, -1) / d[:, None], scene.E / d[:, None])
     truth = scene.A.reshape(scene.E.shape[1], -1)
     assert rmse(weighted, truth) < rmse(plain, truth)
+
+
+def test_the_choice_reports_each_candidate_as_a_step_with_its_count(scene):
+    """Each candidate is two full runs of the method (minutes for URDM): the bar moves one
+    step per candidate and the text says which of how many runs now (issue #24)."""
+    seen = []
+    probe = ws.make_probe(scene.Y, scene.E, np.ones((48, 48), bool), np.full(80, scene.noise_sigma))
+    ws.select_weight(lambda Y, w: _fcls(Y, scene.E) if w == 0 else _tv(Y, scene.E, w), scene.Y, probe,
+                     [1e-3, 1e-2, 1e-1], progress=lambda f, m: seen.append((f, m)))
+    assert [m for _f, m in seen[:6]] == [f"choosing the weight: {k} of 6 candidates" for k in range(1, 7)]
+    assert [f for f, _m in seen[:6]] == pytest.approx([k / 6 for k in range(6)])
+    assert seen[-1][0] == 1.0 and seen[-1][1].startswith("choosing the weight: 6 candidates tried, λ = ")
+
+
+def test_a_tiled_run_shows_the_scene_weight_choice_on_the_bar_before_the_tiles(scene):
+    from urdm_plugin.core.engine.arrays import unmix_array_full
+
+    seen = []
+    unmix_array_full(scene.Y, scene.E, "tv", tile_size=32, max_iter=40, progress=lambda f, m: seen.append((f, m)))
+    fractions = [f for f, _m in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)  # never backwards
+    choice = [f for f, m in seen if m.startswith("choosing the weight: ")]
+    assert len(choice) >= 6 and 0.0 < max(choice) < 1.0  # the choice's own part of the bar
+    assert [m for _f, m in seen if "of 6 candidates" in m][-1] == "choosing the weight: 6 of 6 candidates"

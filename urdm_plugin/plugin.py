@@ -74,6 +74,9 @@ class UrdmPlugin:
             self.toolbar = None
         self.actions = []
         if self.dialog is not None:
+            for task in (self.dialog.task, self.dialog.preview_task):
+                if task is not None:  # a run keeps going and adds its layers, but reports to
+                    task.on_finished = None  # no dialog: this one is deleted now
             self.dialog.close()
             self.dialog.deleteLater()
             self.dialog = None

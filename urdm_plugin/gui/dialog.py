@@ -31,12 +31,23 @@ from .dialog_extent import (
 from .dialog_launch import DialogLaunch
 from .dialog_layout import PREVIEW_MAX_PIXELS, DialogLayout
 from .dialog_settings import SETTINGS_PREFIX, DialogSettings, settings
+from .selection_check import DialogSelectionCheck
 
 __all__ = ["EXTENT_MASK", "EXTENT_VIEW", "EXTENT_WHOLE", "PREVIEW_MAX_PIXELS", "UnmixDialog", "center_crop",
            "extent_to_window"]
 
 
-class UnmixDialog(DialogLayout, DialogChecks, DialogSettings, DialogExtent, DialogLaunch, QDialog):
+def dialog_size(available) -> tuple:
+    """(width, height) px of the dialog on a screen whose available area is ``available``
+    (QRect or None): two columns need about 1150 px; at 1366 × 768 it fills the screen less
+    the window frame and task bar."""
+    if available is None:
+        return 1280, 760
+    return min(1280, available.width() - 40), min(760, available.height() - 40)
+
+
+class UnmixDialog(DialogLayout, DialogChecks, DialogSelectionCheck, DialogSettings, DialogExtent, DialogLaunch,
+                  QDialog):
     """The unmixing dialog. ``UnmixDialog(iface, parent=iface.mainWindow())``."""
 
     def __init__(self, iface, parent=None):
@@ -53,14 +64,24 @@ class UnmixDialog(DialogLayout, DialogChecks, DialogSettings, DialogExtent, Dial
         self.problems: list = []
         self.warnings: list = []
         self._installer = None
+        # every mixin's state, declared before _build: building the widgets already fires
+        # their signals (the layer combo drops single-band layers) into the checks
+        self._layer_text = ""  # what the layer is (size, bands, wavelengths)
+        self._layer_error = ""  # why the layer cannot be read ("" when it can)
+        self._hidden_note = ""  # which single-band layers the combo leaves out
+        self._library_error = ""  # why the library cannot be read ("" when it can)
+        self._plan_cache = None  # (info, library, options repr, RunPlan)
+        self._sample_cache = None  # ((path, bands), sampled pixels)
+        self._scale_warnings: list = []
+        self._folder_check = None  # (output folder, its problem or "")
+        self._init_selection_check()
         self._loading = True
         self._build()
         self._fill_methods()
         self._restore()
         self._loading = False
         self._layer_changed()
-        screen = self.screen().availableGeometry() if hasattr(self, "screen") and self.screen() else None
-        self.resize(760, min(820, screen.height() - 60) if screen is not None else 820)
+        self.resize(*dialog_size(self.screen().availableGeometry() if self.screen() else None))
 
     def _fill_methods(self) -> None:
         from ..core.methods.registry import METHODS
@@ -124,10 +145,10 @@ class UnmixDialog(DialogLayout, DialogChecks, DialogSettings, DialogExtent, Dial
             if ok:
                 self._fill_methods()
                 self.set_method("urdm")
-                self.bar.pushMessage("URDM", "PyTorch installed: the URDM method is available.", Qgis.Success, 8)
+                self._push("PyTorch installed: the URDM method is available.", Qgis.Success, 8)
             else:
-                self.bar.pushMessage("URDM", "Installing PyTorch failed; details are in the URDM log. "
-                                     "Use the command shown under 'Show Details…' instead.", Qgis.Warning, 0)
+                self._push("Installing PyTorch failed; details are in the URDM log. "
+                           "Use the command shown under 'Show Details…' instead.", Qgis.Warning, 0)
 
         self._installer = offer_install(self, done)
 
@@ -148,8 +169,7 @@ class UnmixDialog(DialogLayout, DialogChecks, DialogSettings, DialogExtent, Dial
 
     def _show_layer_info(self) -> None:
         if hasattr(self, "layer_info"):
-            text, hidden = getattr(self, "_layer_text", ""), getattr(self, "_hidden_note", "")
-            self.layer_info.setText("\n".join(t for t in (text, hidden) if t))
+            self.layer_info.setText("\n".join(t for t in (self._layer_text, self._hidden_note) if t))
 
     def current_layer(self) -> Optional[QgsRasterLayer]:
         ly = self.layer_combo.currentLayer()
@@ -160,7 +180,7 @@ class UnmixDialog(DialogLayout, DialogChecks, DialogSettings, DialogExtent, Dial
         from ..core.io.image import open_image
 
         self.info = None
-        self._layer_text = ""
+        self._layer_text = self._layer_error = ""
         layer = self.current_layer()
         if layer is not None and layer.providerType() == "gdal":
             try:
@@ -274,6 +294,12 @@ class UnmixDialog(DialogLayout, DialogChecks, DialogSettings, DialogExtent, Dial
         colors = [CATEGORICAL[i % len(CATEGORICAL)] for i in idx]
         self.plot.set_data(self.library.wavelengths_nm, self.library.spectra[:, idx], names, bands, colors)
 
+    def _push(self, text: str, level, duration: int = 0):
+        """A message in the dialog's bar, shown whole (gui.messages: wrapped, never cut)."""
+        from .messages import push_message
+
+        return push_message(self.bar, text, level, duration)
+
     def open_help(self) -> bool:
         """Open the user guide in the system's viewer (a file shipped with the plugin, so it
         works offline); False, with a message, when it cannot be opened."""
@@ -285,11 +311,12 @@ class UnmixDialog(DialogLayout, DialogChecks, DialogSettings, DialogExtent, Dial
         path = usage_path()
         if path.is_file() and QDesktopServices.openUrl(QUrl.fromLocalFile(str(path))):
             return True
-        self.bar.pushMessage("URDM", f"The user guide could not be opened ({path}); it is also on the "
-                             "plugin's homepage (Plugins ▸ Manage and Install Plugins).", Qgis.Warning, 8)
+        self._push(f"The user guide could not be opened ({path}); it is also on the "
+                   "plugin's homepage (Plugins ▸ Manage and Install Plugins).", Qgis.Warning, 8)
         return False
 
     def closeEvent(self, event):  # noqa: N802
+        self._cancel_selection_check()
         if not self._loading:
             self.save_settings()
         self._drop_previews()

@@ -23,7 +23,7 @@ class DialogChecks:
         if self.info is None or self.library is None or not self.checked_names():
             return None
         options = self.build_options()
-        c = getattr(self, "_plan_cache", None)  # (info, library, options repr, plan)
+        c = self._plan_cache  # (info, library, options repr, plan)
         # _rematch and _validate ask for the same plan; the cache holds info and library,
         # so identity compares them safely
         if c is None or c[0] is not self.info or c[1] is not self.library or c[2] != repr(options):
@@ -55,7 +55,7 @@ class DialogChecks:
         try:
             bands = list(self.matched.band_indices)
             key = (self.info.path, tuple(bands))
-            cached = getattr(self, "_sample_cache", None)  # ticking re-checks: read the pixels once
+            cached = self._sample_cache  # ticking re-checks: read the pixels once
             if cached is None or cached[0] != key:
                 self._sample_cache = cached = (key, read_sample(self.info, bands, (0, 0, self.info.width,
                                                                                    self.info.height)))
@@ -88,7 +88,7 @@ class DialogChecks:
             problems.append(f"Layer '{layer.name()}' has only {layer.bandCount()} band; unmixing needs a "
                             "multi- or hyperspectral raster.")
         elif self.info is None:
-            problems.append(getattr(self, "_layer_error", "") or f"Cannot read layer '{layer.name()}'.")
+            problems.append(self._layer_error or f"Cannot read layer '{layer.name()}'.")
         if not self.library_widget.filePath().strip():
             problems.append("Choose an endmember library (CSV or ENVI .sli).")
         elif self.library is None:
@@ -106,13 +106,23 @@ class DialogChecks:
                             "order. Add wavelengths to the raster's metadata to match by wavelength.")
         if self.info is not None and "inferred" in (self.info.wavelength_unit or ""):
             warnings.append(f"The layer's wavelength unit is not stated; taken as {self.info.wavelength_unit}.")
-        warnings.extend(getattr(self, "_scale_warnings", []) or [])
+        lib_unit = self.library.wavelength_unit if self.library is not None else ""
+        if "inferred" in lib_unit:
+            unit = lib_unit.replace(" (inferred)", "")
+            warnings.append(f"The library's wavelength unit is not stated; taken as {unit} from the values. "
+                            f"Name its first column wavelength_{'um' if unit == 'µm' else 'nm'} (CSV) or set "
+                            "'wavelength units' (ENVI .hdr) to state it.")
+        warnings.extend(self._scale_warnings)
         sel = plan.selection if plan is not None else None
-        if sel and sel.get("mode") == "automatic-pending":
-            which = f"{sel['from']} spectra ticked" if sel.get("subset") else f"All {sel['from']} spectra ticked"
-            self.selection_hint.setText(f"{which}, more than the {sel['max']} the run can use: it selects up "
-                                        f"to {sel['max']} of them automatically from the image.")
+        if sel and sel.get("mode") == "automatic-pending" and not problems:
+            which = f"{sel['from']} ticked" if sel.get("subset") else f"All {sel['from']} ticked"
+            # the selection's own fit, checked in the background (gui.selection_check)
+            checked, hint = self._selection_check(plan)
+            warnings.extend(w for w in checked if w not in warnings)
+            self.selection_hint.setText(f"{which}, more than the {sel['max']} a run can use: it selects up to "
+                                        f"{sel['max']} from the image. {hint}".strip())
         else:
+            self._cancel_selection_check()
             self.selection_hint.setText("")
         if plan is None:
             ok, reason = self.current_spec().available()
@@ -132,8 +142,10 @@ class DialogChecks:
             problems.append("Choose an output folder (each run writes a new subfolder there).")
         elif not os.path.isabs(os.path.expanduser(out)):  # relative to what? QGIS's start folder
             problems.append(f"Output folder '{out}' is a relative path. Give the full path (use the … button).")
-        elif os.path.exists(out) and not (os.path.isdir(out) and os.access(out, os.W_OK)):
-            problems.append(f"Output folder {out} is not a writable folder. Choose another one.")
+        else:
+            problem = self._output_folder_problem(out)
+            if problem:
+                problems.append(problem)
         self.problems, self.warnings = problems, warnings
         self._show_messages()
         running = self.task is not None
@@ -141,11 +153,29 @@ class DialogChecks:
         preview_ok = all("output folder" in p.lower() for p in problems)  # preview writes to a temp folder
         self.preview_button.setEnabled(preview_ok and self.preview_task is None and self.info is not None)
 
+    def _output_folder_problem(self, out: str, fresh: bool = False) -> str:
+        """Why a run could not make its subfolder in ``out`` ("" when it can):
+        core.io.folders.check_folder_creatable, which writes a probe file. Cached per path while
+        the dialog checks (every tick re-validates); ``fresh`` checks again (Run)."""
+        from ..core.errors import UrdmError
+        from ..core.io.folders import check_folder_creatable
+
+        if fresh or self._folder_check is None or self._folder_check[0] != out:
+            try:
+                check_folder_creatable(os.path.expanduser(out))
+                problem = ""
+            except UrdmError as err:
+                problem = str(err)
+            self._folder_check = (out, problem)
+        return self._folder_check[1]
+
     def _show_messages(self) -> None:
         import html
 
         parts = [f'<span style="color:#b00020">✖ {html.escape(p)}</span>' for p in self.problems]
         parts += [f'<span style="color:#9a6700">⚠ {html.escape(w)}</span>' for w in self.warnings]
         if not parts and self.matched is not None:
-            parts.append(f'<span style="color:#1b7f3b">✔ {html.escape(self.matched.report.summary())}</span>')
+            # the band match is stated once, above the table (library_summary)
+            parts.append('<span style="color:#1b7f3b">✔ No problems found: ready to run.</span>')
         self.problem_label.setText("<br>".join(parts))
+        self._fit_messages()

@@ -51,7 +51,7 @@ class DialogLaunch:
                 mask = os.path.join(folder, "mask.gpkg")
             options = self.build_options(window, mask)
         except UrdmError as err:
-            self.bar.pushMessage("URDM", str(err), Qgis.Critical, 0)
+            self._push(str(err), Qgis.Critical, 0)
             return None
         if preview:
             from .task import PREVIEW_DIR_PREFIX
@@ -64,8 +64,8 @@ class DialogLaunch:
             try:
                 os.makedirs(base_dir, exist_ok=True)
             except OSError as err:
-                self.bar.pushMessage("URDM", f"Cannot create the output folder {base_dir} ({err.strerror}). "
-                                     "Choose another folder.", Qgis.Critical, 0)
+                self._push(f"Cannot create the output folder {base_dir} ({err.strerror}). "
+                           "Choose another folder.", Qgis.Critical, 0)
                 return None
             out_dir = make_run_dir(base_dir, layer.name(), options.method)
         self.save_settings()
@@ -89,10 +89,10 @@ class DialogLaunch:
 
     def run(self):
         """Start the unmixing run in the background; returns the task (None if not started)."""
+        self._output_folder_problem(self.output_widget.filePath().strip(), fresh=True)  # may have changed
+        self._validate()
         if self.problems or self.task is not None:
-            self._validate()
-            if self.problems or self.task is not None:
-                return None
+            return None
         return self._start(preview=False)
 
     def preview(self):
@@ -124,5 +124,5 @@ class DialogLaunch:
         else:
             self.progress.setValue(0)
             self.status.setText("")
-            self.bar.pushMessage("URDM", task.error, Qgis.Critical, 0)
+            self._push(task.error, Qgis.Critical, 0)
         self._validate()

@@ -23,6 +23,7 @@ from qgis.PyQt.QtWidgets import (
     QRadioButton,
     QScrollArea,
     QSizePolicy,
+    QSplitter,
     QTableWidget,
     QVBoxLayout,
     QWidget,
@@ -33,26 +34,60 @@ from .spectra_plot import SpectraPlot
 
 #: Edge of the preview window (pixels).
 PREVIEW_MAX_PIXELS = 128
+#: Most of the dialog's height the messages take before they scroll.
+MESSAGES_MAX_SHARE = 0.3
+
+
+class StatusLabel(QLabel):
+    """A label that takes no room while it has nothing to say."""
+
+    def setText(self, text: str) -> None:  # noqa: N802 - Qt's name
+        super().setText(text)
+        self.setVisible(bool(text))
 
 
 class DialogLayout:
     """Mixed into :class:`gui.dialog.UnmixDialog`; works on its widgets."""
 
+    def _fit_messages(self) -> None:
+        """Give the messages the height of their wrapped text (at most MESSAGES_MAX_SHARE of the
+        dialog; beyond that they scroll)."""
+        width = self.messages.viewport().width() or self.width()
+        need = self.problem_label.heightForWidth(max(width, 100)) if self.problem_label.text() else 0
+        cap = int(MESSAGES_MAX_SHARE * self.height())
+        self.messages.setFixedHeight(max(0, min(need, cap)))
+
+    def resizeEvent(self, event):  # noqa: N802 - Qt's name: the wrapping changes with the width
+        super().resizeEvent(event)
+        self._fit_messages()
+
     def _build(self) -> None:
-        # everything but the messages, progress and buttons scrolls, so the dialog fits a
-        # 1366 × 768 screen however many rows Advanced holds
+        # at 1366 × 768: two columns side by side — the library (its table as tall as the dialog
+        # allows) on the left, input, method, extent, output and Advanced on the right (they
+        # scroll only when Advanced is open) — and the messages, progress and buttons below both
         main = QVBoxLayout(self)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QScrollArea.NoFrame)
-        content = QWidget()
-        scroll.setWidget(content)
-        outer = QVBoxLayout(content)
-        outer.setContentsMargins(0, 0, 0, 0)
         self.bar = QgsMessageBar(self)
-        self.bar.setSizePolicy(QSizePolicy.Minimum, QSizePolicy.Fixed)
+        self.bar.setSizePolicy(QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Fixed)
         main.addWidget(self.bar)
-        main.addWidget(scroll, 1)
+        self.columns = QSplitter(Qt.Orientation.Horizontal)
+        self.columns.setChildrenCollapsible(False)
+        main.addWidget(self.columns, 1)
+        left = QWidget()
+        outer = QVBoxLayout(left)
+        outer.setContentsMargins(0, 0, 0, 0)
+        self.columns.addWidget(left)
+        self.settings_scroll = scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # it wraps, never scrolls sideways
+        right = QWidget()
+        scroll.setWidget(right)
+        side = QVBoxLayout(right)
+        side.setContentsMargins(0, 0, 0, 0)
+        self.columns.addWidget(scroll)
+        self.columns.setStretchFactor(0, 3)
+        self.columns.setStretchFactor(1, 2)
+        self.columns.setSizes([700, 520])  # scaled to the dialog's width; the user may drag it
 
         # -- input
         box_in = QGroupBox("Input")
@@ -68,7 +103,7 @@ class DialogLayout:
         self.layer_info = QLabel("")
         self.layer_info.setWordWrap(True)
         f.addRow("", self.layer_info)
-        outer.addWidget(box_in)
+        side.addWidget(box_in)
 
         # -- library
         box_lib = QGroupBox("Endmember library")
@@ -102,12 +137,14 @@ class DialogLayout:
         self.tick_count = QLabel("")
         tools.addWidget(self.tick_count)
         v.addLayout(tools)
-        row = QHBoxLayout()
+        self.library_split = QSplitter(Qt.Orientation.Horizontal)
+        self.library_split.setChildrenCollapsible(False)
         self.table = QTableWidget(0, 2)
         self.table.setHorizontalHeaderLabels(["Endmember", "Use"])
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.Stretch)
         self.table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeToContents)
         self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 8)  # more rows
         self.table.setSelectionMode(QAbstractItemView.NoSelection)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.table.setWordWrap(False)
@@ -115,14 +152,22 @@ class DialogLayout:
         self.table.setMinimumWidth(280)
         self.table.setToolTip("Tick the materials to map; with more ticked than the run can use (over 20, "
                               "or more than the bands allow) the run selects among the ticked ones")
-        row.addWidget(self.table, 1)
+        self.library_split.addWidget(self.table)
         self.plot = SpectraPlot()
-        row.addWidget(self.plot, 1)
-        v.addLayout(row)
+        self.library_split.addWidget(self.plot)
+        v.addWidget(self.library_split, 1)
         self.selection_hint = QLabel("")
         self.selection_hint.setWordWrap(True)
-        v.addWidget(self.selection_hint)
-        outer.addWidget(box_lib)
+        hint_row = QHBoxLayout()
+        hint_row.addWidget(self.selection_hint, 1)
+        self.stop_check_button = QPushButton("Stop check")
+        self.stop_check_button.setAutoDefault(False)
+        self.stop_check_button.setToolTip("Stop checking the automatic selection's fit before Run (it runs in "
+                                          "the background and never blocks Run)")
+        self.stop_check_button.setVisible(False)
+        hint_row.addWidget(self.stop_check_button, 0, Qt.AlignmentFlag.AlignTop)
+        v.addLayout(hint_row)
+        outer.addWidget(box_lib, 1)
 
         # -- method
         box_m = QGroupBox("Method")
@@ -143,18 +188,7 @@ class DialogLayout:
         self.method_help = QLabel("")
         self.method_help.setWordWrap(True)
         g.addWidget(self.method_help, 2, 0, 1, 3)
-        outer.addWidget(box_m)
-
-        # -- advanced
-        self.advanced = QgsCollapsibleGroupBox("Advanced")
-        self.advanced.setCollapsed(True)
-        fa = QFormLayout(self.advanced)
-        for name in self.parameters.method_params:  # generated from the registry
-            if name != "quality":
-                fa.addRow(self.parameters.label(name), self.parameters.widget(name))
-        for name in self.parameters.engine_options:
-            fa.addRow(self.parameters.label(name), self.parameters.widget(name))
-        outer.addWidget(self.advanced)
+        side.addWidget(box_m)
 
         # -- extent
         box_e = QGroupBox("Processing extent")
@@ -179,8 +213,8 @@ class DialogLayout:
         ge.addWidget(self.extent_view, 0, 1)
         ge.addWidget(self.extent_mask, 1, 0)
         ge.addWidget(self.mask_combo, 1, 1)
-        ge.addWidget(self.mask_selected, 1, 2)
-        outer.addWidget(box_e)
+        ge.addWidget(self.mask_selected, 2, 1)  # below its layer: the column stays narrow
+        side.addWidget(box_e)
 
         # -- output
         box_o = QGroupBox("Output")
@@ -195,21 +229,42 @@ class DialogLayout:
         self.add_to_map.setChecked(True)
         self.add_to_map.setToolTip("Add the abundance maps, dominant material and residual as a styled group")
         fo.addRow("", self.add_to_map)
-        outer.addWidget(box_o)
+        side.addWidget(box_o)
+
+        # -- advanced
+        self.advanced = QgsCollapsibleGroupBox("Advanced")
+        self.advanced.setCollapsed(True)
+        fa = QFormLayout(self.advanced)
+        for name in self.parameters.method_params:  # generated from the registry
+            if name != "quality":
+                fa.addRow(self.parameters.label(name), self.parameters.widget(name))
+        for name in self.parameters.engine_options:
+            fa.addRow(self.parameters.label(name), self.parameters.widget(name))
+        side.addWidget(self.advanced)
+        side.addStretch(1)
+
 
         # -- problems, progress, buttons
         self.problem_label = QLabel("")
         self.problem_label.setObjectName("problem_label")
         self.problem_label.setWordWrap(True)
         self.problem_label.setTextFormat(Qt.RichText)
-        main.addWidget(self.problem_label)
+        # the messages get the height their wrapped text needs (the columns above give it up):
+        # squeezed by the layout, a label showed one line and hid the poor-fit warning below it;
+        # past MESSAGES_MAX_SHARE of the dialog they scroll
+        self.messages = QScrollArea()
+        self.messages.setWidgetResizable(True)
+        self.messages.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.messages.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.messages.setWidget(self.problem_label)
+        main.addWidget(self.messages)
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)
         self.progress.setValue(0)
-        self.status = QLabel("")
+        self.status = StatusLabel("")
         self.status.setWordWrap(True)
-        main.addWidget(self.progress)
-        main.addWidget(self.status)
+        self.status.setVisible(False)
+        main.addWidget(self.status)  # under the messages; hidden while empty
         buttons = QHBoxLayout()
         self.preview_button = QPushButton("Preview")
         self.preview_button.setToolTip(f"Run on the current map view only (at most {PREVIEW_MAX_PIXELS}×"
@@ -228,7 +283,7 @@ class DialogLayout:
         self.help_button.setToolTip("Open the user guide (USAGE.md, section 'The dialog')")
         buttons.addWidget(self.help_button)
         buttons.addWidget(self.preview_button)
-        buttons.addStretch(1)
+        buttons.addWidget(self.progress, 1)  # in the buttons' row: one row less, more for the table
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
         buttons.addWidget(self.close_button)
@@ -252,5 +307,6 @@ class DialogLayout:
         self.cancel_button.clicked.connect(self.cancel_run)
         self.close_button.clicked.connect(self.close)
         self.help_button.clicked.connect(self.open_help)
+        self.stop_check_button.clicked.connect(self._stop_selection_check)
         QgsProject.instance().layersAdded.connect(self._update_excepted_layers)
         self._update_excepted_layers()

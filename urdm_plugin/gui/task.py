@@ -221,7 +221,9 @@ class UnmixTask(QgsTask):
     def _report_error(self) -> None:
         log(self.error + ("\n" + self.details if self.details else ""), Qgis.Critical)
         if self.iface is not None:
-            self.iface.messageBar().pushMessage("URDM", self.error, Qgis.Critical, 0)
+            from .messages import push_message
+
+            push_message(self.iface.messageBar(), self.error, Qgis.Critical, 0)
 
     def _report_success(self) -> None:
         if self.iface is None or self.result is None:
@@ -237,11 +239,11 @@ class UnmixTask(QgsTask):
         self._zoom_to_first_map()
         bar = self.iface.messageBar()
         try:
-            widget = bar.createMessage("URDM", text)
-            button = QPushButton("Open output folder", widget)
+            from .messages import push_message
+
+            button = QPushButton("Open output folder")
             button.clicked.connect(lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(folder)))
-            widget.layout().addWidget(button)
-            bar.pushWidget(widget, level, 10 if level == Qgis.Success else 0)
+            push_message(bar, text, level, 10 if level == Qgis.Success else 0, buttons=[button])
         except (AttributeError, TypeError):  # a minimal iface (tests): plain message
             bar.pushMessage("URDM", text + f": {folder}", level, 10)
 

@@ -21,6 +21,7 @@ from qgis.core import (
     QgsProcessingParameterFile,
     QgsProcessingParameterFolderDestination,
     QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
     QgsProcessingUtils,
@@ -72,7 +73,10 @@ class UnmixAlgorithm(UrdmAlgorithm):
                 "ENDMEMBERS: names separated by ';' or new lines (empty: all spectra, or an automatic "
                 "selection for large libraries). MASK: a raster on the image grid or a polygon file; "
                 "WORKERS / SCHEDULER: solve the tiles in local processes or on a Dask cluster (same result); "
-                "EXTENT: process only this part of the raster.<br>"
+                "EXTENT: process only this part of the raster. DOMINANT: the dominant-material map (the run "
+                "folder always holds it; a file named here gets a copy); its 'Open output file after running' "
+                "(and a batch's 'Load layers on completion') decides whether the run's layers are added to the "
+                "project.<br>"
                 f"Methods:<ul>{methods}</ul>Method parameters (empty = the method's default):<ul>{params}</ul>"
                 "The output folder must be new or empty.")
 
@@ -110,7 +114,11 @@ class UnmixAlgorithm(UrdmAlgorithm):
         self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT_FOLDER, "Output folder (new or empty)"))
         self.addOutput(QgsProcessingOutputFile(self.RUN_JSON, "Run manifest (run.json)"))
         self.addOutput(QgsProcessingOutputRasterLayer(self.RESIDUAL, "Residual RMSE"))
-        self.addOutput(QgsProcessingOutputRasterLayer(self.DOMINANT, "Dominant material"))
+        # a layer destination, not only an output: its value carries whether the caller wants
+        # the layers loaded (the dialog's "Open output file after running", a batch's "Load
+        # layers on completion"), which a folder destination does not
+        self.addParameter(QgsProcessingParameterRasterDestination(
+            self.DOMINANT, "Dominant material (the run's layers are added when this is opened)", optional=True))
 
     def options_from(self, parameters, context, layer, feedback):
         """The :class:`UnmixOptions` the parameters ask for (method parameters through the registry)."""
@@ -202,7 +210,7 @@ class UnmixAlgorithm(UrdmAlgorithm):
         for w in manifest.get("warnings", []) or []:
             feedback.pushWarning(str(w))
 
-        project = context.project()
+        project = load_target(parameters.get(self.DOMINANT), context)
         group = run_group_name(layer.name(), manifest)
         if project is not None:
             group = unique_group_name(project.layerTreeRoot(), group)
@@ -211,11 +219,12 @@ class UnmixAlgorithm(UrdmAlgorithm):
             if role == "residual":
                 outputs[self.RESIDUAL] = path
             elif role == "dominant":
-                outputs[self.DOMINANT] = path
+                outputs[self.DOMINANT] = copy_dominant(path, parameters.get(self.DOMINANT), context)
             if role == ROLE_ABUNDANCE:
                 outputs[f"ABUNDANCE_{em}"] = path
-            details = QgsProcessingContext.LayerDetails(name, context.project(), name,
-                                                        QgsProcessingUtils.LayerHint.Raster)
+            if project is None:
+                continue  # the caller asked for no layers (batch: "Load layers on completion" off)
+            details = QgsProcessingContext.LayerDetails(name, project, name, QgsProcessingUtils.LayerHint.Raster)
             details.forceName = True
             details.setPostProcessor(postprocess.create(path, run_json, role, em, group, name, rank))
             context.addLayerToLoadOnCompletion(path, details)
@@ -223,3 +232,39 @@ class UnmixAlgorithm(UrdmAlgorithm):
         return outputs
 
 
+def load_target(value, context):
+    """The project the run's layers go to, None for none: a layer destination's
+    ``destinationProject`` (None when the caller unticked loading: the batch dialog's "Load
+    layers on completion", the algorithm dialog's "Open output file after running"); for a
+    plain value (scripts, qgis_process, models) the context's project, as Processing does."""
+    from qgis.core import QgsProcessingOutputLayerDefinition
+
+    if isinstance(value, QgsProcessingOutputLayerDefinition):
+        return value.destinationProject
+    return context.project()
+
+
+def copy_dominant(path: str, value, context) -> str:
+    """``path`` (the run's dominant map), or a copy of it where the DOMINANT destination
+    names a file (not a temporary output); returns the file the result names."""
+    from qgis.core import QgsProcessingOutputLayerDefinition, QgsProperty
+
+    if isinstance(value, QgsProcessingOutputLayerDefinition):
+        sink = value.sink
+        value = sink.staticValue() if isinstance(sink, QgsProperty) else sink
+    dest = str(value or "").strip()
+    if not dest or dest == "TEMPORARY_OUTPUT" or dest.startswith("memory:"):
+        return path
+    from osgeo import gdal
+
+    from ..core.io.gdal_quiet import QuietGdal
+
+    quiet = QuietGdal()
+    with quiet:
+        ds = gdal.Translate(dest, path)
+        ok = ds is not None
+        ds = None
+    if not ok:
+        raise QgsProcessingException(f"Cannot write the dominant-material map to '{dest}' "
+                                     f"({quiet.last or 'GDAL failed'}). Choose another file name.")
+    return dest

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from qgis.core import QgsProject, QgsRasterLayer
+from qgis.core import QgsLayerTreeGroup, QgsProject, QgsRasterLayer
 
 from .groups import RANK_PROPERTY, run_group_name, unique_group_name
 from .notes import attach_selection_note
@@ -54,16 +54,22 @@ def add_run_to_map(run_json: str, input_name: Optional[str] = None, project=None
     if input_name is None:
         input_name = Path(m.get("inputs", {}).get("image", "image")).stem
     root = project.layerTreeRoot()
-    group = root.insertGroup(0, unique_group_name(root, group_name or run_group_name(input_name, m)))
+    # the group is filled first and inserted whole: the Layers panel expands a group when it
+    # is inserted, and an empty one stayed collapsed there though its node said expanded
+    group = QgsLayerTreeGroup(unique_group_name(root, group_name or run_group_name(input_name, m)))
     group.setExpanded(True)
     layers = []
     for rank, (path, name, role, em) in enumerate(run_layers(run_json, m)):
         layer = load_result_layer(path, name, run_json, m, role, em)
         layer.setCustomProperty(RANK_PROPERTY, rank)
+        layers.append(layer)
+    for rank, layer in enumerate(layers):  # all loaded: a missing file added nothing
         project.addMapLayer(layer, False)
         node = group.addLayer(layer)
         node.setItemVisibilityChecked(rank == 0)
         node.setExpanded(rank == 0)
-        layers.append(layer)
+    root.insertChildNode(0, group)
+    group.setExpanded(False)  # and told again: the panel follows a change of the flag
+    group.setExpanded(True)
     attach_selection_note(layers, m)
     return group, layers

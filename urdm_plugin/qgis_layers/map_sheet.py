@@ -1,16 +1,18 @@
 """Abundance map sheet: a print layout of a finished run, exported to PDF and PNG.
 
-Size note: ~455 lines, one page layout (grid, legends, scale bar, texts) and its export; the
-layer loading it needs is in :mod:`.load`.
+Size note: ~600 lines, one page layout (grid, legends fitted to the panel, scale bar, texts)
+and its export; the layer loading it needs is in :mod:`.load`.
 
 :func:`build_map_sheet` lays out, on one landscape page: a title (input, method, date),
 one map per endmember (only its abundance layer, over an optional background) in a grid
 whose short last row is centred, the dominant-material map (written first if the run lacks
 it) and the residual map, one shared colour-ramp legend (0–1, "abundance fraction") plus the
 dominant map's classes and the residual's ramp (maximum rounded to two digits), a scale bar
-(all maps share one scale), a north arrow, the CRS and a footnote with the method, the
-weight it used and where it came from, the date and the software version read from
-``run.json``.
+(all maps share one scale), a north arrow beside it, the CRS and a footnote with the method,
+the weight it used and where it came from, the date and the software version read from
+``run.json``. A poor fit or an automatic selection is stated in red under the title
+(:func:`sheet_notes`). The panel's legends take the most compact arrangement that fits above
+the scale bar, so nothing overlaps for one to a dozen endmembers.
 
 :func:`export_map_sheet` writes PDF/PNG; :func:`open_map_sheet` builds the sheet, adds it
 to the project's layouts and opens the layout designer (for the dialog's button and the
@@ -199,6 +201,32 @@ def footnote_text(run: RunInfo) -> str:
     return "\n".join(lines)
 
 
+def sheet_notes(run: RunInfo) -> list:
+    """What a reader of the sheet must know before trusting the maps, one line each: a poor
+    fit (the maps may be meaningless) and endmembers the run selected itself from a library
+    (with their shares and any flagged as implausible). Empty for a run of given endmembers
+    that fits."""
+    out = []
+    fit = run.manifest.get("fit") or {}
+    if fit.get("poor"):
+        out.append(f"Poor fit: the endmembers leave on average {100 * float(fit['relative_residual']):.0f} % of a "
+                   "pixel's reflectance unexplained (residual map) — a material of the scene is missing and "
+                   "these maps may be meaningless.")
+    sel = run.manifest.get("selection") or {}
+    if sel.get("mode") == "automatic":
+        shares = ", ".join(f"{n} {100 * float(sc):.0f} %" for n, sc in zip(sel.get("names") or run.names,
+                                                                              sel.get("scores") or []))
+        held = "ticked" if sel.get("subset") else "library"
+        line = (f"Endmembers selected automatically from {sel.get('from', '?')} {held} spectra"
+                + (f": {shares}" if shares else "") + ".")
+        flags = sel.get("flags") or []
+        if flags:
+            line += f" Flagged as implausible: {'; '.join(str(f) for f in flags[:3])}" + (" …" if len(flags) > 3
+                                                                                           else "") + "."
+        out.append(line)
+    return out
+
+
 # ---------------------------------------------------------------------------------------
 # layout
 # ---------------------------------------------------------------------------------------
@@ -218,6 +246,32 @@ def _label(layout, text: str, x, y, w, h, size: float, bold=False, align=Qt.Alig
     lab.attemptMove(QgsLayoutPoint(x, y, QgsUnitTypes.LayoutMillimeters))
     lab.attemptResize(QgsLayoutSize(w, h, QgsUnitTypes.LayoutMillimeters))
     return lab
+
+
+def _fitting_size(text: str, width: float, size: float, bold: bool = False, smallest: float = 6.0) -> float:
+    """The point size, at most ``size`` (and at least ``smallest``), at which ``text`` fits
+    on one line ``width`` mm wide: a map's title must not wrap into the map below it."""
+    f = QFont()
+    f.setBold(bold)
+    f.setPointSizeF(size)
+    w = QgsLayoutUtils.textWidthMM(f, text)
+    return size if w <= width - 1 else max(smallest, size * (width - 1) / w)
+
+
+def _wrapped_height(lines: list, font: QFont, width: float) -> float:
+    """Height (mm) of ``lines`` set in ``font`` and wrapped at word boundaries to ``width`` mm."""
+    n = 0
+    for text in lines:
+        row = ""
+        n += 1
+        for word in text.split():
+            trial = f"{row} {word}".strip()
+            if row and QgsLayoutUtils.textWidthMM(font, trial) > width:
+                n += 1
+                row = word
+            else:
+                row = trial
+    return n * QgsLayoutUtils.fontHeightMM(font) * 1.25 + 1.0
 
 
 def _drop_band_name_node(legend, node) -> None:
@@ -264,6 +318,34 @@ def _legend(layout, item_id: str, layers, linked_map, symbol_h: float, scale_f: 
     size = QgsLegendRenderer(legend.model(), legend.legendSettings()).minimumSize(ctx)
     legend.attemptResize(QgsLayoutSize(size.width(), size.height(), QgsUnitTypes.LayoutMillimeters))
     return legend
+
+
+def _panel_legends(layout, linked_map, first, dominant, residual, scale_f: float, x: float, top: float,
+                   width: float, bottom: float) -> None:
+    """The ramps' legend (abundance, residual) and the dominant map's classes stacked in the
+    panel from ``top`` to ``bottom`` mm, ``width`` wide: the first of ever more compact
+    arrangements (shorter ramps, classes in more columns, smaller type) that fits, so that
+    nothing overlaps the scale bar and north arrow below, for one to a dozen endmembers."""
+    # ramps (long patches) and the dominant map's classes (small ones) in two legends: a
+    # legend has one symbol size and QGIS 3.22's raster legend nodes ignore patch sizes
+    ramps = [(first, ABUNDANCE_LEGEND)] + ([(residual, RESIDUAL_LEGEND)] if residual is not None else [])
+    tries = [(ramp, cols, type_f) for type_f in (1.0, 0.85, 0.7) for ramp in (24.0, 16.0, 10.0)
+             for cols in ((1, 2, 3) if dominant is not None else (1,))]
+    for i, (ramp, cols, type_f) in enumerate(tries):
+        last = i == len(tries) - 1
+        legend = _legend(layout, "legend", ramps, linked_map, ramp * scale_f, scale_f * type_f, x, top)
+        below = top + legend.sizeWithUnits().height() + 2
+        classes = None
+        if dominant is not None:
+            classes = _legend(layout, "legend dominant", [(dominant, DOMINANT_LEGEND)], linked_map, 4.0 * type_f,
+                              scale_f * type_f, x, below, columns=cols)
+        end = classes.sizeWithUnits() if classes is not None else None
+        fits = below - 2 <= bottom and (end is None or (below + end.height() <= bottom and end.width() <= width))
+        if fits or last:
+            return
+        layout.removeLayoutItem(legend)
+        if classes is not None:
+            layout.removeLayoutItem(classes)
 
 
 def _grid(n: int, gw: float, gh: float, aspect: float, gap: float, label_h: float):
@@ -345,6 +427,15 @@ def build_map_sheet(run_json_path, project=None, background_layer=None, title: O
            bold=True)
 
     gx0, gy0 = margin, margin + title_h + 2
+    notes = sheet_notes(run)
+    if notes:  # under the title, in red: what the reader must know before trusting the maps
+        lab = _label(layout, "\n".join(notes), margin, gy0 - 1, W - 2 * margin, 10, 7.5 * scale_f, bold=True)
+        note_h = _wrapped_height(notes, lab.font(), W - 2 * margin - 2)
+        lab.attemptResize(QgsLayoutSize(W - 2 * margin, note_h, QgsUnitTypes.LayoutMillimeters))
+        lab.setId("notes")
+        lab.setFontColor(QColor(176, 0, 32))
+        lab.setVAlign(Qt.AlignmentFlag.AlignTop)
+        gy0 += note_h + 1
     gw = W - 2 * margin - panel_w - gap
     gh = H - gy0 - margin - foot_h - gap
     entries = [(f"{name}", lyr) for name, lyr in abundance]
@@ -360,7 +451,7 @@ def build_map_sheet(run_json_path, project=None, background_layer=None, title: O
         shift = (cols - (len(entries) - r * cols)) * (cw + gap) / 2 if r == rows - 1 else 0.0
         x = gx0 + shift + c * (cw + gap) + (cw - mw) / 2
         y = gy0 + r * (ch + label_h + gap)
-        _label(layout, name, x, y, mw, label_h, 9, bold=True)
+        _label(layout, name, x, y, mw, label_h, _fitting_size(name, mw, 9.0, bold=True), bold=True)
         m = QgsLayoutItemMap(layout)
         m.setId(f"map {name}")
         if crs.isValid():  # before sizing: a map sized without a CRS asks PROJ about an empty one
@@ -378,20 +469,16 @@ def build_map_sheet(run_json_path, project=None, background_layer=None, title: O
         m.setBackgroundColor(QColor(245, 245, 245))
         maps.append(m)
 
-    # -- right panel: legend (top); north arrow, scale bar, CRS (bottom up) ---------------
+    # -- right panel: legends (top); scale bar with the north arrow beside it, CRS (bottom up)
     px = W - margin - panel_w
-    # ramps (long patches) and the dominant map's classes (small ones) in two legends: a
-    # legend has one symbol size and QGIS 3.22's raster legend nodes ignore patch sizes
-    ramps = [(first, ABUNDANCE_LEGEND)] + ([(residual, RESIDUAL_LEGEND)] if residual is not None else [])
-    legend = _legend(layout, "legend", ramps, maps[0], 24.0 * scale_f, scale_f, px, gy0)
-    below = gy0 + legend.sizeWithUnits().height() + 2
-
     py = H - margin - foot_h - gap
     crs_text = (f"CRS: {crs.authid() or 'custom'} – {crs.description()}" if crs.isValid()
                 else "CRS: none (pixel coordinates)")
     py -= 9
     _label(layout, crs_text, px, py, panel_w, 9, 7.5)
 
+    arrow_size = 14.0
+    bar_w = panel_w - arrow_size - 4  # the arrow sits right of the bar, not above it
     bar = QgsLayoutItemScaleBar(layout)
     bar.setId("scale bar")
     bar.setStyle("Single Box")
@@ -406,11 +493,11 @@ def build_map_sheet(run_json_path, project=None, background_layer=None, title: O
     fmt.setSizeUnit(QgsUnitTypes.RenderPoints)
     bar.setTextFormat(fmt)
     if not crs.isGeographic():
-        # two segments filling at most the panel width, in m or km (QGIS converts from the
+        # two segments filling at most the bar's width, in m or km (QGIS converts from the
         # map units; the "label unit multiplier" stays 1)
-        ground_m = (panel_w - 15.0) / 1000.0 * maps[0].scale()
+        ground_m = (bar_w - 12.0) / 1000.0 * maps[0].scale()
         seg_m = _nice(ground_m / 2.0)
-        km = seg_m >= 1000
+        km = 2 * seg_m >= 1000  # "0 0.5 1 km", narrower than "0 500 1,000 m"
         bar.setUnits(QgsUnitTypes.DistanceKilometers if km else QgsUnitTypes.DistanceMeters)
         bar.setUnitLabel("km" if km else "m")
         bar.setMapUnitsPerScaleBarUnit(1.0)
@@ -419,13 +506,12 @@ def build_map_sheet(run_json_path, project=None, background_layer=None, title: O
         bar.setNumberOfSegmentsLeft(0)
         bar.setSegmentSizeMode(QgsScaleBarSettings.SegmentSizeFixed)
     bar.update()
-    py -= 5
-    _label(layout, "Scale of every map", px, py, panel_w, 4, 7, italic=True)
-    py -= bar.sizeWithUnits().height() + 1
-    bar.attemptMove(QgsLayoutPoint(px, py, QgsUnitTypes.LayoutMillimeters))
+    block_h = max(arrow_size, 5 + bar.sizeWithUnits().height() + 1)
+    py -= block_h + 1
+    _label(layout, "Scale of every map", px, py, bar_w, 4, 7, italic=True)
+    bar.attemptMove(QgsLayoutPoint(px, py + 5, QgsUnitTypes.LayoutMillimeters))
 
-    arrow_size = 14.0
-    py -= arrow_size + 4
+    ax = px + panel_w - arrow_size
     svg = QgsSymbolLayerUtils.svgSymbolNameToPath(NORTH_ARROW_SVG, project.pathResolver())
     if svg and os.path.isfile(svg):
         arrow = QgsLayoutItemPicture(layout)
@@ -433,20 +519,14 @@ def build_map_sheet(run_json_path, project=None, background_layer=None, title: O
         arrow.setPicturePath(svg)
         layout.addLayoutItem(arrow)
         arrow.attemptResize(QgsLayoutSize(arrow_size, arrow_size, QgsUnitTypes.LayoutMillimeters))
-        arrow.attemptMove(QgsLayoutPoint(px, py, QgsUnitTypes.LayoutMillimeters))
+        arrow.attemptMove(QgsLayoutPoint(ax, py, QgsUnitTypes.LayoutMillimeters))
         arrow.setLinkedMap(maps[0])
         arrow.setNorthMode(QgsLayoutItemPicture.GridNorth)
     else:  # no SVG library: a plain "N ↑"
-        arrow = _label(layout, "N\n↑", px, py, arrow_size, arrow_size, 14, bold=True, align=Qt.AlignHCenter)
+        arrow = _label(layout, "N\n↑", ax, py, arrow_size, arrow_size, 14, bold=True, align=Qt.AlignHCenter)
         arrow.setId("north arrow")
 
-    if dominant is not None:  # between the ramps and the north arrow, in as many columns as it needs
-        for columns in (1, 2, 3):
-            classes = _legend(layout, "legend dominant", [(dominant, DOMINANT_LEGEND)], maps[0], 4.0, scale_f,
-                              px, below, columns=columns)
-            if below + classes.sizeWithUnits().height() <= py - 2 or columns == 3:
-                break
-            layout.removeLayoutItem(classes)
+    _panel_legends(layout, maps[0], first, dominant, residual, scale_f, px, gy0, panel_w, py - 2)
 
     _label(layout, footnote_text(run), margin, H - margin - foot_h, W - 2 * margin, foot_h, 6.5 * scale_f)
     layout.refresh()

@@ -416,7 +416,8 @@ def _unstable(Y, plan: RunPlan, limit: int, idx: list, noise_variance, note) -> 
         other = select_endmembers(Y, plan.E, names=plan.names, max_endmembers=limit, seed=plan.options.seed + k,
                                   noise_variance=noise_variance,
                                   progress=lambda f, m, k=k: note(0.65 + 0.05 * (k - 1 + f) / STABILITY_REPEATS,
-                                                                  "checking the selection: " + m))
+                                                                  f"checking the selection on another pixel sample "
+                                                                  f"({k} of {STABILITY_REPEATS})"))
         for i in set(int(j) for j in np.asarray(other).ravel()) & set(kept):
             kept[i] += 1
     n = STABILITY_REPEATS + 1

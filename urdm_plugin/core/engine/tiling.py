@@ -8,6 +8,9 @@ pixels; :class:`TileBlender` weights each tile by a separable window that ramps 
 across the overlap (full weight in the interior and at the image edges) and divides by the
 accumulated weight, so the result is seamless and, for a per-pixel method, exactly equal to
 solving the image at once.
+
+Size note: ~500 lines; the tile plan, the blender, the scene context with its share of the
+progress bar and the one loop (here or on an executor) belong together.
 """
 
 from __future__ import annotations
@@ -261,10 +264,33 @@ def scene_context(spec, read: ReadFn, shape: tuple, E: np.ndarray, params: dict,
     if choose_weight and spec.weight_is_auto(params):
         if progress is not None:
             progress(0.0, "choosing the regularisation weight from the scene")
-        params, ctx, report = spec.load_weight_chooser()(Y, E, valid, params, ctx, cancel=cancel)
+        params, ctx, report = spec.load_weight_chooser()(Y, E, valid, params, ctx, progress=progress, cancel=cancel)
         info["lambda_selection"] = dict(report, window=f"central window of the scene, {report['window'][2]}"
                                         f"×{report['window'][3]} pixels")
     return params, ctx, info
+
+
+#: Runs of the method the weight choice costs on its window, for the bar's split: about six
+#: candidates (0, a grid of three, two refinements), each solved twice (SURE's probe).
+CHOOSER_SOLVES = 12
+
+
+def chooser_share(spec, params: dict, n_tiles: int, scene_pixels: int) -> float:
+    """The part of a tiled run's bar the scene-wide weight choice takes (0 when none runs):
+    its solves on the ≤ SELECTION_WINDOW² window against the tiles' pixels."""
+    if n_tiles <= 1 or not spec.weight_is_auto(params):
+        return 0.0
+    from ..methods.weight_selection import SELECTION_WINDOW
+
+    cost = CHOOSER_SOLVES * min(SELECTION_WINDOW ** 2, scene_pixels)
+    return cost / (cost + scene_pixels)
+
+
+def _part(progress, lo: float, hi: float):
+    """``progress`` for the sub-range [lo, hi] of the bar (None stays None)."""
+    if progress is None:
+        return None
+    return lambda f, m: progress(lo + (hi - lo) * min(max(float(f), 0.0), 1.0), m)
 
 
 #: ``sink(row0, A (P, n, W) float32, std like A or None, valid (n, W) bool)``: rows of the
@@ -301,8 +327,10 @@ def solve_tiled(spec, read: ReadFn, shape: tuple, E: np.ndarray, params: dict, c
     tiles = plan_tiles(H, W, int(tile_size), overlap)
     n = len(tiles)
     spec.load()  # fails here, with the reason, when the method cannot run
+    share = chooser_share(spec, params, n, H * W)
     params, ctx, info = scene_context(spec, read, (H, W), E, params, ctx, choose_weight=n > 1,
-                                      progress=progress, cancel=cancel)
+                                      progress=_part(progress, 0.0, share), cancel=cancel)
+    progress = _part(progress, share, 1.0)  # the tiles take the rest of the bar
     info["tiles"] = n
     # abundances and, as a last layer, the tiles' valid masks (blended > 0 = valid in a tile
     # covering the pixel: the weights are positive everywhere on a tile)

@@ -31,7 +31,14 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from ..errors import LibraryError, UrdmError, WavelengthError
-from .units import infer_unit_factor, is_index_unit, parse_number_list, parse_unit, unit_from_header
+from .units import (
+    infer_unit_factor,
+    is_index_unit,
+    parse_number_list,
+    parse_unit,
+    unit_from_header,
+    unit_label,
+)
 
 #: Largest library file read (bytes); anything bigger is not a spectral library.
 MAX_LIBRARY_BYTES = 512 * 1024 * 1024
@@ -40,7 +47,9 @@ MAX_LIBRARY_BYTES = 512 * 1024 * 1024
 @dataclass
 class SpectralLibrary:
     """Named spectra: ``names`` (M,), ``wavelengths_nm`` (Bl,) or None, ``spectra``
-    (Bl, M) float64, ``path`` where it was read from ("" if built in memory).
+    (Bl, M) float64, ``path`` where it was read from ("" if built in memory),
+    ``wavelength_unit`` the file's unit as read ("nm", "µm (inferred)" when the file does
+    not state it and the values decided; "" when unknown or built in memory).
 
     Validated on construction: names unique and non-empty, spectra finite, shapes
     consistent (raises :class:`LibraryError`).
@@ -50,6 +59,7 @@ class SpectralLibrary:
     wavelengths_nm: Optional[np.ndarray]
     spectra: np.ndarray
     path: str = ""
+    wavelength_unit: str = ""
 
     def __post_init__(self) -> None:
         src = f" in {self.path}" if self.path else ""
@@ -124,7 +134,8 @@ class SpectralLibrary:
             dup = next(self.names[i] for i in idx if idx.count(i) > 1)
             raise LibraryError(f"Spectrum '{dup}' was selected twice", "Select each endmember once")
         wl = None if self.wavelengths_nm is None else self.wavelengths_nm.copy()
-        return SpectralLibrary([self.names[i] for i in idx], wl, self.spectra[:, idx].copy(), self.path)
+        return SpectralLibrary([self.names[i] for i in idx], wl, self.spectra[:, idx].copy(), self.path,
+                               self.wavelength_unit)
 
 
 def validate_names(names: Sequence[str], where: str = "") -> None:
@@ -300,6 +311,7 @@ def parse_csv_library(text: str, source: str = "") -> SpectralLibrary:
             r = int(np.flatnonzero(~np.isfinite(wl_raw) | (wl_raw <= 0))[0]) + 2
             raise WavelengthError(f"Row {r} of the library{where} has a wavelength that is not a positive number",
                                   "Fix the wavelength column")
+        unit = _unit_read(factor, wl_raw)
         wl = wl_raw * (factor if factor is not None else infer_unit_factor(wl_raw))
         order = np.argsort(wl, kind="stable")
         wl, spectra = wl[order], spectra[order]
@@ -309,7 +321,14 @@ def parse_csv_library(text: str, source: str = "") -> SpectralLibrary:
             rows = sorted((int(order[i]) + 2, int(order[i + 1]) + 2))
             raise WavelengthError(f"The wavelength {wl_raw[order[i]]:g} appears twice in the library{where} "
                                   f"(rows {rows[0]} and {rows[1]})", "Keep one row per wavelength")
-    return SpectralLibrary(names, wl, spectra, source)
+    return SpectralLibrary(names, wl, spectra, source, "" if band_index else unit)
+
+
+def _unit_read(factor: Optional[float], raw: np.ndarray) -> str:
+    """The unit label of wavelengths read with ``factor`` (None: not stated, inferred from ``raw``)."""
+    if factor is not None:
+        return unit_label(factor)
+    return unit_label(infer_unit_factor(raw)) + " (inferred)"
 
 
 # ENVI ----------------------------------------------------------------------------------
@@ -475,6 +494,7 @@ def read_envi_library(path: Union[str, os.PathLike]) -> SpectralLibrary:
     else:
         names = [f"Spectrum {i + 1}" for i in range(lines)]
     wl = None
+    unit_read = ""
     if "wavelength" in hdr:
         unit = hdr.get("wavelength units")
         if not is_index_unit(unit):
@@ -486,10 +506,11 @@ def read_envi_library(path: Union[str, os.PathLike]) -> SpectralLibrary:
             if not np.all(np.isfinite(raw)) or np.any(raw <= 0):
                 raise WavelengthError(f"'{src}' has a wavelength that is not a positive number",
                                       "Fix the 'wavelength' list")
+            unit_read = _unit_read(factor, raw)
             wl = raw * (factor if factor is not None else infer_unit_factor(raw))
             srt = np.argsort(wl, kind="stable")
             wl, spectra = wl[srt], spectra[srt]
-    return SpectralLibrary(names, wl, spectra, str(data_path))
+    return SpectralLibrary(names, wl, spectra, str(data_path), unit_read)
 
 
 # ---------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Iterable, Optional, Union
 
 from ..errors import OutputError, OutputExistsError, os_error_cause
+from .folders import check_folder_creatable
 
 PathLike = Union[str, os.PathLike]
 
@@ -200,7 +201,7 @@ def check_output_file(path: PathLike, inputs: Iterable[Optional[PathLike]] = (),
             if not is_tool_file(p):
                 raise OutputError(f"The {what} '{p}' exists and was not written by this tool; it is not "
                                   "replaced", "Choose another file name, or move that file away first")
-        check_creatable(p.parent)
+        check_folder_creatable(p.parent)
     except OSError as exc:
         why, fix = os_error_cause(exc)
         raise OutputError(f"The {what} '{p}' cannot be used ({why})", fix) from None
@@ -258,7 +259,7 @@ def _check_output_folder(p: Path, overwrite: bool, inputs: list, ignore: Optiona
     if p.exists() and not p.is_dir():
         raise OutputError(f"The output path '{p}' is a file, not a folder", "Choose a folder name")
     if not p.exists() or is_empty_folder(p, ignore):
-        check_creatable(p if p.exists() else p.parent)
+        check_folder_creatable(p)  # os.access and a probe file in its nearest existing ancestor
         return
     if not overwrite:
         raise OutputExistsError(f"The output folder '{p}' already exists and is not empty",
@@ -280,17 +281,5 @@ def _check_output_folder(p: Path, overwrite: bool, inputs: list, ignore: Optiona
         raise OutputError(f"The output folder '{p}' holds {len(foreign)} item(s) that this tool did not write "
                           f"({shown}); overwriting replaces only a previous run's folder",
                           "Choose a new or empty folder, or move those items out first")
-    check_creatable(p.parent)  # the old run is moved aside there
+    check_folder_creatable(p.parent)  # the old run is moved aside there
 
-
-def check_creatable(p: Path) -> None:
-    """The nearest existing ancestor of ``p`` (``p`` itself when it exists) must be a folder
-    this user can write into."""
-    anc = p
-    while not anc.exists() and anc.parent != anc:
-        anc = anc.parent
-    if not anc.is_dir():
-        raise OutputError(f"'{p}' cannot be made: '{anc}' is a file", "Choose a folder name")
-    if not os.access(anc, os.W_OK | os.X_OK):
-        raise OutputError(f"'{p}' cannot be made: '{anc}' is not writable for you",
-                          "Choose a folder you can write to")

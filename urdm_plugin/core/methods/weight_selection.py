@@ -126,19 +126,19 @@ def select_weight(solve: Callable[[np.ndarray, float], np.ndarray], Y: np.ndarra
     table: dict = {}
     results: dict = {}
     grid = sorted(float(g) for g in grid if g > 0)
-    total = 2 * len(grid) + 3
+    total = len(grid) + 3  # 0, the grid, two neighbours of the best: the steps of the bar
 
     def evaluate(wt: float):
         if wt in table:
             return
         if cancel is not None and cancel():
             raise Cancelled()
+        if progress is not None:  # each candidate is two full runs: say which one runs now
+            progress(min(len(table) / total, 1.0), f"choosing the weight: {len(table) + 1} of {total} candidates")
         A = solve(Y, wt)
         Ap = solve(Y + probe.eps * probe.n, wt)
         table[wt] = sure_value(A, Ap, probe)
         results[wt] = A
-        if progress is not None:
-            progress(min(len(table) / total, 1.0), f"choosing the weight: tried {len(table)}")
 
     evaluate(0.0)
     for g in grid:
@@ -151,6 +151,8 @@ def select_weight(solve: Callable[[np.ndarray, float], np.ndarray], Y: np.ndarra
     for g in neighbours:
         evaluate(float(g))
     best = _smallest_best(table)
+    if progress is not None:
+        progress(1.0, f"choosing the weight: {len(table)} candidates tried, λ = {best:.3g}")
     return Selection(weight=float(best), A=results[best], table=table)
 
 
