@@ -219,3 +219,25 @@ def test_a_dominant_file_named_gets_a_copy(provider, scene, tmp_path):
     b = gdal.Open(str(tmp_path / "out" / "dominant.tif")).ReadAsArray()
     assert (a == b).all()
 
+
+
+def test_a_dominant_file_named_follows_the_output_rule(provider, scene, tmp_path):
+    """DOMINANT never writes onto an input or a file this tool did not make (refused before
+    the run: no output folder made); a copy from an earlier run is replaced."""
+    import processing
+    from qgis.core import QgsProcessingException
+
+    mine = tmp_path / "notes.tif"
+    mine.write_bytes(b"not ours")
+    for dest, why in ((mine, "was not written by this tool"), (scene["image"], "is an input of this run")):
+        out = tmp_path / f"out_{Path(dest).stem}"
+        with pytest.raises(QgsProcessingException, match=why):
+            processing.run("urdm:unmix", {"INPUT": scene["image"], "LIBRARY": scene["library"], "METHOD": 0,
+                                          "OUTPUT_FOLDER": str(out), "DOMINANT": str(dest)})
+        assert not out.exists()
+    assert mine.read_bytes() == b"not ours"
+    dom = tmp_path / "dom.tif"
+    for run in ("a", "b"):  # the second run replaces the first run's copy (it carries the tool's mark)
+        res = processing.run("urdm:unmix", {"INPUT": scene["image"], "LIBRARY": scene["library"], "METHOD": 0,
+                                            "OUTPUT_FOLDER": str(tmp_path / run), "DOMINANT": str(dom)})
+        assert res["DOMINANT"] == str(dom)

@@ -181,6 +181,15 @@ class UnmixAlgorithm(UrdmAlgorithm):
         out_dir = self.parameterAsString(parameters, self.OUTPUT_FOLDER, context)
         if not out_dir:
             raise self.fail("Give an output folder.")
+        dominant_copy = dominant_destination(parameters.get(self.DOMINANT))
+        if dominant_copy:  # never onto an input nor a file this tool did not make, refused before the work
+            from ..core.io.output_policy import check_output_file
+
+            try:
+                check_output_file(dominant_copy, (layer.source(), library, options.mask_path), overwrite=True,
+                                  what="dominant-material map")
+            except UrdmError as err:
+                raise self.fail(err) from None
 
         last = {"msg": "", "t": 0.0}
 
@@ -219,7 +228,7 @@ class UnmixAlgorithm(UrdmAlgorithm):
             if role == "residual":
                 outputs[self.RESIDUAL] = path
             elif role == "dominant":
-                outputs[self.DOMINANT] = copy_dominant(path, parameters.get(self.DOMINANT), context)
+                outputs[self.DOMINANT] = copy_dominant(path, dominant_copy)
             if role == ROLE_ABUNDANCE:
                 outputs[f"ABUNDANCE_{em}"] = path
             if project is None:
@@ -244,16 +253,22 @@ def load_target(value, context):
     return context.project()
 
 
-def copy_dominant(path: str, value, context) -> str:
-    """``path`` (the run's dominant map), or a copy of it where the DOMINANT destination
-    names a file (not a temporary output); returns the file the result names."""
+def dominant_destination(value) -> str:
+    """The file the DOMINANT destination names, or "" for none (empty, a temporary output or
+    a memory layer: the run folder's dominant.tif is the result then)."""
     from qgis.core import QgsProcessingOutputLayerDefinition, QgsProperty
 
     if isinstance(value, QgsProcessingOutputLayerDefinition):
         sink = value.sink
         value = sink.staticValue() if isinstance(sink, QgsProperty) else sink
     dest = str(value or "").strip()
-    if not dest or dest == "TEMPORARY_OUTPUT" or dest.startswith("memory:"):
+    return "" if not dest or dest == "TEMPORARY_OUTPUT" or dest.startswith("memory:") else dest
+
+
+def copy_dominant(path: str, dest: str) -> str:
+    """``path`` (the run's dominant map), or a copy of it at ``dest`` (already cleared by the
+    output rule before the run); returns the file the result names."""
+    if not dest:
         return path
     from osgeo import gdal
 
@@ -261,10 +276,10 @@ def copy_dominant(path: str, value, context) -> str:
 
     quiet = QuietGdal()
     with quiet:
-        ds = gdal.Translate(dest, path)
+        ds = gdal.Translate(dest, path)  # keeps the URDM_OUTPUT mark: a later run may replace it
         ok = ds is not None
         ds = None
     if not ok:
-        raise QgsProcessingException(f"Cannot write the dominant-material map to '{dest}' "
-                                     f"({quiet.last or 'GDAL failed'}). Choose another file name.")
+        raise UrdmAlgorithm.fail(f"Cannot write the dominant-material map to '{dest}' "
+                                 f"({quiet.last or 'GDAL failed'}). Choose another file name.")
     return dest
