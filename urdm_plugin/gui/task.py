@@ -251,8 +251,8 @@ class UnmixTask(QgsTask):
             if not canvas.extent().intersects(extent):
                 canvas.setExtent(extent)
                 canvas.refresh()
-        except Exception:  # noqa: BLE001 - a view nicety must never hide the result message
-            pass
+        except Exception as exc:  # noqa: BLE001 - a view nicety must never hide the result message
+            log(f"Could not zoom to the results: {exc}", Qgis.Warning)
 
 
 def success_text(manifest: dict, seconds: float, folder: str) -> str:

@@ -15,7 +15,7 @@ non-zero (flagged).
 from __future__ import annotations
 
 import re
-import xml.etree.ElementTree as ET
+from typing import Iterator, NamedTuple
 
 import numpy as np
 from osgeo import gdal
@@ -38,25 +38,63 @@ _ROWS = 512  # rows per block when combining quality layers
 
 
 def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
+    """The name without its namespace (``{uri}name`` or ``prefix:name``)."""
+    return tag.rsplit("}", 1)[-1].rsplit(":", 1)[-1]
+
+
+class _Element(NamedTuple):
+    tag: str  # local name
+    attrs: dict
+    text: str  # the element's own text, stripped
+    children: list
+
+    def iter(self) -> Iterator[_Element]:
+        """This element and all below it, in document order."""
+        yield self
+        for c in self.children:
+            yield from c.iter()
+
+    def get(self, key: str, default=None):
+        return self.attrs.get(key, default)
+
+
+def _element(node: list) -> _Element:
+    attrs, text, children = {}, [], []
+    for c in node[2:]:
+        if c[0] == gdal.CXT_Element:
+            children.append(_element(c))
+        elif c[0] == gdal.CXT_Attribute:
+            attrs[_local(c[1])] = c[2][1] if len(c) > 2 else ""
+        elif c[0] == gdal.CXT_Text:
+            text.append(c[1])
+    return _Element(_local(node[1]), attrs, "".join(text).strip(), children)
+
+
+def _parse_xml(xml: bytes, name: str) -> _Element:
+    """The document as a tree of :class:`_Element`, parsed by GDAL's own XML reader: it
+    reads no DTD, expands no declared entity and fetches nothing, so a hostile metadata
+    file cannot make it read other files or blow up memory (what the standard library's
+    parsers would need defusedxml for, a package QGIS does not ship)."""
+    with QuietGdal() as quiet:
+        tree = gdal.ParseXMLString(xml.decode("utf-8", errors="replace"))
+    if tree is None:
+        raise InputImageError(f"The EnMAP metadata '{name}' is not readable XML ({quiet.last or 'empty'})",
+                              "Download the product again (the XML is incomplete)")
+    return _element(tree)
 
 
 def parse_metadata(xml: bytes, name: str) -> dict:
     """``{"wavelength", "fwhm", "gain", "offset"}`` (B,) float64 arrays in band-number
     order, ``"nodata"`` (float or None) and ``"level"`` ("L2A", "L1C", ... or "")."""
-    try:
-        root = ET.fromstring(xml)
-    except ET.ParseError as exc:
-        raise InputImageError(f"The EnMAP metadata '{name}' is not readable XML ({exc})",
-                              "Download the product again (the XML is incomplete)") from None
+    root = _parse_xml(xml, name)
     bands = []
     for el in root.iter():
-        if _local(el.tag) != "bandCharacterisation":
+        if el.tag != "bandCharacterisation":
             continue
-        for b in el:
-            if _local(b.tag) != "bandID":
+        for b in el.children:
+            if b.tag != "bandID":
                 continue
-            vals = {_local(c.tag): (c.text or "").strip() for c in b}
+            vals = {c.tag: c.text for c in b.children}
             try:
                 num = int(b.get("number", len(bands) + 1))
                 wl = float(vals["wavelengthCenterOfBand"])
@@ -75,9 +113,9 @@ def parse_metadata(xml: bytes, name: str) -> dict:
     arr = np.array([b[1:] for b in bands], dtype=np.float64)
     nodata = None
     for el in root.iter():
-        if _local(el.tag).lower() in ("nodatavalue", "nodata") and (el.text or "").strip():
+        if el.tag.lower() in ("nodatavalue", "nodata") and el.text:
             try:
-                nodata = float(el.text.strip())
+                nodata = float(el.text)
                 break
             except ValueError:
                 pass
