@@ -6,6 +6,16 @@ from __future__ import annotations
 from osgeo import gdal
 
 
+def declare_exceptions_mode() -> None:
+    """Say explicitly which error mode GDAL is in, keeping the one in force: GDAL ≥ 3.9
+    prints a two-line FutureWarning ("Neither gdal.UseExceptions() nor
+    gdal.DontUseExceptions() has been explicitly called") at the first of many calls
+    otherwise, which breaks the command line's one-line stderr. For processes the project
+    owns (the CLI); never call it inside QGIS, whose process is not ours to configure."""
+    if not gdal.GetUseExceptions():  # already on means someone called UseExceptions()
+        gdal.DontUseExceptions()
+
+
 class QuietGdal:
     """Silence GDAL's error printing inside a block; the message is kept for ours."""
 
