@@ -426,9 +426,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the command line; returns the exit code (see the module docstring)."""
     from .core.errors import Cancelled, OutputExistsError, UrdmError
-    from .core.io.gdal_quiet import declare_exceptions_mode
+    from .core.io.gdal_quiet import capture_native_stderr, declare_exceptions_mode
 
     declare_exceptions_mode()  # this process is ours: silences GDAL ≥ 3.9's FutureWarning
+    capture_native_stderr()  # and libtiff's own lines on a failed write (folded into ours)
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = os.environ.get("URDM_DEBUG", "") not in ("", "0")

@@ -7,9 +7,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputImageError
+from .gdal_quiet import errors_as_values
 from .image import shifted_geotransform
 
 
+@errors_as_values()
 def load_mask(mask_path: str, info, extent: tuple[int, int, int, int]) -> np.ndarray:
     """Mask (h, w) bool over ``extent`` of the image grid: True = process the pixel.
 
