@@ -19,6 +19,8 @@ from qgis.core import (
 
 #: Toolbox groups: id -> display name.
 GROUPS = {"unmixing": "Unmixing", "mapproducts": "Map products"}
+#: The section of the user guide (docs/USAGE.md) that documents the algorithms.
+HELP_SECTION = "processing-toolbox-graphical-modeler-batch"
 
 
 class UrdmAlgorithm(QgsProcessingAlgorithm):
@@ -41,6 +43,14 @@ class UrdmAlgorithm(QgsProcessingAlgorithm):
 
     def shortHelpString(self) -> str:  # noqa: N802
         return self.HELP
+
+    def helpUrl(self) -> str:  # noqa: N802
+        """The user guide shipped inside the plugin (USAGE.md, the copy of the installed
+        version, readable offline) at the toolbox section, not the repository's web page,
+        which may describe another version and needs a network."""
+        from ..paths import usage_url
+
+        return usage_url(HELP_SECTION)
 
     def createInstance(self):  # noqa: N802
         return type(self)()
