@@ -58,7 +58,7 @@ class UrdmAlgorithm(QgsProcessingAlgorithm):
     # ------------------------------------------------------------------ helpers
     def add_advanced(self, *params) -> None:
         for p in params:
-            p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            p.setFlags(p.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
             self.addParameter(p)
 
     @staticmethod
@@ -72,7 +72,7 @@ class UrdmAlgorithm(QgsProcessingAlgorithm):
                                            defaultValue=list(spec.choices).index(spec.default),
                                            optional=optional)
         else:
-            kind = QgsProcessingParameterNumber.Double if spec.kind == "float" else QgsProcessingParameterNumber.Integer
+            kind = QgsProcessingParameterNumber.Type.Double if spec.kind == "float" else QgsProcessingParameterNumber.Type.Integer
             default = None if optional or spec.default == "auto" else spec.default
             kw = {}
             if spec.minimum is not None:
