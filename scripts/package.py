@@ -5,7 +5,9 @@
     python scripts/package.py deploy PROFILE_DIR      # PROFILE_DIR/python/plugins/urdm_plugin
 
 The zip has one top folder ``urdm_plugin/`` holding the package, ``metadata.txt``,
-``LICENSE`` and ``icon.svg``; no caches, tests or benchmark data. It fails above 25 MB.
+``LICENSE`` and ``icon.svg``; no caches, tests or benchmark data. The zip is checked
+against the plugin repository's upload rules (scripts/plugin_checks.py: metadata keys,
+25 MB, no compiled files, licence, one top folder, icon) and not written when it breaks one.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ import sys
 import zipfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from plugin_checks import structure_problems  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 PKG = "urdm_plugin"
-MAX_BYTES = 25 * 1024 * 1024
 SKIP_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
-SKIP_SUFFIXES = {".pyc", ".pyo", ".orig", ".rej", ".tmp"}
+SKIP_SUFFIXES = {".pyc", ".pyo", ".orig", ".rej", ".tmp", ".ts"}  # .ts: translation sources; .qm ship
 
 
 def plugin_files():
@@ -44,9 +48,10 @@ def build_zip(out: Path) -> Path:
         for src, rel in plugin_files():
             zf.write(src, f"{PKG}/{rel.as_posix()}")
     size = tmp.stat().st_size
-    if size > MAX_BYTES:
+    problems = structure_problems(tmp)
+    if problems:
         tmp.unlink()
-        sys.exit(f"error: plugin zip would be {size / 1e6:.1f} MB, over the 25 MB limit")
+        sys.exit(f"error: the plugin zip breaks the plugin repository's rules: {'; '.join(problems)}")
     tmp.replace(out)
     print(f"{out} ({size / 1e6:.2f} MB)")
     return out

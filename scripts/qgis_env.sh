@@ -2,7 +2,8 @@
 # puts the venv's packages (torch, ...) on QGIS's Python path and picks a headless Qt
 # platform when there is no display.
 _root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-_site="$("$_root/.venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+# URDM_VENV: another venv (the QGIS 3.40 root's build/qgis340-venv sets it).
+_site="$("${URDM_VENV:-$_root/.venv}/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 export PYTHONPATH="$_site${PYTHONPATH:+:$PYTHONPATH}"
 [ -n "${DISPLAY:-}" ] || export QT_QPA_PLATFORM=offscreen
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/runtime-$(id -u)}"

@@ -5,7 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(qgis python3-qgis python3-gdal python3-scipy xvfb pyqt5-dev-tools zip python3-venv)
+# pyqt5-dev-tools/qttools5-dev-tools: pylupdate5 and lrelease (make translations);
+# mmdebstrap: the QGIS 3.40 root of `make test` (scripts/qgis340_root.sh).
+APT_PACKAGES=(qgis python3-qgis python3-gdal python3-scipy xvfb pyqt5-dev-tools qttools5-dev-tools zip
+              python3-venv mmdebstrap)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -11,6 +11,29 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("URDM_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
+def pytest_report_header(config):
+    """Which QGIS, Python, numpy, GDAL and torch these results are from (``make test`` runs
+    the suite on two QGIS versions)."""
+    import sys
+
+    import numpy
+    from osgeo import gdal
+
+    try:
+        from qgis.core import Qgis
+        qgis = Qgis.version()
+    except ImportError:
+        qgis = "absent"
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:  # not imported: tests check what importing the plugin pulls in
+        torch_version = version("torch")
+    except PackageNotFoundError:
+        torch_version = "absent"
+    return (f"URDM suite on QGIS {qgis}, Python {sys.version.split()[0]}, numpy {numpy.__version__}, "
+            f"GDAL {gdal.__version__}, torch {torch_version}")
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The benchmark scenes; tests skip (with the reason) only when the folder is absent.

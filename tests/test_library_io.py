@@ -188,7 +188,7 @@ def test_valid_libraries_read_back_exactly(tmp_path, names, n_rows, delim):
 
     buf = io.StringIO()
     csv.writer(buf, delimiter=delim, lineterminator="\n").writerows(
-        [["wavelength_nm", *names], *[[f"{w:g}", *map(repr, row)] for w, row in zip(wl, S)]])
+        [["wavelength_nm", *names], *[[f"{w:g}", *(repr(float(v)) for v in row)] for w, row in zip(wl, S)]])
     lib = parse_csv_library(buf.getvalue())
     assert lib.names == names
     np.testing.assert_allclose(lib.wavelengths_nm, wl)

@@ -241,3 +241,20 @@ def test_a_dominant_file_named_follows_the_output_rule(provider, scene, tmp_path
         res = processing.run("urdm:unmix", {"INPUT": scene["image"], "LIBRARY": scene["library"], "METHOD": 0,
                                             "OUTPUT_FOLDER": str(tmp_path / run), "DOMINANT": str(dom)})
         assert res["DOMINANT"] == str(dom)
+
+
+def test_every_algorithm_links_the_toolbox_section_of_the_shipped_guide(provider):
+    """Help ▸ opens USAGE.md as installed with the plugin, at the section on the toolbox."""
+    from pathlib import Path
+    from urllib.parse import unquote, urlparse
+
+    for alg in provider.algorithms():
+        url = urlparse(alg.helpUrl())
+        assert url.scheme == "file", alg.id()
+        guide = Path(unquote(url.path))
+        assert guide.is_file() and guide.name == "USAGE.md", alg.id()
+        heading = url.fragment.replace("-", " ")
+        lines = [ln for ln in guide.read_text(encoding="utf-8").splitlines() if ln.startswith("#")]
+        assert any(heading == "".join(c for c in ln.lstrip("# ").lower() if c.isalnum() or c == " ")
+                   for ln in lines), (alg.id(), url.fragment)
+        assert f"`{alg.id()}`" in guide.read_text(encoding="utf-8"), f"{alg.id()} is not in the guide"

@@ -156,6 +156,24 @@ def test_missing_or_unreadable_image(tmp_path):
     assert "GeoTIFF" in e.value.fix
 
 
+@pytest.mark.skipif(not hasattr(gdal, "ExceptionMgr"), reason="GDAL < 3.7 (QGIS 3.22's 3.6) has no per-thread "
+                    "error mode; make test's QGIS 3.40 run (GDAL 3.10) runs this")
+def test_bad_files_are_user_errors_while_qgis_keeps_gdal_exceptions_on(tmp_path):
+    """QGIS 3.40's Processing turns GDAL exceptions on process-wide: the core still answers
+    a missing or broken file with its one-line error (not a RuntimeError), writes rasters,
+    and leaves the mode as it found it."""
+    junk = tmp_path / "junk.tif"
+    junk.write_text("not a raster")
+    with gdal.ExceptionMgr(useExceptions=True):
+        with pytest.raises(InputImageError, match="does not exist"):
+            open_image(tmp_path / "nope.tif")
+        with pytest.raises(InputImageError, match="GDAL cannot open"):
+            open_image(junk)
+        info = open_image(make_tif(tmp_path / "a.tif", np.zeros((3, 4, 5), np.float32), gdal.GDT_Float32))
+        data, valid = read_window(info, None, 0, 0, 5, 4)
+        assert data.shape == (3, 4, 5) and gdal.GetUseExceptions()
+
+
 # -- pixel values and masks ---------------------------------------------------------------------
 
 def test_scale_offset_applied_uint16(tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -339,6 +340,23 @@ def _enmap_bad_xml(tmp):
     return folder, ["bandCharacterisation", "METADATA.XML"]
 
 
+def _enmap_truncated_xml(tmp):
+    folder, _ = sp.write_enmap(tmp)
+    xml = folder / f"{sp.ENMAP_ID}-METADATA.XML"
+    xml.write_text(xml.read_text()[:400])
+    return folder, ["not readable XML", "METADATA.XML"]
+
+
+def _enmap_declared_entity(tmp):
+    """Values taken from a DTD entity are read as written, never expanded (an entity may
+    name another file, or expand exponentially): the bands have no readable wavelength."""
+    folder, _ = sp.write_enmap(tmp)
+    xml = folder / f"{sp.ENMAP_ID}-METADATA.XML"
+    text = xml.read_text().replace("<level_X>", '<!DOCTYPE level_X [<!ENTITY wl "500.0">]>\n<level_X>', 1)
+    xml.write_text(re.sub(r"<wavelengthCenterOfBand>[^<]*<", "<wavelengthCenterOfBand>&wl;<", text))
+    return folder, ["Band 1 ", "wavelengthCenterOfBand", "METADATA.XML"]
+
+
 def _emit_truncated(tmp):
     path, _ = sp.write_emit(tmp)
     data = path.read_bytes()
@@ -372,7 +390,8 @@ def _prisma_truncated(tmp):
     return path, [sp.PRISMA_NAME, "HDF5"]
 
 
-BAD = [_enmap_no_xml, _enmap_no_image, _enmap_bad_xml, _emit_truncated, _emit_wrong_group,
+BAD = [_enmap_no_xml, _enmap_no_image, _enmap_bad_xml, _enmap_truncated_xml, _enmap_declared_entity,
+       _emit_truncated, _emit_wrong_group,
        _emit_wrong_variable, _prisma_no_swir, _prisma_no_scale, _prisma_truncated]
 
 

@@ -183,10 +183,17 @@ def test_ablation_priors_run_and_stay_feasible(scene):
 
 # ----------------------------------------------------------------------------- weights
 def test_shipped_weights_load_and_match_their_card():
-    from urdm_plugin.core.diffusion.weights import WEIGHTS_DIR, load_prior, read_card, sha256_of
+    from urdm_plugin.core.diffusion.weights import (
+        WEIGHTS_DIR,
+        card_digest,
+        load_prior,
+        read_card,
+        sha256_of,
+    )
 
     card = read_card()
-    assert sha256_of(WEIGHTS_DIR / card["weights_file"]) == card["sha256"]
+    assert card["digest"].startswith("sha256:")
+    assert sha256_of(WEIGHTS_DIR / card["weights_file"]) == card_digest(card)
     model, card2 = load_prior()
     assert card2 == card
     assert sum(p.numel() for p in model.parameters()) == card["parameters"] < 5_000_000
@@ -208,6 +215,22 @@ def test_tampered_weights_are_refused(tmp_path):
     w.write_bytes(bytes(data))
     with pytest.raises(MethodUnavailableError, match="do not match"):
         load_prior(tmp_path)
+
+
+def test_a_card_of_the_older_form_still_loads(tmp_path):
+    """Cards written before the ``digest`` key recorded the hash as a bare ``sha256``."""
+    import json
+    import shutil
+
+    from urdm_plugin.core.diffusion.weights import WEIGHTS_DIR, load_prior
+
+    for f in WEIGHTS_DIR.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    card = json.loads((tmp_path / "model_card.json").read_text())
+    card["sha256"] = card.pop("digest").split(":", 1)[1]
+    (tmp_path / "model_card.json").write_text(json.dumps(card))
+    model, loaded = load_prior(tmp_path)
+    assert loaded["sha256"] == card["sha256"]
 
 
 def test_training_smoke_resumes_and_exports(tmp_path):

@@ -460,10 +460,13 @@ CLI_SWITCHES = {"mask_water_bands=False": "--no-water-mask", "quality_mask=False
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the command line; returns the exit code (see the module docstring)."""
     from .core.errors import Cancelled, OutputExistsError, UrdmError, for_front_end
+    from .core.io.gdal_quiet import capture_native_stderr, declare_exceptions_mode
 
     _tolerant_streams()
     if _received:
         return _terminated(_received[-1])
+    declare_exceptions_mode()  # this process is ours: silences GDAL ≥ 3.9's FutureWarning
+    capture_native_stderr()  # and libtiff's own lines on a failed write (folded into ours)
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and getattr(args, "passthrough", None) is None:

@@ -30,6 +30,13 @@ def usage_path() -> Path:
     return _first_existing(PLUGIN_DIR / "USAGE.md", REPO_DIR / "docs" / "USAGE.md")
 
 
+def usage_url(section: str = "") -> str:
+    """A ``file://`` URL of the user guide (:func:`usage_path`), at ``section`` (the anchor of
+    one of its headings, GitHub's spelling) when given."""
+    url = usage_path().resolve().as_uri()
+    return f"{url}#{section}" if section else url
+
+
 def plugin_version() -> str:
     """The version in metadata.txt, or "unknown" if it cannot be read."""
     cp = configparser.ConfigParser(interpolation=None)

@@ -11,6 +11,7 @@ from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction
 
 from .paths import icon_path
+from .translation import install_translator, remove_translator, tr
 
 MENU = "URDM Unmixing"
 
@@ -24,6 +25,7 @@ class UrdmPlugin:
         self.actions: list[QAction] = []
         self.toolbar = None
         self.dialog = None
+        self.translator = None
 
     # -- Processing (qgis_process calls only this) ---------------------------------
     def initProcessing(self):  # noqa: N802 (QGIS's name)
@@ -38,12 +40,14 @@ class UrdmPlugin:
 
     # -- GUI ---------------------------------------------------------------------
     def initGui(self):  # noqa: N802 (QGIS's name)
+        if self.translator is None:  # i18n/urdm_plugin_<locale>.qm when one ships
+            self.translator = install_translator()
         self.initProcessing()
         if self.iface is None:
             return
-        action = QAction(QIcon(str(icon_path())), "URDM Unmixing…", self.iface.mainWindow())
+        action = QAction(QIcon(str(icon_path())), tr("URDM Unmixing…"), self.iface.mainWindow())
         action.setObjectName("urdmUnmixAction")
-        action.setToolTip("Unmix a hyperspectral raster into abundance maps (URDM)")
+        action.setToolTip(tr("Unmix a hyperspectral raster into abundance maps (URDM)"))
         action.triggered.connect(self.show_dialog)
         # Our own toolbar: QGIS hides the Raster toolbar in a fresh profile, so a button
         # there would be invisible to most users.
@@ -83,6 +87,8 @@ class UrdmPlugin:
         if self.provider is not None:
             QgsApplication.processingRegistry().removeProvider(self.provider)
             self.provider = None
+        remove_translator(self.translator)
+        self.translator = None
 
     def show_dialog(self):
         from .gui.dialog import UnmixDialog

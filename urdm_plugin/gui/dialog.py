@@ -91,7 +91,7 @@ class UnmixDialog(DialogLayout, DialogChecks, DialogSelectionCheck, DialogSettin
         for spec in METHODS:
             ok, reason = spec.available()
             item = QStandardItem(spec.label if ok else f"{spec.label} — unavailable")
-            item.setData(spec.id, Qt.UserRole)
+            item.setData(spec.id, Qt.ItemDataRole.UserRole)
             item.setToolTip(spec.description if ok else reason)
             if not ok:
                 item.setEnabled(False)
@@ -100,11 +100,11 @@ class UnmixDialog(DialogLayout, DialogChecks, DialogSelectionCheck, DialogSettin
         self.install_torch_button.setVisible(torch_missing)
 
     def method_ids(self) -> list:
-        return [self.method_model.item(i).data(Qt.UserRole) for i in range(self.method_model.rowCount())]
+        return [self.method_model.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.method_model.rowCount())]
 
     def method_enabled(self, method_id: str) -> bool:
         i = self.method_ids().index(method_id)
-        return bool(self.method_model.item(i).flags() & Qt.ItemIsEnabled)
+        return bool(self.method_model.item(i).flags() & Qt.ItemFlag.ItemIsEnabled)
 
     def default_method(self) -> str:
         from ..core.methods.registry import default_method
@@ -121,7 +121,7 @@ class UnmixDialog(DialogLayout, DialogChecks, DialogSelectionCheck, DialogSettin
         return False
 
     def current_method(self) -> str:
-        return self.method_combo.currentData(Qt.UserRole) or "fcls"
+        return self.method_combo.currentData(Qt.ItemDataRole.UserRole) or "fcls"
 
     def current_spec(self):
         from ..core.methods.registry import get_method
@@ -141,14 +141,14 @@ class UnmixDialog(DialogLayout, DialogChecks, DialogSelectionCheck, DialogSettin
             from .task import log
 
             log("PyTorch install " + ("succeeded" if ok else "failed") + ":\n" + log_text[-4000:],
-                Qgis.Info if ok else Qgis.Warning)
+                Qgis.MessageLevel.Info if ok else Qgis.MessageLevel.Warning)
             if ok:
                 self._fill_methods()
                 self.set_method("urdm")
-                self._push("PyTorch installed: the URDM method is available.", Qgis.Success, 8)
+                self._push("PyTorch installed: the URDM method is available.", Qgis.MessageLevel.Success, 8)
             else:
                 self._push("Installing PyTorch failed; details are in the URDM log. "
-                           "Use the command shown under 'Show Details…' instead.", Qgis.Warning, 0)
+                           "Use the command shown under 'Show Details…' instead.", Qgis.MessageLevel.Warning, 0)
 
         self._installer = offer_install(self, done)
 
@@ -224,13 +224,13 @@ class UnmixDialog(DialogLayout, DialogChecks, DialogSelectionCheck, DialogSettin
             for i, name in enumerate(names):
                 it = QTableWidgetItem(name)
                 it.setToolTip(name)
-                it.setData(Qt.UserRole, i)  # library order, for sorting back
+                it.setData(Qt.ItemDataRole.UserRole, i)  # library order, for sorting back
                 self.table.setItem(i, 0, it)
                 chk = QTableWidgetItem()
-                chk.setFlags(Qt.ItemIsUserCheckable | Qt.ItemIsEnabled)
-                chk.setCheckState(Qt.Unchecked if name in saved else Qt.Checked)
+                chk.setFlags(Qt.ItemFlag.ItemIsUserCheckable | Qt.ItemFlag.ItemIsEnabled)
+                chk.setCheckState(Qt.CheckState.Unchecked if name in saved else Qt.CheckState.Checked)
                 self.table.setItem(i, 1, chk)
-        self.table.horizontalHeader().setSortIndicator(-1, Qt.AscendingOrder)  # library order until clicked
+        self.table.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)  # library order until clicked
         self.table.setSortingEnabled(True)
         self.table.blockSignals(False)
         self._filter_rows(self.library_filter.text())
@@ -240,15 +240,15 @@ class UnmixDialog(DialogLayout, DialogChecks, DialogSelectionCheck, DialogSettin
         """Ticked spectra, in library order (whatever the table's sort order)."""
         out = []
         for i in range(self.table.rowCount()):
-            if self.table.item(i, 1).checkState() == Qt.Checked:
-                out.append((self.table.item(i, 0).data(Qt.UserRole), self.table.item(i, 0).text()))
+            if self.table.item(i, 1).checkState() == Qt.CheckState.Checked:
+                out.append((self.table.item(i, 0).data(Qt.ItemDataRole.UserRole), self.table.item(i, 0).text()))
         return [name for _i, name in sorted(out)]
 
     def set_checked(self, names) -> None:
         names = set(names)
         self.table.blockSignals(True)
         for i in range(self.table.rowCount()):
-            self.table.item(i, 1).setCheckState(Qt.Checked if self.table.item(i, 0).text() in names else Qt.Unchecked)
+            self.table.item(i, 1).setCheckState(Qt.CheckState.Checked if self.table.item(i, 0).text() in names else Qt.CheckState.Unchecked)
         self.table.blockSignals(False)
         self._ticks_changed()
 
@@ -265,8 +265,8 @@ class UnmixDialog(DialogLayout, DialogChecks, DialogSelectionCheck, DialogSettin
             if self.table.isRowHidden(i):
                 continue
             it = self.table.item(i, 1)
-            on = {"all": True, "none": False}.get(how, it.checkState() != Qt.Checked)
-            it.setCheckState(Qt.Checked if on else Qt.Unchecked)
+            on = {"all": True, "none": False}.get(how, it.checkState() != Qt.CheckState.Checked)
+            it.setCheckState(Qt.CheckState.Checked if on else Qt.CheckState.Unchecked)
         self.table.blockSignals(False)
         self._ticks_changed()
 
@@ -312,7 +312,7 @@ class UnmixDialog(DialogLayout, DialogChecks, DialogSelectionCheck, DialogSettin
         if path.is_file() and QDesktopServices.openUrl(QUrl.fromLocalFile(str(path))):
             return True
         self._push(f"The user guide could not be opened ({path}); it is also on the "
-                   "plugin's homepage (Plugins ▸ Manage and Install Plugins).", Qgis.Warning, 8)
+                   "plugin's homepage (Plugins ▸ Manage and Install Plugins).", Qgis.MessageLevel.Warning, 8)
         return False
 
     def closeEvent(self, event):  # noqa: N802

@@ -77,7 +77,7 @@ class DialogExtent:
         from ..core.errors import InputImageError
 
         vl = self.mask_combo.currentLayer()
-        if vl is None or QgsWkbTypes.geometryType(vl.wkbType()) != QgsWkbTypes.PolygonGeometry:
+        if vl is None or QgsWkbTypes.geometryType(vl.wkbType()) != QgsWkbTypes.GeometryType.PolygonGeometry:
             raise InputImageError("The mask layer is not a polygon layer", "Choose a polygon layer")
         folder = tempfile.mkdtemp(prefix="urdm_mask_")
         path = os.path.join(folder, "mask.gpkg")
@@ -88,7 +88,7 @@ class DialogExtent:
         if vl.crs().isValid() and crs.isValid() and vl.crs() != crs:
             opts.ct = QgsCoordinateTransform(vl.crs(), crs, QgsProject.instance())
         res = QgsVectorFileWriter.writeAsVectorFormatV3(vl, path, QgsProject.instance().transformContext(), opts)
-        if res[0] != QgsVectorFileWriter.NoError:
+        if res[0] != QgsVectorFileWriter.WriterError.NoError:
             import shutil
 
             shutil.rmtree(folder, ignore_errors=True)

@@ -51,7 +51,7 @@ class DialogLaunch:
                 mask = os.path.join(folder, "mask.gpkg")
             options = self.build_options(window, mask)
         except UrdmError as err:
-            self._push(str(err), Qgis.Critical, 0)
+            self._push(str(err), Qgis.MessageLevel.Critical, 0)
             return None
         if preview:
             from .task import PREVIEW_DIR_PREFIX
@@ -65,7 +65,7 @@ class DialogLaunch:
                 os.makedirs(base_dir, exist_ok=True)
             except OSError as err:
                 self._push(f"Cannot create the output folder {base_dir} ({err.strerror}). "
-                           "Choose another folder.", Qgis.Critical, 0)
+                           "Choose another folder.", Qgis.MessageLevel.Critical, 0)
                 return None
             out_dir = make_run_dir(base_dir, layer.name(), options.method)
         self.save_settings()
@@ -124,5 +124,5 @@ class DialogLaunch:
         else:
             self.progress.setValue(0)
             self.status.setText("")
-            self._push(task.error, Qgis.Critical, 0)
+            self._push(task.error, Qgis.MessageLevel.Critical, 0)
         self._validate()

@@ -93,7 +93,7 @@ class DialogLayout:
         box_in = QGroupBox("Input")
         f = QFormLayout(box_in)
         self.layer_combo = QgsMapLayerComboBox()
-        self.layer_combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
+        self.layer_combo.setFilters(QgsMapLayerProxyModel.Filter.RasterLayer)
         self.layer_combo.setAllowEmptyLayer(True)
         self.layer_combo.setObjectName("layer_combo")
         self.layer_combo.setToolTip("The image to unmix: a raster layer with two or more bands and, ideally, "
@@ -109,7 +109,7 @@ class DialogLayout:
         box_lib = QGroupBox("Endmember library")
         v = QVBoxLayout(box_lib)
         self.library_widget = QgsFileWidget()
-        self.library_widget.setStorageMode(QgsFileWidget.GetFile)
+        self.library_widget.setStorageMode(QgsFileWidget.StorageMode.GetFile)
         self.library_widget.setFilter("Spectral libraries (*.csv *.sli *.hdr *.txt);;All files (*)")
         self.library_widget.setDialogTitle("Choose an endmember library (CSV or ENVI .sli)")
         self.library_widget.setToolTip("Spectra of the materials to map: a CSV (wavelength_nm, one column per "
@@ -141,14 +141,14 @@ class DialogLayout:
         self.library_split.setChildrenCollapsible(False)
         self.table = QTableWidget(0, 2)
         self.table.setHorizontalHeaderLabels(["Endmember", "Use"])
-        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.Stretch)
-        self.table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeToContents)
+        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
         self.table.verticalHeader().setVisible(False)
         self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 8)  # more rows
-        self.table.setSelectionMode(QAbstractItemView.NoSelection)
-        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setWordWrap(False)
-        self.table.setTextElideMode(Qt.ElideMiddle)  # "Actinolite … NMNH80714" keeps both ends
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # "Actinolite … NMNH80714" keeps both ends
         self.table.setMinimumWidth(280)
         self.table.setToolTip("Tick the materials to map; with more ticked than the run can use (over 20, "
                               "or more than the bands allow) the run selects among the ticked ones")
@@ -201,7 +201,7 @@ class DialogLayout:
             self.extent_group.addButton(b, i)
         self.extent_whole.setChecked(True)
         self.mask_combo = QgsMapLayerComboBox()
-        self.mask_combo.setFilters(QgsMapLayerProxyModel.PolygonLayer)
+        self.mask_combo.setFilters(QgsMapLayerProxyModel.Filter.PolygonLayer)
         self.mask_selected = QCheckBox("selected features only")
         self.extent_whole.setToolTip("Unmix every pixel of the layer")
         self.extent_view.setToolTip("Unmix only the part of the layer the map shows now")
@@ -220,7 +220,7 @@ class DialogLayout:
         box_o = QGroupBox("Output")
         fo = QFormLayout(box_o)
         self.output_widget = QgsFileWidget()
-        self.output_widget.setStorageMode(QgsFileWidget.GetDirectory)
+        self.output_widget.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
         self.output_widget.setDialogTitle("Folder for the results (each run gets a new subfolder)")
         self.output_widget.setToolTip("Each run writes a new subfolder <layer>_<method>_<time> here, never "
                                       "replacing an earlier one")
@@ -248,7 +248,7 @@ class DialogLayout:
         self.problem_label = QLabel("")
         self.problem_label.setObjectName("problem_label")
         self.problem_label.setWordWrap(True)
-        self.problem_label.setTextFormat(Qt.RichText)
+        self.problem_label.setTextFormat(Qt.TextFormat.RichText)
         # the messages get the height their wrapped text needs (the columns above give it up):
         # squeezed by the layout, a label showed one line and hid the poor-fit warning below it;
         # past MESSAGES_MAX_SHARE of the dialog they scroll

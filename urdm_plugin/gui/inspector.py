@@ -57,7 +57,7 @@ class InspectorDock(QDockWidget):
         lay = QVBoxLayout(body)
         self.info = QLabel("Choose the URDM pixel inspector tool and click a result pixel.", body)
         self.info.setWordWrap(True)
-        self.info.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.plot = SpectrumPlot(body)
         self.bars = AbundanceBars(body)
         buttons = QHBoxLayout()
@@ -105,7 +105,7 @@ class PixelMapTool(QgsMapToolEmitPoint):
 
     def __init__(self, canvas):
         super().__init__(canvas)
-        self.setCursor(Qt.CrossCursor)
+        self.setCursor(Qt.CursorShape.CrossCursor)
 
 
 INSPECTOR_READY = "URDM pixel inspector: click a pixel of a result layer, or drag a rectangle"
@@ -178,7 +178,7 @@ class InspectorController(QObject):
             self.dock.rect_button.clicked.connect(lambda on: self._use_tool(self.rect_tool if on else None))
             self.dock.add_button.clicked.connect(self.add_to_library_interactive)
             if self.iface is not None:
-                self.iface.addDockWidget(Qt.RightDockWidgetArea, self.dock)
+                self.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
         self.dock.show()
         return self.dock
 
@@ -269,7 +269,7 @@ class InspectorController(QObject):
         return self._show(inspect_rectangle, rect, self._canvas_crs())
 
     def _on_click(self, point, button) -> None:
-        if button == Qt.LeftButton:
+        if button == Qt.MouseButton.LeftButton:
             self.inspect_canvas_point(point)
 
     def _on_rect(self, rect) -> None:
@@ -292,7 +292,7 @@ class InspectorController(QObject):
         dst = self._canvas_crs()
         if src.isValid() and dst.isValid() and src != dst:
             geom.transform(QgsCoordinateTransform(src, dst, self.project.transformContext()))
-        band = QgsRubberBand(self.canvas, QgsWkbTypes.PolygonGeometry)
+        band = QgsRubberBand(self.canvas, QgsWkbTypes.GeometryType.PolygonGeometry)
         band.setStrokeColor(QColor(255, 0, 0))
         band.setFillColor(QColor(255, 0, 0, 40))
         band.setWidth(2)
@@ -313,7 +313,7 @@ class InspectorController(QObject):
         start = self.last_library_dir or os.path.dirname(self.current.run_json)
         path, _ = QFileDialog.getSaveFileName(
             self.dock, "Add spectrum to an endmember library (CSV)", start, "CSV library (*.csv)",
-            options=QFileDialog.DontConfirmOverwrite)
+            options=QFileDialog.Option.DontConfirmOverwrite)
         if not path:
             return
         if not path.lower().endswith((".csv", ".txt")):

@@ -41,7 +41,7 @@ class SpectrumPlot(QWidget):
         super().__init__(parent)
         self.data: Optional[PixelInspection] = None
         self.setMinimumSize(260, 170)
-        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
     def sizeHint(self):  # noqa: N802
         return QSize(360, 220)
@@ -52,18 +52,18 @@ class SpectrumPlot(QWidget):
 
     def paintEvent(self, event):  # noqa: N802
         p = QPainter(self)
-        p.setRenderHint(QPainter.Antialiasing)
-        p.fillRect(self.rect(), Qt.white)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        p.fillRect(self.rect(), Qt.GlobalColor.white)
         d = self.data
         if d is None or d.observed.size == 0:
-            p.setPen(Qt.gray)
-            p.drawText(self.rect(), Qt.AlignCenter, "Click a pixel of an unmixing result")
+            p.setPen(Qt.GlobalColor.gray)
+            p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "Click a pixel of an unmixing result")
             p.end()
             return
         x = d.wavelengths_nm if d.wavelengths_nm is not None else d.band_numbers.astype(float)
-        series = [(d.observed, OBSERVED_COLOR, "observed", Qt.SolidLine),
-                  (d.reconstructed, RECON_COLOR, "reconstructed", Qt.DashLine),
-                  (d.residual, RESIDUAL_COLOR, "residual", Qt.DotLine)]
+        series = [(d.observed, OBSERVED_COLOR, "observed", Qt.PenStyle.SolidLine),
+                  (d.reconstructed, RECON_COLOR, "reconstructed", Qt.PenStyle.DashLine),
+                  (d.residual, RESIDUAL_COLOR, "residual", Qt.PenStyle.DotLine)]
         ys = np.concatenate([s[0] for s in series])
         y0, y1 = float(min(0.0, ys.min())), float(ys.max())
         if y1 <= y0:
@@ -89,19 +89,19 @@ class SpectrumPlot(QWidget):
         p.setPen(QPen(QColor("#dddddd"), 1))
         for t in _nice_ticks(y0, y1):
             p.drawLine(QPointF(plot.left(), py(t)), QPointF(plot.right(), py(t)))
-            p.setPen(Qt.black)
-            p.drawText(QRectF(0, py(t) - fm.height() / 2, left - 4, fm.height()), Qt.AlignRight | Qt.AlignVCenter,
+            p.setPen(Qt.GlobalColor.black)
+            p.drawText(QRectF(0, py(t) - fm.height() / 2, left - 4, fm.height()), Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
                        f"{t:.3g}")
             p.setPen(QPen(QColor("#dddddd"), 1))
-        p.setPen(Qt.black)
+        p.setPen(Qt.GlobalColor.black)
         for t in _nice_ticks(x0, x1, 5):
             p.drawLine(QPointF(px(t), plot.bottom()), QPointF(px(t), plot.bottom() + 3))
-            p.drawText(QRectF(px(t) - 30, plot.bottom() + 3, 60, fm.height()), Qt.AlignHCenter, f"{t:g}")
+            p.drawText(QRectF(px(t) - 30, plot.bottom() + 3, 60, fm.height()), Qt.AlignmentFlag.AlignHCenter, f"{t:g}")
         p.drawRect(plot)
         p.drawText(QRectF(plot.left(), plot.bottom() + fm.height() + 3, plot.width(), fm.height()),
-                   Qt.AlignHCenter, "wavelength (nm)" if d.wavelengths_nm is not None else "band")
+                   Qt.AlignmentFlag.AlignHCenter, "wavelength (nm)" if d.wavelengths_nm is not None else "band")
         if y0 < 0 < y1:
-            p.setPen(QPen(Qt.gray, 1, Qt.DashLine))
+            p.setPen(QPen(Qt.GlobalColor.gray, 1, Qt.PenStyle.DashLine))
             p.drawLine(QPointF(plot.left(), py(0)), QPointF(plot.right(), py(0)))
         lx = plot.left()
         for values, color, name, style in series:
@@ -113,7 +113,7 @@ class SpectrumPlot(QWidget):
             p.drawPath(path)
             # legend along the top
             p.drawLine(QPointF(lx, top / 2), QPointF(lx + 18, top / 2))
-            p.setPen(Qt.black)
+            p.setPen(Qt.GlobalColor.black)
             p.drawText(QPointF(lx + 22, top / 2 + fm.ascent() / 2 - 1), name)
             lx += 30 + fm.horizontalAdvance(name)
         p.end()
@@ -126,7 +126,7 @@ class AbundanceBars(QWidget):
         super().__init__(parent)
         self.values: dict = {}
         self.setMinimumHeight(40)
-        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Preferred)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
 
     def set_values(self, values: dict) -> None:
         self.values = dict(values or {})
@@ -139,7 +139,7 @@ class AbundanceBars(QWidget):
 
     def paintEvent(self, event):  # noqa: N802
         p = QPainter(self)
-        p.fillRect(self.rect(), Qt.white)
+        p.fillRect(self.rect(), Qt.GlobalColor.white)
         if not self.values:
             p.end()
             return
@@ -149,15 +149,15 @@ class AbundanceBars(QWidget):
         bar_w = max(10, self.width() - name_w - val_w - 8)
         for i, (name, v) in enumerate(self.values.items()):
             y = 4 + 18 * i
-            p.setPen(Qt.black)
-            p.drawText(QRectF(2, y, name_w - 4, 16), Qt.AlignRight | Qt.AlignVCenter,
-                       fm.elidedText(name, Qt.ElideRight, name_w - 4))
+            p.setPen(Qt.GlobalColor.black)
+            p.drawText(QRectF(2, y, name_w - 4, 16), Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
+                       fm.elidedText(name, Qt.TextElideMode.ElideRight, name_w - 4))
             p.setPen(QPen(QColor("#bbbbbb"), 1))
             p.drawRect(QRectF(name_w, y + 2, bar_w, 12))
             frac = float(np.clip(v, 0.0, 1.0)) if np.isfinite(v) else 0.0
             p.fillRect(QRectF(name_w, y + 2, bar_w * frac, 12), QColor(BAR_COLORS[i % len(BAR_COLORS)]))
-            p.setPen(Qt.black)
-            p.drawText(QRectF(name_w + bar_w + 4, y, val_w, 16), Qt.AlignLeft | Qt.AlignVCenter, f"{v:.3f}")
+            p.setPen(Qt.GlobalColor.black)
+            p.drawText(QRectF(name_w + bar_w + 4, y, val_w, 16), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, f"{v:.3f}")
         p.end()
 
 

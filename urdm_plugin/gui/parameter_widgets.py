@@ -7,11 +7,13 @@ method does not take are disabled when that method is chosen.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Optional
 
 from qgis.PyQt.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QHBoxLayout, QSpinBox, QWidget
 
 _INT_MAX = 2**31 - 1
+_LOG = logging.getLogger(__name__)
 
 
 class AutoNumber(QWidget):
@@ -152,5 +154,5 @@ class ParameterWidgets:
                 continue
             try:
                 set_value_of(w, self.spec(name).validate(raw))
-            except Exception:  # noqa: BLE001 - a stale or hand-edited setting keeps the default
-                continue
+            except Exception as exc:  # noqa: BLE001 - a stale or hand-edited setting keeps the default
+                _LOG.info("Saved %s=%r not restored (%s); the default is kept", name, raw, exc)

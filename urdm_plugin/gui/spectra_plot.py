@@ -19,7 +19,7 @@ class SpectraPlot(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setMinimumHeight(150)
-        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Preferred)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         self.wl: Optional[np.ndarray] = None
         self.spectra: Optional[np.ndarray] = None
         self.names: list = []
@@ -54,12 +54,12 @@ class SpectraPlot(QWidget):
 
     def paintEvent(self, _event):  # noqa: N802
         p = QPainter(self)
-        p.setRenderHint(QPainter.Antialiasing)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
         pal = self.palette()
         p.fillRect(self.rect(), pal.base())
         if self.spectra is None or self.wl is None or not self.names or self.spectra.size == 0:
             p.setPen(pal.text().color())
-            p.drawText(self.rect(), Qt.AlignCenter, self.message)
+            p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, self.message)
             p.end()
             return
         fm = p.fontMetrics()
@@ -88,18 +88,18 @@ class SpectraPlot(QWidget):
         p.drawRect(plot)
         for frac in (0.0, 0.5, 1.0):
             y = y0 + frac * (y1 - y0)
-            p.drawText(QRectF(0, ty(y) - fm.height() / 2, left - 4, fm.height()), Qt.AlignRight | Qt.AlignVCenter,
+            p.drawText(QRectF(0, ty(y) - fm.height() / 2, left - 4, fm.height()), Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
                        f"{y:.2f}")
         # x labels: both ends, and the middle only where it cannot touch them
-        labels = [(x0, f"{x0:.0f} nm", Qt.AlignLeft), (x1, f"{x1:.0f} nm", Qt.AlignRight)]
+        labels = [(x0, f"{x0:.0f} nm", Qt.AlignmentFlag.AlignLeft), (x1, f"{x1:.0f} nm", Qt.AlignmentFlag.AlignRight)]
         mid = f"{0.5 * (x0 + x1):.0f} nm"
         ends = fm.horizontalAdvance(labels[0][1]) + fm.horizontalAdvance(labels[1][1])
         if plot.width() > ends + fm.horizontalAdvance(mid) + 24:
-            labels.append((0.5 * (x0 + x1), mid, Qt.AlignHCenter))
+            labels.append((0.5 * (x0 + x1), mid, Qt.AlignmentFlag.AlignHCenter))
         for x, text, align in labels:
             w = fm.horizontalAdvance(text) + 4
-            left_edge = tx(x) if align == Qt.AlignLeft else (tx(x) - w if align == Qt.AlignRight else tx(x) - w / 2)
-            p.drawText(QRectF(left_edge, plot.bottom() + 2, w, fm.height()), align | Qt.AlignTop, text)
+            left_edge = tx(x) if align == Qt.AlignmentFlag.AlignLeft else (tx(x) - w if align == Qt.AlignmentFlag.AlignRight else tx(x) - w / 2)
+            p.drawText(QRectF(left_edge, plot.bottom() + 2, w, fm.height()), align | Qt.AlignmentFlag.AlignTop, text)
         # used image bands: ticks along the bottom edge
         if self.bands is not None:
             p.setPen(QPen(QColor(128, 128, 128, 160), 1))
@@ -131,11 +131,11 @@ class SpectraPlot(QWidget):
                 ly = top + k * line_h
                 p.drawLine(QPointF(lx, ly + fm.height() / 2), QPointF(lx + 14, ly + fm.height() / 2))
                 p.setPen(axis)
-                p.drawText(QRectF(lx + 18, ly, legend_w - 20, fm.height()), Qt.AlignLeft | Qt.AlignVCenter,
-                           fm.elidedText(name, Qt.ElideRight, int(legend_w - 20)))
+                p.drawText(QRectF(lx + 18, ly, legend_w - 20, fm.height()), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                           fm.elidedText(name, Qt.TextElideMode.ElideRight, int(legend_w - 20)))
         if shown < len(self.names):
             p.setPen(axis)
-            p.drawText(QRectF(lx, top + shown * line_h, legend_w, fm.height()), Qt.AlignLeft | Qt.AlignVCenter,
+            p.drawText(QRectF(lx, top + shown * line_h, legend_w, fm.height()), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
                        f"+{len(self.names) - shown} more")
         self.legend_shown = shown
         p.end()

@@ -43,7 +43,7 @@ def make_run_dir(base_dir: str, layer_name: str, method: str, now: Optional[_dt.
     return str(path)
 
 
-def log(message: str, level=Qgis.Info) -> None:
+def log(message: str, level=Qgis.MessageLevel.Info) -> None:
     QgsMessageLog.logMessage(message, LOG_TAG, level)
 
 
@@ -74,7 +74,7 @@ class UnmixTask(QgsTask):
                  add_to_map: bool = True, iface=None, project=None, cleanup=(), preview: bool = False,
                  description: Optional[str] = None):
         super().__init__(description or f"URDM unmixing: {input_name or Path(image_path).name}",
-                         QgsTask.CanCancel)
+                         QgsTask.Flag.CanCancel)
         self.image_path = image_path
         self.library = library
         self.out_dir = out_dir
@@ -194,7 +194,7 @@ class UnmixTask(QgsTask):
                                                          group_name=group_name)
             log(f"Run finished in {self.result.seconds:.1f} s: {self.result.out_dir}")
             for w in self.result.manifest.get("warnings", []) or []:
-                log("warning: " + str(w), Qgis.Warning)
+                log("warning: " + str(w), Qgis.MessageLevel.Warning)
             if not self.preview:
                 self._report_success()
             self.done.emit(self.result)
@@ -204,7 +204,7 @@ class UnmixTask(QgsTask):
             log("Run cancelled; no output was written.")
             if self.iface is not None and not self.preview:
                 self.iface.messageBar().pushMessage("URDM", "Unmixing cancelled; no output was written.",
-                                                    Qgis.Info, 5)
+                                                    Qgis.MessageLevel.Info, 5)
             self.failed.emit("")
             return
         if not self.error:
@@ -219,11 +219,11 @@ class UnmixTask(QgsTask):
         remove_preview_group(project, group_name)
 
     def _report_error(self) -> None:
-        log(self.error + ("\n" + self.details if self.details else ""), Qgis.Critical)
+        log(self.error + ("\n" + self.details if self.details else ""), Qgis.MessageLevel.Critical)
         if self.iface is not None:
             from .messages import push_message
 
-            push_message(self.iface.messageBar(), self.error, Qgis.Critical, 0)
+            push_message(self.iface.messageBar(), self.error, Qgis.MessageLevel.Critical, 0)
 
     def _report_success(self) -> None:
         if self.iface is None or self.result is None:
@@ -235,7 +235,7 @@ class UnmixTask(QgsTask):
         folder = self.result.out_dir
         text = success_text(self.result.manifest, self.result.seconds, folder)
         # a poor fit stays until dismissed: the maps may be meaningless
-        level = Qgis.Warning if (self.result.manifest.get("fit") or {}).get("poor") else Qgis.Success
+        level = Qgis.MessageLevel.Warning if (self.result.manifest.get("fit") or {}).get("poor") else Qgis.MessageLevel.Success
         self._zoom_to_first_map()
         bar = self.iface.messageBar()
         try:
@@ -243,7 +243,7 @@ class UnmixTask(QgsTask):
 
             button = QPushButton("Open output folder")
             button.clicked.connect(lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(folder)))
-            push_message(bar, text, level, 10 if level == Qgis.Success else 0, buttons=[button])
+            push_message(bar, text, level, 10 if level == Qgis.MessageLevel.Success else 0, buttons=[button])
         except (AttributeError, TypeError):  # a minimal iface (tests): plain message
             bar.pushMessage("URDM", text + f": {folder}", level, 10)
 
@@ -261,8 +261,8 @@ class UnmixTask(QgsTask):
             if not canvas.extent().intersects(extent):
                 canvas.setExtent(extent)
                 canvas.refresh()
-        except Exception:  # noqa: BLE001 - a view nicety must never hide the result message
-            pass
+        except Exception as exc:  # noqa: BLE001 - a view nicety must never hide the result message
+            log(f"Could not zoom to the results: {exc}", Qgis.MessageLevel.Warning)
 
 
 def success_text(manifest: dict, seconds: float, folder: str) -> str:

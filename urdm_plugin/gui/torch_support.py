@@ -110,7 +110,7 @@ class TorchInstaller:
         self.dialog.setMinimumDuration(0)
         self.dialog.canceled.connect(self.cancel)
         self.proc = QProcess(self.parent)
-        self.proc.setProcessChannelMode(QProcess.MergedChannels)
+        self.proc.setProcessChannelMode(QProcess.ProcessChannelMode.MergedChannels)
         self.proc.readyReadStandardOutput.connect(self._read)
         self.proc.finished.connect(self._finished)
         self.proc.errorOccurred.connect(self._error)
@@ -158,15 +158,15 @@ def offer_install(parent=None, on_done=None):
     cmd = install_command()
     box = QMessageBox(parent)
     box.setWindowTitle("URDM needs PyTorch")
-    box.setIcon(QMessageBox.Information)
+    box.setIcon(QMessageBox.Icon.Information)
     box.setText("The URDM method needs PyTorch, which QGIS's Python does not have.\n\n"
                 "FCLS and the TV baseline work without it.\n\n"
                 f"Install the CPU build of PyTorch {TORCH_VERSION} into the plugin's own folder\n"
                 f"{deps_dir()}?")
     box.setDetailedText("Or run this command yourself, then restart QGIS:\n\n" + cmd)
-    install = box.addButton("Install", QMessageBox.AcceptRole)
-    box.addButton(QMessageBox.Cancel)
-    box.exec_()
+    install = box.addButton("Install", QMessageBox.ButtonRole.AcceptRole)
+    box.addButton(QMessageBox.StandardButton.Cancel)
+    box.exec()
     if box.clickedButton() is not install:
         return None
     inst = TorchInstaller(parent, on_done)

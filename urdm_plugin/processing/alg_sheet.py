@@ -45,21 +45,21 @@ class MapSheetAlgorithm(UrdmAlgorithm):
         )
 
     def flags(self):
-        return super().flags() | QgsProcessingAlgorithm.FlagNoThreading
+        return super().flags() | QgsProcessingAlgorithm.Flag.FlagNoThreading
 
     def initAlgorithm(self, config=None):  # noqa: N802
         from ..qgis_layers.map_sheet import PAPER_NAMES
 
         self.addParameter(QgsProcessingParameterFile(
-            self.INPUT, "Run (output folder or run.json)", behavior=QgsProcessingParameterFile.File,
+            self.INPUT, "Run (output folder or run.json)", behavior=QgsProcessingParameterFile.Behavior.File,
             fileFilter="URDM run (run.json);;All files (*)"))
         self.addParameter(QgsProcessingParameterMapLayer(
             self.BACKGROUND, "Background layer", optional=True,
-            types=[QgsProcessing.TypeRaster, QgsProcessing.TypeVectorAnyGeometry]))
+            types=[QgsProcessing.SourceType.TypeRaster, QgsProcessing.SourceType.TypeVectorAnyGeometry]))
         self.addParameter(QgsProcessingParameterEnum(
             self.PAPER, "Paper size (landscape)", options=PAPER_NAMES, defaultValue=0))
         self.addParameter(QgsProcessingParameterNumber(
-            self.DPI, "Resolution (DPI)", type=QgsProcessingParameterNumber.Integer, defaultValue=150,
+            self.DPI, "Resolution (DPI)", type=QgsProcessingParameterNumber.Type.Integer, defaultValue=150,
             minValue=50, maxValue=600))
         self.addParameter(QgsProcessingParameterString(
             self.TITLE, "Title (empty: input, method and date)", optional=True, defaultValue=""))

@@ -85,7 +85,7 @@ class UnmixAlgorithm(UrdmAlgorithm):
 
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Hyperspectral raster"))
         self.addParameter(QgsProcessingParameterFile(
-            self.LIBRARY, "Endmember library (CSV or ENVI .sli)", QgsProcessingParameterFile.File,
+            self.LIBRARY, "Endmember library (CSV or ENVI .sli)", QgsProcessingParameterFile.Behavior.File,
             fileFilter="Spectral libraries (*.csv *.sli *.hdr *.txt);;All files (*.*)"))
         self.addParameter(QgsProcessingParameterString(
             self.ENDMEMBERS, "Endmembers to use (names separated by ';' or new lines; empty = all/automatic)",
@@ -101,13 +101,13 @@ class UnmixAlgorithm(UrdmAlgorithm):
                     for n, (spec, ids) in method_params.items()]
         advanced += [self.parameter_for(spec, processing_name(spec.name)) for spec in ENGINE_OPTIONS]
         advanced += [QgsProcessingParameterFile(self.MASK, "Mask (raster on the image grid, or polygons)",
-                                                QgsProcessingParameterFile.File, optional=True),
+                                                QgsProcessingParameterFile.Behavior.File, optional=True),
                      QgsProcessingParameterExtent(self.EXTENT, "Process only this extent", optional=True),
                      QgsProcessingParameterBoolean(self.QUALITY_MASK, "Sensor products (EnMAP, EMIT): leave the "
                                                    "pixels their quality flags mark (clouds, …) as nodata",
                                                    defaultValue=True),
                      QgsProcessingParameterNumber(self.WORKERS, "Local worker processes (0 = solve in this one)",
-                                                  QgsProcessingParameterNumber.Integer, 0, minValue=0),
+                                                  QgsProcessingParameterNumber.Type.Integer, 0, minValue=0),
                      QgsProcessingParameterString(self.SCHEDULER, "Dask scheduler address (tcp://host:8786)",
                                                   optional=True)]
         self.add_advanced(*advanced)

@@ -39,19 +39,19 @@ class VcaAlgorithm(UrdmAlgorithm):
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Hyperspectral raster"))
         self.addParameter(QgsProcessingParameterNumber(self.N, "Number of endmembers (0 = automatic, HySime)",
-                                                       QgsProcessingParameterNumber.Integer, 4, minValue=0,
+                                                       QgsProcessingParameterNumber.Type.Integer, 4, minValue=0,
                                                        maxValue=100))
         self.addParameter(QgsProcessingParameterFile(self.REFERENCE, "Reference library to name the endmembers",
-                                                     QgsProcessingParameterFile.File, optional=True,
+                                                     QgsProcessingParameterFile.Behavior.File, optional=True,
                                                      fileFilter="Spectral libraries (*.csv *.sli *.hdr);;All files (*)"))
         adv = [
-            QgsProcessingParameterNumber(self.SEED, "Random seed", QgsProcessingParameterNumber.Integer, 0,
+            QgsProcessingParameterNumber(self.SEED, "Random seed", QgsProcessingParameterNumber.Type.Integer, 0,
                                          minValue=0),
             QgsProcessingParameterNumber(self.MAX_PIXELS, "Pixels sampled at most",
-                                         QgsProcessingParameterNumber.Integer, 200000, minValue=100),
+                                         QgsProcessingParameterNumber.Type.Integer, 200000, minValue=100),
             QgsProcessingParameterBoolean(self.MASK_WATER, "Drop water-vapour bands", True),
             QgsProcessingParameterNumber(self.MAX_ANGLE, "Largest spectral angle of an identification (radians)",
-                                         QgsProcessingParameterNumber.Double, 0.13, minValue=0.001, maxValue=1.5),
+                                         QgsProcessingParameterNumber.Type.Double, 0.13, minValue=0.001, maxValue=1.5),
         ]
         self.add_advanced(*adv)
         self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT, "Endmember library",

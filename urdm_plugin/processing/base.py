@@ -22,6 +22,8 @@ GROUPS = {"unmixing": "Unmixing", "mapproducts": "Map products"}
 #: The core's option spellings in messages -> the Processing parameters that set them (the
 #: unmix algorithm has no water-band switch: that advice keeps the Python API's spelling).
 PROCESSING_SWITCHES = {"quality_mask=False": "QUALITY_MASK=false"}
+#: The section of the user guide (docs/USAGE.md) that documents the algorithms.
+HELP_SECTION = "processing-toolbox-graphical-modeler-batch"
 
 
 class UrdmAlgorithm(QgsProcessingAlgorithm):
@@ -45,13 +47,21 @@ class UrdmAlgorithm(QgsProcessingAlgorithm):
     def shortHelpString(self) -> str:  # noqa: N802
         return self.HELP
 
+    def helpUrl(self) -> str:  # noqa: N802
+        """The user guide shipped inside the plugin (USAGE.md, the copy of the installed
+        version, readable offline) at the toolbox section, not the repository's web page,
+        which may describe another version and needs a network."""
+        from ..paths import usage_url
+
+        return usage_url(HELP_SECTION)
+
     def createInstance(self):  # noqa: N802
         return type(self)()
 
     # ------------------------------------------------------------------ helpers
     def add_advanced(self, *params) -> None:
         for p in params:
-            p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            p.setFlags(p.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
             self.addParameter(p)
 
     @staticmethod
@@ -65,7 +75,7 @@ class UrdmAlgorithm(QgsProcessingAlgorithm):
                                            defaultValue=list(spec.choices).index(spec.default),
                                            optional=optional)
         else:
-            kind = QgsProcessingParameterNumber.Double if spec.kind == "float" else QgsProcessingParameterNumber.Integer
+            kind = QgsProcessingParameterNumber.Type.Double if spec.kind == "float" else QgsProcessingParameterNumber.Type.Integer
             default = None if optional or spec.default == "auto" else spec.default
             kw = {}
             if spec.minimum is not None:

@@ -232,7 +232,7 @@ def sheet_notes(run: RunInfo) -> list:
 # ---------------------------------------------------------------------------------------
 
 
-def _label(layout, text: str, x, y, w, h, size: float, bold=False, align=Qt.AlignLeft, italic=False):
+def _label(layout, text: str, x, y, w, h, size: float, bold=False, align=Qt.AlignmentFlag.AlignLeft, italic=False):
     lab = QgsLayoutItemLabel(layout)
     lab.setText(text)
     f = QFont()
@@ -241,10 +241,10 @@ def _label(layout, text: str, x, y, w, h, size: float, bold=False, align=Qt.Alig
     f.setItalic(italic)
     lab.setFont(f)
     lab.setHAlign(align)
-    lab.setVAlign(Qt.AlignVCenter if h < 10 else Qt.AlignTop)
+    lab.setVAlign(Qt.AlignmentFlag.AlignVCenter if h < 10 else Qt.AlignmentFlag.AlignTop)
     layout.addLayoutItem(lab)
-    lab.attemptMove(QgsLayoutPoint(x, y, QgsUnitTypes.LayoutMillimeters))
-    lab.attemptResize(QgsLayoutSize(w, h, QgsUnitTypes.LayoutMillimeters))
+    lab.attemptMove(QgsLayoutPoint(x, y, QgsUnitTypes.LayoutUnit.LayoutMillimeters))
+    lab.attemptResize(QgsLayoutSize(w, h, QgsUnitTypes.LayoutUnit.LayoutMillimeters))
     return lab
 
 
@@ -280,7 +280,7 @@ def _drop_band_name_node(legend, node) -> None:
     nodes = model.layerLegendNodes(node, True)
     ramps = [i for i, n in enumerate(nodes) if isinstance(n, QgsColorRampLegendNode)]
     keep = ramps or [i for i, n in enumerate(nodes)
-                     if not re.match(r"Band \d+", str(n.data(Qt.DisplayRole) or ""))]
+                     if not re.match(r"Band \d+", str(n.data(Qt.ItemDataRole.DisplayRole) or ""))]
     if keep and len(keep) < len(nodes):
         QgsMapLayerLegendUtils.setLegendNodeOrder(node, keep)
         model.refreshLayerLegend(node)
@@ -301,7 +301,7 @@ def _legend(layout, item_id: str, layers, linked_map, symbol_h: float, scale_f: 
         node = root.addLayer(lyr)
         node.setCustomProperty("legend/title-label", text)
         _drop_band_name_node(legend, node)
-    for style, size, bold in ((QgsLegendStyle.Subgroup, 9.0, True), (QgsLegendStyle.SymbolLabel, 8.0, False)):
+    for style, size, bold in ((QgsLegendStyle.Style.Subgroup, 9.0, True), (QgsLegendStyle.Style.SymbolLabel, 8.0, False)):
         f = QFont()
         f.setPointSizeF(size * scale_f)
         f.setBold(bold)
@@ -311,12 +311,12 @@ def _legend(layout, item_id: str, layers, linked_map, symbol_h: float, scale_f: 
     legend.setColumnCount(columns)
     legend.setResizeToContents(True)
     layout.addLayoutItem(legend)
-    legend.attemptMove(QgsLayoutPoint(x, y, QgsUnitTypes.LayoutMillimeters))
+    legend.attemptMove(QgsLayoutPoint(x, y, QgsUnitTypes.LayoutUnit.LayoutMillimeters))
     legend.updateLegend()
     # the item sizes itself only when first drawn; the sheet needs its height now
     ctx = QgsLayoutUtils.createRenderContextForLayout(layout, None)
     size = QgsLegendRenderer(legend.model(), legend.legendSettings()).minimumSize(ctx)
-    legend.attemptResize(QgsLayoutSize(size.width(), size.height(), QgsUnitTypes.LayoutMillimeters))
+    legend.attemptResize(QgsLayoutSize(size.width(), size.height(), QgsUnitTypes.LayoutUnit.LayoutMillimeters))
     return legend
 
 
@@ -409,7 +409,7 @@ def build_map_sheet(run_json_path, project=None, background_layer=None, title: O
     layout.initializeDefaults()
     layout.setName(_unique_layout_name(project, f"URDM map sheet – {run.input_name}"))
     W, H = PAPERS[paper]
-    layout.pageCollection().page(0).setPageSize(QgsLayoutSize(W, H, QgsUnitTypes.LayoutMillimeters))
+    layout.pageCollection().page(0).setPageSize(QgsLayoutSize(W, H, QgsUnitTypes.LayoutUnit.LayoutMillimeters))
 
     abundance, dominant, residual = _run_layers(run, project, layout, add_missing_layers)
     first = abundance[0][1]
@@ -431,7 +431,7 @@ def build_map_sheet(run_json_path, project=None, background_layer=None, title: O
     if notes:  # under the title, in red: what the reader must know before trusting the maps
         lab = _label(layout, "\n".join(notes), margin, gy0 - 1, W - 2 * margin, 10, 7.5 * scale_f, bold=True)
         note_h = _wrapped_height(notes, lab.font(), W - 2 * margin - 2)
-        lab.attemptResize(QgsLayoutSize(W - 2 * margin, note_h, QgsUnitTypes.LayoutMillimeters))
+        lab.attemptResize(QgsLayoutSize(W - 2 * margin, note_h, QgsUnitTypes.LayoutUnit.LayoutMillimeters))
         lab.setId("notes")
         lab.setFontColor(QColor(176, 0, 32))
         lab.setVAlign(Qt.AlignmentFlag.AlignTop)
@@ -458,14 +458,14 @@ def build_map_sheet(run_json_path, project=None, background_layer=None, title: O
             m.setCrs(crs)
         layout.addLayoutItem(m)
         # size first: moving or zooming a map of zero size leaves a NaN extent
-        m.attemptResize(QgsLayoutSize(mw, mh, QgsUnitTypes.LayoutMillimeters))
-        m.attemptMove(QgsLayoutPoint(x, y + label_h, QgsUnitTypes.LayoutMillimeters))
+        m.attemptResize(QgsLayoutSize(mw, mh, QgsUnitTypes.LayoutUnit.LayoutMillimeters))
+        m.attemptMove(QgsLayoutPoint(x, y + label_h, QgsUnitTypes.LayoutUnit.LayoutMillimeters))
         m.setLayers([lyr] + background)
         m.setKeepLayerSet(True)
         m.setKeepLayerStyles(False)
         m.zoomToExtent(extent)
         m.setFrameEnabled(True)
-        m.setFrameStrokeWidth(QgsLayoutMeasurement(0.2, QgsUnitTypes.LayoutMillimeters))
+        m.setFrameStrokeWidth(QgsLayoutMeasurement(0.2, QgsUnitTypes.LayoutUnit.LayoutMillimeters))
         m.setBackgroundColor(QColor(245, 245, 245))
         maps.append(m)
 
@@ -490,7 +490,7 @@ def build_map_sheet(run_json_path, project=None, background_layer=None, title: O
     f.setPointSizeF(7)
     fmt.setFont(f)
     fmt.setSize(7)
-    fmt.setSizeUnit(QgsUnitTypes.RenderPoints)
+    fmt.setSizeUnit(QgsUnitTypes.RenderUnit.RenderPoints)
     bar.setTextFormat(fmt)
     if not crs.isGeographic():
         # two segments filling at most the bar's width, in m or km (QGIS converts from the
@@ -498,18 +498,18 @@ def build_map_sheet(run_json_path, project=None, background_layer=None, title: O
         ground_m = (bar_w - 12.0) / 1000.0 * maps[0].scale()
         seg_m = _nice(ground_m / 2.0)
         km = 2 * seg_m >= 1000  # "0 0.5 1 km", narrower than "0 500 1,000 m"
-        bar.setUnits(QgsUnitTypes.DistanceKilometers if km else QgsUnitTypes.DistanceMeters)
+        bar.setUnits(QgsUnitTypes.DistanceUnit.DistanceKilometers if km else QgsUnitTypes.DistanceUnit.DistanceMeters)
         bar.setUnitLabel("km" if km else "m")
         bar.setMapUnitsPerScaleBarUnit(1.0)
         bar.setUnitsPerSegment(seg_m / 1000.0 if km else seg_m)
         bar.setNumberOfSegments(2)
         bar.setNumberOfSegmentsLeft(0)
-        bar.setSegmentSizeMode(QgsScaleBarSettings.SegmentSizeFixed)
+        bar.setSegmentSizeMode(QgsScaleBarSettings.SegmentSizeMode.SegmentSizeFixed)
     bar.update()
     block_h = max(arrow_size, 5 + bar.sizeWithUnits().height() + 1)
     py -= block_h + 1
     _label(layout, "Scale of every map", px, py, bar_w, 4, 7, italic=True)
-    bar.attemptMove(QgsLayoutPoint(px, py + 5, QgsUnitTypes.LayoutMillimeters))
+    bar.attemptMove(QgsLayoutPoint(px, py + 5, QgsUnitTypes.LayoutUnit.LayoutMillimeters))
 
     ax = px + panel_w - arrow_size
     svg = QgsSymbolLayerUtils.svgSymbolNameToPath(NORTH_ARROW_SVG, project.pathResolver())
@@ -518,12 +518,12 @@ def build_map_sheet(run_json_path, project=None, background_layer=None, title: O
         arrow.setId("north arrow")
         arrow.setPicturePath(svg)
         layout.addLayoutItem(arrow)
-        arrow.attemptResize(QgsLayoutSize(arrow_size, arrow_size, QgsUnitTypes.LayoutMillimeters))
-        arrow.attemptMove(QgsLayoutPoint(ax, py, QgsUnitTypes.LayoutMillimeters))
+        arrow.attemptResize(QgsLayoutSize(arrow_size, arrow_size, QgsUnitTypes.LayoutUnit.LayoutMillimeters))
+        arrow.attemptMove(QgsLayoutPoint(ax, py, QgsUnitTypes.LayoutUnit.LayoutMillimeters))
         arrow.setLinkedMap(maps[0])
-        arrow.setNorthMode(QgsLayoutItemPicture.GridNorth)
+        arrow.setNorthMode(QgsLayoutItemPicture.NorthMode.GridNorth)
     else:  # no SVG library: a plain "N ↑"
-        arrow = _label(layout, "N\n↑", ax, py, arrow_size, arrow_size, 14, bold=True, align=Qt.AlignHCenter)
+        arrow = _label(layout, "N\n↑", ax, py, arrow_size, arrow_size, 14, bold=True, align=Qt.AlignmentFlag.AlignHCenter)
         arrow.setId("north arrow")
 
     _panel_legends(layout, maps[0], first, dominant, residual, scale_f, px, gy0, panel_w, py - 2)
@@ -591,7 +591,7 @@ def _export(exporter, pdf_path, png_path, dpi, done) -> None:
         s.rasterizeWholeImage = False
         s.forceVectorOutput = False
         r = exporter.exportToPdf(pdf_path, s)
-        if r != QgsLayoutExporter.Success:
+        if r != QgsLayoutExporter.ExportResult.Success:
             raise _export_failure(exporter, r, pdf_path, "Check that the file is not open in another program "
                                                          "and the folder is writable")
         mark_map_sheet(pdf_path)
@@ -602,7 +602,7 @@ def _export(exporter, pdf_path, png_path, dpi, done) -> None:
         s.dpi = float(dpi)
         s.generateWorldFile = False
         r = exporter.exportToImage(png_path, s)
-        if r != QgsLayoutExporter.Success:
+        if r != QgsLayoutExporter.ExportResult.Success:
             raise _export_failure(exporter, r, png_path, "Check that the folder is writable and the DPI is not "
                                                          "too high for memory")
         mark_map_sheet(png_path)

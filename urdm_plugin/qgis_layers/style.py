@@ -47,8 +47,8 @@ def pseudocolor_renderer(layer, stops, vmin: float, vmax: float):
     from qgis.core import QgsColorRampShader, QgsRasterShader, QgsSingleBandPseudoColorRenderer
 
     shader_fn = QgsColorRampShader(vmin, vmax)
-    shader_fn.setColorRampType(QgsColorRampShader.Interpolated)
-    shader_fn.setClassificationMode(QgsColorRampShader.Continuous)
+    shader_fn.setColorRampType(QgsColorRampShader.Type.Interpolated)
+    shader_fn.setClassificationMode(QgsColorRampShader.ClassificationMode.Continuous)
     shader_fn.setSourceColorRamp(_gradient(stops))
     shader_fn.setColorRampItemList(_ramp_items(stops, vmin, vmax))
     shader_fn.setClip(False)

@@ -18,6 +18,8 @@ scikit-image is a training-time dependency (``requirements-train.txt``), not the
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 #: skimage.data images that ship with the wheel (no download) and are natural scenes
@@ -27,6 +29,7 @@ IMAGE_NAMES = ("astronaut", "camera", "coffee", "chelsea", "rocket", "coins", "m
                "retina", "horse", "page", "text", "clock")
 
 _cache: list = []
+_LOG = logging.getLogger(__name__)
 
 
 def _images() -> list:
@@ -41,7 +44,8 @@ def _images() -> list:
     for name in IMAGE_NAMES:
         try:
             img = np.asarray(getattr(data, name)(), np.float32)
-        except Exception:  # an image this scikit-image cannot provide offline: skip it
+        except Exception as exc:  # an image this scikit-image cannot provide offline: skip it
+            _LOG.info("skimage.data.%s not available (%s); training without it", name, exc)
             continue
         if img.ndim == 2:
             img = img[..., None]

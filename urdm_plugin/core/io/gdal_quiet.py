@@ -1,17 +1,86 @@
-"""GDAL settings scoped to a block: error messages collected instead of printed (never
-calls UseExceptions), and the block cache held to a run's memory budget."""
+"""GDAL settings scoped to a block: errors as return values in this thread, error messages
+collected instead of printed (never calls UseExceptions), and the block cache held to a
+run's memory budget."""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
+import tempfile
 
 from osgeo import gdal
 
 
+def declare_exceptions_mode() -> None:
+    """Say explicitly which error mode GDAL is in, keeping the one in force: GDAL ≥ 3.9
+    prints a two-line FutureWarning ("Neither gdal.UseExceptions() nor
+    gdal.DontUseExceptions() has been explicitly called") at the first of many calls
+    otherwise, which breaks the command line's one-line stderr. For processes the project
+    owns (the CLI); never call it inside QGIS, whose process is not ours to configure."""
+    if not gdal.GetUseExceptions():  # already on means someone called UseExceptions()
+        gdal.DontUseExceptions()
+
+
+#: Whether :func:`native_stderr_captured` redirects; only processes the project owns (the
+#: CLI, through :func:`capture_native_stderr`) turn it on: the file descriptors are the process's.
+_CAPTURE_NATIVE = [False]
+
+
+def capture_native_stderr() -> None:
+    """Let :func:`native_stderr_captured` take what native code prints (for the CLI only)."""
+    _CAPTURE_NATIVE[0] = True
+
+
+@contextlib.contextmanager
+def native_stderr_captured():
+    """Inside, what C code writes to file descriptor 2 goes to a list (yielded; one string
+    appended on exit) instead of the terminal. libtiff under GDAL 3.10 prints
+    "_tiffWriteProc: File too large." past every error handler when a write fails, which
+    would break the CLI's one-line stderr. Does nothing unless :func:`capture_native_stderr`
+    was called (never inside QGIS). Not for blocks that other threads may overlap."""
+    box: list = []
+    if not _CAPTURE_NATIVE[0]:
+        yield box
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield box
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            box.append(tmp.read().decode("utf-8", errors="replace"))
+
+
+@contextlib.contextmanager
+def errors_as_values():
+    """Inside (a ``with`` block, or a function it decorates): GDAL, OGR and OSR report errors
+    as return values (None, error codes), as the core's checks expect, whatever mode the
+    process is in. QGIS 3.40's Processing plugin calls ``gdal.UseExceptions()`` process-wide
+    when it loads, so inside QGIS an unguarded ``gdal.Open`` of a missing file raises
+    RuntimeError there. The mode is set for this thread only (GDAL >= 3.7's ExceptionMgr)
+    and restored on exit; GDAL < 3.7 has no per-thread mode and nothing changes (exceptions
+    stay off unless someone turned them on, which QGIS 3.22 does not)."""
+    from osgeo import ogr, osr
+
+    with contextlib.ExitStack() as stack:
+        for module in (gdal, ogr, osr):
+            if hasattr(module, "ExceptionMgr"):
+                stack.enter_context(module.ExceptionMgr(useExceptions=False))
+        yield
+
+
 class QuietGdal:
-    """Silence GDAL's error printing inside a block; the message is kept for ours."""
+    """Silence GDAL's error printing inside a block (errors as values, see
+    :func:`errors_as_values`); the message is kept for ours."""
 
     def __enter__(self):
+        self._values = errors_as_values()
+        self._values.__enter__()
         gdal.PushErrorHandler("CPLQuietErrorHandler")
         gdal.ErrorReset()
         return self
@@ -19,6 +88,7 @@ class QuietGdal:
     def __exit__(self, *exc):
         self.last = gdal.GetLastErrorMsg()
         gdal.PopErrorHandler()
+        self._values.__exit__(None, None, None)
         return False
 
 

@@ -31,7 +31,7 @@ from osgeo import gdal
 
 from ..errors import InputImageError, WavelengthError
 from ..limits import MAX_MAGNITUDE
-from .gdal_quiet import QuietGdal
+from .gdal_quiet import QuietGdal, errors_as_values
 from .parallel_read import Layout, WindowReader, decode_threads, layout_of
 from .units import (
     infer_unit_factor,
@@ -110,6 +110,7 @@ def is_plain_path(path: Union[str, os.PathLike]) -> bool:
     return not (p.startswith("/vsi") or "://" in p or _DRIVER_PREFIX.match(p))
 
 
+@errors_as_values()
 def _open_dataset(path: str):
     with QuietGdal() as q:
         ds = gdal.Open(str(path), gdal.GA_ReadOnly)
@@ -256,6 +257,7 @@ def _is_number(text) -> bool:
     return True
 
 
+@errors_as_values()
 def open_image(path: Union[str, os.PathLike]) -> ImageInfo:
     """Read an image's size, georeferencing, wavelengths, scales and nodata.
 
@@ -364,6 +366,7 @@ def _nodata_match(raw: np.ndarray, nodata: Optional[float]) -> Optional[np.ndarr
 _BAND_GROUP = 64
 
 
+@errors_as_values()
 def _read(ds, info: ImageInfo, bands: list, col0: int, row0: int, w: int, h: int,
           max_magnitude: Optional[float] = MAX_MAGNITUDE, out: Optional[tuple] = None,
           bands_per_read: Optional[int] = None) -> tuple:
@@ -434,6 +437,7 @@ def check_window(info: ImageInfo, col0: int, row0: int, w: int, h: int) -> None:
         )
 
 
+@errors_as_values()
 def read_window(info: ImageInfo, bands: Optional[Sequence[int]], col0: int, row0: int, width: int,
                 height: int, max_magnitude: Optional[float] = MAX_MAGNITUDE) -> tuple:
     """Read a window: ``(data (nb, h, w) float32 scaled, valid (h, w) bool)``.
@@ -491,6 +495,7 @@ def file_layout(info: ImageInfo) -> Layout:
         ds = None
 
 
+@errors_as_values()
 def read_image(path: Union[str, os.PathLike], bands: Optional[Sequence[int]] = None) -> tuple:
     """A whole (small) image at once: ``(data (nb, H, W) float32 scaled, valid (H, W) bool)``
     — :func:`open_image` then :func:`read_window` over every pixel (scale, offset and
@@ -596,6 +601,7 @@ def raise_no_valid_pixels(info: ImageInfo) -> None:
     )
 
 
+@errors_as_values()
 def dead_bands(info: ImageInfo, bands: Sequence[int], window: Sequence[int], rows: int = 64) -> list:
     """The bands of ``bands`` (0-based) that hold no usable value (nodata, not finite or beyond
     the magnitude limit) anywhere in ``window`` (col0, row0, w, h) while the other bands do:
@@ -620,6 +626,7 @@ def dead_bands(info: ImageInfo, bands: Sequence[int], window: Sequence[int], row
         ds = None
 
 
+@errors_as_values()
 def sample_pixels(info: ImageInfo, bands: Optional[Sequence[int]] = None, n: int = 10000, seed: int = 0,
                   memory_mb: float = 256) -> np.ndarray:
     """Up to ``n`` valid pixels drawn at random: (nb, n') float32.

@@ -7,13 +7,14 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputImageError
-from .gdal_quiet import QuietGdal
+from .gdal_quiet import QuietGdal, errors_as_values
 from .image import shifted_geotransform
 
 #: Geotransforms equal to this share of a pixel are the same grid.
 GRID_TOLERANCE = 1e-6
 
 
+@errors_as_values()
 def load_mask(mask_path: str, info, extent: tuple[int, int, int, int]) -> np.ndarray:
     """Mask (h, w) bool over ``extent`` of the image grid: True = process the pixel.
 

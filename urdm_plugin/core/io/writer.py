@@ -22,7 +22,7 @@ import numpy as np
 from osgeo import gdal
 
 from ..errors import InputImageError, OutputError, os_error_cause
-from .gdal_quiet import QuietGdal
+from .gdal_quiet import QuietGdal, errors_as_values, native_stderr_captured
 from .image import ImageInfo, check_window, shifted_geotransform
 from .output_policy import (  # noqa: F401 - the folder rule lives there; these names are used from here too
     GEOTIFF_MARK,
@@ -110,6 +110,7 @@ class OutputWriter:
     Raises :class:`OutputError` when the folder is refused or cannot be written.
     """
 
+    @errors_as_values()
     def __init__(self, out_dir: Union[str, os.PathLike], info: ImageInfo, overwrite: bool = False,
                  window: Optional[Sequence[int]] = None, inputs: Sequence = ()):
         self.out_dir = Path(out_dir).absolute()
@@ -149,6 +150,7 @@ class OutputWriter:
         self._rasters_closed = False
 
     # -- context manager ------------------------------------------------------------------
+    @errors_as_values()
     def __enter__(self) -> OutputWriter:
         # The temporary folder is made here, not in __init__, so that no moment exists
         # where it is on disk but no `with` block would remove it (a signal arriving
@@ -194,6 +196,7 @@ class OutputWriter:
         self._used.add(cand.lower())
         return cand
 
+    @errors_as_values()
     def add_raster(self, key: str, name: str, description: str = "") -> str:
         """Create a float32 GeoTIFF for ``key`` (filled with :data:`NODATA`) and return its path.
 
@@ -225,6 +228,7 @@ class OutputWriter:
         self._files[key] = (str(name), fname)
         return str(path)
 
+    @errors_as_values()
     def write(self, key: str, array2d: np.ndarray, row0: int, col0: int = 0,
               valid: Optional[np.ndarray] = None) -> None:
         """Write ``array2d`` (h, w) at output-grid pixel (col0, row0).
@@ -297,27 +301,30 @@ class OutputWriter:
         if self.tmp_dir is None:
             raise RuntimeError("OutputWriter is used in a `with` block (it makes its folder on entry)")
 
+    @errors_as_values()
     def _close_all(self, stats: bool) -> None:
         """Close every raster. With ``stats`` (the commit path) also write statistics and
         check that each file was written and reads back whole: a full disk, a quota or a
         file-size limit may only surface when GDAL flushes or closes, and a run must not be
         committed over a broken file. Raises :class:`OutputError` naming the file."""
         failed = []
-        for key in list(self._datasets):  # keys only: no other reference may keep a file open
-            with QuietGdal() as q:
-                ds = self._datasets.pop(key)
-                if ds is None:
-                    continue
-                if stats:
-                    # all-nodata rasters have no statistics; GDAL reports an error we ignore
-                    ds.GetRasterBand(1).ComputeStatistics(False)
-                gdal.ErrorReset()
-                ds.FlushCache()
-                ds = None  # the last reference: GDAL closes the file here, inside QuietGdal
-                bad = gdal.GetLastErrorType() >= gdal.CE_Failure
-            if bad:
-                failed.append((key, q.last))
+        with native_stderr_captured() as native:  # libtiff's own lines (GDAL 3.10) go into ours
+            for key in list(self._datasets):  # keys only: no other reference may keep a file open
+                with QuietGdal() as q:
+                    ds = self._datasets.pop(key)
+                    if ds is None:
+                        continue
+                    if stats:
+                        # all-nodata rasters have no statistics; GDAL reports an error we ignore
+                        ds.GetRasterBand(1).ComputeStatistics(False)
+                    gdal.ErrorReset()
+                    ds.FlushCache()
+                    ds = None  # the last reference: GDAL closes the file here, inside QuietGdal
+                    bad = gdal.GetLastErrorType() >= gdal.CE_Failure
+                if bad:
+                    failed.append((key, q.last))
         self._datasets.clear()
+        native_first = next((ln.strip() for ln in "".join(native).splitlines() if ln.strip()), "")
         if not stats:
             return
         for key, (_name, fname) in self._files.items():
@@ -332,10 +339,12 @@ class OutputWriter:
                 failed.append((key, q.last or "it does not read back"))
         if failed:
             key, msg = failed[0]
-            raise OutputError(f"Writing '{self._files[key][1]}' failed ({msg.strip() or 'unknown GDAL error'})"
+            msg = "; ".join(m for m in (msg.strip(), native_first) if m)
+            raise OutputError(f"Writing '{self._files[key][1]}' failed ({msg or 'unknown GDAL error'})"
                               + (f" and {len(failed) - 1} more file(s)" if len(failed) > 1 else ""),
                               "Check free disk space, quotas and the file-size limit of the drive")
 
+    @errors_as_values()
     def abort(self) -> None:
         """Drop everything written so far (idempotent)."""
         if self._done:

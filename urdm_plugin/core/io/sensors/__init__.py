@@ -16,6 +16,8 @@ import os
 from dataclasses import dataclass
 from typing import Optional, Union
 
+from ..gdal_quiet import errors_as_values
+
 
 @dataclass
 class Product:
@@ -34,6 +36,7 @@ class Product:
     description: str = ""
 
 
+@errors_as_values()
 def resolve_product(path: Union[str, os.PathLike]) -> Optional[Product]:
     """The :class:`Product` behind ``path``, building its cached files when needed, or
     None when ``path`` is no EnMAP/EMIT/PRISMA product. Raises

@@ -16,11 +16,7 @@ non-zero (flagged).
 from __future__ import annotations
 
 import re
-
-try:  # defusedxml refuses entity expansion and external entities
-    import defusedxml.ElementTree as ET
-except ImportError:  # pragma: no cover - stdlib fallback; the XML is a local product's
-    import xml.etree.ElementTree as ET  # nosec B405 - a product file the user chose, parsed without DTD fetch
+from typing import Iterator, NamedTuple
 
 import numpy as np
 from osgeo import gdal
@@ -43,25 +39,63 @@ _ROWS = 512  # rows per block when combining quality layers
 
 
 def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
+    """The name without its namespace (``{uri}name`` or ``prefix:name``)."""
+    return tag.rsplit("}", 1)[-1].rsplit(":", 1)[-1]
+
+
+class _Element(NamedTuple):
+    tag: str  # local name
+    attrs: dict
+    text: str  # the element's own text, stripped
+    children: list
+
+    def iter(self) -> Iterator[_Element]:
+        """This element and all below it, in document order."""
+        yield self
+        for c in self.children:
+            yield from c.iter()
+
+    def get(self, key: str, default=None):
+        return self.attrs.get(key, default)
+
+
+def _element(node: list) -> _Element:
+    attrs, text, children = {}, [], []
+    for c in node[2:]:
+        if c[0] == gdal.CXT_Element:
+            children.append(_element(c))
+        elif c[0] == gdal.CXT_Attribute:
+            attrs[_local(c[1])] = c[2][1] if len(c) > 2 else ""
+        elif c[0] == gdal.CXT_Text:
+            text.append(c[1])
+    return _Element(_local(node[1]), attrs, "".join(text).strip(), children)
+
+
+def _parse_xml(xml: bytes, name: str) -> _Element:
+    """The document as a tree of :class:`_Element`, parsed by GDAL's own XML reader: it
+    reads no DTD, expands no declared entity and fetches nothing, so a hostile metadata
+    file cannot make it read other files or blow up memory (what the standard library's
+    parsers would need defusedxml for, a package QGIS does not ship)."""
+    with QuietGdal() as quiet:
+        tree = gdal.ParseXMLString(xml.decode("utf-8", errors="replace"))
+    if tree is None:
+        raise InputImageError(f"The EnMAP metadata '{name}' is not readable XML ({quiet.last or 'empty'})",
+                              "Download the product again (the XML is incomplete)")
+    return _element(tree)
 
 
 def parse_metadata(xml: bytes, name: str) -> dict:
     """``{"wavelength", "fwhm", "gain", "offset"}`` (B,) float64 arrays in band-number
     order, ``"nodata"`` (float or None) and ``"level"`` ("L2A", "L1C", ... or "")."""
-    try:
-        root = ET.fromstring(xml)  # nosec B314 - defusedxml when installed (see import)
-    except (ET.ParseError, ValueError) as exc:  # defusedxml refusals are ValueErrors
-        raise InputImageError(f"The EnMAP metadata '{name}' is not readable XML ({exc})",
-                              "Download the product again (the XML is incomplete)") from None
+    root = _parse_xml(xml, name)
     bands = []
     for el in root.iter():
-        if _local(el.tag) != "bandCharacterisation":
+        if el.tag != "bandCharacterisation":
             continue
-        for b in el:
-            if _local(b.tag) != "bandID":
+        for b in el.children:
+            if b.tag != "bandID":
                 continue
-            vals = {_local(c.tag): (c.text or "").strip() for c in b}
+            vals = {c.tag: c.text for c in b.children}
             try:
                 num = int(b.get("number", len(bands) + 1))
                 wl = float(vals["wavelengthCenterOfBand"])
@@ -89,7 +123,7 @@ def parse_metadata(xml: bytes, name: str) -> dict:
 
 def _number(el) -> float | None:
     try:
-        return float((el.text or "").strip())
+        return float(el.text)
     except ValueError:
         return None
 
@@ -98,13 +132,13 @@ def _nodata(root) -> float | None:
     """The spectral no-data value: ``specific/backgroundValue`` (what DLR's processor
     writes, 0 in L2A), else any legacy ``noDataValue``/``noData`` element, else None."""
     for parent in root.iter():
-        if _local(parent.tag) != "specific":
+        if parent.tag != "specific":
             continue
-        for el in parent:
-            if _local(el.tag) == "backgroundValue" and _number(el) is not None:
+        for el in parent.children:
+            if el.tag == "backgroundValue" and _number(el) is not None:
                 return _number(el)
     for el in root.iter():
-        if _local(el.tag).lower() in ("nodatavalue", "nodata") and _number(el) is not None:
+        if el.tag.lower() in ("nodatavalue", "nodata") and _number(el) is not None:
             return _number(el)
     return None
 
