@@ -179,6 +179,8 @@ def test_batch_loads_the_layers_only_when_load_layers_on_completion_is_ticked(pr
     """What the batch dialog does per row (processing/gui/BatchAlgorithmDialog.runAlgorithm):
     layer destinations carry the project only with "Load layers on completion" ticked, a new
     context per row, then Postprocessing.handleAlgorithmResults whatever the tick."""
+    import inspect
+
     from processing.gui.Postprocessing import handleAlgorithmResults
     from processing.tools import dataobjects
     from qgis.core import (
@@ -199,7 +201,9 @@ def test_batch_loads_the_layers_only_when_load_layers_on_completion_is_ticked(pr
         results, ok = alg.run(params, context, feedback)
         assert ok, feedback.textLog()
         assert results["DOMINANT"] == str(tmp_path / f"row{row}" / "dominant.tif")
-        handleAlgorithmResults(alg, context, feedback, False, params)
+        # QGIS 3.22: (alg, context, feedback, showResults, parameters); 3.40 dropped showResults
+        extra = {"showResults": False} if "showResults" in inspect.signature(handleAlgorithmResults).parameters else {}
+        handleAlgorithmResults(alg, context, feedback=feedback, parameters=params, **extra)
     n_layers = len(QgsProject.instance().mapLayers())
     groups = [g for g in QgsProject.instance().layerTreeRoot().findGroups() if g.name().startswith("proc_scene")]
     if load:
