@@ -68,13 +68,15 @@ def unwritable_folder(tmp_path):
     """A folder nothing can be written into, although ``os.access`` may say otherwise: made
     immutable (``chattr +i``) when running as root — root passes every permission check, as
     a user does on some shares and mounts — else read-only by its permission bits."""
+    import shutil
     import subprocess
 
     folder = tmp_path / "locked"
     folder.mkdir()
     as_root = hasattr(os, "geteuid") and os.geteuid() == 0
     if as_root:
-        if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+        if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(folder)],
+                                                           capture_output=True).returncode != 0:
             pytest.skip("chattr +i is not available here (no immutable folders to test with)")
     else:
         folder.chmod(0o555)
