@@ -79,7 +79,7 @@ def _row(method, A, A_ref, t0, info=None, lam=None):
     from urdm_plugin.core.metrics import abundance_rmse
 
     info = info or {}
-    var = info.get("variability") if isinstance(info.get("variability"), dict) else {}
+    var = info.get("variability_decision") or {}
     if lam is None and isinstance(info.get("lam"), (int, float)):
         lam = float(info["lam"])
     return {"method": method, "rmse": abundance_rmse(A, A_ref), "seconds": time.perf_counter() - t0,

@@ -527,7 +527,7 @@ def urdm_unmix(Y, E, valid=None, lam="auto", quality: str = DEFAULT_QUALITY, see
 def _resolve_variability(variability, Y, E, valid, sigma_n, info) -> bool:
     """Whether the tile uses the scaling (ELMM) data term; records the decision in info."""
     if variability in (True, "scaling"):
-        info["variability"] = {"model": "scaling", "rule": "given"}
+        info["variability_decision"] = {"model": "scaling", "rule": "given"}
         return True
     if variability in (False, None, "none"):
         return False
@@ -535,7 +535,7 @@ def _resolve_variability(variability, Y, E, valid, sigma_n, info) -> bool:
         raise OptionError(f"variability must be auto, scaling or none, not '{variability}'",
                           "Leave it at auto.")
     test = elmm.variability_test(Y, E, valid, sigma_n)
-    info["variability"] = dict(test, model="scaling" if test["use"] else "none", rule="auto (this tile)")
+    info["variability_decision"] = dict(test, model="scaling" if test["use"] else "none", rule="auto (this tile)")
     return bool(test["use"])
 
 

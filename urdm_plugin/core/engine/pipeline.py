@@ -163,6 +163,10 @@ def _execute(plan: RunPlan, out_dir, prog: _Progress, t0: float, executor=None) 
             _refuse_dead_bands(plan, where)
             raise InputImageError(f"Every pixel {where} is nodata; there is nothing to unmix",
                                   "Check the image's nodata value, the window and the mask")
+        if (solver_info.get("variability_decision") or {}).get("model") == "none" and "scaling" in aux_files:
+            # URDM found no variability: its scalings are all 1, not worth a layer each
+            writer.discard([f"scaling{i}" for i in range(len(names))])
+            del aux_files["scaling"]
         prog.stage(0.97, 1.0)
         writer.write_library_csv(SpectralLibrary(list(names), plan.matched.wavelengths_nm, E.copy()),
                                  "endmembers_used.csv")

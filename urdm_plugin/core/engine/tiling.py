@@ -264,7 +264,7 @@ def scene_context(spec, read: ReadFn, shape: tuple, E: np.ndarray, params: dict,
 
         test = variability_test(Y, E, valid, ctx.sigma)
         ctx = replace(ctx, variability=test["use"])
-        info["variability"] = dict(test, model="scaling" if test["use"] else "none", rule="auto (scene window)")
+        info["variability_decision"] = dict(test, model="scaling" if test["use"] else "none", rule="auto (scene window)")
     if choose_weight and spec.weight_is_auto(params):
         if progress is not None:
             progress(0.0, "choosing the regularisation weight from the scene")
