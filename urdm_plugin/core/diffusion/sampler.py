@@ -45,6 +45,7 @@ white-noise level from spatial differences of the FCLS residual. No truth is use
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -316,6 +317,7 @@ def choose_lambda(Y, E, valid=None, *, sigma_n=None, band_sigma=None, quality=DE
     """
     from ..methods import weight_selection as ws
 
+    t0 = time.perf_counter()
     preset = _resolve_preset(quality, nfe, t_start)
     Y = np.asarray(Y, np.float64)
     E = np.asarray(E, np.float64)
@@ -362,6 +364,7 @@ def choose_lambda(Y, E, valid=None, *, sigma_n=None, band_sigma=None, quality=DE
         return extra["b"].reshape(-1, hh, ww)
 
     sel = ws.select_weight(solve, Yw, probe, grid, cancel=cancel, progress=progress)
+    sel.seconds = time.perf_counter() - t0
     data_w = {"d": d, "report": d_report, "sigma_n": sigma_n}
     if scaling:
         sel.A, data_w["psi"] = fractions_by_weight[sel.weight]
