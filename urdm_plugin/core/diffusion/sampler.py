@@ -513,9 +513,9 @@ def urdm_unmix(Y, E, valid=None, lam="auto", quality: str = DEFAULT_QUALITY, see
         extra.pop("b", None)
         info.update(extra)
     if psi is not None:
-        psi = np.array(psi, np.float64)
-        psi[:, ~v] = np.nan
-        info["scaling"] = psi.reshape(P, h, w).astype(np.float32)
+        psi = elmm.reported_scaling(np.asarray(psi, np.float64).reshape(P, h, w), np.asarray(mean).reshape(P, h, w),
+                                    v.reshape(h, w), smooth)
+        info["scaling"] = psi.astype(np.float32)
     if progress is not None:
         progress(1.0, "URDM done")
     mean = np.array(mean, dtype=np.float64)

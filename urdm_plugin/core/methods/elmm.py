@@ -67,6 +67,22 @@ def fit_scaling(b: np.ndarray, a: np.ndarray, valid: np.ndarray, smooth: float =
     return np.clip(psi, *PSI_RANGE)
 
 
+#: Local share of a material (Gaussian mean of its fraction) below which its scaling is not
+#: reported: where a material is (nearly) absent its ψ is undetermined, so the map shows 1.
+REPORT_MIN_SHARE = 0.05
+
+
+def reported_scaling(psi: np.ndarray, a: np.ndarray, valid: np.ndarray, smooth: float = DEFAULT_SMOOTH) -> np.ndarray:
+    """ψ (P, h, w) as written for the analyst: 1 where the material's local share is below
+    :data:`REPORT_MIN_SHARE` (its brightness cannot be told there), NaN at invalid pixels."""
+    v = valid.astype(np.float64)[None]
+    a0 = np.nan_to_num(a)
+    share = _smooth(a0 * v, smooth) / np.maximum(_smooth(np.broadcast_to(v, a0.shape).copy(), smooth), 1e-12)
+    out = np.where(share >= REPORT_MIN_SHARE, psi, 1.0)
+    out[:, ~valid] = np.nan
+    return out
+
+
 def fractions(b: np.ndarray, psi: np.ndarray) -> np.ndarray:
     """Fractions a = (b/ψ)/Σ(b/ψ) (P, ...) summing to one; a pixel with b = 0 gets 1/P."""
     q = b / psi
@@ -149,7 +165,7 @@ def solve_tile(Y, E, valid, params: dict, ctx, progress=None, cancel=None) -> tu
         raise Cancelled()
     a, psi, b = elmm_unmix(Y, E, valid, float(params["smooth"]))
     v = np.isfinite(a).all(axis=0)
-    psi[:, ~v] = np.nan
+    psi = reported_scaling(psi, a, v, float(params["smooth"]))
     if progress is not None:
         progress(1.0, "ELMM done")
     info = {"scaling_mean": float(np.nanmean(psi)) if v.any() else None}
