@@ -64,7 +64,29 @@ def with_noise(Y: np.ndarray, snr_db: float, seed: int) -> np.ndarray:
 
 # ------------------------------------------------------------------ semi-synthetic scenes
 #: Noise kinds of the semi-synthetic benchmark (see :func:`semisynthetic`).
-NOISE_KINDS = ("white", "band", "variability")
+NOISE_KINDS = ("white", "band", "variability", "shape", "signal")
+#: Amplitude of the smooth spectral-shape variability of the "shape" kind (±4 %).
+SHAPE_AMPLITUDE = 0.04
+
+
+def shape_curves(P: int, wavelengths_nm: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Smooth random spectral curves (P, B) with max |g| = 1: low-order cosine series."""
+    x = (np.asarray(wavelengths_nm, np.float64) - np.min(wavelengths_nm)) / max(np.ptp(wavelengths_nm), 1.0)
+    k = np.arange(1, 4)
+    c = rng.standard_normal((P, k.size)) / k
+    ph = rng.uniform(0, 2 * np.pi, (P, k.size))
+    g = np.einsum("pk,pkb->pb", c, np.cos(np.pi * k[None, :, None] * x[None, None, :] + ph[..., None]))
+    return g / np.abs(g).max(axis=1, keepdims=True)
+
+
+def signal_noise_sigma(clean: np.ndarray, wavelengths_nm: np.ndarray, snr_db: float) -> np.ndarray:
+    """Per-entry σ (B, H, W) of signal-dependent noise: σ ∝ √signal (shot noise) and ×2 in
+    the SWIR (beyond 1000 nm, where detectors are noisier), scaled so that the noise power
+    matches ``snr_db`` like the white kinds (10·log10(mean(EA)²/mean σ²))."""
+    shape = np.sqrt(np.clip(clean, 1e-6, None))
+    shape = shape * np.where(np.asarray(wavelengths_nm) > 1000.0, 2.0, 1.0)[:, None, None]
+    target = np.mean(clean * clean) / 10 ** (snr_db / 10)
+    return shape * np.sqrt(target / np.mean(shape * shape))
 
 
 def band_noise_profile(n_bands: int) -> np.ndarray:
@@ -103,7 +125,12 @@ def semisynthetic(scene: RealScene, snr_db: float, seed: int, kind: str = "white
     - "band": the same noise power, but σ varies ×5 across bands (:func:`band_noise_profile`);
     - "variability": each pixel's endmembers scaled by smooth random factors in [0.8, 1.2]
       (one field per endmember; the library given to the methods is unchanged), plus white
-      noise. The truth is still A.
+      noise. The truth is still A;
+    - "shape": the same brightness variability and a smooth spectral-shape change of
+      ±4 % per endmember and pixel (E_p·(1 + 0.04·c_pn·g_p), c a smooth field in (−1, 1),
+      g_p a smooth random curve over wavelength), plus white noise;
+    - "signal": no variability; signal-dependent noise, σ ∝ √signal and ×2 beyond 1000 nm
+      (:func:`signal_noise_sigma`).
     """
     if kind not in NOISE_KINDS:
         raise ValueError(f"unknown noise kind {kind!r}")
@@ -111,13 +138,19 @@ def semisynthetic(scene: RealScene, snr_db: float, seed: int, kind: str = "white
     A = truth_maps(scene.A)
     P, H, W = A.shape
     E = scene.E
-    if kind == "variability":
+    if kind in ("variability", "shape"):
         s = variability_factors(P, H, W, rng)
         clean = np.einsum("bp,phw->bhw", E, A * s)
+        if kind == "shape":
+            g = shape_curves(P, scene.wavelengths_nm, rng)  # (P, B)
+            c = variability_factors(P, H, W, rng, -1.0, 1.0)
+            clean += SHAPE_AMPLITUDE * np.einsum("bp,pb,phw->bhw", E, g, c * A * s)
     else:
         clean = np.einsum("bp,phw->bhw", E, A)
     if not np.isfinite(snr_db):
         return clean, A
+    if kind == "signal":
+        return clean + signal_noise_sigma(clean, scene.wavelengths_nm, snr_db) * rng.standard_normal(clean.shape), A
     sigma = float(np.sqrt(np.mean(clean * clean) / 10 ** (snr_db / 10)))
     prof = band_noise_profile(E.shape[0]) if kind == "band" else np.ones(E.shape[0])
     Y = clean + sigma * prof[:, None, None] * rng.standard_normal(clean.shape)

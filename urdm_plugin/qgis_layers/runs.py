@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..core.errors import OutputError, UrdmError
-from .tags import ROLE_ABUNDANCE, ROLE_DOMINANT, ROLE_RESIDUAL, ROLE_UNCERTAINTY
+from .tags import ROLE_ABUNDANCE, ROLE_DOMINANT, ROLE_RESIDUAL, ROLE_SCALING, ROLE_UNCERTAINTY
 
 
 class RunFileError(OutputError):
@@ -177,4 +177,6 @@ def run_layers(run_json: str, manifest: Optional[dict] = None) -> list:
     for s in extra.get("std") or []:
         out.append((resolve_run_file(run_dir, s["file"]), f"{s['name']} uncertainty (std)", ROLE_UNCERTAINTY,
                     s["name"]))
+    for s in extra.get("scaling") or []:
+        out.append((resolve_run_file(run_dir, s["file"]), f"{s['name']} scaling (ψ)", ROLE_SCALING, s["name"]))
     return out

@@ -1,7 +1,8 @@
 """Styles of the result layers, written once: the palettes and a renderer per role.
 
 Abundance: viridis 0–1 (the same for every endmember); residual RMSE: magma 0–run's 98th
-percentile; uncertainty: plasma 0–the largest 98th percentile; dominant material: a
+percentile; uncertainty: plasma 0–the largest 98th percentile; ELMM scaling: BrBG 0.5–1.5;
+dominant material: a
 paletted renderer in :data:`CATEGORICAL`. :func:`style_by_role` picks one from a layer's
 ``urdm/role``; the dialog, the map sheet and the Processing post-processor all use it.
 """
@@ -10,12 +11,16 @@ from __future__ import annotations
 
 from typing import Optional
 
-from .tags import ROLE_ABUNDANCE, ROLE_DOMINANT, ROLE_RESIDUAL, ROLE_UNCERTAINTY
+from .tags import ROLE_ABUNDANCE, ROLE_DOMINANT, ROLE_RESIDUAL, ROLE_SCALING, ROLE_UNCERTAINTY
 
 # Colour ramps sampled from matplotlib's perceptually uniform maps (9 stops each).
 VIRIDIS = ("#440154", "#472d7b", "#3b528b", "#2c728e", "#21918c", "#28ae80", "#5ec962", "#addc30", "#fde725")
 MAGMA = ("#000004", "#1c1044", "#4f127b", "#812581", "#b5367a", "#e55064", "#fb8761", "#fec287", "#fcfdbf")
 PLASMA = ("#0d0887", "#4c02a1", "#7e03a8", "#a92395", "#cc4778", "#e56b5d", "#f89540", "#fdc527", "#f0f921")
+# Diverging ramp (ColorBrewer BrBG, 9 stops) for the ELMM scalings: brown darker, teal brighter.
+BRBG = ("#8c510a", "#bf812d", "#dfc27d", "#f6e8c3", "#f5f5f5", "#c7eae5", "#80cdc1", "#35978f", "#01665e")
+#: Range of the scaling style: 1 (the library's brightness) in the middle, ±50 %.
+SCALING_RANGE = (0.5, 1.5)
 # Categorical palette for the dominant-material map (tab10, then tab20's light tones).
 CATEGORICAL = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
                "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94",
@@ -80,6 +85,13 @@ def style_uncertainty(layer, vmax: Optional[float] = None) -> None:
     layer.triggerRepaint()
 
 
+def style_scaling(layer) -> None:
+    """ELMM brightness scaling ψ: BrBG from 0.5 to 1.5, white at 1 (shared across endmembers,
+    so shade reads alike on every map)."""
+    layer.setRenderer(pseudocolor_renderer(layer, BRBG, *SCALING_RANGE))
+    layer.triggerRepaint()
+
+
 def style_dominant(layer, names) -> None:
     """Paletted renderer: class i in colour i of :data:`CATEGORICAL`, labelled with names."""
     from qgis.core import QgsPalettedRasterRenderer
@@ -100,5 +112,7 @@ def style_by_role(layer, manifest: dict, role: str, endmember: Optional[str] = N
         style_residual(layer, display.get("residual_max"))
     elif role == ROLE_UNCERTAINTY:
         style_uncertainty(layer, display.get("std_max"))
+    elif role == ROLE_SCALING:
+        style_scaling(layer)
     elif role == ROLE_DOMINANT:
         style_dominant(layer, [e["name"] for e in manifest.get("endmembers", [])])

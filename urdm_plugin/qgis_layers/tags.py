@@ -21,6 +21,7 @@ ROLE_ABUNDANCE = "abundance"
 ROLE_RESIDUAL = "residual"
 ROLE_DOMINANT = "dominant"
 ROLE_UNCERTAINTY = "uncertainty"
+ROLE_SCALING = "scaling"
 
 
 def tag_layer(layer, run_json: str, role: str, endmember: Optional[str] = None) -> None:

@@ -45,12 +45,14 @@ white-noise level from spatial differences of the FCLS residual. No truth is use
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ..errors import Cancelled, OptionError
-from ..methods.active_set import fcls, fcls_gram
+from ..methods import elmm
+from ..methods.active_set import fcls, fcls_gram, nnls_gram
 from ..methods.linear import project_simplex
 from ..methods.noise import estimate_band_sigma, estimate_noise_sigma
 from . import schedule
@@ -163,23 +165,31 @@ def _prior_step(model, A, t: int, i: int, *, zeta, seed, origin, h, w, device):
 
 
 def _sweep(Yf, E, A0, valid, h, w, *, lam, sigma_n, preset: QualityPreset, zeta, samples, seed,
-           device, model, origin=(0, 0), prior="ddpm", tv_weight=0.0,
+           device, model, origin=(0, 0), prior="ddpm", tv_weight=0.0, psi0=None, smooth=None,
            progress=None, cancel=None, progress_span=(0.0, 1.0)):
     """Run ``samples`` chains of the splitting; returns (mean (P,N), std (P,N) | None, info).
 
-    ``Yf`` (B, N) with N = h·w, ``A0`` (P, N) the FCLS warm start, ``valid`` (N,) bool.
-    ``prior``: "ddpm" (the diffusion prior step), "none" (ablation: Z is the current
-    estimate, so every step returns FCLS exactly) or "tv" (ablation: Z is a TV denoising
-    of the current estimate with ``tv_weight``).
+    ``Yf`` (B, N) with N = h·w, ``A0`` (P, N) the warm start (FCLS, or ELMM's fractions),
+    ``valid`` (N,) bool. ``prior``: "ddpm" (the diffusion prior step), "none" (ablation: Z
+    is the current estimate, so every step returns the warm start's model exactly) or "tv"
+    (ablation: Z is a TV denoising of the current estimate with ``tv_weight``).
+    ``psi0`` (P, N): ELMM scalings — the data step is then the scaled model's (module
+    docstring of :mod:`core.methods.elmm`): b = argmin_{b ≥ 0} ½‖y − Eb‖² + ρ/2‖b − ψ⊙z‖²,
+    a = (b/ψ)/Σ(b/ψ), and ψ is refitted (smooth over ``smooth`` px) after every step;
+    info then holds "psi" and "b" (P, N), the chains' means.
     """
     P, N = A0.shape
     ts = schedule.sampling_timesteps(preset.t_start, preset.nfe)
-    abar = schedule.alphas_cumprod()
     K = int(samples)
+    A = np.repeat(A0[None], K, axis=0)  # (K, P, N): chains × maps
+    psi = None if psi0 is None else np.repeat(np.asarray(psi0, np.float64)[None], K, axis=0)
+    b = None if psi is None else psi * A
+    if lam == 0 or prior == "none":  # every step would return the warm start: skip the network
+        return _sweep_result(A, psi, b, ts, 0.0)
+    abar = schedule.alphas_cumprod()
     G = E.T @ E
     C = E.T @ (Yf if valid.all() else Yf[:, valid])  # (P, n valid); no B × N copy when all are valid
     eye = np.eye(P)
-    A = np.repeat(A0[None], K, axis=0)  # (K, P, N): chains × maps
     rho = 0.0
     lo, hi = progress_span
     torch = torch_module()
@@ -202,14 +212,36 @@ def _sweep(Yf, E, A0, valid, h, w, *, lam, sigma_n, preset: QualityPreset, zeta,
                 Z = A
             # exact data + constraint step: FCLS on the ρ-augmented system, per pixel
             for k in range(K):
-                A[k][:, valid] = fcls_gram(G + rho * eye, C + rho * Z[k][:, valid])
+                if psi is None:
+                    A[k][:, valid] = fcls_gram(G + rho * eye, C + rho * Z[k][:, valid])
+                else:
+                    b[k][:, valid] = nnls_gram(G + rho * eye, C + rho * (psi[k] * Z[k])[:, valid])
                 if not valid.all():  # no data: the nearest feasible point to the prior's copy
                     A[k][:, ~valid] = project_simplex(Z[k][:, ~valid])
+                    if psi is not None:
+                        b[k][:, ~valid] = psi[k][:, ~valid] * A[k][:, ~valid]
+                if psi is not None:
+                    psi[k], A[k] = _rescale(b[k], psi[k], valid, h, w, smooth)
             if progress is not None:
                 progress(lo + (hi - lo) * (i + 1) / len(ts), f"URDM step {i + 1}/{len(ts)} (t={int(t)})")
+    return _sweep_result(A, psi, b, ts, rho)
+
+
+def _rescale(b, psi, valid, h, w, smooth):
+    """One alternation of the ELMM split of b (P, N): (ψ refitted, fractions a)."""
+    P = b.shape[0]
+    bm, vm = b.reshape(P, h, w), valid.reshape(h, w)
+    psi = elmm.fit_scaling(bm, elmm.fractions(bm, psi.reshape(P, h, w)), vm, smooth).reshape(P, -1)
+    return psi, elmm.fractions(b, psi)
+
+
+def _sweep_result(A, psi, b, ts, rho) -> tuple:
     mean = A.mean(axis=0)
-    std = A.std(axis=0) if K > 1 else None
-    return mean, std, {"timesteps": [int(t) for t in ts], "final_rho": float(rho)}
+    std = A.std(axis=0) if A.shape[0] > 1 else None
+    info = {"timesteps": [int(t) for t in ts], "final_rho": float(rho)}
+    if psi is not None:
+        info.update(psi=psi.mean(axis=0), b=b.mean(axis=0))
+    return mean, std, info
 
 
 def _resolve_preset(quality, nfe, t_start) -> QualityPreset:
@@ -270,17 +302,22 @@ def resolve_band_weights(Y, E, valid, band_weights="auto", seed=0):
 def choose_lambda(Y, E, valid=None, *, sigma_n=None, band_sigma=None, quality=DEFAULT_QUALITY,
                   nfe=None, t_start=None, zeta=0.0, samples=1, seed=0, device="auto",
                   origin=(0, 0), weights_dir=None, grid=LAMBDA_GRID, window=None,
-                  band_weights=None, progress=None, cancel=None):
+                  band_weights=None, scaling=False, smooth=elmm.DEFAULT_SMOOTH, progress=None, cancel=None):
     """URDM's weight for a scene, by SURE (:mod:`core.methods.weight_selection`), without the truth.
 
     Y (B, h, w) reflectance, E (B, P), valid (h, w) bool. Runs on the central window of at
     most ``window``² pixels (default SELECTION_WINDOW). ``band_weights`` as in
     :func:`resolve_band_weights` (None: Y and E are used as given; the sampler calls this
-    on already weighted data). Returns (λ, Selection (its ``A`` is the result on the
-    window), window box (row0, col0, h, w), data-weighting dict {"d", "report", "sigma_n"}).
+    on already weighted data). With ``scaling`` (the ELMM data term) SURE measures the
+    error of the scaled abundances b = ψ⊙a, whose least-squares estimate K·y is unbiased
+    under the scaled model (y = E·b + noise): the model mismatch is absorbed by ψ, so the
+    residual SURE sees is noise again; the no-prior candidate (λ = 0) is ELMM itself.
+    Returns (λ, Selection (its ``A`` is the result on the window: fractions), window box
+    (row0, col0, h, w), data-weighting dict {"d", "report", "sigma_n"}).
     """
     from ..methods import weight_selection as ws
 
+    t0 = time.perf_counter()
     preset = _resolve_preset(quality, nfe, t_start)
     Y = np.asarray(Y, np.float64)
     E = np.asarray(E, np.float64)
@@ -307,34 +344,55 @@ def choose_lambda(Y, E, valid=None, *, sigma_n=None, band_sigma=None, quality=DE
     if samples > 1 and zeta == 0.0:
         zeta = ZETA_SAMPLING
 
+    vf = vw.ravel()
+    starts: dict = {}
+    fractions_by_weight: dict = {}
+
     def solve(Yx, lam):
         Yf = Yx.reshape(B, -1)
-        vf = vw.ravel()
-        A0 = _warm_start(Yf, E, vf)
-        mean, _std, _ = _sweep(Yf, E, A0, vf, hh, ww, lam=lam, sigma_n=sigma_n, preset=preset,
-                               zeta=zeta, samples=samples, seed=seed, device=dev, model=model,
-                               origin=org, cancel=cancel)
-        return mean.reshape(-1, hh, ww)
+        key = Yx is Yw  # the data or its probe: each has one warm start for every weight
+        if key not in starts:
+            starts[key] = _warm_start(Yf, E, vf, hh, ww, scaling, smooth)
+        A0, psi0 = starts[key]
+        mean, _std, extra = _sweep(Yf, E, A0, vf, hh, ww, lam=lam, sigma_n=sigma_n, preset=preset,
+                                   zeta=zeta, samples=samples, seed=seed, device=dev, model=model,
+                                   origin=org, psi0=psi0, smooth=smooth, cancel=cancel)
+        if not scaling:
+            return mean.reshape(-1, hh, ww)
+        if key:
+            fractions_by_weight[lam] = (mean.reshape(-1, hh, ww), extra["psi"])
+        return extra["b"].reshape(-1, hh, ww)
 
     sel = ws.select_weight(solve, Yw, probe, grid, cancel=cancel, progress=progress)
-    return sel.weight, sel, (r0, c0, hh, ww), {"d": d, "report": d_report, "sigma_n": sigma_n}
+    sel.seconds = time.perf_counter() - t0
+    data_w = {"d": d, "report": d_report, "sigma_n": sigma_n}
+    if scaling:
+        sel.A, data_w["psi"] = fractions_by_weight[sel.weight]
+    return sel.weight, sel, (r0, c0, hh, ww), data_w
 
 
-def _warm_start(Yf, E, v):
-    """FCLS at the valid pixels (P, N); the others get the valid mean (no holes for the prior)."""
+def _warm_start(Yf, E, v, h, w, scaling=False, smooth=elmm.DEFAULT_SMOOTH):
+    """(A0 (P, N), ψ0 (P, N) or None): FCLS at the valid pixels — or, with ``scaling``, ELMM's
+    fractions and scalings —; the other pixels get the valid mean (no holes for the prior)."""
     P = E.shape[1]
     A0 = np.empty((P, Yf.shape[1]))
-    A0[:, v] = fcls(Yf if v.all() else Yf[:, v], E)
+    psi0 = None
+    if scaling:
+        a, psi, _b = elmm.elmm_unmix(Yf.reshape(-1, h, w), E, v.reshape(h, w), smooth)
+        A0[:, v] = a.reshape(P, -1)[:, v]
+        psi0 = psi.reshape(P, -1)
+    else:
+        A0[:, v] = fcls(Yf if v.all() else Yf[:, v], E)
     A0[:, ~v] = A0[:, v].mean(axis=1, keepdims=True) if v.any() else 1.0 / P
-    return A0
+    return A0, psi0
 
 
 def urdm_unmix(Y, E, valid=None, lam="auto", quality: str = DEFAULT_QUALITY, seed: int = 0,
                device: str = "auto", samples: int = 1, nfe: int | None = None,
                t_start: int | None = None, zeta: float = 0.0, sigma_n: float | None = None,
                signal_rms: float | None = None, origin=(0, 0), prior: str = "ddpm",
-               tv_weight: float = 0.0, band_weights="auto", weights_dir=None, progress=None,
-               cancel=None):
+               tv_weight: float = 0.0, band_weights="auto", variability="auto",
+               smooth: float = elmm.DEFAULT_SMOOTH, weights_dir=None, progress=None, cancel=None):
     """Unmix one image tile with URDM.
 
     Y: (B, h, w) reflectance; E: (B, P) endmembers on the same bands; valid: (h, w) bool or
@@ -350,6 +408,11 @@ def urdm_unmix(Y, E, valid=None, lam="auto", quality: str = DEFAULT_QUALITY, see
     then the no-prior limit is noise-weighted FCLS) — None (plain least squares: the
     no-prior limit is FCLS) or relative per-band σ (B,); with an array, ``sigma_n`` is in
     the weighted units.
+    ``variability``: "scaling" (or True) — the data term is the extended linear mixing
+    model's (:mod:`core.methods.elmm`: smooth per-pixel scalings ψ of each endmember over
+    ``smooth`` px; the no-prior limit is ELMM), "none" (or False; the no-prior limit is
+    FCLS) or "auto": scaling when :func:`elmm.variability_test` finds brightness variability
+    in the tile. With scaling, ``info["scaling"]`` holds ψ (P, h, w) float32.
     ``origin`` (row, col) is the tile's position in the whole image: sampling noise (ζ > 0)
     is keyed to global pixel coordinates, so overlapping tiles agree. Deterministic for a
     given seed (counter-based noise; no global random state is read or changed).
@@ -411,6 +474,7 @@ def urdm_unmix(Y, E, valid=None, lam="auto", quality: str = DEFAULT_QUALITY, see
         info["signal_rms"] = float(signal_rms)
     if d_report is not None:
         info["band_weights"] = dict(d_report, **({"relative_sigma": [float(x) for x in d]} if d is not None else {}))
+    scaling = _resolve_variability(variability, Yf.reshape(B, h, w), E, v.reshape(h, w), sigma_n, info)
     span = (0.0, 1.0)
     reuse = None
     if lam_val is None:
@@ -424,25 +488,34 @@ def urdm_unmix(Y, E, valid=None, lam="auto", quality: str = DEFAULT_QUALITY, see
         lam_val, sel, box, _w = choose_lambda(
             Yf.reshape(B, h, w), E, v.reshape(h, w), sigma_n=sigma_n, quality=quality, nfe=nfe,
             t_start=t_start, zeta=zeta, samples=samples, seed=seed, device=device, origin=origin,
-            weights_dir=weights_dir, band_weights=None, progress=sel_progress, cancel=cancel)
-        info["lambda_rule"] = "auto: SURE of the abundance error over candidate weights (0 = FCLS)"
+            weights_dir=weights_dir, band_weights=None, scaling=scaling, smooth=smooth,
+            progress=sel_progress, cancel=cancel)
+        info["lambda_rule"] = ("auto: SURE of the scaled-abundance error over candidate weights (0 = ELMM)"
+                               if scaling else "auto: SURE of the abundance error over candidate weights (0 = FCLS)")
         info["lambda_selection"] = dict(sel.report(), window=[int(x) for x in box])
         if box == (0, 0, h, w) and samples == 1:
             reuse = sel.A.reshape(P, h * w)  # the chosen candidate's run is the result
+            psi_reuse = _w.get("psi")
         span = (0.8, 1.0)
     else:
         info["lambda_rule"] = "given"
     info["lam"] = float(lam_val)
     if reuse is not None:
-        mean, std = reuse, None
+        mean, std, psi = reuse, None, psi_reuse
         info.update({"timesteps": [int(t) for t in schedule.sampling_timesteps(preset.t_start, preset.nfe)]})
     else:
-        A0 = _warm_start(Yf, E, v)
+        A0, psi0 = _warm_start(Yf, E, v, h, w, scaling, smooth)
         mean, std, extra = _sweep(Yf, E, A0, v, h, w, lam=lam_val, sigma_n=sigma_n, preset=preset,
                                   zeta=zeta, samples=samples, seed=seed, device=dev, model=model,
-                                  origin=origin, prior=prior, tv_weight=tv_weight, progress=progress,
-                                  cancel=cancel, progress_span=span)
+                                  origin=origin, prior=prior, tv_weight=tv_weight, psi0=psi0, smooth=smooth,
+                                  progress=progress, cancel=cancel, progress_span=span)
+        psi = extra.pop("psi", None)
+        extra.pop("b", None)
         info.update(extra)
+    if psi is not None:
+        psi = elmm.reported_scaling(np.asarray(psi, np.float64).reshape(P, h, w), np.asarray(mean).reshape(P, h, w),
+                                    v.reshape(h, w), smooth)
+        info["scaling"] = psi.astype(np.float32)
     if progress is not None:
         progress(1.0, "URDM done")
     mean = np.array(mean, dtype=np.float64)
@@ -454,25 +527,60 @@ def urdm_unmix(Y, E, valid=None, lam="auto", quality: str = DEFAULT_QUALITY, see
     return A, std, info
 
 
+def _resolve_variability(variability, Y, E, valid, sigma_n, info) -> bool:
+    """Whether the tile uses the scaling (ELMM) data term; records the decision in info."""
+    if variability in (True, "scaling"):
+        info["variability_decision"] = {"model": "scaling", "rule": "given"}
+        return True
+    if variability in (False, None, "none"):
+        return False
+    if variability != "auto":
+        raise OptionError(f"variability must be auto, scaling or none, not '{variability}'",
+                          "Leave it at auto.")
+    test = elmm.variability_test(Y, E, valid, sigma_n)
+    info["variability_decision"] = dict(test, model="scaling" if test["use"] else "none", rule="auto (this tile)")
+    return bool(test["use"])
+
+
 # ----------------------------------------------------------------------------- registry entry points
 def solve_tile(Y, E, valid, params: dict, ctx, progress=None, cancel=None) -> tuple:
     """The registry's spatial entry point (see :mod:`core.methods.registry`): one tile with
     the validated ``params`` (``lam``, ``quality``, ``zeta``, ``samples``) and the scene's
     facts in ``ctx`` (seed, device, noise level, band weights, the tile's origin)."""
-    return urdm_unmix(Y, E, valid, lam=params["lam"], quality=params["quality"], zeta=float(params["zeta"]),
-                      samples=int(params["samples"]), seed=ctx.seed, device=ctx.device, sigma_n=ctx.sigma,
-                      signal_rms=ctx.signal_rms, band_weights=ctx.band_weights, origin=ctx.origin,
-                      progress=progress, cancel=cancel)
+    variability = params.get("variability", "auto")
+    if variability == "auto" and ctx.variability is not None:  # decided once for the scene
+        variability = ctx.variability
+    A, std, info = urdm_unmix(Y, E, valid, lam=params["lam"], quality=params["quality"],
+                              zeta=float(params["zeta"]), samples=int(params["samples"]), seed=ctx.seed,
+                              device=ctx.device, sigma_n=ctx.sigma, signal_rms=ctx.signal_rms,
+                              band_weights=ctx.band_weights, variability=variability, origin=ctx.origin,
+                              progress=progress, cancel=cancel)
+    return A, _stack_aux(A, std, info.pop("scaling", None), params), info
+
+
+def _stack_aux(A, std, psi, params):
+    """The extra maps in the order of :func:`registry.aux_layers` (ψ = 1 where the scene was
+    found without variability), or None."""
+    from ..methods.registry import aux_layers
+
+    blocks = []
+    for kind in aux_layers("urdm", params):
+        got = std if kind == "std" else psi
+        blocks.append(np.where(np.isnan(A), np.nan, 1.0 if kind == "scaling" else 0.0).astype(np.float32)
+                      if got is None else got)
+    return np.concatenate(blocks) if blocks else None
 
 
 def choose_scene_weight(Y, E, valid, params: dict, ctx, progress=None, cancel=None) -> tuple:
     """λ and the data weighting for a whole scene from a window of it (Y (B, h, w), invalid
     pixels zero), so every tile fits and regularises alike. Returns (params with ``lam``
     filled in, ctx with the band weights decided (and σ in their metric), report)."""
+    variability = params.get("variability", "auto")
+    scaling = ctx.variability if variability == "auto" and ctx.variability is not None else variability
     lam, sel, box, data_w = choose_lambda(
         Y, E, valid, sigma_n=ctx.sigma, quality=params["quality"], zeta=float(params["zeta"]),
         samples=int(params["samples"]), seed=ctx.seed, device=ctx.device, band_weights=ctx.band_weights,
-        cancel=cancel, progress=progress)
+        scaling=scaling in (True, "scaling"), cancel=cancel, progress=progress)
     if data_w["d"] is not None:  # the tiles fit in the same noise-weighted metric
         ctx = replace(ctx, band_weights=data_w["d"], sigma=data_w["sigma_n"])
     else:

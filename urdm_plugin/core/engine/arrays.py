@@ -126,10 +126,11 @@ def unmix_array_full(Y, E, method: str = "fcls", **options: Any):
     """Like :func:`unmix_array` but also returns ``(A, std | None, info dict)``.
 
     ``std`` (same shape as ``A``) is the posterior standard deviation of urdm when
-    ``samples > 1``; ``info`` holds solver facts such as the chosen ``lam``.
+    ``samples > 1``; ``info`` holds solver facts such as the chosen ``lam`` and, for elmm
+    and urdm with its variability model, ``info["scaling"]``: the scalings ψ (P, H, W).
     """
     from ..methods.context import SceneContext
-    from ..methods.registry import DEVICE, SEED, TILE_SIZE, get_method
+    from ..methods.registry import DEVICE, SEED, TILE_SIZE, aux_layers, get_method
     from .tiling import solve_tiled
 
     spec = get_method(method)
@@ -167,7 +168,16 @@ def unmix_array_full(Y, E, method: str = "fcls", **options: Any):
 
         res = solve_tiled(spec, read, spatial_shape, E, params, SceneContext(seed=seed, device=device),
                           tile_size, tile_overlap, progress, cancel, executor)
-        return res.A, res.std, res.info
+        blocks = {k: None for k in aux_layers(spec.id, params)}
+        if res.std is not None:
+            P = res.A.shape[0]
+            for i, k in enumerate(blocks):
+                blocks[k] = res.std[i * P:(i + 1) * P]
+                blocks[k][np.isnan(res.A)] = np.nan
+        info = dict(res.info)
+        if blocks.get("scaling") is not None:
+            info["scaling"] = blocks["scaling"]
+        return res.A, blocks.get("std"), info
 
     return _solve_pixels(spec, Y, E, valid, params, progress, cancel), None, {}
 

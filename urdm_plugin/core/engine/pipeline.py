@@ -116,6 +116,7 @@ def unmix_raster(
     Outputs (float32 GeoTIFFs on the input grid, or the window's sub-grid, nodata −9999):
     one abundance map per endmember, ``residual_rmse.tif`` (per-pixel RMSE over bands,
     reflectance units), ``<name>_std.tif`` for urdm with ``params['samples'] > 1``,
+    ``scaling_<name>.tif`` (ELMM scalings ψ) for elmm and urdm unless variability is "none",
     ``endmembers_used.csv`` (spectra on the bands used) and ``run.json``.
     """
     from ..io.gdal_quiet import BudgetedGdalCache
@@ -146,13 +147,22 @@ def run_inputs(image_path, library, opts: UnmixOptions) -> list:
     return [p for p in (image_path, lib, opts.mask_path) if p]
 
 
+#: (file stem, description) of each kind of extra per-endmember map (registry.aux_layers).
+_AUX_FILES = {
+    "std": lambda n: (f"{n}_std", f"posterior std of {n} abundance"),
+    "scaling": lambda n: (f"scaling_{n}", f"brightness scaling ψ of {n} (ELMM; 1 = as in the library)"),
+}
+
+
 def _execute(plan: RunPlan, out_dir, prog: _Progress, t0: float, executor=None, inputs=()) -> RunResult:
     from ..io.library import SpectralLibrary
     from ..io.manifest import build_manifest
     from ..io.writer import OutputWriter
 
     opts, spec, info, names, E = plan.options, plan.spec, plan.info, plan.names, plan.E
-    write_std = int(plan.params.get("samples", 1)) > 1
+    from ..methods.registry import aux_layers
+
+    aux = aux_layers(spec.id, plan.params)  # extra per-endmember maps, in the solver's order
     t_exec = time.perf_counter()
     with OutputWriter(str(out_dir), info, overwrite=opts.overwrite,
                       window=opts.window and plan.extent, inputs=inputs) as writer:
@@ -160,9 +170,12 @@ def _execute(plan: RunPlan, out_dir, prog: _Progress, t0: float, executor=None, 
         files = [Path(writer.add_raster(k, n, f"abundance of {n} ({spec.id})")).name for k, n in zip(keys, names)]
         res_path = writer.add_raster("residual_rmse", "residual_rmse",
                                      "per-pixel residual RMSE over bands (reflectance)")
-        std_keys = [f"std{i}" for i in range(len(names))] if write_std else []
-        std_files = [Path(writer.add_raster(k, f"{n}_std", f"posterior std of {n} abundance")).name
-                     for k, n in zip(std_keys, names)]
+        std_keys, aux_files = [], {}
+        for kind in aux:
+            kind_keys = [f"{kind}{i}" for i in range(len(names))]
+            aux_files[kind] = [Path(writer.add_raster(k, *_AUX_FILES[kind](n))).name
+                               for k, n in zip(kind_keys, names)]
+            std_keys += kind_keys
 
         prog.stage(0.05, 0.97)
         if spec.spatial:
@@ -174,6 +187,10 @@ def _execute(plan: RunPlan, out_dir, prog: _Progress, t0: float, executor=None, 
             _refuse_dead_bands(plan, where)
             raise InputImageError(f"Every pixel {where} is nodata; there is nothing to unmix",
                                   "Check the image's nodata value, the window and the mask")
+        if (solver_info.get("variability_decision") or {}).get("model") == "none" and "scaling" in aux_files:
+            # URDM found no variability: its scalings are all 1, not worth a layer each
+            writer.discard([f"scaling{i}" for i in range(len(names))])
+            del aux_files["scaling"]
         prog.stage(0.97, 1.0)
         with prog.timed("write"):  # the rasters closed and read back here, before run.json
             writer.write_library_csv(SpectralLibrary(list(names), plan.matched.wavelengths_nm, E.copy()),
@@ -188,8 +205,8 @@ def _execute(plan: RunPlan, out_dir, prog: _Progress, t0: float, executor=None, 
         parameters.update(solver_info)
         parameters["options"] = asdict(opts)
         extra = {"endmembers_used": "endmembers_used.csv"}
-        if write_std:
-            extra["std"] = [{"name": n, "file": f} for n, f in zip(names, std_files)]
+        for kind, kind_files in aux_files.items():
+            extra[kind] = [{"name": n, "file": f} for n, f in zip(names, kind_files)]
         manifest = build_manifest(
             spec.id, info, plan.library_label, matched=plan.matched,
             endmembers=[{"name": n, "file": f} for n, f in zip(names, files)],

@@ -213,7 +213,8 @@ ReadFn = Callable[[int, int, int, int], tuple]
 
 @dataclass
 class TiledResult:
-    """``A`` (P, H, W) float32 (NaN where not valid), ``std`` like ``A`` or None, ``valid``
+    """``A`` (P, H, W) float32 (NaN where not valid), ``std`` the method's extra maps
+    (k·P, H, W), stacked in the order of :func:`core.methods.registry.aux_layers`, or None, ``valid``
     (H, W) bool (pixels a tile solved), ``info`` (scene and per-tile solver facts)."""
 
     A: np.ndarray
@@ -261,6 +262,12 @@ def scene_context(spec, read: ReadFn, shape: tuple, E: np.ndarray, params: dict,
         sigma = float(estimate_noise_sigma(Y, E, valid=valid))
         ctx = replace(ctx, sigma=sigma, signal_rms=float(np.sqrt(np.mean(np.square(Y[:, valid])))))
     info["noise_sigma"] = ctx.sigma
+    if params.get("variability") == "auto" and ctx.variability is None:
+        from ..methods.elmm import variability_test
+
+        test = variability_test(Y, E, valid, ctx.sigma)
+        ctx = replace(ctx, variability=test["use"])
+        info["variability_decision"] = dict(test, model="scaling" if test["use"] else "none", rule="auto (scene window)")
     if choose_weight and spec.weight_is_auto(params):
         if progress is not None:
             progress(0.0, "choosing the regularisation weight from the scene")
@@ -346,7 +353,7 @@ def solve_tiled(spec, read: ReadFn, shape: tuple, E: np.ndarray, params: dict, c
             out["valid"][r0:r0 + A.shape[1]] = v
             if std is not None:
                 if out["std"] is None:
-                    out["std"] = np.zeros((P, H, W), np.float32)
+                    out["std"] = np.zeros((std.shape[0], H, W), np.float32)
                 out["std"][:, r0:r0 + A.shape[1]] = std
     else:
         out = None
@@ -393,15 +400,16 @@ def solve_tiled(spec, read: ReadFn, shape: tuple, E: np.ndarray, params: dict, c
             elif k != "lam" and (val is None or isinstance(val, (int, float, str, bool))):
                 info.setdefault(f"{k}_per_tile", []).append(val)
         blend.add(t, np.concatenate([np.nan_to_num(np.asarray(A, np.float32)), np.asarray(v, np.float32)[None]]))
-        if std is not None and sblend is None:  # the row's tiles before held no std: zeros there
-            sblend = TileBlender(P, H, W, overlap=overlap)
+        if std is not None and sblend is None:  # the row's tiles before held none: zeros there
+            q = std.shape[0]  # std and/or scaling maps, P each (registry.aux_layers)
+            sblend = TileBlender(q, H, W, overlap=overlap)
             sblend.row0 = blend.row0
             for t0 in strip:
-                sblend.add(t0, np.zeros((P, t0.height, t0.width), np.float32))
+                sblend.add(t0, np.zeros((q, t0.height, t0.width), np.float32))
         strip.append(t)
         if sblend is not None:
             sblend.add(t, np.nan_to_num(np.asarray(std, np.float32)) if std is not None
-                       else np.zeros((P, th, tw), np.float32))
+                       else np.zeros((q, th, tw), np.float32))
         del A, std, v
         if i + 1 == n or tiles[i + 1].row0 != t.row0:  # a row of tiles is done
             flush(tiles[i + 1].row0 if i + 1 < n else H)

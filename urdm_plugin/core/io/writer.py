@@ -228,6 +228,16 @@ class OutputWriter:
         self._files[key] = (str(name), fname)
         return str(path)
 
+    def discard(self, keys) -> None:
+        """Drop the rasters of ``keys`` before the commit (an optional output the run found it
+        does not need, e.g. URDM's scaling maps on a scene without variability)."""
+        self._require_open()
+        for key in keys:
+            ds = self._datasets.pop(key, None)
+            ds = None  # noqa: F841 (closes the file)
+            _name, fname = self._files.pop(key)
+            (self.tmp_dir / fname).unlink(missing_ok=True)
+
     @errors_as_values()
     def write(self, key: str, array2d: np.ndarray, row0: int, col0: int = 0,
               valid: Optional[np.ndarray] = None) -> None:

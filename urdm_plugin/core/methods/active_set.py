@@ -356,6 +356,11 @@ def _primal_dual(ops: _FaceOperators, C: np.ndarray, S0: np.ndarray, rounds: int
     return out.T, found
 
 
+def _unconstrained_operator(G, sum_to_one: bool) -> tuple:
+    """(M, v): the unconstrained optimum is M·c (+ v with the sum-to-one row)."""
+    return _scls_operator(G) if sum_to_one else (_pinv_sym(G), None)
+
+
 def _solve_constrained(Y, E, sum_to_one: bool, chunk: int, max_iter) -> np.ndarray:
     Y, E = _check(Y, E)
     P, N = E.shape[1], Y.shape[1]
@@ -363,11 +368,7 @@ def _solve_constrained(Y, E, sum_to_one: bool, chunk: int, max_iter) -> np.ndarr
     if N == 0:
         return A
     G = E.T @ E
-    if sum_to_one:
-        M, v = _scls_operator(G)
-        unc = (M, v)
-    else:
-        unc = (_pinv_sym(G), None)
+    unc = _unconstrained_operator(G, sum_to_one)
     iters = max_iter if max_iter is not None else 10 * P + 50
     ops = _FaceOperators(G, sum_to_one)  # free set -> subproblem operator, all chunks
     spans = list(_chunks(N, chunk))
@@ -459,6 +460,15 @@ def fcls(Y: np.ndarray, E: np.ndarray, chunk: int = CHUNK, max_iter=None) -> np.
     return _solve_constrained(Y, E, True, chunk, max_iter)
 
 
+def nnls_gram(G: np.ndarray, C: np.ndarray, chunk: int = CHUNK, max_iter=None) -> np.ndarray:
+    """NNLS in Gram form: ``min ½aᵀGa − cᵀa`` s.t. ``a ≥ 0`` for every column c of C (P × N).
+
+    URDM's data step under the scaling (ELMM) model solves ``½‖y − Eb‖² + ρ/2‖b − ψ⊙z‖²``
+    over b ≥ 0 as G = EᵀE + ρI, c = Eᵀy + ρ·ψ⊙z. Exact, like :func:`nnls`.
+    """
+    return _gram_solve(G, C, False, chunk, max_iter)
+
+
 def fcls_gram(G: np.ndarray, C: np.ndarray, chunk: int = CHUNK, max_iter=None) -> np.ndarray:
     """FCLS in Gram form: ``min ½aᵀGa − cᵀa`` s.t. ``a ≥ 0, 1ᵀa = 1`` for every column c of C.
 
@@ -466,18 +476,22 @@ def fcls_gram(G: np.ndarray, C: np.ndarray, chunk: int = CHUNK, max_iter=None) -
     like :func:`fcls` (which is this with G = EᵀE, C = EᵀY). URDM's data step solves
     ``½‖y − Ea‖² + ρ/2‖a − z‖²`` on the simplex as G = EᵀE + ρI, c = Eᵀy + ρz.
     """
+    return _gram_solve(G, C, True, chunk, max_iter)
+
+
+def _gram_solve(G, C, sum_to_one: bool, chunk: int, max_iter) -> np.ndarray:
     G = np.asarray(G, np.float64)
     C = np.asarray(C, np.float64)
     P, N = C.shape
     if G.shape != (P, P):
         raise OptionError(f"Gram matrix {G.shape} does not match {P} abundances",
                           "Pass G = EᵀE (P × P) and C = EᵀY (P × N).")
-    M, v = _scls_operator(G)
-    ops = _FaceOperators(G, True)
+    unc = _unconstrained_operator(G, sum_to_one)
+    ops = _FaceOperators(G, sum_to_one)
     iters = max_iter if max_iter is not None else 10 * P + 50
     A = np.empty((P, N))
     for s, e in _chunks(N, chunk):
-        A[:, s:e] = _solve_gram(C[:, s:e], (M, v), ops, iters)
+        A[:, s:e] = _solve_gram(C[:, s:e], unc, ops, iters)
     return A
 
 

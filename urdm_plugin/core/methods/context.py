@@ -17,6 +17,8 @@ class SceneContext:
     RMS of the scene's valid data (recorded). ``band_weights``: ``"auto"`` (decide from the
     data), None (plain least squares) or relative per-band σ (B,). ``origin``: (row, col)
     of the tile's first pixel in the scene (URDM keys its sampling noise to it).
+    ``variability``: whether URDM's "auto" variability model uses the scalings (decided once
+    for the scene by :func:`core.methods.elmm.variability_test`); None = each tile decides.
     ``memory_mb``: the run's memory budget (MiB), which bounds the scene-wide noise window
     (:func:`core.engine.tiling.noise_window`); None = no bound.
     """
@@ -28,6 +30,7 @@ class SceneContext:
     band_weights: Any = "auto"
     origin: tuple = (0, 0)
     memory_mb: Optional[float] = None
+    variability: Optional[bool] = None
 
     def at(self, row0: int, col0: int) -> SceneContext:
         """The same facts for the tile whose first pixel is (row0, col0) of the scene."""

@@ -221,6 +221,14 @@ MEMORY_MB = ParamSpec("memory_mb", "int", 512, "Memory (MiB)", 1, 1 << 20,
 ENGINE_OPTIONS: tuple = (SEED, DEVICE, TILE_SIZE, MEMORY_MB)
 
 # ----------------------------------------------------------------------------- methods
+_SMOOTH = ParamSpec("smooth", "float", 2.0, "Scaling smoothness (px)", 0.5, 100.0,
+                    help="Distance (pixels, Gaussian σ) over which a material's brightness scaling ψ "
+                         "is assumed smooth (ELMM); larger = smoother scaling maps.")
+_VARIABILITY = ParamSpec("variability", "choice", "auto", "Endmember variability",
+                         choices=("auto", "scaling", "none"),
+                         help="Model brightness variability of the endmembers as smooth per-pixel scalings "
+                              "(ELMM): auto = when the data show it, scaling = always, none = never "
+                              "(plain linear mixing).")
 _LAM_HELP = "{what}; 'auto' = chosen from the scene's own data (SURE), 0 = none (FCLS)."
 
 METHODS: list = [
@@ -249,12 +257,32 @@ METHODS: list = [
                        "1 = fresh noise each step (posterior samples; used for samples > 1)."),
         ParamSpec("samples", "int", 1, "Samples", 1, 64,
                   help="Posterior samples averaged; more than 1 also gives an uncertainty map."),
+        _VARIABILITY,
     ), "Unmixing regularised by a diffusion (DDPM) prior on abundance maps, solved by "
        "splitting inside diffusion sampling (TIP 2025, doi 10.1109/TIP.2025.3638151). Needs torch.",
         requires=("torch",), weight="lam", choose_weight="diffusion.sampler:choose_scene_weight"),
+    MethodSpec("elmm", "ELMM (scaled endmembers, smooth scalings)", True, "methods.elmm:solve_tile", (
+        _SMOOTH,
+    ), "Extended linear mixing: each endmember is scaled per pixel by a spatially smooth factor "
+       "(illumination, slope, shade), fractions sum to one; writes the scaling maps. "
+       "Needs only numpy/scipy."),
 ]
 
 METHOD_IDS: tuple = tuple(m.id for m in METHODS)
+
+
+def aux_layers(method_id: str, params: dict) -> list:
+    """Kinds of the extra per-endmember maps a spatial method returns beside the abundances,
+    in the order it stacks them (each a P × h × w block of its second output): "std"
+    (URDM's posterior standard deviation, with samples > 1) and "scaling" (the ELMM
+    scalings ψ: elmm, and urdm unless variability is "none")."""
+    mid = get_method(method_id).id
+    kinds = []
+    if mid == "urdm" and int(params.get("samples", 1)) > 1:
+        kinds.append("std")
+    if mid == "elmm" or (mid == "urdm" and params.get("variability", "auto") != "none"):
+        kinds.append("scaling")
+    return kinds
 
 
 def get_method(method_id: str) -> MethodSpec:
@@ -294,5 +322,5 @@ def default_method() -> str:
 
 DEFAULT_METHOD: str = default_method()
 
-__all__ = ["AUTO", "DEFAULT_METHOD", "ENGINE_OPTIONS", "METHODS", "METHOD_IDS", "MethodSpec", "ParamSpec",
+__all__ = ["AUTO", "aux_layers", "DEFAULT_METHOD", "ENGINE_OPTIONS", "METHODS", "METHOD_IDS", "MethodSpec", "ParamSpec",
            "all_params", "default_method", "get_method", "method_available", "method_index"]

@@ -101,13 +101,18 @@ class Selection:
     weight: float
     A: np.ndarray
     table: dict = field(default_factory=dict)  # weight -> SURE (abundance MSE per entry)
+    seconds: Optional[float] = None  # wall time of the whole choice, when the caller timed it
 
     def report(self) -> dict:
-        """JSON-ready summary for run.json: chosen weight and SURE of every candidate."""
-        return {"criterion": "SURE (Monte-Carlo, abundance MSE)",
-                "chosen": float(self.weight),
-                "candidates": [{"weight": float(w), "sure_mse": float(s)}
-                               for w, s in sorted(self.table.items())]}
+        """JSON-ready summary for run.json: chosen weight, SURE of every candidate and the
+        choice's cost in seconds (when timed)."""
+        out = {"criterion": "SURE (Monte-Carlo, abundance MSE)",
+               "chosen": float(self.weight),
+               "candidates": [{"weight": float(w), "sure_mse": float(s)}
+                              for w, s in sorted(self.table.items())]}
+        if self.seconds is not None:
+            out["seconds"] = round(float(self.seconds), 3)
+        return out
 
 
 def select_weight(solve: Callable[[np.ndarray, float], np.ndarray], Y: np.ndarray,
