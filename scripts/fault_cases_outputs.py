@@ -163,16 +163,31 @@ try:
 except subprocess.TimeoutExpired:
     p.kill(); print("hung for 120 s under ulimit -v 400000", file=sys.stderr); sys.exit(1)
 """)
-#: The main process of a --workers 2 run SIGKILLed mid-run: its workers must be gone 3 s later.
+#: The main process of a --workers 2 run SIGKILLed mid-run, once its workers are up: they must
+#: be gone 3 s later. A run that ends before the kill proves nothing and fails the case.
 #: The killed run's own temporary folder is removed here (a next run would remove it).
 KILLED_POOL = _py("""
 import glob, shutil
 box = sys.argv[1]
 p = subprocess.Popen([sys.executable, "-m", "urdm_plugin", *sys.argv[2:]])
+def children():
+    kids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = open(f"/proc/{pid}/stat").read()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == p.pid:
+            kids.append(pid)
+    return kids
 t0 = time.time()
-while not glob.glob(os.path.join(box, ".out.tmp-*")) and time.time() - t0 < 60:
+while not (glob.glob(os.path.join(box, ".out.tmp-*")) and children()) and time.time() - t0 < 60:
+    if p.poll() is not None:
+        break
     time.sleep(0.05)
-time.sleep(1.0)
+if p.poll() is not None:
+    print("the run ended before it could be killed: make it slower", file=sys.stderr); sys.exit(1)
+time.sleep(0.5)
 p.kill(); p.wait(); time.sleep(3.0)
 alive = []
 for pid in filter(str.isdigit, os.listdir("/proc")):
@@ -238,7 +253,7 @@ def cases() -> list:
                out="out"),
           Case("signals", "--workers 100000", _unmix("--workers", "100000"), word="at most"),
           Case("signals", "SIGKILL of a --workers 2 run: its pool dies too",
-               ["{box}", *_unmix("--method", "tv", "--lam", "0.01", "--max-iter", "5000", "--workers", "2",
+               ["{box}", *_unmix("--method", "urdm", "--quality", "fast", "--lam", "0.3", "--workers", "2",
                                  "--tile-size", "32", img="{box}/slow.tif")], python=KILLED_POOL, code=0)]
     # Processing (qgis_process) and map sheets
     img, lib = "INPUT={img}", "LIBRARY={lib}"

@@ -5,6 +5,7 @@ run.json's split of its seconds."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -135,3 +136,17 @@ def test_fcls_outputs_are_bit_identical_to_the_single_threaded_path(tmp_path, mo
         gdal.SetConfigOption("GDAL_NUM_THREADS", None)
     assert np.array_equal(new, old) and np.array_equal(new_win, old_win)
     assert (new[:3, 10, 10] == -9999.0).all() and (new[:3] >= 0).sum() > 0.99 * 3 * 150 * 170
+
+
+def test_a_tight_address_space_limit_reads_on_one_thread(monkeypatch):
+    """Under ``ulimit -v 400000`` each reader thread's malloc arena and stack left OpenBLAS no
+    room and FCLS spun forever: a limit below 8 GiB means one thread; no limit means the cores."""
+    import resource
+
+    from urdm_plugin.core.io.parallel_read import decode_threads
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (resource.RLIM_INFINITY,) * 2)
+    assert decode_threads() == 4
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (400000 * 1024, 400000 * 1024))
+    assert decode_threads() == 1

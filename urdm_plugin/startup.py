@@ -11,16 +11,13 @@ Address-space limit: under ``ulimit -v 400000`` OpenBLAS cannot give each of its
 buffers and the first matrix product spins forever at 100 % CPU, deaf to SIGTERM (measured:
 FCLS on a 12 x 10 scene hung > 6 min; with one BLAS thread it ran in about 1 s).
 :func:`fit_blas_to_address_limit` sets one BLAS thread when the limit is tight, before numpy
-loads. Only ``os``, ``resource`` and ``signal`` are imported here.
+loads. Only ``os``, ``resource``, ``signal`` and the leaf module ``core.limits`` are imported here.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-
-#: Below this address-space limit (bytes) BLAS runs on one thread.
-TIGHT_ADDRESS_SPACE = 8 * 2**30
 
 #: Signal numbers received so far (in order).
 received: list = []
@@ -45,15 +42,11 @@ def install() -> None:
 
 
 def fit_blas_to_address_limit() -> bool:
-    """One OpenBLAS/OpenMP thread when RLIMIT_AS is below :data:`TIGHT_ADDRESS_SPACE` and the
+    """One OpenBLAS/OpenMP thread when RLIMIT_AS is below ``core.limits.TIGHT_ADDRESS_SPACE`` and the
     user set no thread count; call before numpy is imported. Returns whether it did."""
-    try:
-        import resource
+    from urdm_plugin.core.limits import address_space_is_tight  # a leaf: no numpy
 
-        soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
-    except (ImportError, OSError, ValueError):  # Windows has no resource module
-        return False
-    if soft == resource.RLIM_INFINITY or soft >= TIGHT_ADDRESS_SPACE:
+    if not address_space_is_tight():
         return False
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")

@@ -29,7 +29,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 from osgeo import gdal
 
-from ..limits import MAX_MAGNITUDE
+from ..limits import MAX_MAGNITUDE, address_space_is_tight
 
 #: Most threads one reader uses (2-core laptops to workstations; beyond this the disk and
 #: the memory bus, not decoding, bound a read).
@@ -38,7 +38,10 @@ MAX_THREADS = 8
 
 def decode_threads() -> int:
     """Threads a read uses: GDAL's ``GDAL_NUM_THREADS`` when set (a number, or ``ALL_CPUS``),
-    else the cores this process may run on, at most :data:`MAX_THREADS`."""
+    else the cores this process may run on, at most :data:`MAX_THREADS`; one under a tight
+    address-space limit (``ulimit -v``, see :func:`~urdm_plugin.core.limits.address_space_is_tight`)."""
+    if address_space_is_tight():
+        return 1
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
