@@ -326,9 +326,7 @@ def cases() -> list:
           Case("writes", "OUTDIR name of 300 bytes", _unmix(out="{box}/" + "x" * 300)),
           Case("writes", "OUTDIR below a missing drive-like path", _unmix(out="/proc/urdm-audit/out"))]
     # 3. signals
-    # URDM on the 96 x 96 scene: about a minute on one core (TV converges there in under a second,
-    # too soon for a signal sent once the run is under way)
-    slow = _unmix("--method", "urdm", "--quality", "fast", "--lam", "0.3", img="{box}/slow.tif")
+    slow = _unmix("--method", "tv", "--lam", "0.01", "--max-iter", "5000", img="{box}/slow.tif")
     C += [Case("signals", "SIGTERM mid-run", slow, code=143, signal_after_start=signal.SIGTERM, word="terminated"),
           Case("signals", "SIGHUP mid-run", slow, code=129, signal_after_start=signal.SIGHUP, word="hung up"),
           Case("signals", "SIGINT mid-run", slow, code=130, signal_after_start=signal.SIGINT),
