@@ -318,6 +318,8 @@ def _run_methods(args) -> int:
 
 # ------------------------------------------------------------------ vca
 def _add_vca(sub) -> None:
+    from .core.methods.registry import SEED, VCA_MAX_ANGLE, VCA_MAX_PIXELS
+
     p = sub.add_parser(
         "vca", help="extract N endmember spectra from an image (vertex component analysis)",
         description="Extract N endmember spectra from the image's pixels with VCA and write them "
@@ -334,8 +336,6 @@ def _add_vca(sub) -> None:
     p.add_argument("out", metavar="OUT.csv", help="CSV library to write")
     p.add_argument("--identify", metavar="LIBRARY", default=None,
                    help="reference spectral library (CSV or ENVI .sli) to name the endmembers from")
-    from .core.methods.registry import SEED, VCA_MAX_ANGLE, VCA_MAX_PIXELS
-
     p.add_argument("--max-angle", type=float, default=None, metavar="RAD",
                    help=f"largest spectral angle (radians) of an identification (default {VCA_MAX_ANGLE.default})")
     p.add_argument("--seed", type=int, default=None, help=f"random seed (default {SEED.default})")
@@ -374,7 +374,7 @@ def _run_vca(args) -> int:
     if report_path is not None:
         check_output_file(report_path, inputs, args.overwrite, "identification report")
     vca = build_vca({"n": args.n, "seed": args.seed, "max_pixels": args.max_pixels, "max_angle": args.max_angle,
-                     "mask_water_bands": not args.no_water_mask}, _flag)
+                     "mask_water_bands": not args.no_water_mask})
     reference = None
     if args.identify:
         from .core.io.library import read_library

@@ -78,8 +78,7 @@ class VcaAlgorithm(UrdmAlgorithm):
             check_output_file(out, (layer.source(), ref_path), overwrite=True, what="output library")
             values = {o.name: self.value_of(o, o.name.upper(), parameters, context) for o in VCA_OPTIONS}
             vca = build_vca(dict(values, n=n if n > 0 else "auto",  # 0: the widget's automatic
-                                 mask_water_bands=self.parameterAsBool(parameters, self.MASK_WATER, context)),
-                            str.upper)
+                                 mask_water_bands=self.parameterAsBool(parameters, self.MASK_WATER, context)))
             reference = read_library(ref_path) if ref_path else None
             lib = extract_endmembers(layer.source(), vca.n, reference=reference, **vca.as_kwargs())
             for line in lib.report.splitlines():

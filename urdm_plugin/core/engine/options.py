@@ -88,7 +88,7 @@ def build_run(values: Mapping[str, Any], shown: Shown = str) -> RunRequest:
     return RunRequest(UnmixOptions(method=spec.id, params=params, **engine, **plain), workers, scheduler)
 
 
-def build_vca(values: Mapping[str, Any], shown: Shown = str) -> VcaOptions:
+def build_vca(values: Mapping[str, Any]) -> VcaOptions:
     """:class:`VcaOptions` from front-end ``values``: ``n`` (a positive int or ``"auto"``; 0
     is refused — a front end whose widget spells auto as 0 maps it first), the
     :data:`registry.VCA_OPTIONS` (None = the default) and ``mask_water_bands``."""
