@@ -66,3 +66,15 @@ def test_unknown_names_and_a_bad_overlap_are_refused():
         build_run({"method": "tv", "tile_size": 64, "tile_overlap": 32})
     with pytest.raises(OptionError, match="tile_overlap"):  # the array API goes through the same check
         take_engine_options({"tile_size": 64, "tile_overlap": 40})
+
+
+def test_an_unavailable_method_is_built_and_left_to_the_plan(monkeypatch):
+    """The dialog plans a run it cannot start, to show why; the plan says the method cannot run."""
+    from urdm_plugin.core.engine.arrays import resolve_method
+    from urdm_plugin.core.errors import MethodUnavailableError
+    from urdm_plugin.core.methods import registry
+
+    monkeypatch.setattr(registry, "_installed", lambda name: name != "torch")
+    assert build_run({"method": "urdm"}).options.method == "urdm"
+    with pytest.raises(MethodUnavailableError, match="PyTorch"):
+        resolve_method("urdm")  # what plan_run asks first

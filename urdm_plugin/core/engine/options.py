@@ -73,13 +73,14 @@ def _refuse_unknown(values: dict) -> None:
 def build_run(values: Mapping[str, Any], shown: Shown = str) -> RunRequest:
     """A :class:`RunRequest` from front-end ``values`` (registry name -> value, None = not given).
 
-    ``method`` (default: :func:`registry.default_method`) must be known and runnable here; a
+    ``method`` (default: :func:`registry.default_method`) must be known (whether it can run in
+    this Python is the plan's to say: the dialog plans runs it cannot start, to show why); a
     method parameter another method takes is refused (:func:`registry.params_for_method`);
     engine options go through :func:`registry.take_engine_options`, ``workers``/``scheduler``
     through :func:`executors.check_place`. Other names raise OptionError.
     """
     given = dict(values)
-    spec = get_method(given.pop("method", None) or default_method()).require_available()
+    spec = get_method(given.pop("method", None) or default_method())
     params = params_for_method(spec, {n: given.pop(n, None) for n in all_params()}, shown)
     workers, scheduler = check_place(given.pop("workers", None), given.pop("scheduler", None), shown)
     engine = take_engine_options(given)
