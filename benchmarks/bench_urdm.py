@@ -82,21 +82,24 @@ ABLATION_ROWS = ("fcls", "none", "tv", "fresh noise, oracle λ", "deterministic,
 def ablation(cfg) -> tuple[list, str]:
     from urdm_plugin.core.diffusion import sampler as urdm
     from urdm_plugin.core.methods.active_set import fcls
+    from urdm_plugin.core.methods.context import SceneContext
 
     priors = trained_priors()
     rows = []
     for label, k, Y, E, A in _scenes(cfg["seeds"]):
         B = Y.shape[0]
         r = {"scene": label, "seed": k, "fcls": rmse(fcls(Y.reshape(B, -1), E).reshape(A.shape), A)}
-        r["none"] = rmse(urdm.urdm_unmix(Y, E, lam=0.3, prior="none")[0], A)
-        r["tv"] = min(rmse(urdm.urdm_unmix(Y, E, lam=1.0, prior="tv", tv_weight=w)[0], A) for w in cfg["tv_grid"])
-        r["fresh noise, oracle λ"] = min(rmse(urdm.urdm_unmix(Y, E, lam=lam, zeta=1.0, seed=k)[0], A)
+        r["none"] = rmse(urdm.urdm_unmix(Y, E, lam=0.3, settings=urdm.SamplerSettings(prior="none"))[0], A)
+        r["tv"] = min(rmse(urdm.urdm_unmix(Y, E, lam=1.0, settings=urdm.SamplerSettings(prior="tv", tv_weight=w))[0], A)
+                      for w in cfg["tv_grid"])
+        r["fresh noise, oracle λ"] = min(rmse(urdm.urdm_unmix(Y, E, lam=lam, zeta=1.0, ctx=SceneContext(seed=k))[0], A)
                                          for lam in cfg["lam_grid"])
-        A_auto, _, info = urdm.urdm_unmix(Y, E, seed=k)
+        A_auto, _, info = urdm.urdm_unmix(Y, E, ctx=SceneContext(seed=k))
         r["default (auto λ)"] = rmse(A_auto, A)
         r["lam_auto"] = info["lam"]
         for name, wdir in priors.items():  # what each prior knows: at its truth-tuned λ
-            r[f"prior {name}, oracle λ"] = min(rmse(urdm.urdm_unmix(Y, E, lam=lam, weights_dir=wdir)[0], A)
+            r[f"prior {name}, oracle λ"] = min(rmse(urdm.urdm_unmix(Y, E, lam=lam, settings=urdm.SamplerSettings(
+                weights_dir=wdir))[0], A)
                                                for lam in sorted(set(cfg["lam_grid"]) | {info["lam"]}))
         r["deterministic, oracle λ"] = r["prior shipped, oracle λ"]
         rows.append(r)
@@ -123,7 +126,7 @@ def nfe_curve(cfg) -> tuple[list, str]:
     for label, _k, Y, E, A in _scenes(1):
         for n in cfg["nfe"]:  # one fixed λ, so only the number of evaluations varies
             t = time.time()
-            a = urdm.urdm_unmix(Y, E, nfe=n, seed=0, lam=lam)[0]
+            a = urdm.urdm_unmix(Y, E, lam=lam, settings=urdm.SamplerSettings(nfe=n))[0]
             rows.append({"scene": label, "nfe": n, "rmse": rmse(a, A), "seconds": round(time.time() - t, 2)})
             print(json.dumps(rows[-1]), flush=True)
     md = ["### URDM: accuracy against network evaluations (t_start 100, λ = 0.3)\n",
@@ -186,6 +189,7 @@ def network(cfg) -> tuple[list, str]:
     from urdm_plugin.core.diffusion import sampler as urdm
     from urdm_plugin.core.diffusion.runtime import get_model
     from urdm_plugin.core.diffusion.unet import count_parameters
+    from urdm_plugin.core.methods.context import SceneContext
 
     peak = matmul_gflops()
     scenes = _scenes(cfg["seeds"])
@@ -202,9 +206,10 @@ def network(cfg) -> tuple[list, str]:
              "gflops": round(fpp * rate / 1e9, 1), "matmul_gflops": round(peak, 1), "auto": [], "oracle": [],
              "scenes": []}
         for label, k, Y, E, A in scenes:
-            A_auto, _, info = urdm.urdm_unmix(Y, E, seed=k, weights_dir=wdir)
+            A_auto, _, info = urdm.urdm_unmix(Y, E, ctx=SceneContext(seed=k), settings=urdm.SamplerSettings(weights_dir=wdir))
             r["auto"].append(rmse(A_auto, A))
-            r["oracle"].append(min(rmse(urdm.urdm_unmix(Y, E, lam=lam, weights_dir=wdir)[0], A)
+            r["oracle"].append(min(rmse(urdm.urdm_unmix(Y, E, lam=lam, settings=urdm.SamplerSettings(weights_dir=wdir))[0],
+                                        A)
                                    for lam in sorted(set(cfg["lam_grid"]) | {info["lam"]})))
             r["scenes"].append(label)
         rows.append(r)

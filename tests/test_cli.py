@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from option_cases import BAD_RUNS, builder_message
 from osgeo import gdal, osr
 
 from urdm_plugin import cli
@@ -116,6 +117,15 @@ def test_bad_input_exits_2_with_one_line(scene, tmp_path, case, words):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], r.stderr
     assert "Traceback" not in r.stderr and not out.exists()
+
+
+@pytest.mark.parametrize("case, values, args, _proc", BAD_RUNS, ids=[c[0] for c in BAD_RUNS])
+def test_bad_options_get_the_options_builders_message(scene, tmp_path, capsys, case, values, args, _proc):
+    """The command line refuses what Processing refuses, with the builder's one message."""
+    tif, csv, _ = scene
+    code = cli.main(["unmix", str(tif), str(csv), str(tmp_path / "o"), *args])
+    assert code == 2 and capsys.readouterr().err == f"error: {builder_message(values, cli._flag)}\n"
+    assert not (tmp_path / "o").exists()
 
 
 def test_methods_help_and_light_import():

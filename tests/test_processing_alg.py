@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_group
+from option_cases import BAD_RUNS, builder_message
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -109,6 +110,61 @@ def test_processing_error_is_user_message(provider, scene, tmp_path):
                                       "OUTPUT_FOLDER": str(tmp_path / "o")})
     assert "no_such_material" in str(exc.value)
     assert not (tmp_path / "o").exists()
+
+
+def test_processing_has_the_run_options_of_the_command_line(provider, scene):
+    """max_endmembers, tile_overlap and the water-band switch: declared once, in every front end."""
+    from qgis.core import (
+        QgsApplication,
+        QgsProcessingContext,
+        QgsProcessingFeedback,
+        QgsRasterLayer,
+    )
+
+    from urdm_plugin.core.methods.registry import method_index
+
+    alg = QgsApplication.processingRegistry().algorithmById("urdm:unmix")
+    layer = QgsRasterLayer(scene["image"], "scene", "gdal")
+    ctx, fb = QgsProcessingContext(), QgsProcessingFeedback()
+    opts = alg.options_from({"METHOD": method_index("tv"), "MAX_ENDMEMBERS": 2, "TILE_OVERLAP": 8,
+                             "MASK_WATER_BANDS": False}, ctx, layer, fb)
+    assert (opts.max_endmembers, opts.tile_overlap, opts.mask_water_bands) == (2, 8, False)
+    opts = alg.options_from({"METHOD": method_index("tv")}, ctx, layer, fb)
+    assert (opts.max_endmembers, opts.tile_overlap, opts.mask_water_bands) == (None, None, True)
+
+
+@pytest.mark.parametrize("case, values, _cli, params", BAD_RUNS, ids=[c[0] for c in BAD_RUNS])
+def test_processing_refuses_what_the_command_line_refuses_with_its_message(provider, scene, tmp_path, case, values,
+                                                                           _cli, params):
+    """Processing's parameters go through the same options builder: the same bad values are
+    refused with the same message, in Processing's names (QGIS's own checks of a parameter's
+    range come first in processing.run; the algorithm's mapping is called directly here)."""
+    import processing
+    from qgis.core import (
+        QgsApplication,
+        QgsProcessingContext,
+        QgsProcessingException,
+        QgsProcessingFeedback,
+        QgsRasterLayer,
+    )
+
+    from urdm_plugin.core.errors import OptionError
+    from urdm_plugin.core.methods.registry import method_index
+    from urdm_plugin.processing.alg_unmix import processing_name
+
+    params = dict(params, METHOD=method_index(params["METHOD"]))
+    alg = QgsApplication.processingRegistry().algorithmById("urdm:unmix")
+    layer = QgsRasterLayer(scene["image"], "scene", "gdal")
+    with pytest.raises(OptionError) as exc:
+        alg.run_from(params, QgsProcessingContext(), layer, QgsProcessingFeedback())
+    expected = builder_message(values, processing_name)
+    assert " ".join(str(exc.value).split()) == expected
+    if case in ("parameter of another method", "workers and a scheduler"):  # values QGIS itself accepts
+        with pytest.raises(QgsProcessingException) as exc:
+            processing.run("urdm:unmix", dict(params, INPUT=scene["image"], LIBRARY=scene["library"],
+                                              OUTPUT_FOLDER=str(tmp_path / "o")))
+        assert expected in " ".join(str(exc.value).split())
+        assert not (tmp_path / "o").exists()
 
 
 def test_run_and_load_results_styles_and_groups_layers(provider, qgis_new_project, scene, tmp_path):

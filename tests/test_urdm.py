@@ -10,10 +10,14 @@ torch = pytest.importorskip("torch")
 from urdm_plugin.core import synthetic  # noqa: E402
 from urdm_plugin.core.diffusion import sampler as urdm  # noqa: E402
 from urdm_plugin.core.diffusion import schedule  # noqa: E402
+from urdm_plugin.core.diffusion.sampler import SamplerSettings  # noqa: E402
 from urdm_plugin.core.engine.tiling import TileBlender, plan_tiles  # noqa: E402
 from urdm_plugin.core.errors import Cancelled, MethodUnavailableError, OptionError  # noqa: E402
 from urdm_plugin.core.methods.active_set import fcls, fcls_gram  # noqa: E402
+from urdm_plugin.core.methods.context import SceneContext  # noqa: E402
 from urdm_plugin.core.methods.linear import project_simplex  # noqa: E402
+
+NFE4 = SamplerSettings(nfe=4)  # a short schedule: the tests check properties, not accuracy
 
 
 def rmse(a, b):
@@ -82,7 +86,7 @@ def scene():
 
 
 def test_output_is_feasible_and_beats_fcls_on_a_noisy_synthetic_scene(scene):
-    A, std, info = urdm.urdm_unmix(scene.Y, scene.E, quality="fast", seed=0)
+    A, std, info = urdm.urdm_unmix(scene.Y, scene.E, quality="fast", ctx=SceneContext(seed=0))
     assert A.shape == (4, 48, 48) and A.dtype == np.float32 and std is None
     assert A.min() >= 0
     np.testing.assert_allclose(A.sum(0), 1, atol=1e-5)
@@ -93,12 +97,12 @@ def test_output_is_feasible_and_beats_fcls_on_a_noisy_synthetic_scene(scene):
 
 
 def test_same_seed_same_result_and_sampling_noise_follows_the_seed(scene):
-    a1, _, _ = urdm.urdm_unmix(scene.Y, scene.E, quality="fast", seed=5, nfe=4)
-    a2, _, _ = urdm.urdm_unmix(scene.Y, scene.E, quality="fast", seed=5, nfe=4)
+    a1, _, _ = urdm.urdm_unmix(scene.Y, scene.E, quality="fast", ctx=SceneContext(seed=5), settings=NFE4)
+    a2, _, _ = urdm.urdm_unmix(scene.Y, scene.E, quality="fast", ctx=SceneContext(seed=5), settings=NFE4)
     np.testing.assert_array_equal(a1, a2)
     # with sampling noise (ζ > 0) another seed draws another chain
-    s1, _, _ = urdm.urdm_unmix(scene.Y, scene.E, lam=0.3, zeta=1.0, seed=5, nfe=4)
-    s2, _, _ = urdm.urdm_unmix(scene.Y, scene.E, lam=0.3, zeta=1.0, seed=6, nfe=4)
+    s1, _, _ = urdm.urdm_unmix(scene.Y, scene.E, lam=0.3, zeta=1.0, ctx=SceneContext(seed=5), settings=NFE4)
+    s2, _, _ = urdm.urdm_unmix(scene.Y, scene.E, lam=0.3, zeta=1.0, ctx=SceneContext(seed=6), settings=NFE4)
     assert not np.array_equal(s1, s2)
 
 
@@ -109,7 +113,8 @@ def test_the_callers_image_is_left_unchanged(scene):
     Y[:, 5, 7] = np.nan
     before = Y.copy()
     d = np.linspace(0.5, 2.0, Y.shape[0])
-    A, _, _ = urdm.urdm_unmix(Y, scene.E, lam=0.3, band_weights=d, quality="fast", nfe=2)
+    A, _, _ = urdm.urdm_unmix(Y, scene.E, lam=0.3, quality="fast", ctx=SceneContext(band_weights=d),
+                              settings=SamplerSettings(nfe=2))
     np.testing.assert_array_equal(Y, before)
     assert np.isnan(A[:, 5, 7]).all() and np.isfinite(A[:, 5, 8]).all()
 
@@ -118,19 +123,20 @@ def test_global_torch_random_state_is_left_alone(scene):
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    urdm.urdm_unmix(scene.Y, scene.E, quality="fast", seed=1, nfe=3)
+    urdm.urdm_unmix(scene.Y, scene.E, quality="fast", ctx=SceneContext(seed=1), settings=SamplerSettings(nfe=3))
     np.testing.assert_array_equal(torch.rand(3).numpy(), expected.numpy())
 
 
 def test_tiles_blended_equal_the_untiled_result(scene):
-    kw = dict(quality="fast", nfe=5, seed=2, lam=0.2, sigma_n=scene.noise_sigma)
-    full, _, _ = urdm.urdm_unmix(scene.Y, scene.E, **kw)
+    kw = dict(quality="fast", lam=0.2, settings=SamplerSettings(nfe=5))
+    ctx = SceneContext(seed=2, sigma=scene.noise_sigma)
+    full, _, _ = urdm.urdm_unmix(scene.Y, scene.E, ctx=ctx, **kw)
     tiles = plan_tiles(48, 48, 32, 8)
     assert len(tiles) > 1
     blender = TileBlender(4, 48, 48, overlap=8)
     for t in tiles:
         Yt = scene.Y[:, t.row0:t.row0 + t.height, t.col0:t.col0 + t.width]
-        At, _, _ = urdm.urdm_unmix(Yt, scene.E, origin=(t.row0, t.col0), **kw)
+        At, _, _ = urdm.urdm_unmix(Yt, scene.E, ctx=ctx.at(t.row0, t.col0), **kw)
         blender.add(t, At)
     tiled = blender.result()
     assert np.abs(tiled - full).max() < 0.02
@@ -138,7 +144,7 @@ def test_tiles_blended_equal_the_untiled_result(scene):
 
 
 def test_samples_give_a_feasible_mean_and_an_uncertainty_map(scene):
-    A, std, info = urdm.urdm_unmix(scene.Y, scene.E, quality="fast", nfe=4, samples=3, seed=0)
+    A, std, info = urdm.urdm_unmix(scene.Y, scene.E, quality="fast", samples=3, ctx=SceneContext(seed=0), settings=NFE4)
     assert std is not None and std.shape == A.shape
     assert np.all(std >= 0) and std.max() > 0
     np.testing.assert_allclose(A.sum(0), 1, atol=1e-5)
@@ -150,7 +156,7 @@ def test_nodata_pixels_stay_nan_and_do_not_disturb_the_rest(scene):
     valid[:5] = False
     Y = scene.Y.copy()
     Y[:, :5] = np.nan
-    A, _, _ = urdm.urdm_unmix(Y, scene.E, valid=valid, quality="fast", nfe=4)
+    A, _, _ = urdm.urdm_unmix(Y, scene.E, valid=valid, quality="fast", settings=NFE4)
     assert np.isnan(A[:, :5]).all()
     assert np.isfinite(A[:, 5:]).all()
     np.testing.assert_allclose(A[:, 5:].sum(0), 1, atol=1e-5)
@@ -158,24 +164,26 @@ def test_nodata_pixels_stay_nan_and_do_not_disturb_the_rest(scene):
 
 def test_cancel_and_progress(scene):
     seen = []
-    A, _, _ = urdm.urdm_unmix(scene.Y, scene.E, quality="fast", nfe=4, progress=lambda f, m: seen.append(f))
+    A, _, _ = urdm.urdm_unmix(scene.Y, scene.E, quality="fast", settings=NFE4, progress=lambda f, m: seen.append(f))
     assert seen and seen[-1] == pytest.approx(1.0) and all(b >= a for a, b in zip(seen, seen[1:]))
     calls = []
     with pytest.raises(Cancelled):
-        urdm.urdm_unmix(scene.Y, scene.E, quality="fast", nfe=4, cancel=lambda: calls.append(1) or len(calls) > 2)
+        urdm.urdm_unmix(scene.Y, scene.E, quality="fast", settings=NFE4, cancel=lambda: calls.append(1) or len(calls) > 2)
 
 
 @pytest.mark.parametrize("kw", [{"quality": "ultra"}, {"zeta": 1.5}, {"samples": 0}, {"device": "tpu"},
                                 {"prior": "gan"}])
 def test_bad_options_raise_clear_errors(scene, kw):
     with pytest.raises(OptionError):
-        urdm.urdm_unmix(scene.Y[:, :8, :8], scene.E, **kw)
+        ctx = SceneContext(device=kw.pop("device", "auto"))
+        settings = SamplerSettings(prior=kw.pop("prior", "ddpm"))
+        urdm.urdm_unmix(scene.Y[:, :8, :8], scene.E, ctx=ctx, settings=settings, **kw)
 
 
 def test_ablation_priors_run_and_stay_feasible(scene):
     for prior in ("none", "tv"):
-        A, _, info = urdm.urdm_unmix(scene.Y, scene.E, lam=0.3, quality="fast", nfe=4, prior=prior,
-                                     tv_weight=0.02)
+        A, _, info = urdm.urdm_unmix(scene.Y, scene.E, lam=0.3, quality="fast",
+                                     settings=SamplerSettings(nfe=4, prior=prior, tv_weight=0.02))
         assert info["prior"] == prior
         np.testing.assert_allclose(A.sum(0), 1, atol=1e-5)
         assert A.min() >= 0
@@ -268,7 +276,7 @@ def test_splitting_without_prior_converges_to_fcls_on_jasper_ridge(shared_data):
     _scenes, s = _jasper(shared_data)
     B, H, W = s.Y.shape
     A_f = fcls(s.Y.reshape(B, -1), s.E).reshape(-1, H, W)
-    A_none, _, _ = urdm.urdm_unmix(s.Y, s.E, lam=0.3, prior="none", variability="none")
+    A_none, _, _ = urdm.urdm_unmix(s.Y, s.E, lam=0.3, variability="none", settings=SamplerSettings(prior="none"))
     assert rmse(A_none, A_f) <= 1e-4
     A_zero, _, _ = urdm.urdm_unmix(s.Y, s.E, lam=0.0, variability="none")
     assert rmse(A_zero, A_f) <= 1e-4
@@ -282,7 +290,7 @@ def test_jasper_ridge_as_shipped_is_no_worse_than_fcls(shared_data):
     scenes, s = _jasper(shared_data)
     B, H, W = s.Y.shape
     A_f = fcls(s.Y.reshape(B, -1), s.E).reshape(-1, H, W)
-    A, _, _ = urdm.urdm_unmix(s.Y, s.E, quality="fast", seed=0)
+    A, _, _ = urdm.urdm_unmix(s.Y, s.E, quality="fast", ctx=SceneContext(seed=0))
     assert rmse(A, s.A) <= 1.02 * rmse(A_f, s.A)
 
 
@@ -295,7 +303,7 @@ def test_semisynthetic_jasper_20db_auto_weight_beats_fcls_and_auto_tv(shared_dat
     B, H, W = Y.shape
     A_f = fcls(Y.reshape(B, -1), s.E).reshape(-1, H, W)
     A_tv, tv_info = tv_unmix(Y, s.E)
-    A, _, info = urdm.urdm_unmix(Y, s.E, quality="fast", seed=0)
+    A, _, info = urdm.urdm_unmix(Y, s.E, quality="fast", ctx=SceneContext(seed=0))
     assert info["lambda_rule"].startswith("auto") and info["lam"] > 0
     assert tv_info["lam_auto"] and tv_info["lam"] > 0
     e_u, e_f, e_tv = rmse(A, A_true), rmse(A_f, A_true), rmse(A_tv, A_true)

@@ -250,35 +250,19 @@ def _add_registry_options(p) -> None:
         add(spec, None, methods)  # None: not given, the method's default applies
 
 
-def _build_options(args):
-    from .core.engine.arrays import resolve_method
-    from .core.engine.pipeline import UnmixOptions
-    from .core.methods.registry import all_params, params_for_method
+def _build_run(args):
+    """The run the arguments ask for, through the one options builder (a parameter of another
+    method, or a bad value, is refused before any file is opened)."""
+    from .core.engine.options import build_run
+    from .core.methods.registry import ENGINE_OPTIONS, all_params
 
-    method = args.method or _default_method()
-    spec = resolve_method(method)  # OptionError / MethodUnavailableError
-    # a parameter of another method, or a bad value, is refused before any file is opened
-    params = params_for_method(spec, {name: getattr(args, name) for name in all_params()}, _flag)
-    return UnmixOptions(
-        method=spec.id, endmembers=args.endmember, max_endmembers=args.max_endmembers,
-        params=params, seed=args.seed, device=args.device,
-        memory_mb=args.memory_mb, tile_size=args.tile_size, overwrite=args.overwrite,
-        mask_water_bands=not args.no_water_mask,
-        window=tuple(args.window) if args.window else None, mask_path=args.mask,
-        quality_mask=not args.no_quality_mask,
-    )
-
-
-def _executor(args):
-    """None, a local process pool (--workers) or a Dask client (--scheduler)."""
-    from .core.engine.executors import open_executor
-    from .core.errors import OptionError
-
-    if args.workers is not None and args.scheduler:
-        raise OptionError("--workers and --scheduler were both given", "Give one of them")
-    if args.workers is not None and args.workers < 1:
-        raise OptionError(f"--workers must be at least 1 (got {args.workers})", "Give e.g. --workers 2")
-    return open_executor(args.workers, args.scheduler)
+    values = {name: getattr(args, name) for name in all_params()}
+    values.update({o.name: getattr(args, o.name) for o in ENGINE_OPTIONS})
+    values.update(method=args.method, endmembers=args.endmember, max_endmembers=args.max_endmembers,
+                  workers=args.workers, scheduler=args.scheduler, overwrite=args.overwrite,
+                  mask_water_bands=not args.no_water_mask, window=tuple(args.window) if args.window else None,
+                  mask_path=args.mask, quality_mask=not args.no_quality_mask)
+    return build_run(values, _flag)
 
 
 def _run_unmix(args) -> int:
@@ -290,11 +274,11 @@ def _run_unmix(args) -> int:
         raise InputImageError(f"Image not found: {args.image}", "Check the path")
     if not Path(args.library).exists():
         raise LibraryError(f"Library not found: {args.library}", "Check the path")
-    options = _build_options(args)
+    run = _build_run(args)
     bar = _CliProgress(args.quiet)
     try:
-        with _CtrlC() as ctrl_c, _executor(args) as executor:
-            result = unmix_raster(args.image, args.library, args.outdir, options,
+        with _CtrlC() as ctrl_c, run.executor() as executor:
+            result = unmix_raster(args.image, args.library, args.outdir, run.options,
                                   progress=bar, cancel=ctrl_c, executor=executor)
     finally:
         bar.close()
@@ -334,6 +318,8 @@ def _run_methods(args) -> int:
 
 # ------------------------------------------------------------------ vca
 def _add_vca(sub) -> None:
+    from .core.methods.registry import SEED, VCA_MAX_ANGLE, VCA_MAX_PIXELS
+
     p = sub.add_parser(
         "vca", help="extract N endmember spectra from an image (vertex component analysis)",
         description="Extract N endmember spectra from the image's pixels with VCA and write them "
@@ -351,10 +337,10 @@ def _add_vca(sub) -> None:
     p.add_argument("--identify", metavar="LIBRARY", default=None,
                    help="reference spectral library (CSV or ENVI .sli) to name the endmembers from")
     p.add_argument("--max-angle", type=float, default=None, metavar="RAD",
-                   help="largest spectral angle (radians) of an identification (default 0.13)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--max-pixels", type=_positive_int, default=200_000, metavar="N",
-                   help="random subset of valid pixels VCA looks at (default 200000)")
+                   help=f"largest spectral angle (radians) of an identification (default {VCA_MAX_ANGLE.default})")
+    p.add_argument("--seed", type=int, default=None, help=f"random seed (default {SEED.default})")
+    p.add_argument("--max-pixels", type=_positive_int, default=None, metavar="N",
+                   help=f"random subset of valid pixels VCA looks at (default {VCA_MAX_PIXELS.default})")
     p.add_argument("--no-water-mask", action="store_true", help="keep the water-vapour bands")
     p.add_argument("--overwrite", action="store_true", help="replace OUT.csv if it exists")
     p.add_argument("--quiet", action="store_true", help="no messages, only errors")
@@ -377,8 +363,9 @@ def _vca_report_path(out: Path) -> Path:
 
 
 def _run_vca(args) -> int:
-    from .core.engine.extraction import extract_endmembers, parse_n
-    from .core.errors import OptionError, OutputError
+    from .core.engine.extraction import extract_endmembers
+    from .core.engine.options import build_vca
+    from .core.errors import OutputError
     from .core.io.output_policy import check_output_file
 
     inputs = (args.image, args.identify)
@@ -386,17 +373,14 @@ def _run_vca(args) -> int:
     report_path = _vca_report_path(out) if args.identify else None
     if report_path is not None:
         check_output_file(report_path, inputs, args.overwrite, "identification report")
-    if str(args.n).strip() == "0":  # 0 means 'auto' in Processing only; here it is a slip
-        raise OptionError("N must be at least 1 (got 0)", "Give the number of endmembers to extract, or 'auto'")
-    n = parse_n(args.n)
+    vca = build_vca({"n": args.n, "seed": args.seed, "max_pixels": args.max_pixels, "max_angle": args.max_angle,
+                     "mask_water_bands": not args.no_water_mask})
     reference = None
     if args.identify:
         from .core.io.library import read_library
 
         reference = read_library(args.identify)
-    lib = extract_endmembers(args.image, n, seed=args.seed, max_pixels=args.max_pixels,
-                             mask_water_bands=not args.no_water_mask, reference=reference,
-                             max_angle=args.max_angle)
+    lib = extract_endmembers(args.image, vca.n, reference=reference, **vca.as_kwargs())
     from .core.io.library import write_library_csv
     from .core.io.output_policy import TEXT_MARK
 

@@ -16,16 +16,17 @@ class DialogLaunch:
     """Mixed into :class:`gui.dialog.UnmixDialog`; works on its widgets."""
 
     def build_options(self, window=None, mask_path=None):
-        """The :class:`UnmixOptions` the dialog describes (method parameters from the
-        registry-generated widgets; all spectra ticked = the whole library)."""
-        from ..core.engine.pipeline import UnmixOptions
+        """The :class:`UnmixOptions` the dialog describes, through the one options builder
+        (method parameters from the registry-generated widgets; all spectra ticked = the
+        whole library)."""
+        from ..core.engine.options import build_run
 
         m = self.current_spec()
         names = self.checked_names()
         all_ticked = self.library is not None and len(names) == len(self.library)
-        return UnmixOptions(method=m.id, endmembers=None if all_ticked else names,
-                            params=self.parameters.params_for(m.id), window=window, mask_path=mask_path,
-                            **self.parameters.engine_values())
+        values = dict(self.parameters.params_for(m.id), **self.parameters.engine_values())
+        values.update(method=m.id, endmembers=None if all_ticked else names, window=window, mask_path=mask_path)
+        return build_run(values).options
 
     def _start(self, preview: bool) -> Optional[object]:
         from ..core.errors import UrdmError

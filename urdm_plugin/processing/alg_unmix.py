@@ -55,6 +55,7 @@ class UnmixAlgorithm(UrdmAlgorithm):
     EXTENT = "EXTENT"
     WORKERS = "WORKERS"
     QUALITY_MASK = "QUALITY_MASK"
+    MASK_WATER_BANDS = "MASK_WATER_BANDS"
     SCHEDULER = "SCHEDULER"
     OUTPUT_FOLDER = "OUTPUT_FOLDER"
     RUN_JSON = "RUN_JSON"
@@ -73,6 +74,9 @@ class UnmixAlgorithm(UrdmAlgorithm):
                 "ENDMEMBERS: names separated by ';' or new lines (empty: all spectra, or an automatic "
                 "selection for large libraries). MASK: a raster on the image grid or a polygon file; "
                 "WORKERS / SCHEDULER: solve the tiles in local processes or on a Dask cluster (same result); "
+                "MAX_ENDMEMBERS: at most this many endmembers when they are chosen automatically; "
+                "TILE_OVERLAP: overlap of neighbouring tiles (pixels); MASK_WATER_BANDS: drop the "
+                "water-vapour bands; "
                 "EXTENT: process only this part of the raster. DOMINANT: the dominant-material map (the run "
                 "folder always holds it; a file named here gets a copy); its 'Open output file after running' "
                 "(and a batch's 'Load layers on completion') decides whether the run's layers are added to the "
@@ -81,7 +85,13 @@ class UnmixAlgorithm(UrdmAlgorithm):
                 "The output folder must be new or empty.")
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        from ..core.methods.registry import ENGINE_OPTIONS, METHODS, all_params, default_method
+        from ..core.methods.registry import (
+            ENGINE_OPTIONS,
+            METHODS,
+            RUN_OPTIONS,
+            all_params,
+            default_method,
+        )
 
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Hyperspectral raster"))
         self.addParameter(QgsProcessingParameterFile(
@@ -100,6 +110,10 @@ class UnmixAlgorithm(UrdmAlgorithm):
                                        f"{spec.default})", optional=True)
                     for n, (spec, ids) in method_params.items()]
         advanced += [self.parameter_for(spec, processing_name(spec.name)) for spec in ENGINE_OPTIONS]
+        advanced += [self.parameter_for(spec, processing_name(spec.name), f"{spec.label} (empty = automatic)",
+                                        optional=True) for spec in RUN_OPTIONS]
+        advanced.append(QgsProcessingParameterBoolean(self.MASK_WATER_BANDS, "Drop the water-vapour bands",
+                                                      defaultValue=True))
         advanced += [QgsProcessingParameterFile(self.MASK, "Mask (raster on the image grid, or polygons)",
                                                 QgsProcessingParameterFile.Behavior.File, optional=True),
                      QgsProcessingParameterExtent(self.EXTENT, "Process only this extent", optional=True),
@@ -121,40 +135,54 @@ class UnmixAlgorithm(UrdmAlgorithm):
             self.DOMINANT, "Dominant material (the run's layers are added when this is opened)", optional=True))
 
     def options_from(self, parameters, context, layer, feedback):
-        """The :class:`UnmixOptions` the parameters ask for (method parameters through the registry)."""
-        from ..core.engine.pipeline import UnmixOptions
-        from ..core.methods.registry import ENGINE_OPTIONS, METHODS, all_params, params_for_method
+        """The :class:`UnmixOptions` the parameters ask for (see :meth:`run_from`)."""
+        return self.run_from(parameters, context, layer, feedback).options
+
+    def run_from(self, parameters, context, layer, feedback):
+        """The :class:`core.engine.options.RunRequest` the parameters ask for (the one options
+        builder: the command line's rules and messages, in Processing's names)."""
+        from ..core.engine.options import build_run
+        from ..core.methods.registry import ENGINE_OPTIONS, METHODS, RUN_OPTIONS, all_params
 
         spec = METHODS[self.parameterAsEnum(parameters, self.METHOD, context)]
-        given = {name: self.value_of(pspec, processing_name(name), parameters, context)
-                 for name, (pspec, ids) in all_params().items()
-                 if not (name == "quality" and spec.id not in ids)}  # QUALITY always has a value
-        params = params_for_method(spec, given, processing_name)  # the command line's rule
-        engine = {o.name: self.value_of(o, processing_name(o.name), parameters, context) for o in ENGINE_OPTIONS}
-        window = None
-        if parameters.get(self.EXTENT):
-            from qgis.core import QgsCoordinateReferenceSystem
-
-            from ..core.errors import UrdmError
-            from ..core.io.image import open_image
-
-            try:  # the grid the run reads: a sensor product's derived grid is not its QGIS layer's
-                info = open_image(layer.source())
-            except UrdmError as err:
-                raise self.fail(str(err)) from None
-            crs = QgsCoordinateReferenceSystem.fromWkt(info.crs_wkt) if info.crs_wkt else layer.crs()
-            extent = self.parameterAsExtent(parameters, self.EXTENT, context, crs if crs.isValid() else layer.crs())
-            if not extent.isNull():
-                window = extent_to_window(extent, info.geotransform, info.width, info.height)
-                if window is None:
-                    raise self.fail("EXTENT does not overlap the input raster. "
-                                                 "Choose an extent inside the layer, or leave it empty.")
-        return UnmixOptions(
-            method=spec.id, endmembers=split_names(self.parameterAsString(parameters, self.ENDMEMBERS, context))
-            or None, params=params, mask_path=self.parameterAsFile(parameters, self.MASK, context) or None,
-            window=window, quality_mask=self.parameterAsBool(parameters, self.QUALITY_MASK, context)
+        values = {name: self.value_of(pspec, processing_name(name), parameters, context)
+                  for name, (pspec, ids) in all_params().items()
+                  if not (name == "quality" and spec.id not in ids)}  # QUALITY always has a value
+        values.update({o.name: self.value_of(o, processing_name(o.name), parameters, context)
+                       for o in ENGINE_OPTIONS + RUN_OPTIONS})
+        values.update(
+            method=spec.id, endmembers=split_names(self.parameterAsString(parameters, self.ENDMEMBERS, context)) or None,
+            mask_path=self.parameterAsFile(parameters, self.MASK, context) or None,
+            window=self.window_from(parameters, context, layer),
+            quality_mask=self.parameterAsBool(parameters, self.QUALITY_MASK, context)
             if parameters.get(self.QUALITY_MASK) is not None else True,
-            **{k: v for k, v in engine.items() if v is not None})
+            mask_water_bands=self.parameterAsBool(parameters, self.MASK_WATER_BANDS, context)
+            if parameters.get(self.MASK_WATER_BANDS) is not None else True,
+            workers=self.parameterAsInt(parameters, self.WORKERS, context) or None,  # 0: solve in this process
+            scheduler=self.parameterAsString(parameters, self.SCHEDULER, context) or None)
+        return build_run(values, processing_name)
+
+    def window_from(self, parameters, context, layer):
+        """The pixel window of the EXTENT parameter on the grid the run reads, or None."""
+        if not parameters.get(self.EXTENT):
+            return None
+        from qgis.core import QgsCoordinateReferenceSystem
+
+        from ..core.errors import UrdmError
+        from ..core.io.image import open_image
+
+        try:  # the grid the run reads: a sensor product's derived grid is not its QGIS layer's
+            info = open_image(layer.source())
+        except UrdmError as err:
+            raise self.fail(str(err)) from None
+        crs = QgsCoordinateReferenceSystem.fromWkt(info.crs_wkt) if info.crs_wkt else layer.crs()
+        extent = self.parameterAsExtent(parameters, self.EXTENT, context, crs if crs.isValid() else layer.crs())
+        if extent.isNull():
+            return None
+        window = extent_to_window(extent, info.geotransform, info.width, info.height)
+        if window is None:
+            raise self.fail("EXTENT does not overlap the input raster. Choose an extent inside the layer, or leave it empty.")
+        return window
 
     def processAlgorithm(self, parameters, context: QgsProcessingContext, feedback):  # noqa: N802
         from ..core.engine.pipeline import unmix_raster
@@ -174,9 +202,10 @@ class UnmixAlgorithm(UrdmAlgorithm):
                 "Save it as a GeoTIFF and use that.")
         library = self.parameterAsFile(parameters, self.LIBRARY, context)
         try:
-            options = self.options_from(parameters, context, layer, feedback)
+            run = self.run_from(parameters, context, layer, feedback)
         except UrdmError as err:
             raise self.fail(err) from None
+        options = run.options
         method = options.method
         out_dir = self.parameterAsString(parameters, self.OUTPUT_FOLDER, context)
         if not out_dir:
@@ -203,11 +232,7 @@ class UnmixAlgorithm(UrdmAlgorithm):
 
         try:
             feedback.pushInfo(f"Unmixing {layer.source()} with {method}…")
-            from ..core.engine.executors import open_executor
-
-            workers = self.parameterAsInt(parameters, self.WORKERS, context) or None
-            scheduler = self.parameterAsString(parameters, self.SCHEDULER, context) or None
-            with open_executor(workers, scheduler) as executor:
+            with run.executor() as executor:
                 result = unmix_raster(layer.source(), library, out_dir, options, progress=progress,
                                       cancel=feedback.isCanceled, executor=executor)
             run_json = os.path.join(result.out_dir, "run.json")

@@ -44,14 +44,13 @@ class VcaAlgorithm(UrdmAlgorithm):
         self.addParameter(QgsProcessingParameterFile(self.REFERENCE, "Reference library to name the endmembers",
                                                      QgsProcessingParameterFile.Behavior.File, optional=True,
                                                      fileFilter="Spectral libraries (*.csv *.sli *.hdr);;All files (*)"))
+        from ..core.methods.registry import SEED, VCA_MAX_ANGLE, VCA_MAX_PIXELS
+
         adv = [
-            QgsProcessingParameterNumber(self.SEED, "Random seed", QgsProcessingParameterNumber.Type.Integer, 0,
-                                         minValue=0),
-            QgsProcessingParameterNumber(self.MAX_PIXELS, "Pixels sampled at most",
-                                         QgsProcessingParameterNumber.Type.Integer, 200000, minValue=100),
+            self.parameter_for(SEED, self.SEED, "Random seed"),
+            self.parameter_for(VCA_MAX_PIXELS, self.MAX_PIXELS, "Pixels sampled at most"),
             QgsProcessingParameterBoolean(self.MASK_WATER, "Drop water-vapour bands", True),
-            QgsProcessingParameterNumber(self.MAX_ANGLE, "Largest spectral angle of an identification (radians)",
-                                         QgsProcessingParameterNumber.Type.Double, 0.13, minValue=0.001, maxValue=1.5),
+            self.parameter_for(VCA_MAX_ANGLE, self.MAX_ANGLE, "Largest spectral angle of an identification (radians)"),
         ]
         self.add_advanced(*adv)
         self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT, "Endmember library",
@@ -59,8 +58,10 @@ class VcaAlgorithm(UrdmAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         from ..core.engine.extraction import extract_endmembers
+        from ..core.engine.options import build_vca
         from ..core.errors import UrdmError
         from ..core.io.library import read_library, write_library_csv
+        from ..core.methods.registry import VCA_OPTIONS
 
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         if layer is None or layer.providerType() != "gdal":
@@ -75,13 +76,11 @@ class VcaAlgorithm(UrdmAlgorithm):
 
             # Processing replaces a chosen file, but only one this tool wrote, never an input
             check_output_file(out, (layer.source(), ref_path), overwrite=True, what="output library")
+            values = {o.name: self.value_of(o, o.name.upper(), parameters, context) for o in VCA_OPTIONS}
+            vca = build_vca(dict(values, n=n if n > 0 else "auto",  # 0: the widget's automatic
+                                 mask_water_bands=self.parameterAsBool(parameters, self.MASK_WATER, context)))
             reference = read_library(ref_path) if ref_path else None
-            lib = extract_endmembers(layer.source(), n if n > 0 else "auto",
-                                     seed=self.parameterAsInt(parameters, self.SEED, context),
-                                     max_pixels=self.parameterAsInt(parameters, self.MAX_PIXELS, context),
-                                     mask_water_bands=self.parameterAsBool(parameters, self.MASK_WATER, context),
-                                     reference=reference,
-                                     max_angle=self.parameterAsDouble(parameters, self.MAX_ANGLE, context))
+            lib = extract_endmembers(layer.source(), vca.n, reference=reference, **vca.as_kwargs())
             for line in lib.report.splitlines():
                 feedback.pushInfo(line)
             if feedback.isCanceled():

@@ -1,8 +1,11 @@
 """URDM: unmixing regularised by a diffusion model (after IEEE TIP 2025, doi 10.1109/TIP.2025.3638151).
 
-Size note: one module (~470 lines) because the sampler, its SURE weight choice and its
-registry entry points share the private sweep and presets; split, they would import each
-other. Torch plumbing lives in :mod:`.runtime`.
+Size note: one module (~680 lines) because the sampler, its SURE weight choice and its
+registry entry points share the private sweep, settings and presets; split, they would
+import each other. Torch plumbing lives in :mod:`.runtime`. :func:`urdm_unmix` runs in named
+steps: :func:`_prepare`, :func:`_weight_bands`, :func:`_make_chains`, :func:`_choose_weight`,
+:func:`_run_chains` (:func:`_sweep`: :func:`_prior_copy` then :func:`_data_step` per
+timestep) and :func:`_finish`.
 
 The paper's abstract fixes the ingredients — a variational unmixing objective, a DDPM prior
 brought in during diffusion sampling, a splitting that decouples the objective — but not
@@ -47,14 +50,17 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, replace
+from typing import Any, Optional
 
 import numpy as np
 
 from ..errors import Cancelled, OptionError
 from ..methods import elmm
 from ..methods.active_set import fcls, fcls_gram, nnls_gram
+from ..methods.context import SceneContext
 from ..methods.linear import project_simplex
 from ..methods.noise import estimate_band_sigma, estimate_noise_sigma
+from ..methods.registry import AUTO
 from . import schedule
 from .runtime import configure_threads, get_model, predict_noise, resolve_device, torch_module
 
@@ -147,81 +153,162 @@ def _grad_adjoint(px, py):
     return -d  # ∇ᵀp: the adjoint of the forward difference (minus the divergence)
 
 
+# ------------------------------------------------------------------ settings
+#: The prior steps: the diffusion prior (URDM), and the ablations' none / TV denoising.
+PRIORS = ("ddpm", "none", "tv")
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """The sampler's knobs that no front end exposes (research, ablations, benchmarks); the
+    defaults are URDM as shipped.
+
+    ``nfe`` / ``t_start``: network evaluations per chain and first timestep instead of the
+    quality preset's (None = the preset's); ``prior``: "ddpm" (the diffusion prior), "none"
+    (ablation: no prior step, so every step returns the warm start's model) or "tv"
+    (ablation: a TV denoising with ``tv_weight`` where the prior stood); ``weights_dir``:
+    another trained prior (a folder with its model card; None = the shipped one);
+    ``smooth``: the scaling smoothness (px, Gaussian σ) of the ELMM data term.
+    """
+
+    nfe: Optional[int] = None
+    t_start: Optional[int] = None
+    prior: str = "ddpm"
+    tv_weight: float = 0.0
+    weights_dir: Any = None
+    smooth: float = elmm.DEFAULT_SMOOTH
+
+    def __post_init__(self):
+        if self.prior not in PRIORS:
+            raise OptionError(f"Unknown prior '{self.prior}'", "Use ddpm (URDM), or none/tv for ablations.")
+        if (self.nfe is not None and int(self.nfe) < 1) or \
+                (self.t_start is not None and not 1 <= int(self.t_start) < schedule.T):
+            raise OptionError("URDM needs at least one network evaluation and 1 ≤ t_start < 1000",
+                              "Use the quality presets or valid nfe/t_start values.")
+
+    def preset(self, quality: str) -> QualityPreset:
+        """The ``quality`` preset (a registry-validated name) with ``nfe``/``t_start`` put in."""
+        base = PRESETS[quality]
+        return QualityPreset(nfe=int(self.nfe or base.nfe), t_start=int(self.t_start or base.t_start))
+
+
+DEFAULT_SETTINGS = SamplerSettings()
+
+
+@dataclass(frozen=True)
+class _Chains:
+    """How the chains of one tile run, fixed before they start: the timestep ``preset``,
+    ``samples`` chains with sampling noise ``zeta``, the noise level ``sigma_n``
+    (reflectance; in the weighted metric when the data term is weighted), the ``seed`` and
+    the tile's ``origin`` (row, col) that key the noise, the resolved ``device`` and its
+    ``model`` (None without the diffusion prior), and the ``settings``."""
+
+    preset: QualityPreset
+    samples: int
+    zeta: float
+    sigma_n: float
+    seed: int
+    origin: tuple
+    device: Any
+    model: Any
+    settings: SamplerSettings
+
+
+def _make_chains(params: dict, sigma_n: float, ctx: SceneContext, settings: SamplerSettings) -> _Chains:
+    """The chains for validated ``params`` (quality, samples, zeta) and the scene's ``ctx``."""
+    configure_threads()
+    device = resolve_device(ctx.device)
+    model = get_model(device, settings.weights_dir) if settings.prior == "ddpm" else None
+    samples, zeta = int(params["samples"]), float(params["zeta"])
+    if samples > 1 and zeta == 0.0:
+        zeta = ZETA_SAMPLING  # identical chains would give no uncertainty
+    return _Chains(settings.preset(params["quality"]), samples, zeta, max(float(sigma_n), 1e-6), int(ctx.seed),
+                   tuple(ctx.origin), device, model, settings)
+
+
+def _check_cancel(cancel) -> None:
+    if cancel is not None and cancel():
+        raise Cancelled()
+
+
 # ------------------------------------------------------------------ the sampler
-def _prior_step(model, A, t: int, i: int, *, zeta, seed, origin, h, w, device):
+def _prior_step(A, t: int, i: int, chains: _Chains, shape: tuple):
     """Z from A (K, P, N) float64 numpy: the Tweedie estimate of the network at timestep t."""
     torch = torch_module()
     K, P, N = A.shape
+    h, w = shape
     ab = float(schedule.alphas_cumprod()[t])
     sab, s1ab = math.sqrt(ab), math.sqrt(1.0 - ab)
     xt = sab * (2.0 * torch.from_numpy(A.astype(np.float32)) - 1.0)
-    if zeta > 0.0:
-        noise = torch.from_numpy(coordinate_noise(seed, i, K, P, origin[0], origin[1], h, w))
-        xt = xt + (zeta * s1ab) * noise.reshape(K, P, N)
-    xt = xt.to(device)
-    eps = predict_noise(model, xt.reshape(K * P, 1, h, w), int(t)).reshape(K, P, N)
+    if chains.zeta > 0.0:
+        noise = torch.from_numpy(coordinate_noise(chains.seed, i, K, P, chains.origin[0], chains.origin[1], h, w))
+        xt = xt + (chains.zeta * s1ab) * noise.reshape(K, P, N)
+    xt = xt.to(chains.device)
+    eps = predict_noise(chains.model, xt.reshape(K * P, 1, h, w), int(t)).reshape(K, P, N)
     Z = 0.5 * (((xt - s1ab * eps) / sab).clamp(-1.0, 1.0) + 1.0)
     return Z.cpu().numpy().astype(np.float64)
 
 
-def _sweep(Yf, E, A0, valid, h, w, *, lam, sigma_n, preset: QualityPreset, zeta, samples, seed,
-           device, model, origin=(0, 0), prior="ddpm", tv_weight=0.0, psi0=None, smooth=None,
-           progress=None, cancel=None, progress_span=(0.0, 1.0)):
-    """Run ``samples`` chains of the splitting; returns (mean (P,N), std (P,N) | None, info).
+def _prior_copy(A, t: int, i: int, rho: float, chains: _Chains, shape: tuple, cancel):
+    """Z (K, P, N): the prior's copy of A at timestep t (step i) — the network's Tweedie
+    estimate, or (ablation) a TV denoising of A."""
+    if chains.settings.prior == "ddpm":
+        Z = _prior_step(A, t, i, chains, shape)
+        _check_cancel(cancel)  # the network call is the slow part
+        return Z
+    K, P, N = A.shape
+    X = torch_module().from_numpy(A.reshape(K * P, *shape))
+    return tv_denoise(X, chains.settings.tv_weight / max(rho, 1e-12)).numpy().reshape(K, P, N)
 
-    ``Yf`` (B, N) with N = h·w, ``A0`` (P, N) the warm start (FCLS, or ELMM's fractions),
-    ``valid`` (N,) bool. ``prior``: "ddpm" (the diffusion prior step), "none" (ablation: Z
-    is the current estimate, so every step returns the warm start's model exactly) or "tv"
-    (ablation: Z is a TV denoising of the current estimate with ``tv_weight``).
-    ``psi0`` (P, N): ELMM scalings — the data step is then the scaled model's (module
-    docstring of :mod:`core.methods.elmm`): b = argmin_{b ≥ 0} ½‖y − Eb‖² + ρ/2‖b − ψ⊙z‖²,
-    a = (b/ψ)/Σ(b/ψ), and ψ is refitted (smooth over ``smooth`` px) after every step;
-    info then holds "psi" and "b" (P, N), the chains' means.
+
+def _data_step(A, Z, b, psi, G, C, rho: float, valid, shape: tuple, smooth: float) -> None:
+    """The exact data + constraint step of every chain, in place: FCLS on the ρ-augmented
+    system per pixel (with ELMM scalings ψ: NNLS on the scaled b, then ψ refitted)."""
+    eye = np.eye(G.shape[0])
+    for k in range(A.shape[0]):
+        if psi is None:
+            A[k][:, valid] = fcls_gram(G + rho * eye, C + rho * Z[k][:, valid])
+        else:
+            b[k][:, valid] = nnls_gram(G + rho * eye, C + rho * (psi[k] * Z[k])[:, valid])
+        if not valid.all():  # no data: the nearest feasible point to the prior's copy
+            A[k][:, ~valid] = project_simplex(Z[k][:, ~valid])
+            if psi is not None:
+                b[k][:, ~valid] = psi[k][:, ~valid] * A[k][:, ~valid]
+        if psi is not None:
+            psi[k], A[k] = _rescale(b[k], psi[k], valid, *shape, smooth)
+
+
+def _sweep(Yf, E, start, valid, shape, lam: float, chains: _Chains, progress=None, cancel=None,
+           progress_span=(0.0, 1.0)):
+    """Run ``chains.samples`` chains of the splitting; returns (mean (P,N), std (P,N) | None, info).
+
+    ``Yf`` (B, N) with N = h·w of ``shape`` (h, w); ``start`` = (A0 (P, N) the warm start
+    (FCLS, or ELMM's fractions), ψ0 (P, N) ELMM scalings or None); ``valid`` (N,) bool.
+    With ψ0 the data step is the scaled model's (module docstring of
+    :mod:`core.methods.elmm`): b = argmin_{b ≥ 0} ½‖y − Eb‖² + ρ/2‖b − ψ⊙z‖²,
+    a = (b/ψ)/Σ(b/ψ), and ψ is refitted after every step; info then holds "psi" and "b"
+    (P, N), the chains' means.
     """
-    P, N = A0.shape
-    ts = schedule.sampling_timesteps(preset.t_start, preset.nfe)
-    K = int(samples)
-    A = np.repeat(A0[None], K, axis=0)  # (K, P, N): chains × maps
-    psi = None if psi0 is None else np.repeat(np.asarray(psi0, np.float64)[None], K, axis=0)
+    A0, psi0 = start
+    ts = schedule.sampling_timesteps(chains.preset.t_start, chains.preset.nfe)
+    A = np.repeat(A0[None], chains.samples, axis=0)  # (K, P, N): chains × maps
+    psi = None if psi0 is None else np.repeat(np.asarray(psi0, np.float64)[None], chains.samples, axis=0)
     b = None if psi is None else psi * A
-    if lam == 0 or prior == "none":  # every step would return the warm start: skip the network
+    if lam == 0 or chains.settings.prior == "none":  # every step would return the warm start
         return _sweep_result(A, psi, b, ts, 0.0)
     abar = schedule.alphas_cumprod()
     G = E.T @ E
     C = E.T @ (Yf if valid.all() else Yf[:, valid])  # (P, n valid); no B × N copy when all are valid
-    eye = np.eye(P)
     rho = 0.0
     lo, hi = progress_span
-    torch = torch_module()
-    with torch.inference_mode():
+    with torch_module().inference_mode():
         for i, t in enumerate(ts):
-            if cancel is not None and cancel():
-                raise Cancelled()
+            _check_cancel(cancel)
             ab = float(abar[t])
             sbar = 0.5 * math.sqrt(1.0 - ab) / math.sqrt(ab)  # σ̄_t on the [0, 1] abundance scale
-            rho = lam * sigma_n ** 2 / sbar ** 2
-            if prior == "ddpm" and lam > 0:
-                Z = _prior_step(model, A, int(t), i, zeta=zeta, seed=seed, origin=origin, h=h, w=w,
-                                device=device)
-                if cancel is not None and cancel():  # the network call is the slow part
-                    raise Cancelled()
-            elif prior == "tv" and lam > 0:
-                Z = tv_denoise(torch.from_numpy(A.reshape(K * P, h, w)),
-                               tv_weight / max(rho, 1e-12)).numpy().reshape(K, P, N)
-            else:
-                Z = A
-            # exact data + constraint step: FCLS on the ρ-augmented system, per pixel
-            for k in range(K):
-                if psi is None:
-                    A[k][:, valid] = fcls_gram(G + rho * eye, C + rho * Z[k][:, valid])
-                else:
-                    b[k][:, valid] = nnls_gram(G + rho * eye, C + rho * (psi[k] * Z[k])[:, valid])
-                if not valid.all():  # no data: the nearest feasible point to the prior's copy
-                    A[k][:, ~valid] = project_simplex(Z[k][:, ~valid])
-                    if psi is not None:
-                        b[k][:, ~valid] = psi[k][:, ~valid] * A[k][:, ~valid]
-                if psi is not None:
-                    psi[k], A[k] = _rescale(b[k], psi[k], valid, h, w, smooth)
+            rho = lam * chains.sigma_n ** 2 / sbar ** 2
+            Z = _prior_copy(A, int(t), i, rho, chains, shape, cancel)
+            _data_step(A, Z, b, psi, G, C, rho, valid, shape, chains.settings.smooth)
             if progress is not None:
                 progress(lo + (hi - lo) * (i + 1) / len(ts), f"URDM step {i + 1}/{len(ts)} (t={int(t)})")
     return _sweep_result(A, psi, b, ts, rho)
@@ -242,32 +329,6 @@ def _sweep_result(A, psi, b, ts, rho) -> tuple:
     if psi is not None:
         info.update(psi=psi.mean(axis=0), b=b.mean(axis=0))
     return mean, std, info
-
-
-def _resolve_preset(quality, nfe, t_start) -> QualityPreset:
-    if quality not in PRESETS:
-        raise OptionError(f"Unknown quality '{quality}'", f"Use one of: {', '.join(PRESETS)}.")
-    base = PRESETS[quality]
-    preset = QualityPreset(nfe=int(nfe or base.nfe), t_start=int(t_start or base.t_start))
-    if preset.nfe < 1 or not (1 <= preset.t_start < schedule.T):
-        raise OptionError("URDM needs at least one network evaluation and 1 ≤ t_start < 1000",
-                          "Use the quality presets or valid nfe/t_start values.")
-    return preset
-
-
-def _parse_lambda(lam):
-    """"auto" (or None / ≤ 0) → None; a number → float; anything else → OptionError."""
-    if lam is None or (isinstance(lam, str) and lam.strip().lower() in ("auto", "")):
-        return None
-    try:
-        val = float(lam)
-    except (TypeError, ValueError):
-        raise OptionError(f"URDM weight '{lam}' is neither a number nor 'auto'",
-                          "Give a non-negative number or 'auto'.") from None
-    if not math.isfinite(val) or val < 0:
-        raise OptionError(f"URDM weight {lam} is negative or not finite",
-                          "Give a value ≥ 0 (0 = no prior, i.e. FCLS) or 'auto'.")
-    return None if val == 0 and isinstance(lam, str) else val
 
 
 def resolve_band_weights(Y, E, valid, band_weights="auto", seed=0):
@@ -299,51 +360,42 @@ def resolve_band_weights(Y, E, valid, band_weights="auto", seed=0):
     return d, {"weighted": True, "given": True}
 
 
-def choose_lambda(Y, E, valid=None, *, sigma_n=None, band_sigma=None, quality=DEFAULT_QUALITY,
-                  nfe=None, t_start=None, zeta=0.0, samples=1, seed=0, device="auto",
-                  origin=(0, 0), weights_dir=None, grid=LAMBDA_GRID, window=None,
-                  band_weights=None, scaling=False, smooth=elmm.DEFAULT_SMOOTH, progress=None, cancel=None):
+def choose_lambda(Y, E, valid=None, *, params: dict, ctx: Optional[SceneContext] = None,
+                  settings: SamplerSettings = DEFAULT_SETTINGS, scaling: bool = False, progress=None, cancel=None):
     """URDM's weight for a scene, by SURE (:mod:`core.methods.weight_selection`), without the truth.
 
-    Y (B, h, w) reflectance, E (B, P), valid (h, w) bool. Runs on the central window of at
-    most ``window``² pixels (default SELECTION_WINDOW). ``band_weights`` as in
-    :func:`resolve_band_weights` (None: Y and E are used as given; the sampler calls this
-    on already weighted data). With ``scaling`` (the ELMM data term) SURE measures the
-    error of the scaled abundances b = ψ⊙a, whose least-squares estimate K·y is unbiased
-    under the scaled model (y = E·b + noise): the model mismatch is absorbed by ψ, so the
-    residual SURE sees is noise again; the no-prior candidate (λ = 0) is ELMM itself.
+    Y (B, h, w) reflectance, E (B, P), valid (h, w) bool; ``params`` the registry-validated
+    ``quality``, ``zeta`` and ``samples``; ``ctx`` the scene's facts (seed, device, noise
+    level ``sigma``, ``band_weights`` as in :func:`resolve_band_weights` — None: Y and E are
+    used as given, the sampler calls this on already weighted data —, the origin). Runs on
+    the central window of at most SELECTION_WINDOW² pixels over the candidates
+    :data:`LAMBDA_GRID`. With ``scaling`` (the ELMM data term) SURE measures the error of
+    the scaled abundances b = ψ⊙a, whose least-squares estimate K·y is unbiased under the
+    scaled model (y = E·b + noise): the model mismatch is absorbed by ψ, so the residual
+    SURE sees is noise again; the no-prior candidate (λ = 0) is ELMM itself.
     Returns (λ, Selection (its ``A`` is the result on the window: fractions), window box
     (row0, col0, h, w), data-weighting dict {"d", "report", "sigma_n"}).
     """
     from ..methods import weight_selection as ws
 
     t0 = time.perf_counter()
-    preset = _resolve_preset(quality, nfe, t_start)
+    ctx = ctx or SceneContext()
     Y = np.asarray(Y, np.float64)
     E = np.asarray(E, np.float64)
     B, H, W = Y.shape
     v = np.isfinite(Y).all(axis=0)
     if valid is not None:
         v &= np.asarray(valid, bool).reshape(H, W)
-    Yw, vw, (r0, c0, hh, ww) = ws.selection_window(Y, v, window or ws.SELECTION_WINDOW)
-    d, d_report = resolve_band_weights(Yw, E, vw, band_weights, seed=seed)
+    Yw, vw, (r0, c0, hh, ww) = ws.selection_window(Y, v, ws.SELECTION_WINDOW)
+    d, d_report = resolve_band_weights(Yw, E, vw, ctx.band_weights, seed=ctx.seed)
+    sigma_n = ctx.sigma
     if d is not None:  # fit and choose in the noise-weighted metric
         Yw, E = Yw / d[:, None, None], E / d[:, None]
-        sigma_n = band_sigma = None
+        sigma_n = None
     if sigma_n is None:
         sigma_n = estimate_noise_sigma(Yw, E, valid=vw)
-    sigma_n = max(float(sigma_n), 1e-6)
-    if band_sigma is None:
-        band_sigma = estimate_band_sigma(Yw, E, valid=vw)
-    configure_threads()
-    dev = resolve_device(device)
-    model = get_model(dev, weights_dir)
-    probe = ws.make_probe(Yw, E, vw, band_sigma, seed=seed)
-    org = (origin[0] + r0, origin[1] + c0)
-    samples = int(samples)
-    if samples > 1 and zeta == 0.0:
-        zeta = ZETA_SAMPLING
-
+    chains = _make_chains(params, sigma_n, ctx.at(ctx.origin[0] + r0, ctx.origin[1] + c0), settings)
+    probe = ws.make_probe(Yw, E, vw, estimate_band_sigma(Yw, E, valid=vw), seed=ctx.seed)
     vf = vw.ravel()
     starts: dict = {}
     fractions_by_weight: dict = {}
@@ -352,20 +404,17 @@ def choose_lambda(Y, E, valid=None, *, sigma_n=None, band_sigma=None, quality=DE
         Yf = Yx.reshape(B, -1)
         key = Yx is Yw  # the data or its probe: each has one warm start for every weight
         if key not in starts:
-            starts[key] = _warm_start(Yf, E, vf, hh, ww, scaling, smooth)
-        A0, psi0 = starts[key]
-        mean, _std, extra = _sweep(Yf, E, A0, vf, hh, ww, lam=lam, sigma_n=sigma_n, preset=preset,
-                                   zeta=zeta, samples=samples, seed=seed, device=dev, model=model,
-                                   origin=org, psi0=psi0, smooth=smooth, cancel=cancel)
+            starts[key] = _warm_start(Yf, E, vf, hh, ww, scaling, settings.smooth)
+        mean, _std, extra = _sweep(Yf, E, starts[key], vf, (hh, ww), lam, chains, cancel=cancel)
         if not scaling:
             return mean.reshape(-1, hh, ww)
         if key:
             fractions_by_weight[lam] = (mean.reshape(-1, hh, ww), extra["psi"])
         return extra["b"].reshape(-1, hh, ww)
 
-    sel = ws.select_weight(solve, Yw, probe, grid, cancel=cancel, progress=progress)
+    sel = ws.select_weight(solve, Yw, probe, LAMBDA_GRID, cancel=cancel, progress=progress)
     sel.seconds = time.perf_counter() - t0
-    data_w = {"d": d, "report": d_report, "sigma_n": sigma_n}
+    data_w = {"d": d, "report": d_report, "sigma_n": chains.sigma_n}
     if scaling:
         sel.A, data_w["psi"] = fractions_by_weight[sel.weight]
     return sel.weight, sel, (r0, c0, hh, ww), data_w
@@ -387,47 +436,96 @@ def _warm_start(Yf, E, v, h, w, scaling=False, smooth=elmm.DEFAULT_SMOOTH):
     return A0, psi0
 
 
-def urdm_unmix(Y, E, valid=None, lam="auto", quality: str = DEFAULT_QUALITY, seed: int = 0,
-               device: str = "auto", samples: int = 1, nfe: int | None = None,
-               t_start: int | None = None, zeta: float = 0.0, sigma_n: float | None = None,
-               signal_rms: float | None = None, origin=(0, 0), prior: str = "ddpm",
-               tv_weight: float = 0.0, band_weights="auto", variability="auto",
-               smooth: float = elmm.DEFAULT_SMOOTH, weights_dir=None, progress=None, cancel=None):
+def urdm_unmix(Y, E, valid=None, lam="auto", quality: str = DEFAULT_QUALITY, samples: int = 1,
+               zeta: float = 0.0, variability: str = "auto", ctx: Optional[SceneContext] = None,
+               settings: SamplerSettings = DEFAULT_SETTINGS, progress=None, cancel=None):
     """Unmix one image tile with URDM.
 
     Y: (B, h, w) reflectance; E: (B, P) endmembers on the same bands; valid: (h, w) bool or
     None (all valid). Returns (A (P, h, w) float32 on the simplex, std (P, h, w) float32 or
-    None when one chain ran, info dict with λ, σ̂, timesteps and — when λ was chosen
-    automatically — the SURE value of every candidate).
-    ``lam``: the prior weight λ ≥ 0 (0 = no prior: exactly FCLS) or "auto".
-    ``sigma_n`` (reflectance): the scene's noise level, estimated from this tile when not
-    given (the pipeline passes scene-wide values, and a λ chosen once, so tiles agree);
-    ``signal_rms`` is accepted for the same reason and recorded.
-    ``band_weights``: "auto" — when the noise is clearly band-dependent and SURE prefers it,
-    the data term is weighted by the inverse per-band noise (the maximum-likelihood fit;
-    then the no-prior limit is noise-weighted FCLS) — None (plain least squares: the
-    no-prior limit is FCLS) or relative per-band σ (B,); with an array, ``sigma_n`` is in
-    the weighted units.
-    ``variability``: "scaling" (or True) — the data term is the extended linear mixing
-    model's (:mod:`core.methods.elmm`: smooth per-pixel scalings ψ of each endmember over
-    ``smooth`` px; the no-prior limit is ELMM), "none" (or False; the no-prior limit is
-    FCLS) or "auto": scaling when :func:`elmm.variability_test` finds brightness variability
-    in the tile. With scaling, ``info["scaling"]`` holds ψ (P, h, w) float32.
-    ``origin`` (row, col) is the tile's position in the whole image: sampling noise (ζ > 0)
-    is keyed to global pixel coordinates, so overlapping tiles agree. Deterministic for a
-    given seed (counter-based noise; no global random state is read or changed).
+    None when one chain ran, info dict with λ (``lam``, ``lam_auto``, ``lambda_rule`` and,
+    when chosen, ``lambda_selection`` with the SURE value of every candidate), σ̂, timesteps).
+    ``lam``, ``quality``, ``samples``, ``zeta``, ``variability``: the registry's parameters
+    of "urdm", validated by it here (:meth:`MethodSpec.validate_params`). ``lam``: the prior
+    weight λ ≥ 0 (0 = no prior: exactly FCLS) or "auto". ``variability``: "scaling" — the
+    data term is the extended linear mixing model's (:mod:`core.methods.elmm`: smooth
+    per-pixel scalings ψ of each endmember; the no-prior limit is ELMM), "none" (the no-prior
+    limit is FCLS) or "auto": scaling when :func:`elmm.variability_test` finds brightness
+    variability in the tile (or as ``ctx.variability`` decided for the scene). With scaling,
+    ``info["scaling"]`` holds ψ (P, h, w) float32.
+    ``ctx`` (:class:`SceneContext`): seed, device, the scene's noise level ``sigma``
+    (reflectance; estimated from this tile when None — the pipeline passes scene-wide
+    values, and a λ chosen once, so tiles agree), ``signal_rms`` (recorded),
+    ``band_weights`` ("auto" — when the noise is clearly band-dependent and SURE prefers
+    it, the data term is weighted by the inverse per-band noise, the maximum-likelihood fit
+    whose no-prior limit is noise-weighted FCLS —, None: plain least squares, or relative
+    per-band σ (B,); with an array, ``sigma`` is in the weighted units) and ``origin``
+    (row, col), the tile's position in the whole image: sampling noise (ζ > 0) is keyed to
+    global pixel coordinates, so overlapping tiles agree. ``settings``: the research knobs
+    (:class:`SamplerSettings`). Deterministic for a given seed (counter-based noise; no
+    global random state is read or changed).
     """
-    preset = _resolve_preset(quality, nfe, t_start)
-    samples = 1 if samples is None else int(samples)
-    if samples < 1:
-        raise OptionError(f"samples must be at least 1, not {samples}", "Use 1, or e.g. 8 for an uncertainty map.")
-    if prior not in ("ddpm", "none", "tv"):
-        raise OptionError(f"Unknown prior '{prior}'", "Use ddpm (URDM), or none/tv for ablations.")
-    if not (0.0 <= zeta <= 1.0):
-        raise OptionError(f"zeta must lie in [0, 1], not {zeta}", "Use 0 (deterministic prior step) unless experimenting.")
-    lam_val = _parse_lambda(lam)
-    if samples > 1 and zeta == 0.0:
-        zeta = ZETA_SAMPLING  # identical chains would give no uncertainty
+    from ..methods.registry import get_method
+
+    params = get_method("urdm").validate_params(
+        {"lam": lam, "quality": quality, "samples": samples, "zeta": zeta, "variability": variability})
+    return _unmix_tile(Y, E, valid, params, ctx or SceneContext(), settings, progress, cancel)
+
+
+@dataclass
+class _Tile:
+    """One tile ready for the sampler: ``Yf`` (B, N) float64, invalid pixels zero (in the
+    noise-weighted metric once :func:`_weight_bands` ran), ``E`` (B, P) likewise, ``v`` (N,)
+    valid pixels, ``shape`` (h, w), ``own``: whether ``Yf`` is this call's copy (changed in
+    place) rather than the caller's array."""
+
+    Yf: np.ndarray
+    E: np.ndarray
+    v: np.ndarray
+    shape: tuple
+    own: bool
+
+    def image(self, X=None):
+        """``X`` (default ``Yf``; any (·, N)) as (·, h, w)."""
+        X = self.Yf if X is None else X
+        return X.reshape(X.shape[0], *self.shape)
+
+
+def _unmix_tile(Y, E, valid, params: dict, ctx: SceneContext, settings: SamplerSettings, progress=None,
+                cancel=None):
+    """:func:`urdm_unmix` with ``params`` already validated by the registry: prepare the
+    tile, weight its bands, decide the data term, choose λ, run the chains, finish."""
+    tile = _prepare(Y, E, valid)
+    if not isinstance(tile, _Tile):  # nothing to solve: the result itself
+        return tile
+    info: dict = {}
+    sigma_n = _weight_bands(tile, ctx, info)
+    chains = _make_chains(params, sigma_n, ctx, settings)
+    info.update(sigma_n=chains.sigma_n, quality=params["quality"], nfe=chains.preset.nfe,
+                t_start=chains.preset.t_start, samples=chains.samples, zeta=chains.zeta,
+                device=str(chains.device), prior=settings.prior)
+    if ctx.signal_rms is not None:
+        info["signal_rms"] = float(ctx.signal_rms)
+    variability = params["variability"]
+    if variability == "auto" and ctx.variability is not None:  # decided once for the scene
+        variability = ctx.variability
+    scaling = _resolve_variability(variability, tile.image(), tile.E, tile.v.reshape(tile.shape),
+                                   chains.sigma_n, info)
+    lam, reuse = _choose_weight(tile, params, ctx, chains, scaling, info, progress, cancel)
+    if reuse is not None:  # the chosen candidate's run on the whole tile is the result
+        (mean, psi), std = reuse, None
+        info["timesteps"] = [int(t) for t in schedule.sampling_timesteps(chains.preset.t_start, chains.preset.nfe)]
+    else:
+        span = (0.8, 1.0) if info["lam_auto"] else (0.0, 1.0)
+        mean, std, psi = _run_chains(tile, lam, chains, scaling, info, progress, cancel, span)
+    if progress is not None:
+        progress(1.0, "URDM done")
+    return _finish(tile, mean, std, psi, settings.smooth, info)
+
+
+def _prepare(Y, E, valid):
+    """The tile as a :class:`_Tile` (Y (B, h, w), E (B, P), valid (h, w) or None), or the
+    result (A, None, info) when there is nothing to solve: no valid pixel, one endmember."""
     Y_in = Y
     Y = np.asarray(Y, np.float64)
     E = np.asarray(E, np.float64)
@@ -441,83 +539,88 @@ def urdm_unmix(Y, E, valid=None, lam="auto", quality: str = DEFAULT_QUALITY, see
     finite = np.isfinite(Yf)
     v &= finite.all(axis=0)
     if not v.any():
-        A = np.full((P, h, w), np.nan, np.float32)
-        return A, None, {"lam": None, "sigma_n": None}
+        return np.full((P, h, w), np.nan, np.float32), None, {"lam": None, "sigma_n": None}
+    if P == 1:
+        return np.where(v.reshape(1, h, w), 1.0, np.nan).astype(np.float32), None, {"lam": None, "sigma_n": None}
     if not finite.all():
         Yf = np.where(finite, Yf, 0.0)
-    del finite
     # a tile is B × h × w float64: copy it only where it must change (the caller's array stays)
-    own = not np.may_share_memory(Yf, Y_in)
-    if P == 1:
-        A = np.where(v.reshape(1, h, w), 1.0, np.nan).astype(np.float32)
-        return A, None, {"lam": None, "sigma_n": None}
+    return _Tile(Yf, E, v, (h, w), own=not np.may_share_memory(Yf, Y_in))
 
-    configure_threads()
-    dev = resolve_device(device)
-    model = get_model(dev, weights_dir) if prior == "ddpm" else None
-    given_weights = band_weights is not None and not isinstance(band_weights, str)
-    d, d_report = resolve_band_weights(Yf.reshape(B, h, w), E, v.reshape(h, w), band_weights, seed=seed)
+
+def _weight_bands(tile: _Tile, ctx: SceneContext, info: dict) -> float:
+    """Weight the tile's data term by the inverse per-band noise when ``ctx.band_weights``
+    asks for it (in place: ``tile.Yf``, ``tile.E``); returns the white-noise σ_n
+    (reflectance, in the weighted metric) it is fitted with and records the weighting."""
+    d, d_report = resolve_band_weights(tile.image(), tile.E, tile.v.reshape(tile.shape), ctx.band_weights,
+                                       seed=ctx.seed)
+    sigma_n = ctx.sigma
     if d is not None:  # maximum-likelihood data term under band-dependent noise
-        if own:
-            Yf /= d[:, None]
+        if tile.own:
+            tile.Yf /= d[:, None]
         else:
-            Yf = Yf / d[:, None]
-        E = E / d[:, None]
-        if not given_weights:
+            tile.Yf, tile.own = tile.Yf / d[:, None], True
+        tile.E = tile.E / d[:, None]
+        if isinstance(ctx.band_weights, str):
             sigma_n = None  # a scene σ̂ given in plain units does not apply after weighting
-    if sigma_n is None:
-        sigma_n = estimate_noise_sigma(Yf.reshape(B, h, w), E, valid=v.reshape(h, w))
-    sigma_n = max(float(sigma_n), 1e-6)
-    info = {"sigma_n": sigma_n, "quality": quality, "nfe": preset.nfe, "t_start": preset.t_start,
-            "samples": samples, "zeta": zeta, "device": str(dev), "prior": prior}
-    if signal_rms is not None:
-        info["signal_rms"] = float(signal_rms)
     if d_report is not None:
         info["band_weights"] = dict(d_report, **({"relative_sigma": [float(x) for x in d]} if d is not None else {}))
-    scaling = _resolve_variability(variability, Yf.reshape(B, h, w), E, v.reshape(h, w), sigma_n, info)
-    span = (0.0, 1.0)
-    reuse = None
-    if lam_val is None:
-        if prior != "ddpm":
-            raise OptionError("The automatic weight is defined for the diffusion prior only",
-                              "Give lam explicitly for the ablation priors.")
-        sel_progress = None
-        if progress is not None:
-            def sel_progress(f, m):
-                progress(0.8 * f, m)
-        lam_val, sel, box, _w = choose_lambda(
-            Yf.reshape(B, h, w), E, v.reshape(h, w), sigma_n=sigma_n, quality=quality, nfe=nfe,
-            t_start=t_start, zeta=zeta, samples=samples, seed=seed, device=device, origin=origin,
-            weights_dir=weights_dir, band_weights=None, scaling=scaling, smooth=smooth,
-            progress=sel_progress, cancel=cancel)
-        info["lambda_rule"] = ("auto: SURE of the scaled-abundance error over candidate weights (0 = ELMM)"
-                               if scaling else "auto: SURE of the abundance error over candidate weights (0 = FCLS)")
-        info["lambda_selection"] = dict(sel.report(), window=[int(x) for x in box])
-        if box == (0, 0, h, w) and samples == 1:
-            reuse = sel.A.reshape(P, h * w)  # the chosen candidate's run is the result
-            psi_reuse = _w.get("psi")
-        span = (0.8, 1.0)
-    else:
-        info["lambda_rule"] = "given"
-    info["lam"] = float(lam_val)
-    if reuse is not None:
-        mean, std, psi = reuse, None, psi_reuse
-        info.update({"timesteps": [int(t) for t in schedule.sampling_timesteps(preset.t_start, preset.nfe)]})
-    else:
-        A0, psi0 = _warm_start(Yf, E, v, h, w, scaling, smooth)
-        mean, std, extra = _sweep(Yf, E, A0, v, h, w, lam=lam_val, sigma_n=sigma_n, preset=preset,
-                                  zeta=zeta, samples=samples, seed=seed, device=dev, model=model,
-                                  origin=origin, prior=prior, tv_weight=tv_weight, psi0=psi0, smooth=smooth,
-                                  progress=progress, cancel=cancel, progress_span=span)
-        psi = extra.pop("psi", None)
-        extra.pop("b", None)
-        info.update(extra)
+    if sigma_n is None:
+        sigma_n = estimate_noise_sigma(tile.image(), tile.E, valid=tile.v.reshape(tile.shape))
+    return sigma_n
+
+
+def _choose_weight(tile: _Tile, params: dict, ctx: SceneContext, chains: _Chains, scaling: bool, info: dict,
+                   progress, cancel) -> tuple:
+    """λ: as given, or chosen by SURE (:func:`choose_lambda`) on the tile's central window.
+    Returns (λ, reuse): reuse is the chosen candidate's run (mean (P, N), ψ or None) when
+    that window is the whole tile and one chain runs, else None. Records ``lam``,
+    ``lam_auto``, ``lambda_rule`` and ``lambda_selection`` in ``info`` (TV reports the same)."""
+    if params["lam"] != AUTO:
+        info.update(lam=float(params["lam"]), lam_auto=False, lambda_rule="given")
+        return float(params["lam"]), None
+    if chains.settings.prior != "ddpm":
+        raise OptionError("The automatic weight is defined for the diffusion prior only",
+                          "Give lam explicitly for the ablation priors.")
+
+    def sel_progress(f, m):
+        progress(0.8 * f, m)
+
+    h, w = tile.shape
+    lam, sel, box, data_w = choose_lambda(
+        tile.image(), tile.E, tile.v.reshape(h, w), params=params,
+        ctx=replace(ctx, sigma=chains.sigma_n, band_weights=None), settings=chains.settings, scaling=scaling,
+        progress=None if progress is None else sel_progress, cancel=cancel)
+    info.update(lam=float(lam), lam_auto=True, lambda_selection=dict(sel.report(), window=[int(x) for x in box]),
+                lambda_rule=("auto: SURE of the scaled-abundance error over candidate weights (0 = ELMM)" if scaling
+                             else "auto: SURE of the abundance error over candidate weights (0 = FCLS)"))
+    if box == (0, 0, h, w) and chains.samples == 1:
+        return float(lam), (sel.A.reshape(-1, h * w), data_w.get("psi"))
+    return float(lam), None
+
+
+def _run_chains(tile: _Tile, lam: float, chains: _Chains, scaling: bool, info: dict, progress, cancel,
+                span: tuple) -> tuple:
+    """The chains from the warm start (FCLS, or ELMM's with ``scaling``): (mean (P, N),
+    std (P, N) | None, ψ (P, N) | None); their facts (timesteps, final ρ) go to ``info``."""
+    start = _warm_start(tile.Yf, tile.E, tile.v, *tile.shape, scaling, chains.settings.smooth)
+    mean, std, extra = _sweep(tile.Yf, tile.E, start, tile.v, tile.shape, lam, chains, progress, cancel, span)
+    psi = extra.pop("psi", None)
+    extra.pop("b", None)
+    info.update(extra)
+    return mean, std, psi
+
+
+def _finish(tile: _Tile, mean, std, psi, smooth: float, info: dict) -> tuple:
+    """(A (P, h, w) float32, std (P, h, w) float32 | None, info): NaN at invalid pixels; the
+    scalings ψ, when the data term had them, as ``info["scaling"]`` (P, h, w) float32."""
+    P = mean.shape[0]
+    h, w = tile.shape
+    v = tile.v
     if psi is not None:
         psi = elmm.reported_scaling(np.asarray(psi, np.float64).reshape(P, h, w), np.asarray(mean).reshape(P, h, w),
                                     v.reshape(h, w), smooth)
         info["scaling"] = psi.astype(np.float32)
-    if progress is not None:
-        progress(1.0, "URDM done")
     mean = np.array(mean, dtype=np.float64)
     mean[:, ~v] = np.nan
     A = mean.reshape(P, h, w).astype(np.float32)
@@ -528,15 +631,13 @@ def urdm_unmix(Y, E, valid=None, lam="auto", quality: str = DEFAULT_QUALITY, see
 
 
 def _resolve_variability(variability, Y, E, valid, sigma_n, info) -> bool:
-    """Whether the tile uses the scaling (ELMM) data term; records the decision in info."""
+    """Whether the tile uses the scaling (ELMM) data term (``variability``: the registry's
+    auto/scaling/none, or the scene's decision as a bool); records the decision in info."""
     if variability in (True, "scaling"):
         info["variability_decision"] = {"model": "scaling", "rule": "given"}
         return True
-    if variability in (False, None, "none"):
+    if variability in (False, "none"):
         return False
-    if variability != "auto":
-        raise OptionError(f"variability must be auto, scaling or none, not '{variability}'",
-                          "Leave it at auto.")
     test = elmm.variability_test(Y, E, valid, sigma_n)
     info["variability_decision"] = dict(test, model="scaling" if test["use"] else "none", rule="auto (this tile)")
     return bool(test["use"])
@@ -545,16 +646,10 @@ def _resolve_variability(variability, Y, E, valid, sigma_n, info) -> bool:
 # ----------------------------------------------------------------------------- registry entry points
 def solve_tile(Y, E, valid, params: dict, ctx, progress=None, cancel=None) -> tuple:
     """The registry's spatial entry point (see :mod:`core.methods.registry`): one tile with
-    the validated ``params`` (``lam``, ``quality``, ``zeta``, ``samples``) and the scene's
-    facts in ``ctx`` (seed, device, noise level, band weights, the tile's origin)."""
-    variability = params.get("variability", "auto")
-    if variability == "auto" and ctx.variability is not None:  # decided once for the scene
-        variability = ctx.variability
-    A, std, info = urdm_unmix(Y, E, valid, lam=params["lam"], quality=params["quality"],
-                              zeta=float(params["zeta"]), samples=int(params["samples"]), seed=ctx.seed,
-                              device=ctx.device, sigma_n=ctx.sigma, signal_rms=ctx.signal_rms,
-                              band_weights=ctx.band_weights, variability=variability, origin=ctx.origin,
-                              progress=progress, cancel=cancel)
+    the validated ``params`` (``lam``, ``quality``, ``zeta``, ``samples``, ``variability``)
+    and the scene's facts in ``ctx`` (seed, device, noise level, band weights, variability,
+    the tile's origin)."""
+    A, std, info = _unmix_tile(Y, E, valid, params, ctx, DEFAULT_SETTINGS, progress, cancel)
     return A, _stack_aux(A, std, info.pop("scaling", None), params), info
 
 
@@ -577,10 +672,8 @@ def choose_scene_weight(Y, E, valid, params: dict, ctx, progress=None, cancel=No
     filled in, ctx with the band weights decided (and σ in their metric), report)."""
     variability = params.get("variability", "auto")
     scaling = ctx.variability if variability == "auto" and ctx.variability is not None else variability
-    lam, sel, box, data_w = choose_lambda(
-        Y, E, valid, sigma_n=ctx.sigma, quality=params["quality"], zeta=float(params["zeta"]),
-        samples=int(params["samples"]), seed=ctx.seed, device=ctx.device, band_weights=ctx.band_weights,
-        scaling=scaling in (True, "scaling"), cancel=cancel, progress=progress)
+    lam, sel, box, data_w = choose_lambda(Y, E, valid, params=params, ctx=ctx, scaling=scaling in (True, "scaling"),
+                                          cancel=cancel, progress=progress)
     if data_w["d"] is not None:  # the tiles fit in the same noise-weighted metric
         ctx = replace(ctx, band_weights=data_w["d"], sigma=data_w["sigma_n"])
     else:

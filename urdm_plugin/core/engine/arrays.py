@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from ..errors import Cancelled, MethodUnavailableError, OptionError
+from ..errors import Cancelled, OptionError
 from ..limits import MAX_MAGNITUDE
 
 ProgressFn = Optional[Callable[[float, str], None]]
@@ -46,12 +46,7 @@ def resolve_method(method: str):
     """
     from ..methods.registry import get_method
 
-    spec = get_method(method)
-    ok, reason = spec.available()
-    if not ok:
-        raise MethodUnavailableError(reason, "Choose another method (see `python -m urdm_plugin methods`) "
-                                             "or install what it needs")
-    return spec
+    return get_method(method).require_available()
 
 
 def _check_arrays(Y, E) -> tuple[np.ndarray, np.ndarray]:
@@ -130,7 +125,14 @@ def unmix_array_full(Y, E, method: str = "fcls", **options: Any):
     and urdm with its variability model, ``info["scaling"]``: the scalings ψ (P, H, W).
     """
     from ..methods.context import SceneContext
-    from ..methods.registry import DEVICE, SEED, TILE_SIZE, aux_layers, get_method
+    from ..methods.registry import (
+        DEVICE,
+        SEED,
+        TILE_SIZE,
+        aux_layers,
+        get_method,
+        take_engine_options,
+    )
     from .tiling import solve_tiled
 
     spec = get_method(method)
@@ -139,16 +141,13 @@ def unmix_array_full(Y, E, method: str = "fcls", **options: Any):
             f"Method '{spec.id}' is spatial and needs Y as (bands, H, W); got shape {np.shape(Y)}",
             "Reshape the pixels into their image grid, or use a per-pixel method such as fcls",
         )
-    spec = resolve_method(spec.id)
+    spec.require_available()
     Y, E = _check_arrays(Y, E)
     progress: ProgressFn = options.pop("progress", None)
     cancel: CancelFn = options.pop("cancel", None)
     valid = options.pop("valid", None)
-    seed = SEED.validate(options.pop("seed", 0) or 0)
-    device = DEVICE.validate(options.pop("device", "auto"))
-    tile_size = TILE_SIZE.validate(options.pop("tile_size", TILE_SIZE.default))
-    tile_overlap = options.pop("tile_overlap", None)
     executor = options.pop("executor", None)
+    engine = take_engine_options(options, ("seed", "device", "tile_size", "tile_overlap"))  # the builder's check
     params = spec.validate_params(options)  # unknown names raise, listing the method's options
 
     spatial_shape = Y.shape[1:]
@@ -166,8 +165,9 @@ def unmix_array_full(Y, E, method: str = "fcls", **options: Any):
             v = np.all(np.abs(Yt) <= MAX_MAGNITUDE, axis=0)  # also False where not finite
             return Yt, (v if valid is None else v & valid[r0:r0 + h, c0:c0 + w])
 
-        res = solve_tiled(spec, read, spatial_shape, E, params, SceneContext(seed=seed, device=device),
-                          tile_size, tile_overlap, progress, cancel, executor)
+        ctx = SceneContext(seed=engine.get("seed", SEED.default), device=engine.get("device", DEVICE.default))
+        res = solve_tiled(spec, read, spatial_shape, E, params, ctx, engine.get("tile_size", TILE_SIZE.default),
+                          engine.get("tile_overlap"), progress, cancel, executor)
         blocks = {k: None for k in aux_layers(spec.id, params)}
         if res.std is not None:
             P = res.A.shape[0]

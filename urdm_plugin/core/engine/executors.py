@@ -43,17 +43,37 @@ def _worker_start(parent_pid: int) -> None:
         os._exit(1)
 
 
+def check_place(workers=None, scheduler: Optional[str] = None, shown=str) -> tuple:
+    """``(workers as int or None, scheduler address or None)``: the one rule of where a run is
+    solved (the options builder's and :func:`open_executor`'s). OptionError for both at
+    once, fewer than one worker or more than :func:`max_workers`; ``shown(name)`` spells
+    the names the front end's way (``--workers``, ``WORKERS``)."""
+    from ..methods.registry import WORKERS
+
+    scheduler = (scheduler or "").strip() or None
+    if workers is None:
+        return None, scheduler
+    if scheduler:
+        raise OptionError(f"{shown('workers')} and {shown('scheduler')} were both given", "Give one of them")
+    if isinstance(workers, (int, float)) and not isinstance(workers, bool) and workers < WORKERS.minimum:
+        raise OptionError(f"{shown('workers')} must be at least {WORKERS.minimum} (got {workers})",
+                          f"Give e.g. {shown('workers')} 2")
+    workers = WORKERS.validate(workers)
+    if workers > max_workers():
+        raise OptionError(f"{workers} workers are more than this machine can use ({os.cpu_count()} CPU cores; "
+                          f"at most {max_workers()})", f"Give at most {max_workers()} workers")
+    return workers, None
+
+
 @contextlib.contextmanager
 def open_executor(workers: Optional[int] = None, scheduler: Optional[str] = None) -> Iterator:
     """None (solve here), a pool of ``workers`` local processes, or a client of the Dask
     scheduler at ``scheduler`` (``tcp://host:8786``); closed on leaving the block.
 
-    Raises :class:`OptionError` for both at once, fewer than one worker, a Python without
+    Raises :class:`OptionError` where :func:`check_place` refuses, for a Python without
     dask.distributed, or a scheduler that cannot be reached (within 10 s).
     """
-    scheduler = (scheduler or "").strip() or None
-    if workers is not None and scheduler:
-        raise OptionError("Both a number of local workers and a Dask scheduler were given", "Give one of them")
+    workers, scheduler = check_place(workers, scheduler)
     if scheduler:
         try:
             from distributed import Client
@@ -72,14 +92,9 @@ def open_executor(workers: Optional[int] = None, scheduler: Optional[str] = None
             check_cluster(client, scheduler)
             yield client
     elif workers is not None:
-        if int(workers) < 1:
-            raise OptionError(f"The number of workers must be at least 1 (got {workers})", "Give e.g. 2")
-        if int(workers) > max_workers():
-            raise OptionError(f"{workers} workers are more than this machine can use ({os.cpu_count()} CPU cores; "
-                              f"at most {max_workers()})", f"Give at most {max_workers()} workers")
         from concurrent.futures import ProcessPoolExecutor
 
-        pool = ProcessPoolExecutor(int(workers), initializer=_worker_start, initargs=(os.getpid(),))
+        pool = ProcessPoolExecutor(workers, initializer=_worker_start, initargs=(os.getpid(),))
         try:
             yield pool
         except OSError as exc:  # fork refused (EAGAIN under ulimit -u, ENOMEM): no hang, one line

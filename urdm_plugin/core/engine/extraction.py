@@ -11,6 +11,7 @@ import numpy as np
 
 from ..errors import InputImageError, OptionError
 from ..io.library import SpectralLibrary
+from ..methods.registry import VCA_MAX_PIXELS
 
 AUTO = "auto"
 
@@ -57,7 +58,7 @@ def parse_n(n) -> Union[int, str]:
 
 
 def extract_endmembers(image_path: Union[str, Path], n: Union[int, str] = AUTO, seed: int = 0,
-                       max_pixels: int = 200_000, mask_water_bands: bool = True,
+                       max_pixels: int = VCA_MAX_PIXELS.default, mask_water_bands: bool = True,
                        reference: Optional[SpectralLibrary] = None, max_angle: Optional[float] = None):
     """Extract ``n`` endmember spectra from an image with VCA (:func:`robust_vca`: both of
     VCA's projections, picks averaged with their nearest pixels, the better fit kept).

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from ..errors import MethodUnavailableError, OptionError
+from .identify import MAX_ANGLE
 
 #: The value of a weight chosen from the data.
 AUTO = "auto"
@@ -188,13 +189,17 @@ class MethodSpec:
                            f"Python. Install it (pip install {' '.join(missing)}) or choose fcls or tv.")
         return True, ""
 
-    def load(self) -> Callable:
-        """The implementation (imported now); MethodUnavailableError if it cannot run here."""
+    def require_available(self) -> MethodSpec:
+        """This spec when it can run here, else :class:`MethodUnavailableError` (the reason and fix)."""
         ok, reason = self.available()
         if not ok:
             raise MethodUnavailableError(reason, "Choose another method (see `python -m urdm_plugin methods`) "
                                                  "or install what it needs")
-        return _load(self.implementation)
+        return self
+
+    def load(self) -> Callable:
+        """The implementation (imported now); MethodUnavailableError if it cannot run here."""
+        return _load(self.require_available().implementation)
 
     def load_weight_chooser(self) -> Callable:
         if self.choose_weight is None:
@@ -219,6 +224,44 @@ TILE_SIZE = ParamSpec("tile_size", "int", 512, "Tile size", 32, 4096,
 MEMORY_MB = ParamSpec("memory_mb", "int", 512, "Memory (MiB)", 1, 1 << 20,
                       help="Budget for one block of image data (MiB).")
 ENGINE_OPTIONS: tuple = (SEED, DEVICE, TILE_SIZE, MEMORY_MB)
+#: Run options the front ends expose each in their own way (not generated as widgets).
+MAX_ENDMEMBERS = ParamSpec("max_endmembers", "int", None, "Most endmembers", 1, None,
+                           help="At most this many endmembers when choosing them automatically "
+                                "(default: bands − 1, at most 20).")
+TILE_OVERLAP = ParamSpec("tile_overlap", "int", None, "Tile overlap", 0, None,
+                         help="Overlap of neighbouring tiles (pixels; below tile_size/2); default "
+                              "tile_size/8 between 4 and 32.")
+RUN_OPTIONS: tuple = (MAX_ENDMEMBERS, TILE_OVERLAP)
+#: Local worker processes of a run (the machine's limit: :func:`core.engine.executors.check_place`).
+WORKERS = ParamSpec("workers", "int", None, "Local workers", 1, None,
+                    help="Solve tiles / row blocks in this many local worker processes (same result).")
+
+
+def check_tile_overlap(tile_overlap: Optional[int], tile_size: int) -> None:
+    """The overlap of neighbouring tiles (pixels) must be below half a tile."""
+    if tile_overlap is not None and not 0 <= int(tile_overlap) < int(tile_size) // 2:
+        raise OptionError(f"tile_overlap must be in [0, tile_size/2) (got {tile_overlap})",
+                          "Use e.g. 16 with tile_size 256")
+
+
+def take_engine_options(values: dict, names=None) -> dict:
+    """The engine options (:data:`ENGINE_OPTIONS`, :data:`RUN_OPTIONS`; only ``names`` when
+    given) taken out of ``values`` and validated; those not given (None) are left out. The
+    one check of them for the options builder (:mod:`core.engine.options`) and for
+    :func:`core.engine.arrays.unmix_array`."""
+    out = {o.name: o.validate(v) for o in ENGINE_OPTIONS + RUN_OPTIONS
+           if (names is None or o.name in names) and (v := values.pop(o.name, None)) is not None}
+    check_tile_overlap(out.get("tile_overlap"), out.get("tile_size", TILE_SIZE.default))
+    return out
+
+
+#: Options of endmember extraction (VCA), one declaration for the CLI's ``vca``, Processing's
+#: "Extract endmembers (VCA)" and :func:`core.engine.extraction.extract_endmembers`.
+VCA_MAX_PIXELS = ParamSpec("max_pixels", "int", 200_000, "Pixels sampled at most", 1, None,
+                           help="Random subset of valid pixels VCA looks at.")
+VCA_MAX_ANGLE = ParamSpec("max_angle", "float", MAX_ANGLE, "Largest identification angle (rad)", 0.001, 1.5,
+                          help="Largest spectral angle (radians) of an identification.")
+VCA_OPTIONS: tuple = (SEED, VCA_MAX_PIXELS, VCA_MAX_ANGLE)
 
 # ----------------------------------------------------------------------------- methods
 _SMOOTH = ParamSpec("smooth", "float", 2.0, "Scaling smoothness (px)", 0.5, 100.0,
@@ -323,4 +366,5 @@ def default_method() -> str:
 DEFAULT_METHOD: str = default_method()
 
 __all__ = ["AUTO", "aux_layers", "DEFAULT_METHOD", "ENGINE_OPTIONS", "METHODS", "METHOD_IDS", "MethodSpec", "ParamSpec",
-           "all_params", "default_method", "get_method", "method_available", "method_index"]
+           "RUN_OPTIONS", "VCA_OPTIONS", "all_params", "default_method", "get_method", "method_available",
+           "method_index"]

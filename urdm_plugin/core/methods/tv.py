@@ -40,11 +40,16 @@ from ..errors import Cancelled, OptionError
 from .active_set import fcls
 from .linear import project_simplex
 from .noise import estimate_noise_sigma
+from .registry import AUTO, get_method
 
 #: Candidate TV weights relative to the noise σ̂ (0 = FCLS is always tried as well).
 TV_GRID = (0.03, 0.1, 0.3)
 SELECT_ITERS = 150  # fixed ADMM iterations per run while the weight is chosen
 POLL_EVERY = 5  # iterations between cancel() polls / progress reports
+TOL = 1e-4  # ADMM's relative residual tolerance
+
+#: The weight's one declaration (the registry's "tv" parameter ``lam``).
+_LAM = get_method("tv").param("lam")
 
 
 def _dx(A):  # (P,h,w) -> (P,h,w-1)
@@ -190,8 +195,13 @@ def choose_lambda(Y: np.ndarray, E: np.ndarray, valid: np.ndarray, sigma: Option
     return sel.weight, sigma, sel, (r0, c0, hh, ww)
 
 
+def _rule(auto: bool) -> str:
+    """How λ was chosen, as URDM's ``info["lambda_rule"]`` says it."""
+    return "auto: SURE of the abundance error over candidate weights (0 = FCLS)" if auto else "given"
+
+
 def tv_unmix(Y: np.ndarray, E: np.ndarray, valid: Optional[np.ndarray] = None, lam="auto",
-             max_iter: int = 300, tol: float = 1e-4,
+             max_iter: int = 300, tol: float = TOL,
              progress: Optional[Callable[[float, str], None]] = None,
              cancel: Optional[Callable[[], bool]] = None, sigma: Optional[float] = None) -> tuple:
     """TV-regularised fully constrained unmixing of one tile.
@@ -206,8 +216,15 @@ def tv_unmix(Y: np.ndarray, E: np.ndarray, valid: Optional[np.ndarray] = None, l
 
     Returns:
         (A (P, h, w) float64, info) — A is on the simplex at valid pixels, NaN elsewhere;
-        info has ``lam`` (the weight used), ``lam_auto`` (bool), ``iterations``, ``sigma``.
+        info has ``lam`` (the weight used), ``lam_auto`` (bool), ``lambda_rule`` (how it was
+        chosen; URDM reports the same keys), ``iterations``, ``sigma`` and, when chosen,
+        ``lambda_selection``.
     """
+    return _tv_tile(Y, E, valid, _LAM.validate(lam), int(max_iter), tol, progress, cancel, sigma)
+
+
+def _tv_tile(Y, E, valid, lam, max_iter: int, tol: float, progress, cancel, sigma) -> tuple:
+    """:func:`tv_unmix` with ``lam`` already validated (a float ≥ 0 or "auto")."""
     Y = np.asarray(Y, np.float64)
     E = np.asarray(E, np.float64)
     if Y.ndim != 3:
@@ -220,20 +237,17 @@ def tv_unmix(Y: np.ndarray, E: np.ndarray, valid: Optional[np.ndarray] = None, l
     P = E.shape[1]
     finite = np.isfinite(Y).all(axis=0)
     valid = finite if valid is None else (np.asarray(valid, bool) & finite)
+    auto = lam == AUTO
     A_out = np.full((P, h, w), np.nan)
     if not valid.any():
-        return A_out, {"lam": 0.0, "lam_auto": lam == "auto", "iterations": 0, "sigma": None}
+        return A_out, {"lam": 0.0, "lam_auto": auto, "lambda_rule": _rule(auto), "iterations": 0, "sigma": None}
     Yz = np.where(valid[None], Y, 0.0)
     A0 = np.full((P, h * w), 1.0 / P)
     vf = valid.ravel()
     A0[:, vf] = fcls(Yz.reshape(B, -1)[:, vf], E)
     A0 = A0.reshape(P, h, w)
-    auto = isinstance(lam, str)
     selection = None
     if auto:
-        if lam.strip().lower() != "auto":
-            raise OptionError(f"TV weight '{lam}' is neither a number nor 'auto'",
-                              "Give a non-negative number or 'auto'.")
         if progress is not None:
             progress(0.0, "choosing the TV weight")
         lam_v, sigma, sel, box = choose_lambda(Yz, E, valid, sigma=sigma, cancel=cancel)
@@ -242,14 +256,11 @@ def tv_unmix(Y: np.ndarray, E: np.ndarray, valid: Optional[np.ndarray] = None, l
             A_out[:, valid] = sel.A[:, valid]
             if progress is not None:
                 progress(1.0, "TV done")
-            return A_out, {"lam": float(lam_v), "lam_auto": True,
+            return A_out, {"lam": float(lam_v), "lam_auto": True, "lambda_rule": _rule(True),
                            "iterations": SELECT_ITERS if lam_v > 0 else 0,
                            "sigma": float(sigma), "lambda_selection": selection}
     else:
-        lam_v = float(lam)
-        if not np.isfinite(lam_v) or lam_v < 0:
-            raise OptionError(f"TV weight {lam} is negative or not finite",
-                              "Give a value ≥ 0 (0 = no smoothing) or 'auto'.")
+        lam_v = lam
     its = 0
     if lam_v > 0 and P > 1:
         C = np.einsum("bp,bhw->phw", E, Yz)
@@ -259,7 +270,7 @@ def tv_unmix(Y: np.ndarray, E: np.ndarray, valid: Optional[np.ndarray] = None, l
     A_out[:, valid] = V[:, valid]
     if progress is not None:
         progress(1.0, "TV done")
-    info = {"lam": float(lam_v), "lam_auto": auto, "iterations": int(its),
+    info = {"lam": float(lam_v), "lam_auto": auto, "lambda_rule": _rule(auto), "iterations": int(its),
             "sigma": None if sigma is None else float(sigma)}
     if selection is not None:
         info["lambda_selection"] = selection
@@ -271,8 +282,7 @@ def solve_tile(Y, E, valid, params: dict, ctx, progress=None, cancel=None) -> tu
     """The registry's spatial entry point (see :mod:`core.methods.registry`): one tile with
     the validated ``params`` (``lam``, ``max_iter``) and the scene's noise level ``ctx.sigma``.
     Returns (A (P, h, w), None, info)."""
-    A, info = tv_unmix(Y, E, valid, lam=params["lam"], max_iter=int(params["max_iter"]),
-                       sigma=ctx.sigma, progress=progress, cancel=cancel)
+    A, info = _tv_tile(Y, E, valid, params["lam"], params["max_iter"], TOL, progress, cancel, ctx.sigma)
     return A, None, info
 
 
