@@ -5,6 +5,9 @@ and renames it into place at :meth:`OutputWriter.commit`, so a failed or cancell
 leaves nothing behind. Never calls ``gdal.UseExceptions()``: return values are checked.
 What may be written where is :mod:`core.io.output_policy`; the removal of killed runs'
 temporary folders is :mod:`core.io.leftovers`; file stems are :mod:`core.io.safe_names`.
+
+Size note: ~440 lines, one class: the all-or-nothing writer, whose create, write, close-and-check,
+commit and abort paths must be read together.
 """
 
 from __future__ import annotations
