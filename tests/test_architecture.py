@@ -1,5 +1,6 @@
 """The layering of docs/ARCHITECTURE.md, checked on the source: no import cycle inside
-urdm_plugin, processing/ never imports gui/, core/ never imports qgis or Qt."""
+urdm_plugin, processing/ never imports gui/, core/ never imports qgis or Qt; and the size
+rules: a long module says why, no function runs past 100 lines."""
 
 from __future__ import annotations
 
@@ -111,3 +112,31 @@ def test_every_benchmark_module_compiles():
 
     for path in sorted((ROOT / "benchmarks").glob("*.py")):
         py_compile.compile(str(path), doraise=True)
+
+
+#: A module over this many lines states why in its docstring, on a line starting ``Size note:``.
+MODULE_LINES = 400
+#: No function or method is longer than this (def line to last line, docstring included).
+FUNCTION_LINES = 100
+
+
+def test_a_long_module_says_why():
+    bad = {}
+    for name, path in MODULES.items():
+        text = path.read_text(encoding="utf-8")
+        n = len(text.splitlines())
+        doc = ast.get_docstring(ast.parse(text)) or ""
+        if n > MODULE_LINES and not any(ln.strip().startswith("Size note:") for ln in doc.splitlines()):
+            bad[name] = n
+    assert bad == {}, f"modules over {MODULE_LINES} lines without a 'Size note:' line in their docstring"
+
+
+def test_no_function_over_100_lines():
+    bad = {}
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > FUNCTION_LINES:
+                    bad[f"{name}.{node.name}"] = n
+    assert bad == {}, f"functions over {FUNCTION_LINES} lines: split them into named steps"

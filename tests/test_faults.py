@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from urdm_plugin.core.errors import OutputError
+from urdm_plugin.core.io.leftovers import PARTIAL_MARKER, remove_stale_partials
 from urdm_plugin.core.io.manifest import RunManifest, run_file_path
-from urdm_plugin.core.io.writer import PARTIAL_MARKER, remove_stale_partials
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -147,7 +147,7 @@ def test_a_run_file_linked_outside_the_folder_is_not_opened(tmp_path):
 
 # ----------------------------------------------------------------------------- messages
 def test_long_cjk_names_fit_the_file_system_in_bytes():
-    from urdm_plugin.core.io.writer import safe_filename
+    from urdm_plugin.core.io.safe_names import safe_filename
 
     stem = safe_filename("森" * 300)
     assert len(stem.encode("utf-8")) <= 120 and stem.startswith("森")
@@ -369,7 +369,7 @@ def test_a_symlinked_output_folder_gets_the_results_and_a_dangling_one_is_refuse
 
 
 def test_an_output_name_too_long_for_the_file_system_is_a_clear_refusal(tmp_path):
-    from urdm_plugin.core.io.writer import check_output_folder, output_folder_target
+    from urdm_plugin.core.io.output_policy import check_output_folder, output_folder_target
 
     name = tmp_path / ("x" * 300)
     for check in (output_folder_target, check_output_folder):
@@ -436,7 +436,7 @@ def test_a_new_subfolder_of_a_folder_that_takes_no_files_is_refused_before_any_w
     (os.access and a probe file), so a run fails now, not after its work with "Operation not
     permitted"."""
     from urdm_plugin.core.io.folders import check_folder_creatable
-    from urdm_plugin.core.io.writer import check_output_folder
+    from urdm_plugin.core.io.output_policy import check_output_folder
 
     for check in (check_folder_creatable, check_output_folder):
         with pytest.raises(OutputError, match="cannot be made: .*locked.* (is not writable for you|nothing can "

@@ -15,7 +15,8 @@ from urdm_plugin.core.errors import InputImageError, OutputError, OutputExistsEr
 from urdm_plugin.core.io.image import iter_row_blocks, open_image, read_window, sample_pixels
 from urdm_plugin.core.io.library import SpectralLibrary, read_library
 from urdm_plugin.core.io.manifest import RunManifest, build_manifest
-from urdm_plugin.core.io.writer import NODATA, RESIDUAL_KEY, OutputWriter, safe_filename
+from urdm_plugin.core.io.safe_names import safe_filename
+from urdm_plugin.core.io.writer import NODATA, RESIDUAL_KEY, OutputWriter
 
 GT = (500000.0, 10.0, 0.0, 4100000.0, 0.0, -10.0)
 ROTATED = (500000.0, 8.660254, 5.0, 4100000.0, 5.0, -8.660254)

@@ -55,7 +55,7 @@ def test_per_pixel_method_tilewise_equals_untiled_exactly():
     E = rng.uniform(0.05, 0.9, (20, 3))
     Y = rng.uniform(0, 0.9, (20, 50, 45))
     full = fcls(Y.reshape(20, -1), E).reshape(3, 50, 45)
-    blend = TileBlender(3, 50, 45, overlap=6)
+    blend = TileBlender(3, 50, 45)
     for t in plan_tiles(50, 45, 24, 6):
         rs, cs = t.slices()
         sub = Y[:, rs, cs]
@@ -67,7 +67,7 @@ def test_smoothing_tilewise_blends_to_untiled():
     rng = np.random.default_rng(1)
     X = gaussian_filter(rng.standard_normal((2, 90, 80)), (0, 4, 4))
     full = gaussian_filter(X, (0, 1.5, 1.5), mode="reflect")
-    blend = TileBlender(2, 90, 80, overlap=20)
+    blend = TileBlender(2, 90, 80)
     for t in plan_tiles(90, 80, 48, 20):
         rs, cs = t.slices()
         blend.add(t, gaussian_filter(X[:, rs, cs], (0, 1.5, 1.5), mode="reflect"))
@@ -97,11 +97,11 @@ def test_rows_flushed_row_of_tiles_by_row_of_tiles_equal_the_whole_blend():
     H, W, tile, ov = 90, 61, 32, 8
     tiles = plan_tiles(H, W, tile, ov)
     res = {t: rng.uniform(0, 1, (2, t.height, t.width)) for t in tiles}
-    whole = TileBlender(2, H, W, overlap=ov)
+    whole = TileBlender(2, H, W)
     for t in tiles:
         whole.add(t, res[t])
     expect = whole.result()
-    strip = TileBlender(2, H, W, overlap=ov)
+    strip = TileBlender(2, H, W)
     parts, held = [], 0
     for i, t in enumerate(tiles):
         strip.add(t, res[t])

@@ -133,7 +133,7 @@ def test_tiles_blended_equal_the_untiled_result(scene):
     full, _, _ = urdm.urdm_unmix(scene.Y, scene.E, ctx=ctx, **kw)
     tiles = plan_tiles(48, 48, 32, 8)
     assert len(tiles) > 1
-    blender = TileBlender(4, 48, 48, overlap=8)
+    blender = TileBlender(4, 48, 48)
     for t in tiles:
         Yt = scene.Y[:, t.row0:t.row0 + t.height, t.col0:t.col0 + t.width]
         At, _, _ = urdm.urdm_unmix(Yt, scene.E, ctx=ctx.at(t.row0, t.col0), **kw)

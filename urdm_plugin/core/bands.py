@@ -9,6 +9,9 @@ Main entry points
   library is sampled finer).
 - :func:`match_library`: which image bands to use and the resampled ``E``, with a report.
 - :func:`check_reflectance_scale`, :func:`require_bands`: checks the pipeline calls.
+
+Size note: ~460 lines, the band rules (bad and water bands) and the library-to-image match
+that applies them, one concern.
 """
 
 from __future__ import annotations

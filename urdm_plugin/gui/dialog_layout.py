@@ -65,6 +65,21 @@ class DialogLayout:
         # at 1366 × 768: two columns side by side — the library (its table as tall as the dialog
         # allows) on the left, input, method, extent, output and Advanced on the right (they
         # scroll only when Advanced is open) — and the messages, progress and buttons below both
+        main, left, side = self._build_columns()
+        side.addWidget(self._build_input_box())
+        left.addWidget(self._build_library_box(), 1)
+        side.addWidget(self._build_method_box())
+        side.addWidget(self._build_extent_box())
+        side.addWidget(self._build_output_box())
+        side.addWidget(self._build_advanced_box())
+        side.addStretch(1)
+        self._build_messages(main)
+        main.addLayout(self._build_buttons())
+        self._connect_signals()
+
+    def _build_columns(self) -> tuple:
+        """The message bar and the two columns: (the dialog's layout, the left column's, the
+        right column's, which scrolls)."""
         main = QVBoxLayout(self)
         self.bar = QgsMessageBar(self)
         self.bar.setSizePolicy(QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Fixed)
@@ -88,8 +103,10 @@ class DialogLayout:
         self.columns.setStretchFactor(0, 3)
         self.columns.setStretchFactor(1, 2)
         self.columns.setSizes([700, 520])  # scaled to the dialog's width; the user may drag it
+        return main, outer, side
 
-        # -- input
+    def _build_input_box(self) -> QGroupBox:
+        """The image to unmix and what it holds."""
         box_in = QGroupBox("Input")
         f = QFormLayout(box_in)
         self.layer_combo = QgsMapLayerComboBox()
@@ -103,9 +120,11 @@ class DialogLayout:
         self.layer_info = QLabel("")
         self.layer_info.setWordWrap(True)
         f.addRow("", self.layer_info)
-        side.addWidget(box_in)
+        return box_in
 
-        # -- library
+    def _build_library_box(self) -> QGroupBox:
+        """The library file, its band match, the filter and tick buttons, the table of spectra
+        beside their plot, and the selection hint."""
         box_lib = QGroupBox("Endmember library")
         v = QVBoxLayout(box_lib)
         self.library_widget = QgsFileWidget()
@@ -137,6 +156,22 @@ class DialogLayout:
         self.tick_count = QLabel("")
         tools.addWidget(self.tick_count)
         v.addLayout(tools)
+        v.addWidget(self._build_library_table(), 1)
+        self.selection_hint = QLabel("")
+        self.selection_hint.setWordWrap(True)
+        hint_row = QHBoxLayout()
+        hint_row.addWidget(self.selection_hint, 1)
+        self.stop_check_button = QPushButton("Stop check")
+        self.stop_check_button.setAutoDefault(False)
+        self.stop_check_button.setToolTip("Stop checking the automatic selection's fit before Run (it runs in "
+                                          "the background and never blocks Run)")
+        self.stop_check_button.setVisible(False)
+        hint_row.addWidget(self.stop_check_button, 0, Qt.AlignmentFlag.AlignTop)
+        v.addLayout(hint_row)
+        return box_lib
+
+    def _build_library_table(self) -> QSplitter:
+        """The table of spectra (name, Use tick) beside their plot."""
         self.library_split = QSplitter(Qt.Orientation.Horizontal)
         self.library_split.setChildrenCollapsible(False)
         self.table = QTableWidget(0, 2)
@@ -155,21 +190,10 @@ class DialogLayout:
         self.library_split.addWidget(self.table)
         self.plot = SpectraPlot()
         self.library_split.addWidget(self.plot)
-        v.addWidget(self.library_split, 1)
-        self.selection_hint = QLabel("")
-        self.selection_hint.setWordWrap(True)
-        hint_row = QHBoxLayout()
-        hint_row.addWidget(self.selection_hint, 1)
-        self.stop_check_button = QPushButton("Stop check")
-        self.stop_check_button.setAutoDefault(False)
-        self.stop_check_button.setToolTip("Stop checking the automatic selection's fit before Run (it runs in "
-                                          "the background and never blocks Run)")
-        self.stop_check_button.setVisible(False)
-        hint_row.addWidget(self.stop_check_button, 0, Qt.AlignmentFlag.AlignTop)
-        v.addLayout(hint_row)
-        outer.addWidget(box_lib, 1)
+        return self.library_split
 
-        # -- method
+    def _build_method_box(self) -> QGroupBox:
+        """Method, PyTorch install, quality, and the method's help text."""
         box_m = QGroupBox("Method")
         g = QGridLayout(box_m)
         self.method_combo = QComboBox()
@@ -188,9 +212,10 @@ class DialogLayout:
         self.method_help = QLabel("")
         self.method_help.setWordWrap(True)
         g.addWidget(self.method_help, 2, 0, 1, 3)
-        side.addWidget(box_m)
+        return box_m
 
-        # -- extent
+    def _build_extent_box(self) -> QGroupBox:
+        """Whole layer, current map view, or inside polygons of a layer."""
         box_e = QGroupBox("Processing extent")
         ge = QGridLayout(box_e)
         self.extent_whole = QRadioButton("Whole layer")
@@ -214,9 +239,10 @@ class DialogLayout:
         ge.addWidget(self.extent_mask, 1, 0)
         ge.addWidget(self.mask_combo, 1, 1)
         ge.addWidget(self.mask_selected, 2, 1)  # below its layer: the column stays narrow
-        side.addWidget(box_e)
+        return box_e
 
-        # -- output
+    def _build_output_box(self) -> QGroupBox:
+        """The output folder and whether results go on the map."""
         box_o = QGroupBox("Output")
         fo = QFormLayout(box_o)
         self.output_widget = QgsFileWidget()
@@ -229,9 +255,10 @@ class DialogLayout:
         self.add_to_map.setChecked(True)
         self.add_to_map.setToolTip("Add the abundance maps, dominant material and residual as a styled group")
         fo.addRow("", self.add_to_map)
-        side.addWidget(box_o)
+        return box_o
 
-        # -- advanced
+    def _build_advanced_box(self) -> QgsCollapsibleGroupBox:
+        """The method's other parameters and the engine options, generated from the registry."""
         self.advanced = QgsCollapsibleGroupBox("Advanced")
         self.advanced.setCollapsed(True)
         fa = QFormLayout(self.advanced)
@@ -240,11 +267,10 @@ class DialogLayout:
                 fa.addRow(self.parameters.label(name), self.parameters.widget(name))
         for name in self.parameters.engine_options:
             fa.addRow(self.parameters.label(name), self.parameters.widget(name))
-        side.addWidget(self.advanced)
-        side.addStretch(1)
+        return self.advanced
 
-
-        # -- problems, progress, buttons
+    def _build_messages(self, main: QVBoxLayout) -> None:
+        """Problems (scrolling past MESSAGES_MAX_SHARE of the dialog) and the status line."""
         self.problem_label = QLabel("")
         self.problem_label.setObjectName("problem_label")
         self.problem_label.setWordWrap(True)
@@ -258,13 +284,16 @@ class DialogLayout:
         self.messages.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.messages.setWidget(self.problem_label)
         main.addWidget(self.messages)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 100)
-        self.progress.setValue(0)
         self.status = StatusLabel("")
         self.status.setWordWrap(True)
         self.status.setVisible(False)
         main.addWidget(self.status)  # under the messages; hidden while empty
+
+    def _build_buttons(self) -> QHBoxLayout:
+        """Help, Preview, the progress bar, Run, Cancel run and Close in one row."""
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 100)
+        self.progress.setValue(0)
         buttons = QHBoxLayout()
         self.preview_button = QPushButton("Preview")
         self.preview_button.setToolTip(f"Run on the current map view only (at most {PREVIEW_MAX_PIXELS}×"
@@ -287,9 +316,10 @@ class DialogLayout:
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
         buttons.addWidget(self.close_button)
-        main.addLayout(buttons)
+        return buttons
 
-        # -- signals
+    def _connect_signals(self) -> None:
+        """Every widget to what it changes or starts."""
         self.layer_combo.layerChanged.connect(self._layer_changed)
         self.library_widget.fileChanged.connect(self._library_changed)
         self.table.itemChanged.connect(self._table_changed)

@@ -7,6 +7,9 @@ Everything is read from the run's files (run.json, the abundance rasters,
 :func:`inspect_pixel` returns None for a point outside the unmixed grid and raises a
 :class:`~urdm_plugin.core.errors.UrdmError` (shown as is) for nodata pixels and missing
 or inconsistent files.
+
+Size note: ~420 lines, the pixel inspector's data side (a pixel or a rectangle read back from a run's
+files, the georeferencing it needs, a spectrum added to a library) in one place, apart from its widgets.
 """
 
 from __future__ import annotations

@@ -75,13 +75,6 @@ def install_command(target: Optional[Path] = None) -> str:
     return " ".join(shlex.quote(p) for p in parts)
 
 
-def torch_status() -> tuple:
-    """(available: bool, reason: str) for the URDM method, from the registry (no import)."""
-    from ..core.methods.registry import method_available
-
-    return method_available("urdm")
-
-
 class TorchInstaller:
     """Runs pip in a QProcess with a progress dialog; calls ``on_done(ok, log_text)``.
 

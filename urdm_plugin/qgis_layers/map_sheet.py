@@ -1,6 +1,6 @@
 """Abundance map sheet: a print layout of a finished run, exported to PDF and PNG.
 
-Size note: ~600 lines, one page layout (grid, legends fitted to the panel, scale bar, texts)
+Size note: ~660 lines, one page layout (grid, legends fitted to the panel, scale bar, texts)
 and its export; the layer loading it needs is in :mod:`.load`.
 
 :func:`build_map_sheet` lays out, on one landscape page: a title (input, method, date),
@@ -399,12 +399,7 @@ def build_map_sheet(run_json_path, project=None, background_layer=None, title: O
     project = project or QgsProject.instance()
     if paper not in PAPERS:
         raise UrdmError(f"Unknown paper size '{paper}'", f"Use one of: {', '.join(PAPER_NAMES)}")
-    run = load_run(run_json_path)
-    try:  # one map re-projected, or a PNG named as a map: refused, not drawn on a wrong CRS
-        check_run_rasters(run.folder, run.manifest)
-    except OutputError as exc:
-        raise RunFileError(exc.problem, exc.fix) from None
-    run = _with_dominant(run)
+    run = _checked_run(run_json_path)
     layout = QgsPrintLayout(project)
     layout.initializeDefaults()
     layout.setName(_unique_layout_name(project, f"URDM map sheet – {run.input_name}"))
@@ -427,15 +422,7 @@ def build_map_sheet(run_json_path, project=None, background_layer=None, title: O
            bold=True)
 
     gx0, gy0 = margin, margin + title_h + 2
-    notes = sheet_notes(run)
-    if notes:  # under the title, in red: what the reader must know before trusting the maps
-        lab = _label(layout, "\n".join(notes), margin, gy0 - 1, W - 2 * margin, 10, 7.5 * scale_f, bold=True)
-        note_h = _wrapped_height(notes, lab.font(), W - 2 * margin - 2)
-        lab.attemptResize(QgsLayoutSize(W - 2 * margin, note_h, QgsUnitTypes.LayoutUnit.LayoutMillimeters))
-        lab.setId("notes")
-        lab.setFontColor(QColor(176, 0, 32))
-        lab.setVAlign(Qt.AlignmentFlag.AlignTop)
-        gy0 += note_h + 1
+    gy0 += _notes_height(layout, sheet_notes(run), margin, gy0, W - 2 * margin, scale_f)
     gw = W - 2 * margin - panel_w - gap
     gh = H - gy0 - margin - foot_h - gap
     entries = [(f"{name}", lyr) for name, lyr in abundance]
@@ -443,7 +430,61 @@ def build_map_sheet(run_json_path, project=None, background_layer=None, title: O
         entries.append(("dominant material", dominant))
     if residual is not None:
         entries.append(("residual RMSE", residual))
-    cols, rows, mw, mh, cw, ch = _grid(len(entries), gw, gh, extent.width() / extent.height(), gap, label_h)
+    grid = _grid(len(entries), gw, gh, extent.width() / extent.height(), gap, label_h)
+    maps = _map_grid(layout, entries, grid, crs, extent, background, gx0, gy0, gap, label_h)
+
+    # -- right panel: legends (top); scale bar with the north arrow beside it, CRS (bottom up)
+    px = W - margin - panel_w
+    py = H - margin - foot_h - gap
+    crs_text = (f"CRS: {crs.authid() or 'custom'} – {crs.description()}" if crs.isValid()
+                else "CRS: none (pixel coordinates)")
+    py -= 9
+    _label(layout, crs_text, px, py, panel_w, 9, 7.5)
+
+    arrow_size = 14.0
+    bar_w = panel_w - arrow_size - 4  # the arrow sits right of the bar, not above it
+    py = _scale_bar(layout, maps[0], crs, px, py, bar_w, arrow_size)
+
+    ax = px + panel_w - arrow_size
+    _north_arrow(layout, project, maps[0], ax, py, arrow_size)
+
+    _panel_legends(layout, maps[0], first, dominant, residual, scale_f, px, gy0, panel_w, py - 2)
+
+    _label(layout, footnote_text(run), margin, H - margin - foot_h, W - 2 * margin, foot_h, 6.5 * scale_f)
+    layout.refresh()
+    return layout
+
+
+def _checked_run(run_json_path) -> RunInfo:
+    """The run at ``run_json_path`` with its rasters checked and its dominant map written
+    when it lacks one; RunFileError when a raster is not the run's own."""
+    run = load_run(run_json_path)
+    try:  # one map re-projected, or a PNG named as a map: refused, not drawn on a wrong CRS
+        check_run_rasters(run.folder, run.manifest)
+    except OutputError as exc:
+        raise RunFileError(exc.problem, exc.fix) from None
+    return _with_dominant(run)
+
+
+def _notes_height(layout, notes: list, x: float, y: float, width: float, scale_f: float) -> float:
+    """Put ``notes`` under the title at (x, y - 1) mm, in red: what the reader must know before
+    trusting the maps. Returns the height (mm) they take, 0 without notes."""
+    if not notes:
+        return 0.0
+    lab = _label(layout, "\n".join(notes), x, y - 1, width, 10, 7.5 * scale_f, bold=True)
+    note_h = _wrapped_height(notes, lab.font(), width - 2)
+    lab.attemptResize(QgsLayoutSize(width, note_h, QgsUnitTypes.LayoutUnit.LayoutMillimeters))
+    lab.setId("notes")
+    lab.setFontColor(QColor(176, 0, 32))
+    lab.setVAlign(Qt.AlignmentFlag.AlignTop)
+    return note_h + 1
+
+
+def _map_grid(layout, entries: list, grid: tuple, crs, extent, background: list, gx0: float, gy0: float,
+              gap: float, label_h: float) -> list:
+    """One labelled map per (name, layer) of ``entries`` on the grid ``(cols, rows, map w, map h,
+    cell w, cell h)`` (mm) from (gx0, gy0), all on ``extent``; returns the map items."""
+    cols, rows, mw, mh, cw, ch = grid
     maps = []
     for i, (name, lyr) in enumerate(entries):
         r, c = divmod(i, cols)
@@ -468,21 +509,16 @@ def build_map_sheet(run_json_path, project=None, background_layer=None, title: O
         m.setFrameStrokeWidth(QgsLayoutMeasurement(0.2, QgsUnitTypes.LayoutUnit.LayoutMillimeters))
         m.setBackgroundColor(QColor(245, 245, 245))
         maps.append(m)
+    return maps
 
-    # -- right panel: legends (top); scale bar with the north arrow beside it, CRS (bottom up)
-    px = W - margin - panel_w
-    py = H - margin - foot_h - gap
-    crs_text = (f"CRS: {crs.authid() or 'custom'} – {crs.description()}" if crs.isValid()
-                else "CRS: none (pixel coordinates)")
-    py -= 9
-    _label(layout, crs_text, px, py, panel_w, 9, 7.5)
 
-    arrow_size = 14.0
-    bar_w = panel_w - arrow_size - 4  # the arrow sits right of the bar, not above it
+def _scale_bar(layout, map0, crs, px: float, py: float, bar_w: float, arrow_size: float) -> float:
+    """The scale bar of every map (linked to ``map0``), ``bar_w`` mm wide, with its caption,
+    placed above ``py`` (mm); returns the top of the block it takes."""
     bar = QgsLayoutItemScaleBar(layout)
     bar.setId("scale bar")
     bar.setStyle("Single Box")
-    bar.setLinkedMap(maps[0])
+    bar.setLinkedMap(map0)
     layout.addLayoutItem(bar)
     bar.applyDefaultSize()
     fmt = QgsTextFormat()
@@ -495,7 +531,7 @@ def build_map_sheet(run_json_path, project=None, background_layer=None, title: O
     if not crs.isGeographic():
         # two segments filling at most the bar's width, in m or km (QGIS converts from the
         # map units; the "label unit multiplier" stays 1)
-        ground_m = (bar_w - 12.0) / 1000.0 * maps[0].scale()
+        ground_m = (bar_w - 12.0) / 1000.0 * map0.scale()
         seg_m = _nice(ground_m / 2.0)
         km = 2 * seg_m >= 1000  # "0 0.5 1 km", narrower than "0 500 1,000 m"
         bar.setUnits(QgsUnitTypes.DistanceUnit.DistanceKilometers if km else QgsUnitTypes.DistanceUnit.DistanceMeters)
@@ -510,8 +546,12 @@ def build_map_sheet(run_json_path, project=None, background_layer=None, title: O
     py -= block_h + 1
     _label(layout, "Scale of every map", px, py, bar_w, 4, 7, italic=True)
     bar.attemptMove(QgsLayoutPoint(px, py + 5, QgsUnitTypes.LayoutUnit.LayoutMillimeters))
+    return py
 
-    ax = px + panel_w - arrow_size
+
+def _north_arrow(layout, project, map0, ax: float, py: float, arrow_size: float) -> None:
+    """The north arrow (QGIS's SVG, grid north of ``map0``; a plain "N ↑" without the SVG
+    library) at (ax, py) mm, ``arrow_size`` mm square."""
     svg = QgsSymbolLayerUtils.svgSymbolNameToPath(NORTH_ARROW_SVG, project.pathResolver())
     if svg and os.path.isfile(svg):
         arrow = QgsLayoutItemPicture(layout)
@@ -520,17 +560,11 @@ def build_map_sheet(run_json_path, project=None, background_layer=None, title: O
         layout.addLayoutItem(arrow)
         arrow.attemptResize(QgsLayoutSize(arrow_size, arrow_size, QgsUnitTypes.LayoutUnit.LayoutMillimeters))
         arrow.attemptMove(QgsLayoutPoint(ax, py, QgsUnitTypes.LayoutUnit.LayoutMillimeters))
-        arrow.setLinkedMap(maps[0])
+        arrow.setLinkedMap(map0)
         arrow.setNorthMode(QgsLayoutItemPicture.NorthMode.GridNorth)
     else:  # no SVG library: a plain "N ↑"
         arrow = _label(layout, "N\n↑", ax, py, arrow_size, arrow_size, 14, bold=True, align=Qt.AlignmentFlag.AlignHCenter)
         arrow.setId("north arrow")
-
-    _panel_legends(layout, maps[0], first, dominant, residual, scale_f, px, gy0, panel_w, py - 2)
-
-    _label(layout, footnote_text(run), margin, H - margin - foot_h, W - 2 * margin, foot_h, 6.5 * scale_f)
-    layout.refresh()
-    return layout
 
 
 # ---------------------------------------------------------------------------------------

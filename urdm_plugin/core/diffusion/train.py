@@ -85,6 +85,9 @@ def batch_source(kind: str, photo_share: float):
 
 
 def train(args) -> dict:
+    """Train (or resume, or fine-tune from ``args.init``) the abundance prior with the
+    command line's ``args``; checkpoints into ``args.out``, exports the EMA weights to
+    ``args.export``. Returns steps, final train/validation loss, wall seconds, parameters."""
     import torch
 
     from .unet import AbundanceUNet, count_parameters
@@ -104,27 +107,8 @@ def train(args) -> dict:
     abar = torch.tensor(schedule.alphas_cumprod(), dtype=torch.float32, device=dev)
     rng = np.random.default_rng(TRAIN_SEED_BASE + args.seed)
     gen = torch.Generator(device="cpu").manual_seed(args.seed)
-    step, wall, history = 0, 0.0, []
     source = batch_source(args.data, args.photo_share)
-    if args.init and not (ckpt_path.exists() and not args.restart):
-        from .weights import load_prior
-
-        init_model, init_card = load_prior(Path(args.init), device=dev)
-        model.load_state_dict(init_model.state_dict())
-        ema.load_state_dict(init_model.state_dict())
-        history = [dict(h, phase="init") for h in init_card.get("history", [])[-1:]]
-        print(f"fine-tuning from {args.init}", file=sys.stderr)
-
-    if ckpt_path.exists() and not args.restart:
-        ck = torch.load(ckpt_path, map_location=dev, weights_only=True)
-        model.load_state_dict(ck["model"])
-        ema.load_state_dict(ck["ema"])
-        opt.load_state_dict(ck["opt"])
-        step, wall = int(ck["step"]), float(ck["wall"])
-        rng.bit_generator.state = json.loads(ck["np_rng"])
-        gen.set_state(ck["torch_rng"])
-        history = json.loads(ck["history"])
-        print(f"resumed from {ckpt_path} at step {step}", file=sys.stderr)
+    step, wall, history = _starting_point(args, ckpt_path, dev, (model, ema, opt), rng, gen)
 
     val = [v.to(dev) for v in make_validation(args.size)]
 
@@ -150,21 +134,8 @@ def train(args) -> dict:
     model.train()
     while step < args.steps:
         x0 = torch.from_numpy(source(args.batch, args.size, rng) * 2 - 1)[:, None].to(dev)
-        t = torch.randint(0, args.t_max, (args.batch,), generator=gen).to(dev)
-        noise = torch.randn(x0.shape, generator=gen).to(dev)
-        for g in opt.param_groups:
-            g["lr"] = args.lr * min(1.0, (step + 1) / args.warmup)
-        loss = diffusion_loss(model, x0, t, noise, abar)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        decay = min(args.ema, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for pe, pm in zip(ema.parameters(), model.parameters()):
-                pe.mul_(decay).add_(pm.detach(), alpha=1 - decay)
+        lv = _training_step(args, (model, ema, opt), abar, x0, gen, step, dev)
         step += 1
-        lv = loss.item()
         running = lv if running is None else 0.99 * running + 0.01 * lv
         now = time.time()
         wall += now - t_last
@@ -186,27 +157,87 @@ def train(args) -> dict:
               "val_loss": history[-1]["val_loss"] if history else None, "wall_s": round(wall, 1),
               "parameters": count_parameters(model)}
     if args.export:
-        card = {
-            "name": "URDM abundance prior",
-            "description": "Single-channel DDPM (epsilon prediction) on synthetic abundance maps in [-1, 1].",
-            "recipe": {"command": "make prior", "seed": args.seed, "steps": step, "batch": args.batch,
-                       "map_size": args.size, "lr": args.lr, "warmup": args.warmup, "ema": args.ema,
-                       "t_max": args.t_max, "T": schedule.T, "beta": [schedule.BETA_START, schedule.BETA_END],
-                       "data": ("urdm_plugin.core.synthetic.training_batch (fields, regions, patches, lines, texture; P in [2, 10])"
-                                if args.data == "synthetic" else
-                                f"{1 - args.photo_share:.0%} core.synthetic.training_batch + {args.photo_share:.0%} "
-                                "core.diffusion.natural_maps.training_batch (soft segmentations of scikit-image's sample photos)"),
-                       "init": args.init or None,
-                       "data_seed": TRAIN_SEED_BASE + args.seed},
-            "final_train_loss": result["train_loss"], "final_val_loss": result["val_loss"],
-            "history": history[-20:], "wall_seconds": result["wall_s"], "parameters": result["parameters"],
-            "machine": f"{platform.machine()} {platform.processor() or ''} {dev.type}, torch threads {torch.get_num_threads()}".strip(),
-            "licence": ("GPL-2.0-or-later (trained only on the project's own synthetic maps" + (
-                        ")" if args.data == "synthetic" else " and scikit-image's public-domain/CC0 sample photos)")),
-        }
-        save_prior(ema, Path(args.export), card)
+        save_prior(ema, Path(args.export), _model_card(args, result, history, dev))
         print(f"exported EMA weights to {args.export}", file=sys.stderr)
     return result
+
+
+def _starting_point(args, ckpt_path: Path, dev, nets: tuple, rng, gen) -> tuple:
+    """(step, wall seconds, history) to start from: the checkpoint's (its model, EMA,
+    optimiser and both random generators restored into ``nets`` = (model, ema, opt), ``rng``
+    and ``gen``) unless ``args.restart``; else the prior ``args.init`` when given (its
+    weights into model and EMA, its last history entry kept); else from scratch."""
+    import torch
+
+    model, ema, opt = nets
+    step, wall, history = 0, 0.0, []
+    if args.init and not (ckpt_path.exists() and not args.restart):
+        from .weights import load_prior
+
+        init_model, init_card = load_prior(Path(args.init), device=dev)
+        model.load_state_dict(init_model.state_dict())
+        ema.load_state_dict(init_model.state_dict())
+        history = [dict(h, phase="init") for h in init_card.get("history", [])[-1:]]
+        print(f"fine-tuning from {args.init}", file=sys.stderr)
+
+    if ckpt_path.exists() and not args.restart:
+        ck = torch.load(ckpt_path, map_location=dev, weights_only=True)
+        model.load_state_dict(ck["model"])
+        ema.load_state_dict(ck["ema"])
+        opt.load_state_dict(ck["opt"])
+        step, wall = int(ck["step"]), float(ck["wall"])
+        rng.bit_generator.state = json.loads(ck["np_rng"])
+        gen.set_state(ck["torch_rng"])
+        history = json.loads(ck["history"])
+        print(f"resumed from {ckpt_path} at step {step}", file=sys.stderr)
+    return step, wall, history
+
+
+def _training_step(args, nets: tuple, abar, x0, gen, step: int, dev) -> float:
+    """One optimiser step on the batch ``x0`` (batch, 1, size, size) in [-1, 1] (warm-up
+    learning rate, clipped gradients) and the EMA update; returns the batch's loss."""
+    import torch
+
+    model, ema, opt = nets
+    t = torch.randint(0, args.t_max, (args.batch,), generator=gen).to(dev)
+    noise = torch.randn(x0.shape, generator=gen).to(dev)
+    for g in opt.param_groups:
+        g["lr"] = args.lr * min(1.0, (step + 1) / args.warmup)
+    loss = diffusion_loss(model, x0, t, noise, abar)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    decay = min(args.ema, (1 + step) / (10 + step))
+    with torch.no_grad():
+        for pe, pm in zip(ema.parameters(), model.parameters()):
+            pe.mul_(decay).add_(pm.detach(), alpha=1 - decay)
+    return loss.item()
+
+
+def _model_card(args, result: dict, history: list, dev) -> dict:
+    """The exported prior's card: recipe, data, final losses, history, machine, licence."""
+    import torch
+
+    step = result["steps"]
+    return {
+        "name": "URDM abundance prior",
+        "description": "Single-channel DDPM (epsilon prediction) on synthetic abundance maps in [-1, 1].",
+        "recipe": {"command": "make prior", "seed": args.seed, "steps": step, "batch": args.batch,
+                   "map_size": args.size, "lr": args.lr, "warmup": args.warmup, "ema": args.ema,
+                   "t_max": args.t_max, "T": schedule.T, "beta": [schedule.BETA_START, schedule.BETA_END],
+                   "data": ("urdm_plugin.core.synthetic.training_batch (fields, regions, patches, lines, texture; P in [2, 10])"
+                            if args.data == "synthetic" else
+                            f"{1 - args.photo_share:.0%} core.synthetic.training_batch + {args.photo_share:.0%} "
+                            "core.diffusion.natural_maps.training_batch (soft segmentations of scikit-image's sample photos)"),
+                   "init": args.init or None,
+                   "data_seed": TRAIN_SEED_BASE + args.seed},
+        "final_train_loss": result["train_loss"], "final_val_loss": result["val_loss"],
+        "history": history[-20:], "wall_seconds": result["wall_s"], "parameters": result["parameters"],
+        "machine": f"{platform.machine()} {platform.processor() or ''} {dev.type}, torch threads {torch.get_num_threads()}".strip(),
+        "licence": ("GPL-2.0-or-later (trained only on the project's own synthetic maps" + (
+                    ")" if args.data == "synthetic" else " and scikit-image's public-domain/CC0 sample photos)")),
+    }
 
 
 def build_parser() -> argparse.ArgumentParser:

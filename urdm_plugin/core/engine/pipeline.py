@@ -8,6 +8,9 @@ GeoTIFF per endmember, a per-pixel residual RMSE map, the endmembers actually us
 and ``run.json`` (:class:`core.io.manifest.RunManifest`) through
 :class:`core.io.writer.OutputWriter`, which commits the folder atomically: a failed or
 cancelled run leaves no outputs behind.
+
+Size note: ~470 lines, the one execution of a run (tiled and row-block passes, their executors,
+the extent reader they ship, run.json) kept beside each other.
 """
 
 from __future__ import annotations
@@ -120,7 +123,7 @@ def unmix_raster(
     ``endmembers_used.csv`` (spectra on the bands used) and ``run.json``.
     """
     from ..io.gdal_quiet import BudgetedGdalCache
-    from ..io.writer import check_output_folder, output_folder_target
+    from ..io.output_policy import check_output_folder, output_folder_target
 
     t0 = time.perf_counter()
     opts = options or UnmixOptions()
@@ -211,28 +214,32 @@ def _execute(plan: RunPlan, out_dir, prog: _Progress, t0: float, executor=None, 
             spec.id, info, plan.library_label, matched=plan.matched,
             endmembers=[{"name": n, "file": f} for n, f in zip(names, files)],
             residual_file=Path(res_path).name, extra_files=extra, parameters=jsonable(parameters),
-            version=plugin_version(), seconds=round(time.perf_counter() - t0, 3))
-        # what the user gave (a sensor product's folder or main file), not its derived file
-        manifest.inputs["image"] = str(Path(str(info.source_path or info.path)).resolve())
-        if info.product:
-            manifest.inputs["product"] = info.product
-            manifest.inputs["quality_mask"] = bool(info.quality_mask_path and opts.quality_mask)
-        if not plan.library_label.startswith("<"):
-            manifest.inputs["library"] = str(Path(plan.library_label).resolve())
-        manifest.inputs["window"] = list(plan.extent) if opts.window else None
-        manifest.inputs["mask"] = str(opts.mask_path) if opts.mask_path else None
-        manifest.warnings = list(plan.warnings)
-        manifest.selection = jsonable(plan.selection)
-        manifest.match = _match_report(plan.matched.report)
-        manifest.valid_pixels = int(n_valid)
-        manifest.fit = jsonable(plan.fit)
-        manifest.seconds_by_stage = _stage_seconds(prog.seconds, time.perf_counter() - t_exec, solver_stages)
+            version=plugin_version(), seconds=round(time.perf_counter() - t0, 3),
+            given=_given_inputs(plan), warnings=list(plan.warnings), selection=jsonable(plan.selection),
+            match=_match_report(plan.matched.report), valid_pixels=int(n_valid), fit=jsonable(plan.fit),
+            seconds_by_stage=_stage_seconds(prog.seconds, time.perf_counter() - t_exec, solver_stages))
         prog.check()
         final = writer.commit(manifest)
     seconds = time.perf_counter() - t0
     if prog.progress is not None:
         prog.progress(1.0, f"Done in {seconds:.1f} s: {final}")
     return RunResult(out_dir=str(final), manifest=manifest.to_dict(), seconds=seconds)
+
+
+def _given_inputs(plan: RunPlan) -> dict:
+    """run.json's inputs as the user gave them: the image (a sensor product's folder or main
+    file, not its derived file), the product and its quality mask, the library file (not an
+    in-memory label), the window and the mask."""
+    info, opts = plan.info, plan.options
+    given = {"image": str(Path(str(info.source_path or info.path)).resolve())}
+    if info.product:
+        given["product"] = info.product
+        given["quality_mask"] = bool(info.quality_mask_path and opts.quality_mask)
+    if not plan.library_label.startswith("<"):
+        given["library"] = str(Path(plan.library_label).resolve())
+    given["window"] = list(plan.extent) if opts.window else None
+    given["mask"] = str(opts.mask_path) if opts.mask_path else None
+    return given
 
 
 def _stage_seconds(measured: dict, execution: float, solver: dict) -> dict:

@@ -37,14 +37,6 @@ class Tile:
     width: int
     core: tuple
 
-    @property
-    def h(self) -> int:
-        return self.height
-
-    @property
-    def w(self) -> int:
-        return self.width
-
     def slices(self) -> tuple:
         return slice(self.row0, self.row0 + self.height), slice(self.col0, self.col0 + self.width)
 
@@ -129,13 +121,11 @@ class TileBlender:
     row of tiles, not for the scene. ``flush(upto)`` returns the blended rows up to ``upto``
     (weights normalised per pixel, so they sum to one everywhere; pixels no tile covered
     are NaN) and forgets them; ``result()`` is every row not flushed yet (the whole scene
-    when nothing was). ``overlap`` is accepted for symmetry with :func:`plan_tiles`; the
-    actual overlap with neighbours is measured from the tiles added.
+    when nothing was). The overlap with neighbours is measured from the tiles added.
     """
 
-    def __init__(self, P: int, H: int, W: int, overlap: int = 0):
+    def __init__(self, P: int, H: int, W: int):
         self.P, self.H, self.W = int(P), int(H), int(W)
-        self.overlap = int(overlap)
         self.row0 = 0  # first row held
         self._acc = np.zeros((self.P, 0, self.W), np.float64)
         self._wsum = np.zeros((0, self.W), np.float64)
@@ -341,7 +331,7 @@ def solve_tiled(spec, read: ReadFn, shape: tuple, E: np.ndarray, params: dict, c
     info["tiles"] = n
     # abundances and, as a last layer, the tiles' valid masks (blended > 0 = valid in a tile
     # covering the pixel: the weights are positive everywhere on a tile)
-    blend = TileBlender(P + 1, H, W, overlap=overlap)
+    blend = TileBlender(P + 1, H, W)
     sblend = None
     strip: list = []  # tiles reaching the rows held
     lams = []
@@ -402,7 +392,7 @@ def solve_tiled(spec, read: ReadFn, shape: tuple, E: np.ndarray, params: dict, c
         blend.add(t, np.concatenate([np.nan_to_num(np.asarray(A, np.float32)), np.asarray(v, np.float32)[None]]))
         if std is not None and sblend is None:  # the row's tiles before held none: zeros there
             q = std.shape[0]  # std and/or scaling maps, P each (registry.aux_layers)
-            sblend = TileBlender(q, H, W, overlap=overlap)
+            sblend = TileBlender(q, H, W)
             sblend.row0 = blend.row0
             for t0 in strip:
                 sblend.add(t0, np.zeros((q, t0.height, t0.width), np.float32))

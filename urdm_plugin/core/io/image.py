@@ -1,6 +1,6 @@
 """Block-wise GDAL reading of hyperspectral images: metadata (wavelengths, scale, nodata) and pixels.
 
-Size note: ~560 lines, metadata (four places wavelengths may live), GDAL mask bands and
+Size note: ~660 lines, metadata (four places wavelengths may live), GDAL mask bands and
 block-wise reading of the same :class:`ImageInfo`; the wavelength lookup is the larger half.
 
 Reading (:func:`open_image`, :func:`iter_row_blocks`, :func:`read_window`) works for any

@@ -161,8 +161,9 @@ def build_manifest(
     parameters: Optional[dict] = None,
     version: str = "",
     seconds: float = 0.0,
-    created: Optional[str] = None,
     writer=None,  # a core.io.writer.OutputWriter (not imported: the writer imports this module)
+    given: Optional[dict] = None,
+    **recorded,
 ) -> RunManifest:
     """The :class:`RunManifest` of a run on ``info`` (schema_version 1, see docs/ARCHITECTURE.md).
 
@@ -171,37 +172,48 @@ def build_manifest(
     the used bands' wavelengths (nm) or None; ``inputs.unit`` the unit the image stored
     its wavelengths in. ``matched`` is a :class:`~urdm_plugin.core.bands.MatchedBands`
     (None = all bands). ``endmembers``/``residual_file`` default to the ``writer``'s.
-    ``created`` defaults to now (UTC, ISO 8601).
+    ``given``: the inputs as the user gave them, replacing or extending those derived from
+    ``info`` (``image``, ``library``, ``product``, ``quality_mask``, ``window``, ``mask``).
+    ``recorded``: the other :class:`RunManifest` fields (``created``, defaulting to now in
+    UTC, ISO 8601; ``warnings``, ``selection``, ``match``, ``valid_pixels``, ``fit``,
+    ``seconds_by_stage``).
     """
-    idx = np.arange(info.band_count) if matched is None else np.asarray(matched.band_indices)
-    wl = None
-    if matched is not None and matched.wavelengths_nm is not None:
-        wl = [round(float(v), 4) for v in matched.wavelengths_nm]
-    elif matched is None and info.wavelengths_nm is not None:
-        wl = [round(float(v), 4) for v in info.wavelengths_nm]
     if endmembers is None:
         endmembers = writer.endmember_entries() if writer is not None else []
     if residual_file is None and writer is not None:
         residual_file = writer.residual_file()
+    recorded.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     return RunManifest(
         method=method,
-        inputs={
-            "image": str(info.path),
-            "library": str(library_path),
-            "bands_used": [int(i) + 1 for i in idx],
-            "scale": [float(info.scales[i]) for i in idx],
-            "offset": [float(info.offsets[i]) for i in idx],
-            "wavelengths_nm": wl,
-            "unit": info.wavelength_unit.replace(" (inferred)", "") if info.wavelength_unit else None,
-        },
+        inputs={**_band_inputs(info, library_path, matched), **(given or {})},
         endmembers=[dict(e) for e in endmembers],
         residual_file=residual_file,
         extra_files=dict(extra_files or {}),
         parameters=dict(parameters or {}),
         version=version,
         seconds=float(seconds),
-        created=created or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        **recorded,
     )
+
+
+def _band_inputs(info: ImageInfo, library_path: str, matched) -> dict:
+    """run.json's ``inputs`` as the image and the band match give them: image, library,
+    bands used (1-based), their scale, offset and wavelengths (nm), the stored unit."""
+    idx = np.arange(info.band_count) if matched is None else np.asarray(matched.band_indices)
+    wl = None
+    if matched is not None and matched.wavelengths_nm is not None:
+        wl = [round(float(v), 4) for v in matched.wavelengths_nm]
+    elif matched is None and info.wavelengths_nm is not None:
+        wl = [round(float(v), 4) for v in info.wavelengths_nm]
+    return {
+        "image": str(info.path),
+        "library": str(library_path),
+        "bands_used": [int(i) + 1 for i in idx],
+        "scale": [float(info.scales[i]) for i in idx],
+        "offset": [float(info.offsets[i]) for i in idx],
+        "wavelengths_nm": wl,
+        "unit": info.wavelength_unit.replace(" (inferred)", "") if info.wavelength_unit else None,
+    }
 
 
 # ----------------------------------------------------------------------------- trusted paths

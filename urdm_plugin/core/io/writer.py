@@ -3,6 +3,11 @@
 Writing (:class:`OutputWriter`) puts float32 GeoTIFFs into a temporary sibling folder
 and renames it into place at :meth:`OutputWriter.commit`, so a failed or cancelled run
 leaves nothing behind. Never calls ``gdal.UseExceptions()``: return values are checked.
+What may be written where is :mod:`core.io.output_policy`; the removal of killed runs'
+temporary folders is :mod:`core.io.leftovers`; file stems are :mod:`core.io.safe_names`.
+
+Size note: ~440 lines, one class: the all-or-nothing writer, whose create, write, close-and-check,
+commit and abort paths must be read together.
 """
 
 from __future__ import annotations
@@ -10,10 +15,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import re
 import shutil
+import signal
 import tempfile
-import unicodedata
 import uuid
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -24,14 +28,9 @@ from osgeo import gdal
 from ..errors import InputImageError, OutputError, os_error_cause
 from .gdal_quiet import QuietGdal, errors_as_values, native_stderr_captured
 from .image import ImageInfo, check_window, shifted_geotransform
-from .output_policy import (  # noqa: F401 - the folder rule lives there; these names are used from here too
-    GEOTIFF_MARK,
-    NAME_MAX_BYTES,
-    check_output_folder,
-    foreign_entries,
-    is_empty_folder,
-    output_folder_target,
-)
+from .leftovers import PARTIAL_MARKER, mark_partial, remove_stale_partials
+from .output_policy import GEOTIFF_MARK, check_output_folder, is_empty_folder
+from .safe_names import safe_filename
 
 #: nodata value of every float output raster.
 NODATA = -9999.0
@@ -40,41 +39,10 @@ NODATA = -9999.0
 RESIDUAL_KEY = "residual_rmse"
 
 
-_WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
-
-
-# ---------------------------------------------------------------------------------------
-# Writing
-# ---------------------------------------------------------------------------------------
-
-
-def safe_filename(name: str, max_len: int = 100, max_bytes: int = 120) -> str:
-    """A file-system-safe stem for ``name``: letters, digits, ``_ - .`` only; never empty,
-    never a path, never hidden, never a Windows device name (CON, NUL, ...); at most
-    ``max_len`` characters and ``max_bytes`` bytes in UTF-8 (file systems limit a name to
-    255 bytes, and a CJK character takes 3: the stem leaves room for suffixes like
-    ``_std.tif.aux.xml``)."""
-    t = unicodedata.normalize("NFKC", str(name))
-    t = re.sub(r"[^\w.-]+", "_", t, flags=re.UNICODE)
-    t = re.sub(r"_+", "_", t).strip("._- ")
-    t = t[:max_len]
-    while len(t.encode("utf-8")) > max_bytes:
-        t = t[:-1]
-    t = t.rstrip("._- ")
-    if not t:
-        t = "endmember"
-    head, dot, tail = t.partition(".")
-    if head.lower() in _WINDOWS_RESERVED:  # Windows reserves "nul" and "nul.txt" alike
-        t = head + "_" + dot + tail
-    return t
-
-
 @contextlib.contextmanager
 def _signals_held():
     """Hold SIGINT/SIGTERM/SIGHUP for the block (POSIX; elsewhere a no-op): their Python
     handlers run when it ends, never halfway through it."""
-    import signal
-
     held = {getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n)}
     mask = getattr(signal, "pthread_sigmask", None)
     if mask is None:
@@ -166,7 +134,7 @@ class OutputWriter:
                 # leave a folder no handler knows about; it is delivered right after instead
                 self.tmp_dir = Path(tempfile.mkdtemp(prefix=f"{prefix}.tmp-", dir=parent))
             os.chmod(self.tmp_dir, (0o777 & ~_umask()) | (os.stat(parent).st_mode & 0o2000))
-            _mark_partial(self.tmp_dir)
+            mark_partial(self.tmp_dir)
         except BaseException as exc:
             if self.tmp_dir is not None:
                 shutil.rmtree(self.tmp_dir, ignore_errors=True)
@@ -421,7 +389,7 @@ class OutputWriter:
         backup = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
         os.chmod(self.tmp_dir, os.stat(target).st_mode & 0o7777)  # the replaced folder's mode kept
         os.rename(target, backup)
-        _mark_partial(backup)  # a kill before the removal below leaves it recognisable
+        mark_partial(backup)  # a kill before the removal below leaves it recognisable
         try:
             os.rename(self.tmp_dir, target)
         except OSError:
@@ -449,13 +417,7 @@ class OutputWriter:
         self.tmp_dir.rmdir()
 
 
-# ----------------------------------------------------------------------------- leftovers
-#: File inside a temporary run folder (and a replaced run moved aside) naming the process
-#: that owns it, so a later run can tell a killed run's leftovers from a live one's.
-PARTIAL_MARKER = ".urdm-partial"
-_PARTIAL_NAME = re.compile(r"^\..+\.(tmp|old)-[A-Za-z0-9_]+$")
-
-
+# ----------------------------------------------------------------------------- georeferencing
 def set_georeferencing(ds, info: ImageInfo, col0: int = 0, row0: int = 0) -> None:
     """Give the output ``ds`` (the image grid from pixel (col0, row0) on) the image's own
     georeferencing: its geotransform (shifted) and CRS, its GCPs and RPCs (pixel/line
@@ -482,48 +444,3 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-def _mark_partial(folder: Path) -> None:
-    import json
-    import socket
-
-    (folder / PARTIAL_MARKER).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}),
-                                         encoding="utf-8")
-
-
-def _owner_gone(marker: Path) -> bool:
-    import json
-    import socket
-
-    try:
-        owner = json.loads(marker.read_text(encoding="utf-8"))
-        pid, host = int(owner["pid"]), str(owner["host"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return False  # not a marker this tool wrote: leave the folder alone
-    if host != socket.gethostname() or pid == os.getpid():
-        return False  # another machine's run (shared drive) or this very process
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # exists, owned by someone else
-        return False
-    return False
-
-
-def remove_stale_partials(parent: Path) -> list:
-    """Remove the leftovers of killed runs in ``parent``: temporary (``.<name>.tmp-*``) and
-    moved-aside (``.<name>.old-*``) folders holding this tool's marker whose process, on
-    this machine, no longer exists. Nothing else is touched. Returns the removed paths."""
-    removed = []
-    try:
-        entries = list(Path(parent).iterdir())
-    except OSError:
-        return removed
-    for entry in entries:
-        if _PARTIAL_NAME.match(entry.name) and entry.is_dir() and not entry.is_symlink():
-            if _owner_gone(entry / PARTIAL_MARKER):
-                shutil.rmtree(entry, ignore_errors=True)
-                removed.append(entry)
-    return removed

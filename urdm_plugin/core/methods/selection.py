@@ -155,6 +155,46 @@ def select_endmembers(Y: np.ndarray, E: np.ndarray, names=None, max_endmembers=N
     """
     from .active_set import nnls
 
+    Y, E, names, cap = _checked_inputs(Y, E, names, max_endmembers, threshold)
+    B, M = E.shape
+
+    def poll(frac, msg):
+        if cancel is not None and cancel():
+            raise Cancelled()
+        if progress is not None:
+            progress(frac, msg)
+
+    poll(0.0, f"selecting endmembers: noise level of {Y.shape[1]} pixels")
+    sigma2 = _noise_variance(Y, seed) if noise_variance is None else float(noise_variance)
+    rng = np.random.default_rng(seed)
+    if Y.shape[1] > n_sample:
+        Y = Y[:, np.sort(rng.choice(Y.shape[1], n_sample, replace=False))]
+    n = Y.shape[1]
+    noise_rss = None if sigma2 is None else tau * sigma2 * n
+    keep, refused = _grow_selection(Y, E, cap, threshold, noise_rss, poll)
+    keep, pruned = _prune(Y, E, keep, tau, sigma2)
+    keep, capped_out = _most_abundant(Y, E, keep, cap)
+    A = nnls(Y, E[:, keep])
+    tot = A.sum(axis=0, keepdims=True)
+    share = (A / np.where(tot > 0, tot, 1.0)).mean(axis=1)
+    scores = np.zeros(M)
+    scores[keep] = share
+    order = np.argsort(-scores[keep], kind="stable")
+    idx = np.array([keep[i] for i in order], dtype=int)
+    poll(0.95, "selecting endmembers: plausibility check")
+    flags = _plausibility(Y, E, idx, names, sigma2)
+    sig = None if sigma2 is None else float(np.sqrt(sigma2))
+    lines = [f"Selected {idx.size} of {M} library spectra from {n} sampled pixels "
+             f"(collaborative sparse regression; threshold {threshold:.0%} of the abundance, at most {cap}"
+             + ("" if sig is None else f"; noise σ {sig:.3g} from HySime") + "):"]
+    lines += [f"  {names[i]}: {scores[i]:.1%}" for i in idx]
+    lines += _report_tail(names, pruned, capped_out, cap, refused, flags)
+    return SelectionResult(idx, [names[i] for i in idx], "\n".join(lines), scores, flags, sig)
+
+
+def _checked_inputs(Y, E, names, max_endmembers, threshold) -> tuple:
+    """(Y (B, N) float64 with only finite pixels, E (B, M) float64, M names, the cap on the
+    number kept); OptionError when the shapes, names, cap or threshold do not fit."""
     Y = np.asarray(Y, np.float64)
     E = np.asarray(E, np.float64)
     if Y.ndim != 2 or E.ndim != 2 or Y.shape[0] != E.shape[0]:
@@ -178,26 +218,21 @@ def select_endmembers(Y: np.ndarray, E: np.ndarray, names=None, max_endmembers=N
     if Y.shape[1] == 0:
         raise OptionError("No valid pixels to select endmembers from",
                           "Check the image's nodata value and mask.")
+    return Y, E, names, cap
 
-    def poll(frac, msg):
-        if cancel is not None and cancel():
-            raise Cancelled()
-        if progress is not None:
-            progress(frac, msg)
 
-    poll(0.0, f"selecting endmembers: noise level of {Y.shape[1]} pixels")
-    sigma2 = _noise_variance(Y, seed) if noise_variance is None else float(noise_variance)
-    rng = np.random.default_rng(seed)
-    if Y.shape[1] > n_sample:
-        Y = Y[:, np.sort(rng.choice(Y.shape[1], n_sample, replace=False))]
-    n = Y.shape[1]
+def _grow_selection(Y, E, cap: int, threshold: float, noise_rss, poll) -> tuple:
+    """The greedy forward search (orthogonal least squares on the shortlist, see
+    :func:`select_endmembers`): (kept column indices in the order they joined, the refused
+    newcomer as (index, relative residual drop, abundance share) or None)."""
+    from .active_set import nnls
+
+    B, M = E.shape
     # columns scaled to unit norm so bright and dark spectra compete fairly
     norms = np.linalg.norm(E, axis=0)
     usable = norms > 0
     En = np.where(usable, E / np.where(usable, norms, 1.0), 0.0)
-    noise_rss = None if sigma2 is None else tau * sigma2 * n
     keep, refused = [], None
-    A = np.zeros((0, n))
     Rres = Y.copy()
     rss = float(np.sum(Rres * Rres))
     limit = min(max_supported(B), MAX_AUTO, M)  # the search runs freely; the cap applies after it
@@ -226,30 +261,27 @@ def select_endmembers(Y: np.ndarray, E: np.ndarray, names=None, max_endmembers=N
             refused = (j, drop / max(rss, 1e-300), share_j)
             break
         keep.append(j)
-        A, Rres, rss = A_new, R_new, rss_new
-    keep, pruned = _prune(Y, E, keep, tau, sigma2)
-    capped_out = []
-    if len(keep) > cap:  # more materials than allowed: the most abundant ones
-        A = nnls(Y, E[:, keep])
-        tot = A.sum(axis=0, keepdims=True)
-        sh = (A / np.where(tot > 0, tot, 1.0)).mean(axis=1)
-        top = np.argsort(-sh, kind="stable")
-        capped_out = [keep[i] for i in top[cap:]]
-        keep = [keep[i] for i in top[:cap]]
+        Rres, rss = R_new, rss_new
+    return keep, refused
+
+
+def _most_abundant(Y, E, keep: list, cap: int) -> tuple:
+    """(the ``cap`` most abundant of ``keep``, the ones left out) when more than ``cap``
+    remain; else (keep, [])."""
+    from .active_set import nnls
+
+    if len(keep) <= cap:
+        return keep, []
     A = nnls(Y, E[:, keep])
     tot = A.sum(axis=0, keepdims=True)
-    share = (A / np.where(tot > 0, tot, 1.0)).mean(axis=1)
-    scores = np.zeros(M)
-    scores[keep] = share
-    order = np.argsort(-scores[keep], kind="stable")
-    idx = np.array([keep[i] for i in order], dtype=int)
-    poll(0.95, "selecting endmembers: plausibility check")
-    flags = _plausibility(Y, E, idx, names, sigma2)
-    sig = None if sigma2 is None else float(np.sqrt(sigma2))
-    lines = [f"Selected {idx.size} of {M} library spectra from {n} sampled pixels "
-             f"(collaborative sparse regression; threshold {threshold:.0%} of the abundance, at most {cap}"
-             + ("" if sig is None else f"; noise σ {sig:.3g} from HySime") + "):"]
-    lines += [f"  {names[i]}: {scores[i]:.1%}" for i in idx]
+    sh = (A / np.where(tot > 0, tot, 1.0)).mean(axis=1)
+    top = np.argsort(-sh, kind="stable")
+    return [keep[i] for i in top[:cap]], [keep[i] for i in top[cap:]]
+
+
+def _report_tail(names, pruned, capped_out, cap, refused, flags) -> list:
+    """The report's lines after the kept spectra: pruned, capped, the stop, implausible ones."""
+    lines = []
     if pruned:
         lines.append("Dropped as explaining only noise: " + ", ".join(names[i] for i in pruned))
     if capped_out:
@@ -260,7 +292,7 @@ def select_endmembers(Y: np.ndarray, E: np.ndarray, names=None, max_endmembers=N
     if flags:
         lines.append("Implausible (check before use):")
         lines += [f"  {f}" for f in flags]
-    return SelectionResult(idx, [names[i] for i in idx], "\n".join(lines), scores, flags, sig)
+    return lines
 
 
 def _plausibility(Y, E, idx, names, sigma2) -> list:

@@ -154,11 +154,6 @@ def _admm(C, G, m, A0, lam, max_iter, tol, progress, cancel, it_offset=0, it_tot
     return V, it
 
 
-def _residual_sq(Y2, E, A2, mflat):
-    R = Y2[:, mflat] - E @ A2[:, mflat]
-    return float(np.sum(R * R))
-
-
 def choose_lambda(Y: np.ndarray, E: np.ndarray, valid: np.ndarray, sigma: Optional[float] = None,
                   band_sigma: Optional[np.ndarray] = None, grid=TV_GRID, max_iter: int = SELECT_ITERS,
                   seed: int = 0, cancel=None, progress=None):
