@@ -62,7 +62,7 @@ def test_sample_spreads_over_the_extent_in_few_blocks(tmp_path):
     is about SAMPLE_ROWS rows."""
     from osgeo import gdal
 
-    from urdm_plugin.core.engine.plan import SAMPLE_BLOCKS, SAMPLE_ROWS, read_sample
+    from urdm_plugin.core.engine.sample import SAMPLE_BLOCKS, SAMPLE_ROWS, read_sample
     from urdm_plugin.core.io.image import block_height, open_image
 
     H, W, B = 400, 32, 5
