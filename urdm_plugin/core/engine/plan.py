@@ -184,7 +184,7 @@ def plan_run(image: Any, library: Any, options: Optional[UnmixOptions] = None, *
              (Kind.BANDS, lambda: _match_bands(plan, note)),
              (Kind.EXTENT, lambda: _apply_masks(plan, note)),
              (Kind.ENDMEMBERS, lambda: _count_endmembers(plan)),
-             (Kind.SAMPLE, lambda: read_pixels and _take_sample(plan, note, samples)),
+             (Kind.SAMPLE, lambda: _take_sample(plan, note, samples) if read_pixels else None),
              (Kind.ENDMEMBERS, lambda: _choose_endmembers(plan, note, auto_select)),
              (Kind.FIT, lambda: _judge_sample(plan, note)),
              (Kind.GEOREFERENCING, lambda: _warn_without_georeferencing(plan, note)))  # once the run can go ahead
@@ -301,7 +301,7 @@ def _take_sample(plan: RunPlan, note, samples: Optional[SampleCache]) -> None:
         return read_sample(info, plan.bands, plan.extent, plan.held)
 
     sample = read()
-    if not sample.shape[1] and _drop_dead_bands(plan, note):  # a dead band leaves no pixel valid
+    if not sample.shape[1] and _drop_dead_bands(plan, note, samples):  # a dead band leaves no pixel valid
         sample = read()  # tiles held were decoded with the dead bands: a new store
     plan.sample = _in_range(sample, plan, note)
     band_rules.require_signal(plan.sample, f"The image '{Path(str(info.source_path or info.path)).name}'")
@@ -347,7 +347,7 @@ def _judge_sample(plan: RunPlan, note) -> None:
         _warn(plan, msg, Kind.FIT, note, 0.9)
 
 
-def _drop_dead_bands(plan: RunPlan, note) -> bool:
+def _drop_dead_bands(plan: RunPlan, note, samples: Optional[SampleCache]) -> bool:
     """Leave out the bands that hold no usable value anywhere in the extent (delivered
     products fill their bad bands with the no-data value), naming them in the warnings and
     the match report. True when some were dropped; when every band is dead, none is (the
@@ -355,7 +355,8 @@ def _drop_dead_bands(plan: RunPlan, note) -> bool:
     from ..bands import REASON_DEAD
     from ..io.image import dead_bands
 
-    dead = dead_bands(plan.info, plan.bands, plan.extent)
+    find = dead_bands if samples is None else samples.dead_bands
+    dead = find(plan.info, plan.bands, plan.extent)
     if not dead:
         return False
     plan.matched.drop_bands(dead, REASON_DEAD)

@@ -16,19 +16,34 @@ CACHED_SAMPLES = 4
 
 class SampleCache:
     """Samples read by earlier plans, by image, bands and extent: a front end that plans
-    again on every change of its choices (the dialog) reads the pixels once."""
+    again on every change of its choices (the dialog) reads the pixels once. The dead bands
+    found when a sample holds no valid pixel are kept too (finding them reads whole bands)."""
 
     def __init__(self):
         self._samples: dict = {}  # (image path, bands, extent) -> (bands used × N) float32
+        self._dead: dict = {}  # the same keys -> dead bands (core.io.image.dead_bands)
+
+    @staticmethod
+    def _key(info, bands, extent) -> tuple:
+        return str(info.path), tuple(int(b) for b in bands), tuple(extent)
+
+    @staticmethod
+    def _keep(store: dict, key: tuple, make):
+        if key not in store:
+            if len(store) >= CACHED_SAMPLES:
+                del store[next(iter(store))]  # the oldest
+            store[key] = make()
+        return store[key]
 
     def get(self, info, bands, extent) -> np.ndarray:
         """:func:`read_sample` of ``info`` (a :class:`core.io.image.ImageInfo`), or the one read before."""
-        key = (str(info.path), tuple(int(b) for b in bands), tuple(extent))
-        if key not in self._samples:
-            if len(self._samples) >= CACHED_SAMPLES:
-                del self._samples[next(iter(self._samples))]  # the oldest
-            self._samples[key] = read_sample(info, bands, extent)
-        return self._samples[key]
+        return self._keep(self._samples, self._key(info, bands, extent), lambda: read_sample(info, bands, extent))
+
+    def dead_bands(self, info, bands, extent) -> list:
+        """:func:`core.io.image.dead_bands` of ``info``, or the ones found before."""
+        from ..io.image import dead_bands
+
+        return self._keep(self._dead, self._key(info, bands, extent), lambda: dead_bands(info, bands, extent))
 
 
 def read_sample(info, bands, extent, held=None) -> np.ndarray:
