@@ -91,6 +91,30 @@ def test_ticking_too_few_materials_warns_of_a_poor_fit_before_run(project_with_s
     assert dlg.run_button.isEnabled()  # a warning, not a problem
 
 
+def test_the_dialogs_checks_are_the_plans_on_a_sample_read_once(project_with_scene, qgis_iface, scene, tmp_path,
+                                                                  monkeypatch):
+    """Ticking re-plans (core.engine.plan.plan_run is the one source of the rules) without
+    reading the image again; the messages are typed and listed problems first, by kind."""
+    from urdm_plugin.core.engine import sample as sample_module
+    from urdm_plugin.core.engine.findings import Kind, Severity
+
+    reads = []
+    real = sample_module.read_sample
+    monkeypatch.setattr(sample_module, "read_sample", lambda *a, **k: reads.append(a[1]) or real(*a, **k))
+    dlg = make_dialog(qgis_iface, scene["library"], "results")
+    assert len(reads) == 1 and dlg.problems and all(p.kind == Kind.OUTPUT for p in dlg.problems)
+    for row in (1, 2):
+        dlg.table.item(row, 1).setCheckState(0)
+    dlg.set_method("nnls")
+    assert len(reads) == 1  # the same layer, bands and extent: the sample read once
+    poor = next(w for w in dlg.warnings if w.startswith("Poor fit"))
+    assert poor.kind == Kind.FIT and poor.severity == Severity.WARNING
+    assert poor in dlg._plan().warnings  # the plan's own warning, not one of the dialog's
+    dlg.library_widget.setFilePath("")
+    kinds = [p.kind for p in dlg.problems]
+    assert kinds == sorted(kinds) and kinds[0] == Kind.INPUT and kinds[-1] == Kind.OUTPUT
+
+
 def test_single_band_layers_are_not_offered(project_with_scene, qgis_iface, tmp_path):
     from osgeo import gdal
     from qgis.core import QgsProject, QgsRasterLayer

@@ -62,7 +62,7 @@ def test_sample_spreads_over_the_extent_in_few_blocks(tmp_path):
     is about SAMPLE_ROWS rows."""
     from osgeo import gdal
 
-    from urdm_plugin.core.engine.plan import SAMPLE_BLOCKS, SAMPLE_ROWS, read_sample
+    from urdm_plugin.core.engine.sample import SAMPLE_BLOCKS, SAMPLE_ROWS, read_sample
     from urdm_plugin.core.io.image import block_height, open_image
 
     H, W, B = 400, 32, 5
@@ -198,3 +198,71 @@ def test_the_stability_check_reports_itself_not_a_selection_starting_over(tmp_pa
     assert checks and set(checks) == {"checking the selection on another pixel sample (1 of 2)",
                                       "checking the selection on another pixel sample (2 of 2)"}
     assert [f for f, _m in seen] == sorted(f for f, _m in seen)
+
+
+def test_problems_and_warnings_are_typed_by_the_rule_that_made_them(scene):
+    """A front end orders and filters the plan's messages by kind, never by their text."""
+    import pickle
+
+    from urdm_plugin.core.engine.findings import Finding, Kind, Severity, in_order
+
+    tif, csv, _ = scene
+    unknown = plan_run(tif, csv, UnmixOptions(endmembers=["Nope"]), strict=False)
+    assert unknown.problems[0].kind == Kind.INPUT and unknown.problems[0].severity == Severity.PROBLEM
+    window = plan_run(tif, csv, UnmixOptions(window=(0, 0, 100, 5)), strict=False)
+    assert len(window.problems) == 1 and window.problems[0].kind == Kind.INPUT
+    worse = plan_run(tif, csv, UnmixOptions(endmembers=NAMES[:1]))
+    poor = next(w for w in worse.warnings if w.startswith("Poor fit"))
+    assert poor.kind == Kind.FIT and poor.severity == Severity.WARNING
+    assert all(isinstance(w, Finding) for w in worse.warnings)
+    back = pickle.loads(pickle.dumps(poor))  # a run's plan crosses to worker processes
+    assert back == poor and back.kind == Kind.FIT and back.severity == Severity.WARNING
+    assert in_order([poor, *unknown.problems]) == [unknown.problems[0], poor]  # problems first
+
+
+def test_a_sample_cache_reads_the_pixels_once_and_the_selection_can_wait(scene, monkeypatch):
+    """The dialog plans on every change of its choices: the pixels are read once per image,
+    bands and extent; with ``auto_select=False`` the selection stays pending and the sample's
+    scale is checked against every candidate spectrum."""
+    from urdm_plugin.core.engine import sample as sample_module
+    from urdm_plugin.core.engine.findings import Kind
+    from urdm_plugin.core.engine.sample import SampleCache
+
+    tif, _csv, sc = scene
+    reads = []
+    real = sample_module.read_sample
+    monkeypatch.setattr(sample_module, "read_sample", lambda *a, **k: reads.append(a[1]) or real(*a, **k))
+    E = np.concatenate([100 * sc.E * f for f in np.linspace(0.5, 1.5, 9)], axis=1)  # percent, too many
+    lib = SpectralLibrary([f"s{i}" for i in range(E.shape[1])], sc.wavelengths_nm, E)
+    cache = SampleCache()
+    first = plan_run(tif, lib, UnmixOptions(), auto_select=False, samples=cache)
+    again = plan_run(tif, lib, UnmixOptions(method="nnls"), auto_select=False, samples=cache)
+    assert len(reads) == 1 and np.array_equal(again.sample, first.sample) and first.held is None
+    assert first.selection["mode"] == "automatic-pending" and first.fit is None
+    assert any(w.kind == Kind.SCALE and "percent" in w for w in first.warnings)
+    plan_run(tif, lib, UnmixOptions(window=(0, 0, 10, 10)), auto_select=False, samples=cache)
+    assert len(reads) == 2  # another extent: another sample
+
+
+def test_a_sample_cache_finds_dead_bands_once(tmp_path, monkeypatch):
+    """A band of NaN leaves the sample empty: the plan finds the dead band (reading it whole)
+    once per cache, whatever the choices planned after."""
+    from osgeo import gdal
+
+    from urdm_plugin.core.engine.findings import Kind
+    from urdm_plugin.core.engine.sample import SampleCache
+    from urdm_plugin.core.io import image as image_module
+
+    tif, csv = write_scene(tmp_path)[:2]
+    ds = gdal.Open(str(tif), gdal.GA_Update)
+    ds.GetRasterBand(12).WriteArray(np.full((ds.RasterYSize, ds.RasterXSize), np.nan, np.float32))
+    ds = None
+    scans = []
+    real = image_module.dead_bands
+    monkeypatch.setattr(image_module, "dead_bands", lambda *a, **k: scans.append(1) or real(*a, **k))
+    cache = SampleCache()
+    for method in ("fcls", "nnls", "scls"):
+        plan = plan_run(tif, csv, UnmixOptions(method=method, mask_water_bands=False), samples=cache)
+        assert plan.ok and 11 not in plan.bands and plan.sample.shape[1] > 0
+        assert any(w.kind == Kind.BANDS and "no usable value" in w for w in plan.warnings)
+    assert len(scans) == 1

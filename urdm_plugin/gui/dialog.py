@@ -19,6 +19,7 @@ from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QStandardItem
 from qgis.PyQt.QtWidgets import QDialog, QTableWidgetItem
 
+from ..core.engine.sample import SampleCache
 from .dialog_checks import DialogChecks
 from .dialog_extent import (
     EXTENT_MASK,
@@ -71,8 +72,7 @@ class UnmixDialog(DialogLayout, DialogChecks, DialogSelectionCheck, DialogSettin
         self._hidden_note = ""  # which single-band layers the combo leaves out
         self._library_error = ""  # why the library cannot be read ("" when it can)
         self._plan_cache = None  # (info, library, options repr, RunPlan)
-        self._sample_cache = None  # ((path, bands), sampled pixels)
-        self._scale_warnings: list = []
+        self._samples = SampleCache()  # the plans' pixel samples: read once per layer and bands
         self._folder_check = None  # (output folder, its problem or "")
         self._init_selection_check()
         self._loading = True
@@ -168,8 +168,7 @@ class UnmixDialog(DialogLayout, DialogChecks, DialogSelectionCheck, DialogSettin
         self._show_layer_info()
 
     def _show_layer_info(self) -> None:
-        if hasattr(self, "layer_info"):
-            self.layer_info.setText("\n".join(t for t in (self._layer_text, self._hidden_note) if t))
+        self.layer_info.setText("\n".join(t for t in (self._layer_text, self._hidden_note) if t))
 
     def current_layer(self) -> Optional[QgsRasterLayer]:
         ly = self.layer_combo.currentLayer()

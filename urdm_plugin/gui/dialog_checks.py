@@ -1,14 +1,16 @@
 """What the dialog shows before Run: problems (Run disabled) and warnings.
 
-The run's rules (bands, endmembers, selection, parameters, method availability) come
-from :func:`core.engine.plan.plan_run`; only what concerns the dialog's own widgets
-(layer chosen, output folder, mask layer, map view) is checked here.
+The run's rules (bands, endmembers, selection, parameters, method availability, the
+sample's reflectance scale and fit) come from :func:`core.engine.plan.plan_run`, typed
+(:mod:`core.engine.findings`); only what concerns the dialog's own widgets (layer chosen,
+output folder, mask layer, map view) is checked here.
 """
 
 from __future__ import annotations
 
 import os
 
+from ..core.engine.findings import Kind, in_order, problem, warning
 from .dialog_extent import EXTENT_MASK, EXTENT_VIEW
 
 
@@ -16,8 +18,9 @@ class DialogChecks:
     """Mixed into :class:`gui.dialog.UnmixDialog`; works on its widgets."""
 
     def _plan(self):
-        """The run the current choices describe (core.engine.plan.plan_run on metadata only:
-        no pixel is read), or None while the layer or the library is missing."""
+        """The run the current choices describe (core.engine.plan.plan_run on the whole layer,
+        its pixel sample read once per layer and bands, the automatic selection left to the
+        background check), or None while the layer or the library is missing."""
         from ..core.engine.plan import plan_run
 
         if self.info is None or self.library is None or not self.checked_names():
@@ -27,8 +30,9 @@ class DialogChecks:
         # _rematch and _validate ask for the same plan; the cache holds info and library,
         # so identity compares them safely
         if c is None or c[0] is not self.info or c[1] is not self.library or c[2] != repr(options):
-            self._plan_cache = c = (self.info, self.library, repr(options),
-                                    plan_run(self.info, self.library, options, strict=False, read_pixels=False))
+            plan = plan_run(self.info, self.library, options, strict=False, auto_select=False,
+                            samples=self._samples)
+            self._plan_cache = c = (self.info, self.library, repr(options), plan)
         return c[3]
 
     def _rematch(self) -> None:
@@ -37,82 +41,25 @@ class DialogChecks:
         self.matched = plan.matched if plan is not None else None
         self.library_summary.setText("" if self.matched is None else
                                      "Bands: " + self.matched.report.summary())
-        self._scale_warnings = self._check_scale()
         self._update_plot()
         self._validate()
 
-    def _check_scale(self) -> list:
-        """core.bands.check_reflectance_scale on a few rows of the image (metadata already read)
-        and, when the ticked spectra are the ones the run will use (no automatic selection
-        pending), how well they fit those pixels (core.engine.fit_check)."""
-        if self.matched is None or self.info is None:
-            return []
-        from ..core.bands import check_reflectance_scale
-        from ..core.engine.fit_check import assess_fit, poor_fit_message
-        from ..core.engine.plan import read_sample
-        from ..core.errors import UrdmError
-
-        try:
-            bands = list(self.matched.band_indices)
-            key = (self.info.path, tuple(bands))
-            cached = self._sample_cache  # ticking re-checks: read the pixels once
-            if cached is None or cached[0] != key:
-                self._sample_cache = cached = (key, read_sample(self.info, bands, (0, 0, self.info.width,
-                                                                                   self.info.height)))
-            Y = cached[1]
-            if not Y.size:
-                return []
-            out = check_reflectance_scale(Y, self.matched.E)
-            plan = self._plan()
-            mode = (plan.selection or {}).get("mode") if plan is not None else None
-            if mode in ("given", "all") and not out:  # a wrong scale explains a bad fit already
-                fit = assess_fit(Y, self.matched.E)
-                if fit["poor"]:
-                    out.append(poor_fit_message(fit, automatic=False))
-            return out
-        except UrdmError as err:
-            return [str(err)]
-
     def _validate(self) -> None:
-        """Collect problems (Run disabled) and warnings (shown, Run allowed)."""
+        """Collect problems (Run disabled) and warnings (shown, Run allowed): the run's own
+        (core.engine.plan) and the dialog's widgets', each a core.engine.findings.Finding,
+        listed by kind."""
         if self._loading:
             return
-        problems, warnings = [], []
-        layer = self.current_layer()
-        if layer is None:
-            problems.append("Choose a hyperspectral raster layer (two or more bands).")
-        elif layer.providerType() != "gdal":
-            problems.append(f"Layer '{layer.name()}' is not a file GDAL reads (provider '{layer.providerType()}'). "
-                            "Save it as a GeoTIFF (Export ▸ Save As…) and use that layer.")
-        elif layer.bandCount() < 2:
-            problems.append(f"Layer '{layer.name()}' has only {layer.bandCount()} band; unmixing needs a "
-                            "multi- or hyperspectral raster.")
-        elif self.info is None:
-            problems.append(self._layer_error or f"Cannot read layer '{layer.name()}'.")
-        if not self.library_widget.filePath().strip():
-            problems.append("Choose an endmember library (CSV or ENVI .sli).")
-        elif self.library is None:
-            problems.append(self._library_error)
-        names = self.checked_names() if self.library is not None else []
-        if self.library is not None and not names:
-            problems.append("Tick at least one endmember in the table.")
-        plan = self._plan()  # the run's own rules (core.engine.plan), from metadata only
+        problems, warnings = self._input_problems(), []
+        plan = self._plan()  # the run's own rules (core.engine.plan)
         if plan is not None:
             problems.extend(plan.problems)
             warnings.extend(plan.warnings)
-        if self.info is not None and self.info.wavelengths_nm is None and self.library is not None \
-                and self.library.wavelengths_nm is not None and plan is not None and plan.matched is not None:
-            warnings.append("The layer has no wavelengths (unit unknown): library rows are matched to bands in "
-                            "order. Add wavelengths to the raster's metadata to match by wavelength.")
-        if self.info is not None and "inferred" in (self.info.wavelength_unit or ""):
-            warnings.append(f"The layer's wavelength unit is not stated; taken as {self.info.wavelength_unit}.")
-        lib_unit = self.library.wavelength_unit if self.library is not None else ""
-        if "inferred" in lib_unit:
-            unit = lib_unit.replace(" (inferred)", "")
-            warnings.append(f"The library's wavelength unit is not stated; taken as {unit} from the values. "
-                            f"Name its first column wavelength_{'um' if unit == 'µm' else 'nm'} (CSV) or set "
-                            "'wavelength units' (ENVI .hdr) to state it.")
-        warnings.extend(self._scale_warnings)
+        else:
+            ok, reason = self.current_spec().available()
+            if not ok:
+                problems.append(problem(reason, Kind.INPUT))
+        warnings.extend(self._unit_warnings(plan))
         sel = plan.selection if plan is not None else None
         if sel and sel.get("mode") == "automatic-pending" and not problems:
             which = f"{sel['from']} ticked" if sel.get("subset") else f"All {sel['from']} ticked"
@@ -124,34 +71,79 @@ class DialogChecks:
         else:
             self._cancel_selection_check()
             self.selection_hint.setText("")
-        if plan is None:
-            ok, reason = self.current_spec().available()
-            if not ok:
-                problems.append(reason)
-        mode = self.extent_mode()
-        if mode == EXTENT_MASK and self.mask_combo.currentLayer() is None:
-            problems.append("Choose a polygon layer for the mask, or another processing extent.")
-        if mode == EXTENT_MASK and self.mask_selected.isChecked() and self.mask_combo.currentLayer() is not None \
-                and self.mask_combo.currentLayer().selectedFeatureCount() == 0:
-            problems.append(f"No feature of '{self.mask_combo.currentLayer().name()}' is selected.")
-        if mode == EXTENT_VIEW and self.info is not None and self._view_window() is None:
-            problems.append("The current map view does not overlap the layer. Zoom to the layer or choose "
-                            "'Whole layer'.")
-        out = self.output_widget.filePath().strip()
-        if not out:
-            problems.append("Choose an output folder (each run writes a new subfolder there).")
-        elif not os.path.isabs(os.path.expanduser(out)):  # relative to what? QGIS's start folder
-            problems.append(f"Output folder '{out}' is a relative path. Give the full path (use the … button).")
-        else:
-            problem = self._output_folder_problem(out)
-            if problem:
-                problems.append(problem)
-        self.problems, self.warnings = problems, warnings
+        problems += self._extent_problems() + self._output_problems()
+        self.problems, self.warnings = in_order(problems), in_order(warnings)
         self._show_messages()
         running = self.task is not None
         self.run_button.setEnabled(not problems and not running)
-        preview_ok = all("output folder" in p.lower() for p in problems)  # preview writes to a temp folder
+        preview_ok = all(p.kind == Kind.OUTPUT for p in problems)  # preview writes to a temp folder
         self.preview_button.setEnabled(preview_ok and self.preview_task is None and self.info is not None)
+
+    def _input_problems(self) -> list:
+        """The layer, the library and the ticked spectra, as the widgets hold them."""
+        out = []
+        layer = self.current_layer()
+        if layer is None:
+            out.append("Choose a hyperspectral raster layer (two or more bands).")
+        elif layer.providerType() != "gdal":
+            out.append(f"Layer '{layer.name()}' is not a file GDAL reads (provider '{layer.providerType()}'). "
+                       "Save it as a GeoTIFF (Export ▸ Save As…) and use that layer.")
+        elif layer.bandCount() < 2:
+            out.append(f"Layer '{layer.name()}' has only {layer.bandCount()} band; unmixing needs a "
+                       "multi- or hyperspectral raster.")
+        elif self.info is None:
+            out.append(self._layer_error or f"Cannot read layer '{layer.name()}'.")
+        if not self.library_widget.filePath().strip():
+            out.append("Choose an endmember library (CSV or ENVI .sli).")
+        elif self.library is None:
+            out.append(self._library_error)
+        out = [problem(p, Kind.INPUT) for p in out]
+        if self.library is not None and not self.checked_names():
+            out.append(problem("Tick at least one endmember in the table.", Kind.ENDMEMBERS))
+        return out
+
+    def _unit_warnings(self, plan) -> list:
+        """Wavelengths missing or their units guessed: how the library was matched to the bands."""
+        out = []
+        if self.info is not None and self.info.wavelengths_nm is None and self.library is not None \
+                and self.library.wavelengths_nm is not None and plan is not None and plan.matched is not None:
+            out.append("The layer has no wavelengths (unit unknown): library rows are matched to bands in "
+                       "order. Add wavelengths to the raster's metadata to match by wavelength.")
+        if self.info is not None and "inferred" in (self.info.wavelength_unit or ""):
+            out.append(f"The layer's wavelength unit is not stated; taken as {self.info.wavelength_unit}.")
+        lib_unit = self.library.wavelength_unit if self.library is not None else ""
+        if "inferred" in lib_unit:
+            unit = lib_unit.replace(" (inferred)", "")
+            out.append(f"The library's wavelength unit is not stated; taken as {unit} from the values. "
+                       f"Name its first column wavelength_{'um' if unit == 'µm' else 'nm'} (CSV) or set "
+                       "'wavelength units' (ENVI .hdr) to state it.")
+        return [warning(w, Kind.BANDS) for w in out]
+
+    def _extent_problems(self) -> list:
+        """The processing extent chosen: a mask layer (and its selection), or a map view on the layer."""
+        out = []
+        mode = self.extent_mode()
+        mask = self.mask_combo.currentLayer()
+        if mode == EXTENT_MASK and mask is None:
+            out.append("Choose a polygon layer for the mask, or another processing extent.")
+        if mode == EXTENT_MASK and self.mask_selected.isChecked() and mask is not None \
+                and mask.selectedFeatureCount() == 0:
+            out.append(f"No feature of '{mask.name()}' is selected.")
+        if mode == EXTENT_VIEW and self.info is not None and self._view_window() is None:
+            out.append("The current map view does not overlap the layer. Zoom to the layer or choose "
+                       "'Whole layer'.")
+        return [problem(p, Kind.EXTENT) for p in out]
+
+    def _output_problems(self) -> list:
+        """The output folder: given, absolute, and one a run can make its subfolder in."""
+        out = self.output_widget.filePath().strip()
+        if not out:
+            text = "Choose an output folder (each run writes a new subfolder there)."
+        elif not os.path.isabs(os.path.expanduser(out)):  # relative to what? QGIS's start folder
+            text = f"Output folder '{out}' is a relative path. Give the full path (use the … button)."
+        else:
+            text = self._output_folder_problem(out)
+        return [problem(text, Kind.OUTPUT)] if text else []
 
     def _output_folder_problem(self, out: str, fresh: bool = False) -> str:
         """Why a run could not make its subfolder in ``out`` ("" when it can):

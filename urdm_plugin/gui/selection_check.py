@@ -17,6 +17,8 @@ from typing import Optional
 from qgis.core import QgsApplication, QgsTask
 from qgis.PyQt.QtCore import QTimer, pyqtSignal
 
+from ..core.engine.findings import Kind, warning
+
 #: Wait (ms) after the last change before a check starts: ticking ten rows starts one.
 START_DELAY_MS = 400
 
@@ -81,6 +83,7 @@ class DialogSelectionCheck:
         self._selection_results: dict = {}  # key -> (warnings, hint) of a finished check
         self._selection_task: Optional[SelectionCheckTask] = None
         self._selection_key = None  # the key the running (or next) check is for
+        self._selection_options = None  # the options of that check (core.engine.plan.UnmixOptions)
         self._selection_timer = QTimer(self)
         self._selection_timer.setSingleShot(True)
         self._selection_timer.timeout.connect(self._start_selection_check)
@@ -133,9 +136,10 @@ class DialogSelectionCheck:
             auto = (plan.selection or {}).get("mode") == "automatic"
             hint = (f"Checked on {plan.sample.shape[1]} pixels: it would select {len(plan.names)} (below)."
                     if auto and plan.sample is not None else "")
-            self._selection_results[key] = (list(plan.warnings) + list(plan.problems), hint)
+            # shown as warnings: Run still selects, and says what went wrong
+            self._selection_results[key] = ([warning(w, w.kind) for w in plan.warnings + plan.problems], hint)
         elif task.error:
-            self._selection_results[key] = ([task.error], "")
+            self._selection_results[key] = ([warning(task.error, Kind.ENDMEMBERS)], "")
         if key == self._selection_key and (ok or task.error):
             self._selection_key = None
             self._validate()
@@ -147,8 +151,7 @@ class DialogSelectionCheck:
         if self._selection_task is not None:
             self._selection_task.cancel()
             self._selection_task = None
-        if hasattr(self, "stop_check_button"):
-            self.stop_check_button.setVisible(False)
+        self.stop_check_button.setVisible(False)
 
     def _stop_selection_check(self) -> None:
         """The Stop button: no check until a choice changes."""

@@ -89,6 +89,7 @@ class UnmixTask(QgsTask):
         self.error: str = ""
         self.details: str = ""
         self.was_cancelled = False
+        self._folder_existed = False  # the output folder was there before the run (set by run())
         self.layers: list = []
         self.group = None
         self.last_message = ""
@@ -145,7 +146,7 @@ class UnmixTask(QgsTask):
         """A cancelled/failed run leaves nothing: the writer removes its temporary folder;
         a folder already committed by this run (cancel during post-processing) goes too."""
         if self.result is not None and os.path.isdir(self.result.out_dir):
-            if getattr(self, "_folder_existed", False):  # the user's folder stays, emptied of the run
+            if self._folder_existed:  # the user's folder stays, emptied of the run
                 from ..core.io.output_policy import is_tool_file
 
                 for entry in os.scandir(self.result.out_dir):
@@ -249,7 +250,7 @@ class UnmixTask(QgsTask):
 
     def _zoom_to_first_map(self) -> None:
         """Bring the results into view when the map shows none of them."""
-        layers = getattr(self, "layers", None) or []
+        layers = self.layers
         canvas = getattr(self.iface, "mapCanvas", lambda: None)()
         if not layers or canvas is None:
             return

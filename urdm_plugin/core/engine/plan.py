@@ -3,9 +3,11 @@
 The plan holds everything the run's rules decide — the method and its validated
 parameters, the processing extent and mask, the image bands used, the endmembers (given,
 the whole library, or chosen automatically) resampled onto those bands, the warnings —
-and the problems that stop it. :func:`core.engine.pipeline.unmix_raster` executes a plan;
-the dialog shows one (``read_pixels=False``: metadata only, instantly) so the UI keeps no
-copy of these rules.
+and the problems that stop it, each typed (:mod:`core.engine.findings`).
+:func:`core.engine.pipeline.unmix_raster` executes a plan; the dialog shows one (its pixel
+sample read once, :class:`core.engine.sample.SampleCache`, and the automatic selection left to
+a background check) so the UI keeps no copy of these rules. :func:`plan_run` decides in
+named steps, each one kind of rule: the first problem stops it.
 """
 
 from __future__ import annotations
@@ -18,13 +20,12 @@ import numpy as np
 
 from ..errors import InputImageError, LibraryError, OptionError, UrdmError
 from ..methods.selection import MAX_AUTO
+from .auto_selection import select_automatically
+from .findings import Kind, problem, warning
+from .sample import SampleCache, read_sample
 
 #: Libraries with more spectra than this are reduced by automatic selection.
 AUTO_SELECT_ABOVE = MAX_AUTO
-#: Rows sampled across the extent for the scale check and automatic selection.
-SAMPLE_ROWS = 32
-#: Storage blocks (tiles, tile rows, strips) the sample is read from at most.
-SAMPLE_BLOCKS = 4
 #: Share of the memory budget the sample's decoded tiles may stay held for the row-block
 #: pass (which pastes them instead of decoding them a second time).
 HELD_SHARE = 0.25
@@ -89,7 +90,8 @@ class RunPlan:
     used × P) and ``names`` (P) the endmembers run; ``selection``: how they were chosen
     (``mode`` given / all / automatic / automatic-pending); ``sample`` (bands used × N)
     pixels read for the checks, or None; ``fit``: how well ``E`` explains the sample
-    (:func:`core.engine.fit_check.assess_fit`), None without a sample.
+    (:func:`core.engine.fit_check.assess_fit`), None without a sample; ``warnings`` and
+    ``problems``: :class:`core.engine.findings.Finding` (the messages, with their kind).
     """
 
     options: UnmixOptions
@@ -153,79 +155,9 @@ def check_extent(options: UnmixOptions, info) -> tuple:
     return c0, r0, w, h
 
 
-def read_sample(info, bands, extent, held=None) -> np.ndarray:
-    """About :data:`SAMPLE_ROWS` × width valid pixels spread over the extent as (nb, N).
-
-    Every pixel read costs decoding its whole storage block, so the sample is read where
-    the file stores it cheaply. A tiled file (blocks narrower than the extent): at most
-    :data:`SAMPLE_BLOCKS` whole tiles on a diagonal (top left to bottom right), decoded side
-    by side on every core, their pixels thinned evenly to the sample's size; with ``held``
-    (a :class:`core.io.parallel_read.DecodedBlocks`) the tiles it has room for are read whole
-    and kept, and the row-block pass pastes them instead of decoding them again (of the
-    others only the sample's rows are kept in memory). Other files: rows in
-    runs inside at most :data:`SAMPLE_BLOCKS` blocks (strips) spread over the extent.
-    Values are not limited in magnitude (the plan judges them, ``_in_range``)."""
-    from ..io.image import file_layout, window_reader
-
-    c0, r0, w, h = extent
-    layout = file_layout(info)
-    bw, bh = layout.block_w, layout.block_h
-    if bw < w and bh < h:
-        tiles = _sample_tiles(extent, bw, bh)
-        quota = int(np.ceil(SAMPLE_ROWS * w / len(tiles)))
-        room = 0 if held is None else held.capacity - held.nbytes
-        kept, runs = [], []  # tiles read whole (held), and a run of rows of each other tile
-        for c, r, tw, th in tiles:
-            size = len(bands) * tw * th * 4 + tw * th
-            if size <= room:
-                kept.append((c, r, tw, th))
-                room -= size
-            else:  # the same decoding, a fraction of the memory: the quota's rows at the centre
-                n = min(th, int(np.ceil(quota / tw)))
-                runs.append((c, r + (th - n) // 2, tw, n))
-        cols = []
-        with window_reader(info) as reader:
-            for win, (data, valid) in zip(kept + runs, reader.read_each(bands, kept + runs, max_magnitude=None)):
-                n = win[2] * win[3]
-                idx = np.unique(np.linspace(0, n - 1, min(quota, n)).round().astype(np.int64))
-                cols.append(data.reshape(data.shape[0], -1)[:, idx][:, valid.reshape(-1)[idx]])
-                if win in kept:
-                    held.offer(win, data, valid)
-                del data, valid
-        return np.concatenate(cols, axis=1)
-    if bh <= 1 or h <= SAMPLE_ROWS:
-        runs = [(int(r), 1) for r in np.unique(np.linspace(0, h - 1, min(h, SAMPLE_ROWS)).round().astype(int))]
-    else:
-        first, last = r0 // bh, (r0 + h - 1) // bh  # block rows the extent touches
-        blocks = np.unique(np.linspace(first, last, min(SAMPLE_BLOCKS, last - first + 1)).round().astype(int))
-        per = int(np.ceil(SAMPLE_ROWS / blocks.size))
-        runs = []
-        for b in blocks:
-            lo, hi = max(b * bh, r0) - r0, min((b + 1) * bh, r0 + h) - r0  # this block's rows in the extent
-            n = min(per, hi - lo)
-            runs.append((int(lo + (hi - lo - n) // 2), int(n)))
-    with window_reader(info) as reader:
-        read = reader.read_each(bands, [(c0, r0 + r, w, n) for r, n in runs], max_magnitude=None)
-    cols = [data.reshape(data.shape[0], -1)[:, valid.reshape(-1)] for data, valid in read]
-    return np.concatenate(cols, axis=1) if cols else np.zeros((len(bands), 0), np.float32)
-
-
-def _sample_tiles(extent, bw: int, bh: int) -> list:
-    """At most :data:`SAMPLE_BLOCKS` tiles of a (bw × bh)-tiled file on the extent's diagonal,
-    clipped to the extent: [(col0, row0, w, h)] in image pixels, top to bottom."""
-    c0, r0, w, h = extent
-    k = min(SAMPLE_BLOCKS, (r0 + h - 1) // bh - r0 // bh + 1)
-    by = np.linspace(r0 // bh, (r0 + h - 1) // bh, k).round().astype(int)
-    bx = np.linspace(c0 // bw, (c0 + w - 1) // bw, k).round().astype(int)
-    out = []
-    for x, y in dict.fromkeys(zip(bx.tolist(), by.tolist())):
-        left, top = max(x * bw, c0), max(y * bh, r0)
-        out.append((left, top, min((x + 1) * bw, c0 + w) - left, min((y + 1) * bh, r0 + h) - top))
-    return out
-
-
 def plan_run(image: Any, library: Any, options: Optional[UnmixOptions] = None, *, strict: bool = True,
-             read_pixels: bool = True, progress=None) -> RunPlan:
+             read_pixels: bool = True, progress=None, auto_select: bool = True,
+             samples: Optional[SampleCache] = None) -> RunPlan:
     """Decide a run of ``options`` on ``image`` with ``library``.
 
     Args:
@@ -235,36 +167,58 @@ def plan_run(image: Any, library: Any, options: Optional[UnmixOptions] = None, *
         strict: raise the first problem (:class:`UrdmError`); False records it in
             ``plan.problems`` and returns what was decided up to there.
         read_pixels: read a sample of pixels for automatic endmember selection and the
-            reflectance-scale check. False decides from metadata alone (the selection is
-            then ``automatic-pending`` when it would run).
+            reflectance-scale and fit checks. False decides from metadata alone (the selection
+            is then ``automatic-pending`` when it would run).
         progress: ``progress(fraction, message)`` for the stages (optional).
+        auto_select: False leaves an automatic selection ``automatic-pending`` even with
+            pixels (it takes seconds: the dialog runs it in the background) and checks the
+            sample's scale against all the candidate spectra (the fit is the selection's).
+        samples: samples read by earlier plans (the dialog's): the sample is taken from
+            there, or read and kept there; none of its tiles is held for a run.
+
+    Every problem and warning is a :class:`core.engine.findings.Finding` (its text, with the
+    kind of rule that made it).
     """
     plan = RunPlan(options=options or UnmixOptions())
-    try:
-        _decide(plan, image, library, read_pixels, progress or (lambda f, m: None))
-        _warn_without_georeferencing(plan, progress or (lambda f, m: None))  # once the run can go ahead
-    except UrdmError as exc:
-        if strict:
-            raise
-        plan.problems.append(str(exc))
+    note = progress or (lambda f, m: None)
+    steps = ((Kind.INPUT, lambda: _open_inputs(plan, image, library, note)),
+             (Kind.BANDS, lambda: _match_bands(plan, note)),
+             (Kind.EXTENT, lambda: _apply_masks(plan, note)),
+             (Kind.ENDMEMBERS, lambda: _count_endmembers(plan)),
+             (Kind.SAMPLE, lambda: _take_sample(plan, note, samples) if read_pixels else None),
+             (Kind.ENDMEMBERS, lambda: _choose_endmembers(plan, note, auto_select)),
+             (Kind.FIT, lambda: _judge_sample(plan, note)),
+             (Kind.GEOREFERENCING, lambda: _warn_without_georeferencing(plan, note)))  # once the run can go ahead
+    for kind, step in steps:
+        try:
+            step()
+        except UrdmError as exc:
+            if strict:
+                raise
+            plan.problems.append(problem(str(exc), kind))
+            break
     return plan
+
+
+def _warn(plan: RunPlan, text: str, kind: Kind, note, fraction: float) -> None:
+    """Record a warning of ``kind`` and pass it to the progress callback."""
+    plan.warnings.append(warning(text, kind))
+    note(fraction, "warning: " + text)
 
 
 def _warn_without_georeferencing(plan: RunPlan, note) -> None:
     info = plan.info
     if getattr(info, "georeferenced", True) or getattr(info, "gcps", ()) or getattr(info, "rpc", {}):
         return
-    msg = (f"'{Path(str(info.source_path or info.path)).name}' has no georeferencing (no geotransform, GCPs or "
-           "RPCs): the outputs have none either and will not line up with other layers on a map")
-    plan.warnings.append(msg)
-    note(1.0, "warning: " + msg)
+    _warn(plan, f"'{Path(str(info.source_path or info.path)).name}' has no georeferencing (no geotransform, GCPs "
+                "or RPCs): the outputs have none either and will not line up with other layers on a map",
+          Kind.GEOREFERENCING, note, 1.0)
 
 
-def _decide(plan: RunPlan, image, library, read_pixels: bool, note) -> None:
-    from .. import bands as band_rules
+def _open_inputs(plan: RunPlan, image, library, note) -> None:
+    """The method and its parameters, the image and the extent, the library (or its given subset)."""
     from ..io.image import ImageInfo, open_image
     from ..io.library import SpectralLibrary, read_library
-    from ..io.mask import load_mask
     from .arrays import resolve_method
 
     opts = plan.options
@@ -274,7 +228,6 @@ def _decide(plan: RunPlan, image, library, read_pixels: bool, note) -> None:
     plan.info = info
     plan.extent = check_extent(opts, info)
     note(0.0, f"Opened {Path(str(info.path)).name}: {info.width}×{info.height} pixels, {info.band_count} bands")
-
     if isinstance(library, SpectralLibrary):
         lib, plan.library_label = library, library.path or "<in-memory library>"
     else:
@@ -282,17 +235,29 @@ def _decide(plan: RunPlan, image, library, read_pixels: bool, note) -> None:
     if len(lib) < 1:
         raise LibraryError(f"The library {plan.library_label} holds no spectra",
                            "Give a library with at least one spectrum")
-    given = bool(opts.endmembers)
-    if given:  # a subset (the dialog's ticked rows): used as it is, or selected from when too many
+    if opts.endmembers:  # a subset (the dialog's ticked rows): used as it is, or selected from when too many
         lib = lib.select(list(opts.endmembers))  # LibraryError names unknown ones
     plan.library = lib
-    plan.matched = matched = band_rules.match_library(info, lib, mask_water_bands=opts.mask_water_bands)
+
+
+def _match_bands(plan: RunPlan, note) -> None:
+    """The library resampled onto the image bands it can be compared on (core.bands)."""
+    from .. import bands as band_rules
+
+    plan.matched = matched = band_rules.match_library(plan.info, plan.library,
+                                                      mask_water_bands=plan.options.mask_water_bands)
     plan.bands = [int(b) for b in matched.band_indices]
     plan.E = np.asarray(matched.E, dtype=np.float64)
     plan.names = list(matched.names)
-    plan.warnings.extend(list(matched.report.warnings or []))
+    plan.warnings.extend(warning(w, Kind.BANDS) for w in matched.report.warnings or [])
     note(0.5, "Bands: " + matched.report.summary())
 
+
+def _apply_masks(plan: RunPlan, note) -> None:
+    """``plan.mask``: the mask file's pixels and those a sensor product's quality flags leave."""
+    from ..io.mask import load_mask
+
+    opts, info = plan.options, plan.info
     if opts.mask_path:
         plan.mask = load_mask(opts.mask_path, info, plan.extent)
         if not plan.mask.any():
@@ -310,52 +275,80 @@ def _decide(plan: RunPlan, image, library, read_pixels: bool, note) -> None:
                                   + "is flagged by the product's quality layers (clouds, haze, …)",
                                   "Choose a clearer scene, or turn the quality mask off (quality_mask=False)")
 
+
+def _count_endmembers(plan: RunPlan) -> None:
+    """Spectra within :attr:`RunPlan.auto_select_limit` are run as they are (given or all)."""
+    from .. import bands as band_rules
+
     limit = plan.auto_select_limit
     if limit < 1:  # one band: not even two endmembers can be told apart, selection or not
         band_rules.require_bands(len(plan.bands), plan.E.shape[1])
     if plan.E.shape[1] <= limit:
-        plan.selection = {"mode": "given" if given else "all", "names": plan.names}
-    if read_pixels:
-        from ..io.parallel_read import DecodedBlocks
+        plan.selection = {"mode": "given" if plan.options.endmembers else "all", "names": plan.names}
 
-        def held_store():  # the sample's tiles kept for the row-block pass, for these bands
-            return DecodedBlocks(tuple(plan.bands), int(HELD_SHARE * float(opts.memory_mb) * 2 ** 20))
 
-        plan.held = held_store()
-        sample = read_sample(info, plan.bands, plan.extent, plan.held)
-        if not sample.shape[1] and _drop_dead_bands(plan, note):  # a dead band leaves no pixel valid
-            plan.held = held_store()  # its tiles were decoded with the dead bands
-            sample = read_sample(info, plan.bands, plan.extent, plan.held)
-        plan.sample = _in_range(sample, info, plan.warnings, note)
-        band_rules.require_signal(plan.sample, f"The image '{Path(str(info.source_path or info.path)).name}'")
+def _take_sample(plan: RunPlan, note, samples: Optional[SampleCache]) -> None:
+    """``plan.sample``: pixels of the extent in range, with signal; dead bands left out."""
+    from .. import bands as band_rules
+    from ..io.parallel_read import DecodedBlocks
+
+    info = plan.info
+
+    def read():
+        if samples is not None:
+            return samples.get(info, plan.bands, plan.extent)
+        # the sample's tiles kept for the row-block pass, for these bands
+        plan.held = DecodedBlocks(tuple(plan.bands), int(HELD_SHARE * float(plan.options.memory_mb) * 2 ** 20))
+        return read_sample(info, plan.bands, plan.extent, plan.held)
+
+    sample = read()
+    if not sample.shape[1] and _drop_dead_bands(plan, note, samples):  # a dead band leaves no pixel valid
+        sample = read()  # tiles held were decoded with the dead bands: a new store
+    plan.sample = _in_range(sample, plan, note)
+    band_rules.require_signal(plan.sample, f"The image '{Path(str(info.source_path or info.path)).name}'")
+
+
+def _choose_endmembers(plan: RunPlan, note, auto_select: bool) -> None:
+    """Select automatically among too many spectra when pixels were read (and asked for),
+    else leave the selection ``automatic-pending``; then the bands must support the endmembers."""
+    from .. import bands as band_rules
+
     if plan.selection is None:
-        if plan.sample is None:
-            plan.selection = {"mode": "automatic-pending", "from": len(plan.names), "max": limit,
-                              "subset": given}
+        if plan.sample is None or not auto_select:
+            plan.selection = {"mode": "automatic-pending", "from": len(plan.names), "max": plan.auto_select_limit,
+                              "subset": bool(plan.options.endmembers)}
             return
-        _select_automatically(plan, limit, note, given)
+        select_automatically(plan, plan.auto_select_limit, note, bool(plan.options.endmembers))
     band_rules.require_bands(len(plan.bands), plan.E.shape[1])
-    if plan.sample is not None and plan.sample.shape[1]:
-        for w in band_rules.check_reflectance_scale(plan.sample, plan.E):
-            plan.warnings.append(w)
-            note(0.9, "warning: " + w)
-        from .fit_check import assess_fit, loud_band_message, poor_fit_message, stand_in_flags
-
-        fit = assess_fit(plan.sample, plan.E, seed=opts.seed)
-        plan.fit = fit if fit["pixels"] else None  # never "residual 0.0" on no pixel (all spectra 0)
-        if plan.fit is None:
-            return
-        automatic = plan.selection.get("mode") == "automatic"
-        flags = stand_in_flags(plan.fit, plan.names)
-        if automatic and flags:  # beside the selection's own (noise-level, look-alike) flags
-            plan.selection["flags"] = list(plan.selection.get("flags") or []) + flags
-        loud = loud_band_message(plan.fit, plan.bands, info.wavelengths_nm)
-        for msg in ([poor_fit_message(plan.fit, automatic)] if plan.fit["poor"] else []) + flags + ([loud] if loud else []):
-            plan.warnings.append(msg)
-            note(0.9, "warning: " + msg)
 
 
-def _drop_dead_bands(plan: RunPlan, note) -> bool:
+def _judge_sample(plan: RunPlan, note) -> None:
+    """The reflectance-scale check and, for the endmembers the run will use, how well they fit
+    the sample (``plan.fit``; core.engine.fit_check): warnings."""
+    from ..bands import check_reflectance_scale
+    from .fit_check import assess_fit, loud_band_message, poor_fit_message, stand_in_flags
+
+    if plan.sample is None or not plan.sample.shape[1]:
+        return
+    for w in check_reflectance_scale(plan.sample, plan.E):  # all the candidates while a selection is pending
+        _warn(plan, w, Kind.SCALE, note, 0.9)
+    mode = plan.selection.get("mode")
+    if mode == "automatic-pending":
+        return
+    fit = assess_fit(plan.sample, plan.E, seed=plan.options.seed)
+    plan.fit = fit if fit["pixels"] else None  # never "residual 0.0" on no pixel (all spectra 0)
+    if plan.fit is None:
+        return
+    automatic = mode == "automatic"
+    flags = stand_in_flags(plan.fit, plan.names)
+    if automatic and flags:  # beside the selection's own (noise-level, look-alike) flags
+        plan.selection["flags"] = list(plan.selection.get("flags") or []) + flags
+    loud = loud_band_message(plan.fit, plan.bands, plan.info.wavelengths_nm)
+    for msg in ([poor_fit_message(plan.fit, automatic)] if plan.fit["poor"] else []) + flags + ([loud] if loud else []):
+        _warn(plan, msg, Kind.FIT, note, 0.9)
+
+
+def _drop_dead_bands(plan: RunPlan, note, samples: Optional[SampleCache]) -> bool:
     """Leave out the bands that hold no usable value anywhere in the extent (delivered
     products fill their bad bands with the no-data value), naming them in the warnings and
     the match report. True when some were dropped; when every band is dead, none is (the
@@ -363,7 +356,8 @@ def _drop_dead_bands(plan: RunPlan, note) -> bool:
     from ..bands import REASON_DEAD
     from ..io.image import dead_bands
 
-    dead = dead_bands(plan.info, plan.bands, plan.extent)
+    find = dead_bands if samples is None else samples.dead_bands
+    dead = find(plan.info, plan.bands, plan.extent)
     if not dead:
         return False
     plan.matched.drop_bands(dead, REASON_DEAD)
@@ -373,12 +367,11 @@ def _drop_dead_bands(plan: RunPlan, note) -> bool:
     named = ", ".join(f"band {b + 1}" + (f" ({wl[b]:.1f} nm)" if wl is not None else "") for b in dead)
     msg = (f"Left out {len(dead)} band(s) with no usable value anywhere (all nodata, NaN or ±inf): {named}; "
            f"{len(plan.bands)} bands remain")
-    plan.warnings.append(msg)
-    note(0.55, "warning: " + msg)
+    _warn(plan, msg, Kind.BANDS, note, 0.55)
     return True
 
 
-def _in_range(sample: np.ndarray, info, warnings: list, note) -> np.ndarray:
+def _in_range(sample: np.ndarray, plan: RunPlan, note) -> np.ndarray:
     """The sample's pixels within ±MAX_MAGNITUDE; refuses a scene most of whose pixels are
     beyond it (not reflectance: a missing scale factor), warns about a few (corruption)."""
     from ..limits import MAX_MAGNITUDE
@@ -388,67 +381,12 @@ def _in_range(sample: np.ndarray, info, warnings: list, note) -> np.ndarray:
     big = (np.abs(sample) > MAX_MAGNITUDE).any(axis=0)
     if big.mean() > 0.5:
         raise InputImageError(
-            f"The values of '{Path(str(info.path)).name}' reach {float(np.abs(sample).max()):.3g}; beyond "
+            f"The values of '{Path(str(plan.info.path)).name}' reach {float(np.abs(sample).max()):.3g}; beyond "
             f"{MAX_MAGNITUDE:.0e} they are not reflectance (0–1) nor scaled reflectance",
             "Give the image its scale factor (band scale metadata, or ENVI 'reflectance scale factor') "
             "or convert it to reflectance first")
     if big.any():
         msg = (f"{int(big.sum())} of {big.size} sampled pixels have values beyond {MAX_MAGNITUDE:.0e} "
                "(corrupt data?); such pixels are treated as nodata")
-        warnings.append(msg)
-        note(0.6, "warning: " + msg)
+        _warn(plan, msg, Kind.SAMPLE, note, 0.6)
     return sample[:, ~big]
-
-
-#: Extra random pixel subsets the stability check selects from (when the sample holds more
-#: pixels than one selection regresses, core.methods.selection.N_SAMPLE).
-STABILITY_REPEATS = 2
-
-
-def _unstable(Y, plan: RunPlan, limit: int, idx: list, noise_variance, note) -> list:
-    """Flags for selected spectra that other random pixel subsets of the sample do not keep:
-    a spectrum the scene really holds is chosen whichever pixels are looked at. The sample's
-    noise level is the first selection's (the same pixels: not estimated again)."""
-    from ..methods.selection import select_endmembers
-
-    kept = {i: 1 for i in idx}
-    for k in range(1, STABILITY_REPEATS + 1):
-        other = select_endmembers(Y, plan.E, names=plan.names, max_endmembers=limit, seed=plan.options.seed + k,
-                                  noise_variance=noise_variance,
-                                  progress=lambda f, m, k=k: note(0.65 + 0.05 * (k - 1 + f) / STABILITY_REPEATS,
-                                                                  f"checking the selection on another pixel sample "
-                                                                  f"({k} of {STABILITY_REPEATS})"))
-        for i in set(int(j) for j in np.asarray(other).ravel()) & set(kept):
-            kept[i] += 1
-    n = STABILITY_REPEATS + 1
-    return [f"{plan.names[i]}: kept in {kept[i]} of {n} random pixel samples (unstable)"
-            for i in idx if kept[i] < n]
-
-
-def _select_automatically(plan: RunPlan, limit: int, note, subset: bool = False) -> None:
-    from ..io.manifest import jsonable
-    from ..methods.selection import N_SAMPLE, select_endmembers
-
-    if plan.sample.shape[1] < max(limit, 2):
-        raise InputImageError("Too few valid pixels to select endmembers automatically",
-                              "Name the endmembers to use, or check the image's nodata")
-    # the stage's progress also polls the run's cancel (the pipeline's _Progress does)
-    Y = plan.sample.astype(np.float64)
-    res = select_endmembers(Y, plan.E, names=plan.names, max_endmembers=limit, seed=plan.options.seed,
-                            progress=lambda f, m: note(0.6 + 0.05 * f, m))
-    idx = [int(i) for i in np.asarray(res).ravel()]
-    report = {k: jsonable(v) for k, v in res.as_dict().items()}
-    sigma2 = None if res.noise_sigma is None else res.noise_sigma ** 2
-    unstable = _unstable(Y, plan, limit, idx, sigma2, note) if Y.shape[1] > N_SAMPLE else []
-    if unstable:
-        report["flags"] = list(report.get("flags") or []) + unstable
-    plan.E = plan.E[:, idx]
-    plan.names = [plan.names[i] for i in idx]
-    plan.selection = {**report, "mode": "automatic", "from": len(plan.matched.names), "max": limit,
-                      "names": plan.names, "subset": subset}
-    held = f"{len(plan.matched.names)} spectra were given" if subset else \
-        f"Library holds {len(plan.matched.names)} spectra"
-    msg = (f"{held}, more than the {limit} the run can use; selected {len(plan.names)} of them "
-           f"automatically: {', '.join(plan.names)}")
-    plan.warnings.append(msg)
-    note(0.7, msg)
