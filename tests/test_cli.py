@@ -351,3 +351,20 @@ def test_the_fix_names_the_command_lines_switch_not_the_python_option(tmp_path, 
     assert cli.main(["unmix", str(tif), str(lib), str(tmp_path / "out"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "--no-water-mask" in err and "mask_water_bands" not in err, err
+
+
+def test_a_sigterm_python_cannot_raise_is_recorded_not_printed():
+    """SIGTERM inside a finalizer (one ran while modules loaded, 0.14 s after start, in CI):
+    Python would print "Exception ignored in ..." and a traceback; the signal is recorded
+    instead and the command still ends with its one line and 143."""
+    code = ("import os, signal, time\n"
+            "from urdm_plugin import startup, cli\n"
+            "startup.install()\n"
+            "with cli._termination_signals():\n"
+            "    class Slow:\n"
+            "        def __del__(self):\n"
+            "            os.kill(os.getpid(), signal.SIGTERM); time.sleep(0.05)\n"
+            "    s = Slow(); del s\n"
+            "    print(cli._received == [signal.SIGTERM])\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(ROOT), timeout=60)
+    assert p.stdout.split() == ["True"] and p.stderr == "", p.stderr

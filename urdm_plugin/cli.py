@@ -17,6 +17,10 @@ Adding a command: write ``_add_<name>(subparsers)`` that builds its parser and s
 ``func`` (a callable ``args -> int`` exit code) with ``parser.set_defaults(func=...)``,
 then append it to :data:`COMMANDS`. Importing this module must not import torch or qgis
 (the heavy modules are imported inside the command functions).
+
+Size note: one module for the one front end a terminal sees: four commands' parsers, the
+signal and Ctrl-C handling they share, and the one-line error discipline of :func:`main`;
+option checking is not here (``core.options`` builds and validates every run option).
 """
 
 from __future__ import annotations
@@ -96,13 +100,9 @@ class _CliProgress:
             self.bar = None
 
 
-class Terminated(BaseException):
-    """Raised in the main thread by SIGTERM / SIGHUP: unwinds like Ctrl-C (every output
-    writer aborts on the way out), then :func:`main` exits with 128 + the signal number."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = int(signum)
+#: Raised by SIGTERM / SIGHUP for the command's duration; :func:`main` exits with 128 + the
+#: signal number (defined in the leaf module :mod:`urdm_plugin.startup`, which records them).
+Terminated = startup.Terminated
 
 
 #: Signals received (from the first instruction, see :mod:`urdm_plugin.startup`, and by
