@@ -29,10 +29,11 @@ def main(argv=None) -> int:
     import sensor_products as sp
 
     from urdm_plugin.core.io.image import open_image, read_window
+    from urdm_plugin.core.window import Window
 
     out = Path((argv if argv is not None else sys.argv[1:])[0] if (argv or sys.argv[1:]) else "demo_output")
     info = open_image(out / "demo_scene.tif")
-    Y, valid = read_window(info, None, 0, 0, info.width, info.height)
+    Y, valid = read_window(info, None, Window.whole(info.height, info.width))
     Y = np.where(valid[None], Y, -9999.0)
     path, _truth = sp.write_emit(out, cube=Y.transpose(1, 2, 0), wavelengths=info.wavelengths_nm, name=NAME)
     print(path)

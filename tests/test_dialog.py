@@ -191,7 +191,7 @@ def test_a_sensor_product_layer_opens_with_its_wavelengths(qgis_new_project, qgi
         gt = dlg.info.geotransform
         canvas.setExtent(QgsRectangle(gt[0], gt[3] + 6 * gt[5], gt[0] + 11 * gt[1], gt[3]))  # the top 6 rows
         dlg.set_extent_mode("view")
-        c0, r0, w, h = dlg._view_window()
+        c0, r0, w, h = dlg._view_window().xywh()
         assert r0 == 0 and h <= 7 and (c0, w) == (0, 11)
 
 
@@ -315,14 +315,14 @@ def test_current_view_extent_runs_on_that_window(project_with_scene, qgis_iface,
     dlg.set_method("fcls")
     dlg.set_extent_mode("view")
     win = dlg._view_window()
-    c0, r0, w, h = win
+    c0, r0, w, h = win.xywh()
     # the canvas may widen the extent to its aspect ratio: expect the visible part of the image
     ext = qgis_canvas.extent()
     exp_c0 = max(0, int(np.floor((ext.xMinimum() - gt[0]) / gt[1])))
     exp_c1 = min(50, int(np.ceil((ext.xMaximum() - gt[0]) / gt[1])))
     exp_r0 = max(0, int(np.floor((ext.yMaximum() - gt[3]) / gt[5])))
     exp_r1 = min(40, int(np.ceil((ext.yMinimum() - gt[3]) / gt[5])))
-    assert win == (exp_c0, exp_r0, exp_c1 - exp_c0, exp_r1 - exp_r0)
+    assert win.xywh() == (exp_c0, exp_r0, exp_c1 - exp_c0, exp_r1 - exp_r0)
     assert h < 40  # a real sub-window
     task = dlg.run()
     assert task is not None

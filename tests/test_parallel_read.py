@@ -21,6 +21,7 @@ from urdm_plugin.core.io.image import (
 )
 from urdm_plugin.core.io.parallel_read import DecodedBlocks, Layout, split_window
 from urdm_plugin.core.limits import MAX_MAGNITUDE
+from urdm_plugin.core.window import Window
 
 
 def _tiled(path: Path, Y: np.ndarray, interleave: str, compress: bool, nodata=-9999.0, wl=None) -> Path:
@@ -53,11 +54,14 @@ def _cube(B=7, H=70, W=90, seed=0) -> np.ndarray:
 
 def test_split_window_follows_block_boundaries():
     band, pixel = Layout(16, 16, False), Layout(16, 16, True)
-    assert split_window(band, 5, 0, 60, 10, 2) == [(5, 0, 27, 10), (32, 0, 33, 10)]
-    assert split_window(pixel, 5, 0, 60, 10, 2) == [(5, 0, 11, 10), (16, 0, 16, 10), (32, 0, 16, 10),
-                                                    (48, 0, 16, 10), (64, 0, 1, 10)]
-    assert split_window(band, 20, 3, 10, 40, 2) == [(20, 3, 10, 29), (20, 32, 10, 11)]  # one block column: rows
-    assert split_window(band, 5, 0, 60, 10, 1) == [(5, 0, 60, 10)]
+    def split(layout, xywh, n):  # in GDAL's (col0, row0, width, height), as the cases were written
+        return [w.xywh() for w in split_window(layout, Window.from_xywh(xywh), n)]
+
+    assert split(band, (5, 0, 60, 10), 2) == [(5, 0, 27, 10), (32, 0, 33, 10)]
+    assert split(pixel, (5, 0, 60, 10), 2) == [(5, 0, 11, 10), (16, 0, 16, 10), (32, 0, 16, 10),
+                                               (48, 0, 16, 10), (64, 0, 1, 10)]
+    assert split(band, (20, 3, 10, 40), 2) == [(20, 3, 10, 29), (20, 32, 10, 11)]  # one block column: rows
+    assert split(band, (5, 0, 60, 10), 1) == [(5, 0, 60, 10)]
 
 
 @pytest.mark.parametrize("interleave", ["BAND", "PIXEL"])
@@ -66,14 +70,14 @@ def test_split_window_follows_block_boundaries():
 def test_threads_read_exactly_what_one_thread_reads(tmp_path, interleave, compress, limit):
     info = open_image(_tiled(tmp_path / "a.tif", _cube(), interleave, compress))
     bands = [0, 2, 4, 6]
-    window = (5, 3, 80, 60)  # not aligned to the 16-pixel tiles
+    window = Window(3, 5, 60, 80)  # not aligned to the 16-pixel tiles
     ds = _open_dataset(info.path)
-    want, want_valid = _read(ds, info, bands, *window, limit)
+    want, want_valid = _read(ds, info, bands, window, limit)
     ds = None
     with window_reader(info) as reader:
         reader.threads = 3
-        got, valid = reader.read(bands, *window, limit)
-        each = reader.read_each(bands, [window, (0, 0, 16, 16)], limit)
+        got, valid = reader.read(bands, window, limit)
+        each = reader.read_each(bands, [window, Window(0, 0, 16, 16)], limit)
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(valid, want_valid)
     np.testing.assert_array_equal(each[0][0], want)
@@ -88,7 +92,7 @@ def test_held_windows_are_pasted_instead_of_read_and_then_released(tmp_path):
     path = _tiled(tmp_path / "a.tif", Y, "BAND", True)
     info = open_image(path)
     bands = list(range(7))
-    tile = (32, 16, 16, 16)  # holds the huge value at (row 20, col 33)
+    tile = Window(16, 32, 16, 16)  # holds the huge value at (row 20, col 33)
     with window_reader(info) as reader:
         (data, valid), = reader.read_each(bands, [tile], max_magnitude=None)
     held = DecodedBlocks(tuple(bands), capacity=10 * 2 ** 20)

@@ -12,6 +12,7 @@ from osgeo import gdal, ogr, osr
 from urdm_plugin.core.engine.pipeline import UnmixOptions, unmix_raster
 from urdm_plugin.core.errors import Cancelled, InputImageError, LibraryError
 from urdm_plugin.core.synthetic import make_scene
+from urdm_plugin.core.window import Window
 from urdm_plugin.paths import plugin_version
 
 GT = (500000.0, 30.0, 0.0, 4200000.0, 0.0, -30.0)
@@ -332,21 +333,21 @@ def test_a_mask_raster_is_placed_by_georeference_not_pixel_by_pixel(scene, tmp_p
     info = open_image(tif)
     away = _raster_mask(tmp_path / "away.tif", np.ones((20, 24), np.uint8), (GT[0] + 100000, *GT[1:]))
     with pytest.raises(InputImageError, match="does not overlap the image"):
-        load_mask(away, info, (0, 0, 24, 20))
+        load_mask(away, info, Window.from_xywh((0, 0, 24, 20)))
     # 60 m pixels starting 4 image columns right, 2 rows down: its (r, c) covers image rows
     # 2 + 2r, 2 + 2r + 1 and columns 4 + 2c, 5 + 2c; value 1 on its left half, 0 elsewhere
     coarse = np.zeros((8, 8), np.uint8)
     coarse[:, :4] = 1
     gt = (GT[0] + 4 * 30, 60.0, 0.0, GT[3] - 2 * 30, 0.0, -60.0)
-    m = load_mask(_raster_mask(tmp_path / "coarse.tif", coarse, gt), info, (0, 0, 24, 20))
+    m = load_mask(_raster_mask(tmp_path / "coarse.tif", coarse, gt), info, Window.from_xywh((0, 0, 24, 20)))
     expect = np.zeros((20, 24), bool)
     expect[2:18, 4:12] = True
     np.testing.assert_array_equal(m, expect)
     # the window's part only
-    np.testing.assert_array_equal(load_mask(str(tmp_path / "coarse.tif"), info, (3, 1, 10, 6)), expect[1:7, 3:13])
+    np.testing.assert_array_equal(load_mask(str(tmp_path / "coarse.tif"), info, Window.from_xywh((3, 1, 10, 6))), expect[1:7, 3:13])
     same = np.zeros((20, 24), np.uint8)
     same[5:9, 6:20] = 1
-    np.testing.assert_array_equal(load_mask(_raster_mask(tmp_path / "same.tif", same, GT), info, (0, 0, 24, 20)),
+    np.testing.assert_array_equal(load_mask(_raster_mask(tmp_path / "same.tif", same, GT), info, Window.from_xywh((0, 0, 24, 20))),
                                   same == 1)
 
 

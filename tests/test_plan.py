@@ -11,6 +11,7 @@ from test_pipeline import NAMES, write_scene
 from urdm_plugin.core.engine.plan import AUTO_SELECT_ABOVE, UnmixOptions, plan_run
 from urdm_plugin.core.errors import LibraryError, OptionError
 from urdm_plugin.core.io.library import SpectralLibrary
+from urdm_plugin.core.window import Window
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +23,7 @@ def test_plan_names_bands_endmembers_and_parameters(scene):
     tif, csv, sc = scene
     plan = plan_run(tif, csv, UnmixOptions(method="tv", params={"lam": 0.01}))
     assert plan.ok and plan.names == NAMES and plan.selection["mode"] == "all"
-    assert plan.E.shape == (len(plan.bands), 3) and plan.extent == (0, 0, 24, 20)
+    assert plan.E.shape == (len(plan.bands), 3) and plan.extent == Window.from_xywh((0, 0, 24, 20))
     assert plan.params == {"lam": 0.01, "max_iter": 300}
     assert plan.sample is not None and plan.sample.shape[0] == len(plan.bands)
 
@@ -75,7 +76,7 @@ def test_sample_spreads_over_the_extent_in_few_blocks(tmp_path):
     ds = None
     info = open_image(path)
     assert block_height(info) == 16
-    Y = read_sample(info, [0, 1], (0, 0, W, H))
+    Y = read_sample(info, [0, 1], Window.whole(H, W))
     seen = np.unique(Y[0])
     assert Y.shape[1] == SAMPLE_ROWS * W
     assert seen.min() < 16 and seen.max() >= H - 16  # first and last block rows

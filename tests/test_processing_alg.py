@@ -10,6 +10,8 @@ import pytest
 from conftest import run_group
 from option_cases import BAD_RUNS, builder_message
 
+from urdm_plugin.core.window import Window
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -80,7 +82,7 @@ def test_processing_options_from_parameters(provider, scene, tmp_path):
     ext = layer.extent()
     half = f"{ext.xMinimum()},{(ext.xMinimum() + ext.xMaximum()) / 2},{ext.yMinimum()},{ext.yMaximum()}"
     opts = alg.options_from({"METHOD": 0, "EXTENT": half}, ctx, layer, fb)
-    assert opts.window == (0, 0, layer.width() // 2, layer.height())
+    assert opts.window == Window.from_xywh((0, 0, layer.width() // 2, layer.height()))
 
 
 def test_processing_run_writes_outputs(provider, scene, tmp_path):

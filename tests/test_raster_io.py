@@ -17,6 +17,7 @@ from urdm_plugin.core.io.library import SpectralLibrary, read_library
 from urdm_plugin.core.io.manifest import RunManifest, build_manifest
 from urdm_plugin.core.io.safe_names import safe_filename
 from urdm_plugin.core.io.writer import NODATA, RESIDUAL_KEY, OutputWriter
+from urdm_plugin.core.window import Window
 
 GT = (500000.0, 10.0, 0.0, 4100000.0, 0.0, -10.0)
 ROTATED = (500000.0, 8.660254, 5.0, 4100000.0, 5.0, -8.660254)
@@ -96,7 +97,7 @@ def test_envi_file_wavelengths_fwhm_bbl_in_micrometres(tmp_path):
     assert info.usable.tolist() == [True, True, False, True, True, True]
     assert info.wavelength_source == "ENVI metadata" and info.wavelength_unit == "µm"
     assert (info.width, info.height, info.band_count) == (7, 9, 6)
-    data, valid = read_window(info, None, 0, 0, 7, 9)  # BIP interleave read correctly
+    data, valid = read_window(info, None, Window.from_xywh((0, 0, 7, 9)))  # BIP interleave read correctly
     np.testing.assert_array_equal(data, c)
     lib = SpectralLibrary(["a", "b"], np.array([400.0, 1000.0]), np.array([[0.1, 0.2], [0.3, 0.4]]))
     m = match_library(info, lib)
@@ -171,7 +172,7 @@ def test_bad_files_are_user_errors_while_qgis_keeps_gdal_exceptions_on(tmp_path)
         with pytest.raises(InputImageError, match="GDAL cannot open"):
             open_image(junk)
         info = open_image(make_tif(tmp_path / "a.tif", np.zeros((3, 4, 5), np.float32), gdal.GDT_Float32))
-        data, valid = read_window(info, None, 0, 0, 5, 4)
+        data, valid = read_window(info, None, Window.from_xywh((0, 0, 5, 4)))
         assert data.shape == (3, 4, 5) and gdal.GetUseExceptions()
 
 
@@ -181,7 +182,7 @@ def test_scale_offset_applied_uint16(tmp_path):
     raw = np.random.default_rng(1).integers(0, 5000, (4, 5, 6)).astype(np.uint16)
     info = open_image(make_tif(tmp_path / "a.tif", raw, gdal.GDT_UInt16, scale=1 / 5000, offset=0.01))
     assert info.dtype_name == "UInt16"
-    data, valid = read_window(info, [1, 3], 0, 0, 6, 5)
+    data, valid = read_window(info, [1, 3], Window.from_xywh((0, 0, 6, 5)))
     assert data.dtype == np.float32 and valid.all()
     np.testing.assert_allclose(data, raw[[1, 3]] / 5000 + 0.01, rtol=1e-6)
 
@@ -193,7 +194,7 @@ def test_nodata_border_and_nan_pixels_masked(tmp_path):
     c[2, 4, 4] = np.nan
     c[0, 5, 5] = np.inf
     info = open_image(make_tif(tmp_path / "a.tif", c, nodata=-9999.0))
-    data, valid = read_window(info, None, 0, 0, 8, 8)
+    data, valid = read_window(info, None, Window.from_xywh((0, 0, 8, 8)))
     expect = np.ones((8, 8), bool)
     expect[0, :] = False
     expect[:, -1] = False
@@ -202,7 +203,7 @@ def test_nodata_border_and_nan_pixels_masked(tmp_path):
     assert np.all(np.isfinite(data)) and np.all(data[:, ~valid] == 0)
     np.testing.assert_array_equal(data[:, valid], c[:, valid])
     # a band subset that avoids the band with the nodata column keeps that column
-    _, valid02 = read_window(info, [0], 0, 0, 8, 8)
+    _, valid02 = read_window(info, [0], Window.from_xywh((0, 0, 8, 8)))
     assert valid02[3, -1] and not valid02[5, 5]
 
 
@@ -210,13 +211,13 @@ def test_block_wise_read_equals_whole_read(tmp_path):
     c = cube(B=5, H=37, W=11, seed=4)
     c[:, 3, 2] = -1.0
     info = open_image(make_tif(tmp_path / "a.tif", c, nodata=-1.0))
-    whole, wvalid = read_window(info, [0, 2, 4], 0, 0, 11, 37)
+    whole, wvalid = read_window(info, [0, 2, 4], Window.from_xywh((0, 0, 11, 37)))
     blocks = list(iter_row_blocks(info, [0, 2, 4], memory_mb=0.002))  # a few rows per block
     assert len(blocks) > 3
     assert [b.row0 for b in blocks] == sorted(b.row0 for b in blocks) and blocks[0].row0 == 0
     np.testing.assert_array_equal(np.concatenate([b.data for b in blocks], axis=1), whole)
     np.testing.assert_array_equal(np.concatenate([b.valid for b in blocks], axis=0), wvalid)
-    win = list(iter_row_blocks(info, [1], memory_mb=0.001, window=(2, 5, 6, 20)))
+    win = list(iter_row_blocks(info, [1], memory_mb=0.001, window=Window.from_xywh((2, 5, 6, 20))))
     np.testing.assert_array_equal(np.concatenate([b.data for b in win], axis=1), c[[1], 5:25, 2:8])
     assert win[0].row0 == 0
 
@@ -242,16 +243,17 @@ def test_sample_pixels_only_valid(tmp_path):
 def test_bad_window_and_band_indices(tmp_path):
     info = open_image(make_tif(tmp_path / "a.tif", cube()))
     with pytest.raises(InputImageError, match="not inside"):
-        read_window(info, None, 5, 0, 5, 2)
+        read_window(info, None, Window.from_xywh((5, 0, 5, 2)))
     with pytest.raises(InputImageError, match="Band index 6"):
-        read_window(info, [6], 0, 0, 2, 2)
+        read_window(info, [6], Window.from_xywh((0, 0, 2, 2)))
 
 
 # -- writing -------------------------------------------------------------------------------------
 
 def _write_run(out, info, names=("Tree", "Soil"), overwrite=False, window=None, fail=False):
-    w = info.width if window is None else window[2]
-    h = info.height if window is None else window[3]
+    window = None if window is None else Window.from_xywh(window)  # (col0, row0, w, h) given
+    w = info.width if window is None else window.width
+    h = info.height if window is None else window.height
     with OutputWriter(out, info, overwrite=overwrite, window=window) as wr:
         for k, n in enumerate(names):
             wr.add_raster(n, n, f"abundance of {n}")
@@ -311,7 +313,7 @@ def test_window_output_has_shifted_geotransform(tmp_path):
     expect = (g[0] + 3 * g[1] + 4 * g[2], g[1], g[2], g[3] + 3 * g[4] + 4 * g[5], g[4], g[5])
     assert ds.GetGeoTransform() == pytest.approx(expect)
     with pytest.raises(OutputError, match="not inside"):
-        OutputWriter(tmp_path / "o2", info, window=(10, 0, 8, 5))
+        OutputWriter(tmp_path / "o2", info, window=Window.from_xywh((10, 0, 8, 5)))
 
 
 def test_failing_run_leaves_nothing(tmp_path):
@@ -449,7 +451,7 @@ def test_gcps_and_rpcs_are_copied_to_the_outputs(tmp_path):
     from urdm_plugin.core.io.writer import set_georeferencing
 
     mem = gdal.GetDriverByName("MEM").Create("", 5, 4, 1)
-    set_georeferencing(mem, info, 2, 1)
+    set_georeferencing(mem, info, Window(1, 2, 4, 5))  # from column 2, row 1
     rpc = mem.GetMetadata("RPC")
     assert float(rpc["LINE_OFF"]) == 99 and float(rpc["SAMP_OFF"]) == 198 and rpc["LAT_OFF"] == "47.6"
 
@@ -486,6 +488,6 @@ def test_a_per_band_mask_leaves_its_pixels_invalid_when_that_band_is_read(tmp_pa
     vrt.write_text(f'<VRTDataset rasterXSize="5" rasterYSize="4">{bands}</VRTDataset>')
     info = open_image(vrt)
     assert info.mask_bands == ["", "band", ""]
-    valid = read_window(info, None, 0, 0, 5, 4)[1]
+    valid = read_window(info, None, Window.from_xywh((0, 0, 5, 4)))[1]
     np.testing.assert_array_equal(valid, m != 0)
-    assert read_window(info, [0, 2], 0, 0, 5, 4)[1].all()
+    assert read_window(info, [0, 2], Window.from_xywh((0, 0, 5, 4)))[1].all()

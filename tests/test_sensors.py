@@ -22,6 +22,7 @@ from urdm_plugin.core.errors import InputImageError  # noqa: E402
 from urdm_plugin.core.io.image import open_image, read_image, read_window  # noqa: E402
 from urdm_plugin.core.io.mask import load_mask  # noqa: E402
 from urdm_plugin.core.io.sensors import resolve_product  # noqa: E402
+from urdm_plugin.core.window import Window  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -59,7 +60,7 @@ def test_enmap_opens_as_delivered(tmp_path, cache, given, monkeypatch):
     assert np.all(np.diff(info.wavelengths_nm) >= 0)
     np.testing.assert_allclose(info.fwhm_nm, t["fwhm"], atol=1e-3)
     assert info.geotransform == t["gt"] and _epsg(info.crs_wkt) == t["epsg"]
-    data, valid = read_window(info, None, 0, 0, info.width, info.height)
+    data, valid = read_window(info, None, Window.whole(info.height, info.width))
     assert not valid[1, 2] and valid.sum() == 10 * 12 - 1
     np.testing.assert_allclose(data[:, valid], t["Y"][:, valid], atol=1e-5)
 
@@ -68,7 +69,7 @@ def test_enmap_quality_layers_mask_flagged_pixels(tmp_path):
     folder, t = sp.write_enmap(tmp_path)
     info = open_image(folder)
     assert info.quality_mask_path and Path(info.quality_mask_path).exists()
-    m = load_mask(info.quality_mask_path, info, (0, 0, info.width, info.height))
+    m = load_mask(info.quality_mask_path, info, Window.whole(info.height, info.width))
     assert m.shape == (10, 12)
     assert sorted(zip(*np.nonzero(~m))) == sorted(t["flagged"])
     q = gdal.Open(info.quality_mask_path)
@@ -98,7 +99,7 @@ def test_enmap_background_value_is_the_nodata_before_the_tifs(tmp_path):
     folder, t = sp.write_enmap(tmp_path, background=0)
     info = open_image(folder)
     assert info.nodata == [0.0] * info.band_count
-    valid = read_window(info, None, 0, 0, info.width, info.height)[1]
+    valid = read_window(info, None, Window.whole(info.height, info.width))[1]
     assert not valid[1, 2] and valid.sum() == 10 * 12 - 1
 
 
@@ -149,7 +150,7 @@ def test_emit_mask_granule_beside_it_flags_clouds_but_not_water(tmp_path, capsys
                                         "Water flag": [(1, 4)], "Aggregate Flag": [(1, 4)]})
     info = open_image(path)  # a new companion is a new product: the cache key changes
     assert info.quality_mask_path and Path(info.quality_mask_path).is_file()
-    m = load_mask(info.quality_mask_path, info, (0, 0, info.width, info.height))
+    m = load_mask(info.quality_mask_path, info, Window.whole(info.height, info.width))
 
     def ortho(d, c):
         rs, cs = np.nonzero((gy == d + 1) & (gx == c + 1))
@@ -184,7 +185,7 @@ def test_emit_mask_granule_in_the_same_zip_is_used(tmp_path):
     mask.unlink()
     info = open_image(arg)
     assert info.product == "EMIT L2A RFL" and info.quality_mask_path
-    m = load_mask(info.quality_mask_path, info, (0, 0, info.width, info.height))
+    m = load_mask(info.quality_mask_path, info, Window.whole(info.height, info.width))
     gx, gy = t["glt"]
     cloud = list(zip(*np.nonzero((gy == 3) & (gx == 3))))
     assert cloud and all(not m[r, c] for r, c in cloud)

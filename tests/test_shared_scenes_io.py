@@ -8,6 +8,7 @@ import pytest
 from urdm_plugin.core.bands import REASON_EDGE, REASON_WATER, check_reflectance_scale, match_library
 from urdm_plugin.core.io.image import iter_row_blocks, open_image, read_window
 from urdm_plugin.core.io.library import read_library
+from urdm_plugin.core.window import Window
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,7 @@ def test_samson_envi_nm_wavelengths(shared_data):
 def test_jasper_uint16_scaled_to_reflectance(jasper):
     assert jasper.band_count == 198 and jasper.dtype_name == "UInt16"
     np.testing.assert_allclose(jasper.scales, 1 / 5000)
-    data, valid = read_window(jasper, None, 0, 0, jasper.width, jasper.height)
+    data, valid = read_window(jasper, None, Window.whole(jasper.height, jasper.width))
     assert valid.all() and data.dtype == np.float32
     assert 0.0 <= data.min() and data.max() <= 1.1
     assert 0.01 < float(np.median(data)) < 0.5
@@ -52,7 +53,7 @@ def test_micrometre_sli_matches_nm_csv(shared_data, jasper):
     # dropped: the water-vapour windows, and band 198 (2452 nm) as the sensor edge it is
     assert m.report.n_used < 198 and {r for _, _, r in m.report.dropped} == {REASON_WATER, REASON_EDGE}
     assert [b for b, _, r in m.report.dropped if r == REASON_EDGE] == [197]
-    sample = read_window(jasper, m.band_indices, 0, 0, 100, 100)[0].reshape(m.report.n_used, -1)
+    sample = read_window(jasper, m.band_indices, Window.from_xywh((0, 0, 100, 100)))[0].reshape(m.report.n_used, -1)
     assert check_reflectance_scale(sample, m.E) == []
 
 

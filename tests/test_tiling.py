@@ -21,7 +21,7 @@ def test_plan_covers_image_with_overlap_and_cores_partition(H, W, tile, ov):
         assert 0 <= t.row0 and t.row0 + t.height <= H and t.col0 + t.width <= W
         rs, cs = t.slices()
         cover[rs, cs] += 1
-        r, c, h, w = t.core
+        r, c, h, w = t.core.astuple()
         assert t.row0 <= r and r + h <= t.row0 + t.height
         owned[r:r + h, c:c + w] += 1
     assert cover.min() >= 1
@@ -127,8 +127,8 @@ def test_solve_tiled_hands_each_row_to_the_sink_once_and_as_without_it():
     Y = sc.Y.copy()
     Y[:, 10:14, 3:30] = np.nan  # a nodata band across tiles
 
-    def read(r0, c0, h, w):
-        Yt = Y[:, r0:r0 + h, c0:c0 + w]
+    def read(window):
+        Yt = Y[(slice(None), *window.slices())]
         return Yt, np.isfinite(Yt).all(axis=0)
 
     spec = get_method("tv")

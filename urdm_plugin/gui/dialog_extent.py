@@ -16,16 +16,16 @@ from qgis.core import (
     QgsWkbTypes,
 )
 
+from ..core.window import Window
 from ..qgis_layers.extent import extent_to_window
 
 EXTENT_WHOLE, EXTENT_VIEW, EXTENT_MASK = "whole", "view", "mask"
 
 
-def center_crop(window: tuple, size: int) -> tuple:
-    """The central ``size``×``size`` part (at most) of a window."""
-    c0, r0, w, h = window
-    nw, nh = min(w, size), min(h, size)
-    return (c0 + (w - nw) // 2, r0 + (h - nh) // 2, nw, nh)
+def center_crop(window: Window, size: int) -> Window:
+    """The central ``size``×``size`` part (at most) of a :class:`Window`."""
+    nh, nw = min(window.height, size), min(window.width, size)
+    return Window(window.row0 + (window.height - nh) // 2, window.col0 + (window.width - nw) // 2, nh, nw)
 
 
 

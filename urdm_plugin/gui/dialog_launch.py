@@ -8,6 +8,7 @@ from typing import Optional
 
 from qgis.core import Qgis, QgsApplication
 
+from ..core.window import Window
 from .dialog_extent import EXTENT_MASK, EXTENT_VIEW, center_crop
 from .dialog_layout import PREVIEW_MAX_PIXELS
 
@@ -42,7 +43,7 @@ class DialogLaunch:
         try:
             mode = self.extent_mode()
             if preview:
-                base = self._view_window() or (0, 0, self.info.width, self.info.height)
+                base = self._view_window() or Window.whole(self.info.height, self.info.width)
                 window = center_crop(base, PREVIEW_MAX_PIXELS)
             elif mode == EXTENT_VIEW:
                 window = self._view_window()

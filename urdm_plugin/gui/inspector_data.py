@@ -34,6 +34,7 @@ from qgis.core import (
 
 from ..core.errors import LibraryError, UrdmError
 from ..core.io.image import open_image, read_window
+from ..core.window import Window
 from ..qgis_layers.runs import RunFileError, RunInfo, load_run
 
 #: Largest rectangle (pixels) averaged by :func:`inspect_rectangle`.
@@ -214,7 +215,7 @@ class _RunRasters:
         # are applied here in float64, so the observed spectrum is what the run saw, exactly
         raw_info = replace(self.img, scales=[1.0] * self.img.band_count, offsets=[0.0] * self.img.band_count)
         try:
-            raw, valid = read_window(raw_info, [b - 1 for b in run.bands_used], ic, ir, w, h)
+            raw, valid = read_window(raw_info, [b - 1 for b in run.bands_used], Window(ir, ic, h, w))
         except UrdmError as err:
             raise RunFileError(f"Reading the input image '{run.image}' failed: {err.problem}",
                                "Check that the input image is complete and readable") from None

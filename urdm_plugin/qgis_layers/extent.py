@@ -5,9 +5,11 @@ from __future__ import annotations
 import math
 from typing import Optional
 
+from ..core.window import Window
 
-def extent_to_window(rect, gt, width: int, height: int) -> Optional[tuple]:
-    """Pixel window ``(col0, row0, w, h)`` of a north-up image covering ``rect`` (in the
+
+def extent_to_window(rect, gt, width: int, height: int) -> Optional[Window]:
+    """The pixel :class:`~urdm_plugin.core.window.Window` of a north-up image covering ``rect`` (in the
     image's CRS; anything with ``xMinimum()`` … ``yMaximum()``, e.g. a QgsRectangle),
     clipped to the image; None when they do not overlap or the image is rotated."""
     if gt[2] != 0 or gt[4] != 0 or gt[1] == 0 or gt[5] == 0:
@@ -18,4 +20,4 @@ def extent_to_window(rect, gt, width: int, height: int) -> Optional[tuple]:
     r0, r1 = max(0, math.floor(rows[0])), min(height, math.ceil(rows[1]))
     if c1 - c0 < 1 or r1 - r0 < 1:
         return None
-    return (int(c0), int(r0), int(c1 - c0), int(r1 - r0))
+    return Window(r0, c0, r1 - r0, c1 - c0)

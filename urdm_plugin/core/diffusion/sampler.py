@@ -347,9 +347,9 @@ def resolve_band_weights(Y, E, valid, band_weights="auto", seed=0):
             raise OptionError(f"band_weights must be 'auto', None or an array, not '{band_weights}'",
                               "Leave it at 'auto'.")
         B, H, W = Y.shape
-        r0, c0, hh, ww = ws.central_window(H, W)
-        Yw, vw = Y[:, r0:r0 + hh, c0:c0 + ww], valid[r0:r0 + hh, c0:c0 + ww]
-        if vw.sum() < 16 or min(hh, ww) < 2:
+        box = ws.central_window(H, W)
+        Yw, vw = Y[(slice(None), *box.slices())], valid[box.slices()]
+        if vw.sum() < 16 or min(box.height, box.width) < 2:
             return None, None
         Yw = np.where(vw[None], Yw, 0.0)
         sb = estimate_band_sigma(Yw, E, valid=vw)
@@ -374,7 +374,7 @@ def choose_lambda(Y, E, valid=None, *, params: dict, ctx: Optional[SceneContext]
     scaled model (y = E·b + noise): the model mismatch is absorbed by ψ, so the residual
     SURE sees is noise again; the no-prior candidate (λ = 0) is ELMM itself.
     Returns (λ, Selection (its ``A`` is the result on the window: fractions), window box
-    (row0, col0, h, w), data-weighting dict {"d", "report", "sigma_n"}).
+    (a :class:`~urdm_plugin.core.window.Window`), data-weighting dict {"d", "report", "sigma_n"}).
     """
     from ..methods import weight_selection as ws
 
@@ -386,7 +386,8 @@ def choose_lambda(Y, E, valid=None, *, params: dict, ctx: Optional[SceneContext]
     v = np.isfinite(Y).all(axis=0)
     if valid is not None:
         v &= np.asarray(valid, bool).reshape(H, W)
-    Yw, vw, (r0, c0, hh, ww) = ws.selection_window(Y, v, ws.SELECTION_WINDOW)
+    Yw, vw, box = ws.selection_window(Y, v, ws.SELECTION_WINDOW)
+    hh, ww = box.height, box.width
     d, d_report = resolve_band_weights(Yw, E, vw, ctx.band_weights, seed=ctx.seed)
     sigma_n = ctx.sigma
     if d is not None:  # fit and choose in the noise-weighted metric
@@ -394,7 +395,7 @@ def choose_lambda(Y, E, valid=None, *, params: dict, ctx: Optional[SceneContext]
         sigma_n = None
     if sigma_n is None:
         sigma_n = estimate_noise_sigma(Yw, E, valid=vw)
-    chains = _make_chains(params, sigma_n, ctx.at(ctx.origin[0] + r0, ctx.origin[1] + c0), settings)
+    chains = _make_chains(params, sigma_n, ctx.at(ctx.origin[0] + box.row0, ctx.origin[1] + box.col0), settings)
     probe = ws.make_probe(Yw, E, vw, estimate_band_sigma(Yw, E, valid=vw), seed=ctx.seed)
     vf = vw.ravel()
     starts: dict = {}
@@ -417,7 +418,7 @@ def choose_lambda(Y, E, valid=None, *, params: dict, ctx: Optional[SceneContext]
     data_w = {"d": d, "report": d_report, "sigma_n": chains.sigma_n}
     if scaling:
         sel.A, data_w["psi"] = fractions_by_weight[sel.weight]
-    return sel.weight, sel, (r0, c0, hh, ww), data_w
+    return sel.weight, sel, box, data_w
 
 
 def _warm_start(Yf, E, v, h, w, scaling=False, smooth=elmm.DEFAULT_SMOOTH):
@@ -591,10 +592,10 @@ def _choose_weight(tile: _Tile, params: dict, ctx: SceneContext, chains: _Chains
         tile.image(), tile.E, tile.v.reshape(h, w), params=params,
         ctx=replace(ctx, sigma=chains.sigma_n, band_weights=None), settings=chains.settings, scaling=scaling,
         progress=None if progress is None else sel_progress, cancel=cancel)
-    info.update(lam=float(lam), lam_auto=True, lambda_selection=dict(sel.report(), window=[int(x) for x in box]),
+    info.update(lam=float(lam), lam_auto=True, lambda_selection=dict(sel.report(), window=list(box.astuple())),
                 lambda_rule=("auto: SURE of the scaled-abundance error over candidate weights (0 = ELMM)" if scaling
                              else "auto: SURE of the abundance error over candidate weights (0 = FCLS)"))
-    if box == (0, 0, h, w) and chains.samples == 1:
+    if box.astuple() == (0, 0, h, w) and chains.samples == 1:
         return float(lam), (sel.A.reshape(-1, h * w), data_w.get("psi"))
     return float(lam), None
 
@@ -678,7 +679,7 @@ def choose_scene_weight(Y, E, valid, params: dict, ctx, progress=None, cancel=No
         ctx = replace(ctx, band_weights=data_w["d"], sigma=data_w["sigma_n"])
     else:
         ctx = replace(ctx, band_weights=None)
-    report = dict(sel.report(), window=[int(x) for x in box])
+    report = dict(sel.report(), window=list(box.astuple()))
     if data_w["report"] is not None:
         report["band_weights"] = data_w["report"]
     return dict(params, lam=float(lam)), ctx, report

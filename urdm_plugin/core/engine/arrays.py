@@ -160,10 +160,11 @@ def unmix_array_full(Y, E, method: str = "fcls", **options: Any):
             )
 
     if spec.spatial:
-        def read(r0, c0, h, w):
-            Yt = Y[:, r0:r0 + h, c0:c0 + w]
+        def read(window):
+            rows, cols = window.slices()
+            Yt = Y[:, rows, cols]
             v = np.all(np.abs(Yt) <= MAX_MAGNITUDE, axis=0)  # also False where not finite
-            return Yt, (v if valid is None else v & valid[r0:r0 + h, c0:c0 + w])
+            return Yt, (v if valid is None else v & valid[rows, cols])
 
         ctx = SceneContext(seed=engine.get("seed", SEED.default), device=engine.get("device", DEVICE.default))
         res = solve_tiled(spec, read, spatial_shape, E, params, ctx, engine.get("tile_size", TILE_SIZE.default),

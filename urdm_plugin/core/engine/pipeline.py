@@ -27,6 +27,7 @@ import numpy as np
 from ...paths import plugin_version
 from ..errors import Cancelled, InputImageError
 from ..io.manifest import jsonable
+from ..window import Window
 from .plan import RunPlan, UnmixOptions, plan_run
 
 ProgressFn = Optional[Callable[[float, str], None]]
@@ -135,7 +136,7 @@ def unmix_raster(
     with BudgetedGdalCache(opts.memory_mb):  # GDAL's cache counts against the budget too
         with prog.timed("plan"):  # the pixel sample read for the checks included
             plan = plan_run(str(image_path), library, opts, progress=prog)
-        c0, r0, W, H = plan.extent
+        W, H = plan.extent.width, plan.extent.height
         P = plan.E.shape[1]
         prog(1.0, f"Unmixing {W}×{H} pixels with {plan.spec.id}, {P} endmembers, {len(plan.bands)} bands")
         plan.sample = None  # the checks are done; the run's memory is for its blocks and tiles
@@ -168,7 +169,7 @@ def _execute(plan: RunPlan, out_dir, prog: _Progress, t0: float, executor=None, 
     aux = aux_layers(spec.id, plan.params)  # extra per-endmember maps, in the solver's order
     t_exec = time.perf_counter()
     with OutputWriter(str(out_dir), info, overwrite=opts.overwrite,
-                      window=opts.window and plan.extent, inputs=inputs) as writer:
+                      window=plan.extent if opts.window is not None else None, inputs=inputs) as writer:
         keys = [f"em{i}" for i in range(len(names))]
         files = [Path(writer.add_raster(k, n, f"abundance of {n} ({spec.id})")).name for k, n in zip(keys, names)]
         res_path = writer.add_raster("residual_rmse", "residual_rmse",
@@ -206,7 +207,7 @@ def _execute(plan: RunPlan, out_dir, prog: _Progress, t0: float, executor=None, 
             parameters["lam_chosen"] = solver_info.pop("lam")
             parameters["lam_chosen_per_tile"] = solver_info.pop("lam_per_tile")
         parameters.update(solver_info)
-        parameters["options"] = asdict(opts)
+        parameters["options"] = dict(asdict(opts), window=_given_inputs(plan)["window"])  # the user's order
         extra = {"endmembers_used": "endmembers_used.csv"}
         for kind, kind_files in aux_files.items():
             extra[kind] = [{"name": n, "file": f} for n, f in zip(names, kind_files)]
@@ -237,7 +238,7 @@ def _given_inputs(plan: RunPlan) -> dict:
         given["quality_mask"] = bool(info.quality_mask_path and opts.quality_mask)
     if not plan.library_label.startswith("<"):
         given["library"] = str(Path(plan.library_label).resolve())
-    given["window"] = list(plan.extent) if opts.window else None
+    given["window"] = list(plan.extent.xywh()) if opts.window is not None else None  # the user's order
     given["mask"] = str(opts.mask_path) if opts.mask_path else None
     return given
 
@@ -277,7 +278,7 @@ def _match_report(report) -> dict:
 @dataclass(frozen=True)
 class ExtentReader:
     """Windows of a run's extent, read from the image file with the mask applied:
-    ``reader(row0, col0, height, width) -> (data (nb, h, w) float32, valid (h, w) bool)``
+    ``reader(window) -> (data (nb, h, w) float32, valid (h, w) bool)`` for a :class:`Window`
     in extent pixels (a :data:`core.engine.tiling.ReadFn`).
 
     Picklable and small: :meth:`window` gives the reader of one window (its own mask slice),
@@ -288,28 +289,26 @@ class ExtentReader:
 
     info: Any  # core.io.image.ImageInfo
     bands: tuple
-    col0: int
-    row0: int
+    area: Window  # this reader's part of the image (image pixels)
     mask: Optional[np.ndarray] = None  # (h, w) over this reader's area, True = use
 
-    def __call__(self, ty: int, tx: int, th: int, tw: int) -> tuple:
+    def __call__(self, window: Window) -> tuple:
         from ..io.image import read_window
 
-        data, valid = read_window(self.info, list(self.bands), self.col0 + tx, self.row0 + ty, tw, th)
+        data, valid = read_window(self.info, list(self.bands), window.offset(self.area.row0, self.area.col0))
         valid = np.asarray(valid, bool)
         if self.mask is not None:
-            valid = valid & self.mask[ty:ty + th, tx:tx + tw]
+            valid = valid & self.mask[window.slices()]
         return data, valid
 
-    def window(self, ty: int, tx: int, th: int, tw: int) -> ExtentReader:
-        """The reader of the window (ty, tx, th, tw); its coordinates start at that window."""
-        mask = None if self.mask is None else np.ascontiguousarray(self.mask[ty:ty + th, tx:tx + tw])
-        return ExtentReader(self.info, self.bands, self.col0 + tx, self.row0 + ty, mask)
+    def window(self, window: Window) -> ExtentReader:
+        """The reader of ``window`` (in this reader's pixels); its coordinates start there."""
+        mask = None if self.mask is None else np.ascontiguousarray(self.mask[window.slices()])
+        return ExtentReader(self.info, self.bands, window.offset(self.area.row0, self.area.col0), mask)
 
 
 def extent_reader(plan: RunPlan) -> ExtentReader:
-    c0, r0, _w, _h = plan.extent
-    return ExtentReader(plan.info, tuple(int(b) for b in plan.bands), int(c0), int(r0), plan.mask)
+    return ExtentReader(plan.info, tuple(int(b) for b in plan.bands), plan.extent, plan.mask)
 
 
 #: Pixels per chunk of the residual computation (the float32 temporaries stay in cache).
@@ -347,10 +346,11 @@ def _iter_blocks(plan: RunPlan, first: int = 0, count: Optional[int] = None, sha
     ``share`` of the memory budget; the reading timed into ``prog`` (when given)."""
     from ..io.image import iter_row_blocks
 
-    c0, r0, W, H = plan.extent
-    count = H - first if count is None else count
+    ext = plan.extent
+    count = ext.height - first if count is None else count
     blocks = iter_row_blocks(plan.info, plan.bands, memory_mb=share * float(plan.options.memory_mb),
-                             window=(c0, r0 + first, W, count), require_valid=False, held=plan.held)
+                             window=Window(ext.row0 + first, ext.col0, count, ext.width), require_valid=False,
+                             held=plan.held)
     while True:
         with prog.timed("read") if prog is not None else contextlib.nullcontext():
             blk = next(blocks, None)
@@ -378,7 +378,7 @@ def _solve_blocks(plan: RunPlan, writer, keys, prog, executor=None) -> int:
     from ..io.image import row_blocks
     from .tiling import run_in_order
 
-    h, w = plan.extent[3], plan.extent[2]
+    h, w = plan.extent.height, plan.extent.width
     blocks = []
 
     def jobs():
@@ -391,7 +391,7 @@ def _solve_blocks(plan: RunPlan, writer, keys, prog, executor=None) -> int:
         reader = extent_reader(plan)
         for row0, rows in row_blocks(plan.info, plan.bands, int(plan.options.memory_mb), plan.extent):
             blocks.append((row0, rows))
-            yield solve_rows, (plan.spec.id, reader.window(row0, 0, rows, w), rows, w, plan.E, plan.params)
+            yield solve_rows, (plan.spec.id, reader.window(Window(row0, 0, rows, w)), rows, w, plan.E, plan.params)
 
     n_valid = 0
     for i, (A, resid, valid) in enumerate(run_in_order(jobs(), executor, prog.cancel)):
@@ -411,7 +411,7 @@ def solve_rows(method_id: str, reader: ExtentReader, rows: int, width: int, E, p
     (rows, w), valid (rows, w))."""
     from .arrays import unmix_block
 
-    data, valid = reader(0, 0, rows, width)
+    data, valid = reader(Window.whole(rows, width))
     A = unmix_block(method_id, data, E, valid, params)
     return A, _residual_rmse(data, E, np.nan_to_num(A, nan=0.0)), valid
 
@@ -420,7 +420,7 @@ def _local_block(plan, data, valid, prog, row0: int):
     """One row block solved here, reporting progress inside the block."""
     from .arrays import unmix_array_full
 
-    h, rows = plan.extent[3], data.shape[1]
+    h, rows = plan.extent.height, data.shape[1]
     A = unmix_array_full(data, plan.E, plan.spec.id, valid=valid, seed=plan.options.seed,
                          progress=prog.sub(row0 / h, (row0 + rows) / h, f"rows {row0 + 1}–{row0 + rows}: "),
                          cancel=prog.cancel, **plan.params)[0]
@@ -439,7 +439,7 @@ def _solve_tiled(plan: RunPlan, writer, keys, std_keys, prog, executor=None) -> 
     from ..methods.context import SceneContext
     from .tiling import solve_tiled, tile_edge_for_memory
 
-    _c0, _r0, w, h = plan.extent
+    h, w = plan.extent.height, plan.extent.width
     opts = plan.options
     n_valid = 0
 
@@ -459,9 +459,9 @@ def _solve_tiled(plan: RunPlan, writer, keys, std_keys, prog, executor=None) -> 
     if executor is None:  # read here: timed (a closure would not travel to a worker)
         reader = read
 
-        def read(ty, tx, th, tw):
+        def read(window):
             with prog.timed("read"):
-                return reader(ty, tx, th, tw)
+                return reader(window)
     res = solve_tiled(plan.spec, read, (h, w), plan.E, plan.params,
                       SceneContext(seed=int(opts.seed), device=opts.device, memory_mb=float(opts.memory_mb)),
                       tile_edge_for_memory(opts.tile_size, opts.memory_mb, plan.E.shape[0]),

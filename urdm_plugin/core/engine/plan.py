@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import numpy as np
 
 from ..errors import InputImageError, LibraryError, OptionError, UrdmError
 from ..methods.selection import MAX_AUTO
+from ..window import Window
 from .auto_selection import select_automatically
 from .findings import Kind, problem, warning
 from .sample import SampleCache, read_sample
@@ -53,7 +54,8 @@ class UnmixOptions:
             between 4 and 32).
         overwrite: replace an existing output folder.
         mask_water_bands: drop the atmospheric water-absorption bands.
-        window: ``(col0, row0, width, height)`` pixel window of the image, or None (all).
+        window: the part of the image to run: ``(col0, row0, width, height)`` in pixels (GDAL's
+            order, as ``--window`` takes it) or a :class:`core.window.Window`; None: all.
         mask_path: optional mask: a GDAL raster on the image grid (non-zero = process) or
             an OGR vector file whose polygons are rasterised onto the image grid.
         quality_mask: leave the pixels a sensor product's quality layers flag (EnMAP's cloud,
@@ -73,7 +75,7 @@ class UnmixOptions:
     tile_overlap: Optional[int] = None
     overwrite: bool = False
     mask_water_bands: bool = True
-    window: Optional[tuple] = None
+    window: Optional[Union[tuple, Window]] = None
     mask_path: Optional[str] = None
     quality_mask: bool = True
 
@@ -84,7 +86,7 @@ class RunPlan:
     ``strict=True`` raises the first problem instead of recording it).
 
     ``spec``/``params``: the registry method and its validated parameters; ``info``: the
-    image (:class:`core.io.image.ImageInfo`); ``extent``: (col0, row0, width, height);
+    image (:class:`core.io.image.ImageInfo`); ``extent``: the :class:`core.window.Window` run;
     ``mask``: (height, width) bool or None; ``matched``: :class:`core.bands.MatchedBands`
     of the library (before selection); ``bands``: 0-based image bands used; ``E`` (bands
     used × P) and ``names`` (P) the endmembers run; ``selection``: how they were chosen
@@ -100,7 +102,7 @@ class RunPlan:
     info: Any = None
     library: Any = None
     library_label: str = ""
-    extent: Optional[tuple] = None
+    extent: Optional[Window] = None
     mask: Optional[np.ndarray] = None
     matched: Any = None
     bands: list = field(default_factory=list)
@@ -129,30 +131,30 @@ class RunPlan:
         return limit
 
 
-def check_extent(options: UnmixOptions, info) -> tuple:
-    """Validate the engine options against the image; return the extent (col0, row0, w, h)."""
-    from ..methods.registry import DEVICE, MEMORY_MB, SEED, TILE_SIZE
+def check_extent(options: UnmixOptions, info) -> Window:
+    """Check the run options (the registry's one rule each: an ``UnmixOptions`` made by hand
+    has not met the builder) and return the extent: the :class:`Window` of the image run."""
+    from ..methods.registry import ENGINE_OPTIONS, RUN_OPTIONS, take_engine_options
 
-    for spec, value in ((MEMORY_MB, options.memory_mb), (TILE_SIZE, options.tile_size),
-                        (SEED, options.seed), (DEVICE, options.device)):
-        spec.validate(value)
-    if options.tile_overlap is not None and not 0 <= int(options.tile_overlap) < int(options.tile_size) // 2:
-        raise OptionError(f"tile_overlap must be in [0, tile_size/2) (got {options.tile_overlap})",
-                          "Use e.g. 16 with tile_size 256")
-    if options.max_endmembers is not None and int(options.max_endmembers) < 1:
-        raise OptionError(f"max_endmembers must be at least 1 (got {options.max_endmembers})",
-                          "Give a positive number of endmembers")
+    take_engine_options({o.name: getattr(options, o.name) for o in ENGINE_OPTIONS + RUN_OPTIONS})
     if options.window is None:
-        return 0, 0, info.width, info.height
-    try:
-        c0, r0, w, h = (int(v) for v in options.window)
-    except (TypeError, ValueError):
-        raise OptionError(f"window must be (col0, row0, width, height); got {options.window!r}",
-                          "Give four integers in pixels") from None
-    if w < 1 or h < 1 or c0 < 0 or r0 < 0 or c0 + w > info.width or r0 + h > info.height:
-        raise OptionError(f"window {(c0, r0, w, h)} is not inside the {info.width}×{info.height} image",
+        return Window.whole(info.height, info.width)
+    return window_in_image(options.window, info)
+
+
+def window_in_image(window, info) -> Window:
+    """``window`` (a :class:`Window`, or the user's ``(col0, row0, width, height)``) checked
+    against the image ``info``."""
+    if not isinstance(window, Window):
+        try:
+            window = Window.from_xywh(window)
+        except (TypeError, ValueError):
+            raise OptionError(f"window must be (col0, row0, width, height); got {window!r}",
+                              "Give four integers in pixels") from None
+    if not window.within(info.height, info.width):
+        raise OptionError(f"window {window.xywh()} is not inside the {info.width}×{info.height} image",
                           "Give (col0, row0, width, height) within the image's pixel grid")
-    return c0, r0, w, h
+    return window
 
 
 def plan_run(image: Any, library: Any, options: Optional[UnmixOptions] = None, *, strict: bool = True,

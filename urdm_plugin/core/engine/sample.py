@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..window import Window
+
 #: Rows sampled across the extent for the scale check and automatic selection.
 SAMPLE_ROWS = 32
 #: Storage blocks (tiles, tile rows, strips) the sample is read from at most.
@@ -25,7 +27,7 @@ class SampleCache:
 
     @staticmethod
     def _key(info, bands, extent) -> tuple:
-        return str(info.path), tuple(int(b) for b in bands), tuple(extent)
+        return str(info.path), tuple(int(b) for b in bands), extent
 
     @staticmethod
     def _keep(store: dict, key: tuple, make):
@@ -46,8 +48,9 @@ class SampleCache:
         return self._keep(self._dead, self._key(info, bands, extent), lambda: dead_bands(info, bands, extent))
 
 
-def read_sample(info, bands, extent, held=None) -> np.ndarray:
-    """About :data:`SAMPLE_ROWS` × width valid pixels spread over the extent as (nb, N).
+def read_sample(info, bands, extent: Window, held=None) -> np.ndarray:
+    """About :data:`SAMPLE_ROWS` × width valid pixels spread over the ``extent`` (a
+    :class:`~urdm_plugin.core.window.Window` of the image) as (nb, N).
 
     Every pixel read costs decoding its whole storage block, so the sample is read where
     the file stores it cheaply. A tiled file (blocks narrower than the extent): at most
@@ -60,7 +63,7 @@ def read_sample(info, bands, extent, held=None) -> np.ndarray:
     Values are not limited in magnitude (the plan judges them: ``plan._in_range``)."""
     from ..io.image import file_layout, window_reader
 
-    c0, r0, w, h = extent
+    r0, w, h = extent.row0, extent.width, extent.height
     layout = file_layout(info)
     bw, bh = layout.block_w, layout.block_h
     if bw < w and bh < h:
@@ -68,18 +71,18 @@ def read_sample(info, bands, extent, held=None) -> np.ndarray:
         quota = int(np.ceil(SAMPLE_ROWS * w / len(tiles)))
         room = 0 if held is None else held.capacity - held.nbytes
         kept, runs = [], []  # tiles read whole (held), and a run of rows of each other tile
-        for c, r, tw, th in tiles:
-            size = len(bands) * tw * th * 4 + tw * th
+        for t in tiles:
+            size = len(bands) * t.size * 4 + t.size
             if size <= room:
-                kept.append((c, r, tw, th))
+                kept.append(t)
                 room -= size
             else:  # the same decoding, a fraction of the memory: the quota's rows at the centre
-                n = min(th, int(np.ceil(quota / tw)))
-                runs.append((c, r + (th - n) // 2, tw, n))
+                n = min(t.height, int(np.ceil(quota / t.width)))
+                runs.append(Window(t.row0 + (t.height - n) // 2, t.col0, n, t.width))
         cols = []
         with window_reader(info) as reader:
             for win, (data, valid) in zip(kept + runs, reader.read_each(bands, kept + runs, max_magnitude=None)):
-                n = win[2] * win[3]
+                n = win.size
                 idx = np.unique(np.linspace(0, n - 1, min(quota, n)).round().astype(np.int64))
                 cols.append(data.reshape(data.shape[0], -1)[:, idx][:, valid.reshape(-1)[idx]])
                 if win in kept:
@@ -98,20 +101,20 @@ def read_sample(info, bands, extent, held=None) -> np.ndarray:
             n = min(per, hi - lo)
             runs.append((int(lo + (hi - lo - n) // 2), int(n)))
     with window_reader(info) as reader:
-        read = reader.read_each(bands, [(c0, r0 + r, w, n) for r, n in runs], max_magnitude=None)
+        read = reader.read_each(bands, [Window(r0 + r, extent.col0, n, w) for r, n in runs], max_magnitude=None)
     cols = [data.reshape(data.shape[0], -1)[:, valid.reshape(-1)] for data, valid in read]
     return np.concatenate(cols, axis=1) if cols else np.zeros((len(bands), 0), np.float32)
 
 
-def _sample_tiles(extent, bw: int, bh: int) -> list:
+def _sample_tiles(extent: Window, bw: int, bh: int) -> list:
     """At most :data:`SAMPLE_BLOCKS` tiles of a (bw × bh)-tiled file on the extent's diagonal,
-    clipped to the extent: [(col0, row0, w, h)] in image pixels, top to bottom."""
-    c0, r0, w, h = extent
+    clipped to the extent: [Window] in image pixels, top to bottom."""
+    r0, c0, h, w = extent.astuple()
     k = min(SAMPLE_BLOCKS, (r0 + h - 1) // bh - r0 // bh + 1)
     by = np.linspace(r0 // bh, (r0 + h - 1) // bh, k).round().astype(int)
     bx = np.linspace(c0 // bw, (c0 + w - 1) // bw, k).round().astype(int)
     out = []
     for x, y in dict.fromkeys(zip(bx.tolist(), by.tolist())):
         left, top = max(x * bw, c0), max(y * bh, r0)
-        out.append((left, top, min((x + 1) * bw, c0 + w) - left, min((y + 1) * bh, r0 + h) - top))
+        out.append(Window(top, left, min((y + 1) * bh, r0 + h) - top, min((x + 1) * bw, c0 + w) - left))
     return out

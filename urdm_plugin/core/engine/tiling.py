@@ -21,24 +21,16 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..errors import Cancelled, OptionError
+from ..window import Window
 
 
 @dataclass(frozen=True)
-class Tile:
-    """A window of the image: rows ``row0 : row0+height``, cols ``col0 : col0+width``.
+class Tile(Window):
+    """A :class:`~urdm_plugin.core.window.Window` of the scene and its ``core``: the
+    :class:`Window` this tile "owns" (the tiles' cores partition the scene; the rest is
+    overlap shared with neighbours)."""
 
-    ``core`` = (row0, col0, height, width) of the part this tile "owns" (the tiles' cores
-    partition the image; the rest is overlap shared with neighbours).
-    """
-
-    row0: int
-    col0: int
-    height: int
-    width: int
-    core: tuple
-
-    def slices(self) -> tuple:
-        return slice(self.row0, self.row0 + self.height), slice(self.col0, self.col0 + self.width)
+    core: Window
 
 
 def _axis(n: int, tile: int, overlap: int) -> tuple:
@@ -79,7 +71,7 @@ def plan_tiles(height: int, width: int, tile: int, overlap: int) -> list:
         return out
 
     rc, cc = cores(rows, th, height), cores(cols, tw, width)
-    return [Tile(r, c, th, tw, (rc[i][0], cc[j][0], rc[i][1], cc[j][1]))
+    return [Tile(r, c, th, tw, Window(rc[i][0], cc[j][0], rc[i][1], cc[j][1]))
             for i, r in enumerate(rows) for j, c in enumerate(cols)]
 
 
@@ -132,12 +124,9 @@ class TileBlender:
 
     @staticmethod
     def _window(t: Tile, H: int, W: int) -> np.ndarray:
-        r_core, c_core, h_core, w_core = t.core
         # overlap on each side = how far the tile reaches past its core on that side
-        top = r_core - t.row0
-        bottom = t.row0 + t.height - (r_core + h_core)
-        left = c_core - t.col0
-        right = t.col0 + t.width - (c_core + w_core)
+        top, bottom = t.core.row0 - t.row0, t.row1 - t.core.row1
+        left, right = t.core.col0 - t.col0, t.col1 - t.core.col1
         # ramps span twice the reach (the neighbour's mirrored reach) so weights sum to one
         wr = _ramp(t.height, 2 * top if t.row0 > 0 else 0, 2 * bottom if t.row0 + t.height < H else 0)
         wc = _ramp(t.width, 2 * left if t.col0 > 0 else 0, 2 * right if t.col0 + t.width < W else 0)
@@ -158,8 +147,7 @@ class TileBlender:
             raise ValueError(f"tile at row {tile.row0} reaches rows already flushed (below {self.row0})")
         self._reach(tile.row0 + tile.height)
         w = self._window(tile, self.H, self.W)
-        rs = slice(tile.row0 - self.row0, tile.row0 - self.row0 + tile.height)
-        cs = slice(tile.col0, tile.col0 + tile.width)
+        rs, cs = tile.offset(-self.row0, 0).slices()
         self._acc[:, rs, cs] += np.nan_to_num(A_tile) * w
         self._wsum[rs, cs] += w
 
@@ -195,10 +183,10 @@ def default_overlap(tile_size: int) -> int:
     return int(max(4, min(MAX_DEFAULT_OVERLAP, int(tile_size) // 8)))
 
 
-#: ``read(row0, col0, height, width) -> (Y (B, h, w) float, valid (h, w) bool)``: the scene's
-#: data and valid mask in a window of it (scene pixel coordinates); ``valid`` is False at every
+#: ``read(window) -> (Y (B, h, w) float, valid (h, w) bool)``: the scene's data and valid
+#: mask in a :class:`Window` of it (scene pixel coordinates); ``valid`` is False at every
 #: pixel with a non-finite band (the raster reader and the array API both ensure it).
-ReadFn = Callable[[int, int, int, int], tuple]
+ReadFn = Callable[[Window], tuple]
 
 
 @dataclass
@@ -216,8 +204,7 @@ class TiledResult:
 def _central(read: ReadFn, H: int, W: int, size: int) -> tuple:
     from ..methods.weight_selection import central_window
 
-    r0, c0, hh, ww = central_window(H, W, size)
-    Y, valid = read(r0, c0, hh, ww)
+    Y, valid = read(central_window(H, W, size))
     valid = np.asarray(valid, bool)
     Y = np.array(Y, np.float64)  # our own copy (the array API's reader gives views of the caller's)
     Y[:, ~valid] = 0.0
@@ -262,8 +249,8 @@ def scene_context(spec, read: ReadFn, shape: tuple, E: np.ndarray, params: dict,
         if progress is not None:
             progress(0.0, "choosing the regularisation weight from the scene")
         params, ctx, report = spec.load_weight_chooser()(Y, E, valid, params, ctx, progress=progress, cancel=cancel)
-        info["lambda_selection"] = dict(report, window=f"central window of the scene, {report['window'][2]}"
-                                        f"×{report['window'][3]} pixels")
+        box = Window(*report["window"])
+        info["lambda_selection"] = dict(report, window=f"central window of the scene, {box.height}×{box.width} pixels")
     return params, ctx, info
 
 
@@ -319,7 +306,6 @@ def solve_tiled(spec, read: ReadFn, shape: tuple, E: np.ndarray, params: dict, c
     happens here, in tile order, with at most :data:`MAX_IN_FLIGHT` tiles outstanding.
     """
     H, W = int(shape[0]), int(shape[1])
-    P = E.shape[1]
     overlap = default_overlap(tile_size) if overlap is None else int(overlap)
     tiles = plan_tiles(H, W, int(tile_size), overlap)
     n = len(tiles)
@@ -329,91 +315,131 @@ def solve_tiled(spec, read: ReadFn, shape: tuple, E: np.ndarray, params: dict, c
                                       progress=_part(progress, 0.0, share), cancel=cancel)
     progress = _part(progress, share, 1.0)  # the tiles take the rest of the bar
     info["tiles"] = n
-    # abundances and, as a last layer, the tiles' valid masks (blended > 0 = valid in a tile
-    # covering the pixel: the weights are positive everywhere on a tile)
-    blend = TileBlender(P + 1, H, W)
-    sblend = None
-    strip: list = []  # tiles reaching the rows held
-    lams = []
-    if sink is None:
-        out = {"A": np.full((P, H, W), np.nan, np.float32), "std": None, "valid": np.zeros((H, W), bool)}
-
-        def sink(r0, A, std, v):
-            out["A"][:, r0:r0 + A.shape[1]] = A
-            out["valid"][r0:r0 + A.shape[1]] = v
-            if std is not None:
-                if out["std"] is None:
-                    out["std"] = np.zeros((std.shape[0], H, W), np.float32)
-                out["std"][:, r0:r0 + A.shape[1]] = std
-    else:
-        out = None
-
-    def flush(upto):
-        r0, out = blend.flush(upto)
-        A, v = out[:P], out[P] > 0
-        S = None if sblend is None else sblend.flush(upto)[1]
-        A[:, ~v] = np.nan
-        if S is not None:
-            S[:, ~v] = np.nan
-        sink(r0, A, S, v)
-
-    # with an executor and a reader that can hand out windows (the raster pipeline's), each
-    # worker reads its own tile; otherwise tiles are read here and their pixels shipped
-    remote_read = executor is not None and hasattr(read, "window")
-
-    def jobs():
-        for i, t in enumerate(tiles):
-            r0, c0, th, tw = int(t.row0), int(t.col0), int(t.height), int(t.width)
-            if remote_read:
-                yield (read_and_solve_tile, (spec.id, read.window(r0, c0, th, tw), th, tw, E, params,
-                                             ctx.at(r0, c0)))
-                continue
-            Y, v = read(r0, c0, th, tw)
-            v = np.asarray(v, bool)
-            sub = None
-            if progress is not None and executor is None:  # a remote tile reports when done
-                def sub(f, m, i=i):
-                    progress((i + min(max(f, 0.0), 1.0)) / n, f"tile {i + 1}/{n}: {m}")
-            yield (_solve_read_tile, (spec.id, Y, v, E, params, ctx.at(r0, c0), sub,
-                                      cancel if executor is None else None))
-            del Y, v
-
-    for i, (A, std, tinfo, v) in enumerate(run_in_order(jobs(), executor, cancel)):
-        t = tiles[i]
-        th, tw = int(t.height), int(t.width)
-        lam = tinfo.get("lam")
-        if isinstance(lam, (int, float)):
-            lams.append(float(lam))
-        for k, val in tinfo.items():
-            if n == 1 and k in ("lambda_selection", "band_weights"):
-                info[k] = val
-            elif k != "lam" and (val is None or isinstance(val, (int, float, str, bool))):
-                info.setdefault(f"{k}_per_tile", []).append(val)
-        blend.add(t, np.concatenate([np.nan_to_num(np.asarray(A, np.float32)), np.asarray(v, np.float32)[None]]))
-        if std is not None and sblend is None:  # the row's tiles before held none: zeros there
-            q = std.shape[0]  # std and/or scaling maps, P each (registry.aux_layers)
-            sblend = TileBlender(q, H, W)
-            sblend.row0 = blend.row0
-            for t0 in strip:
-                sblend.add(t0, np.zeros((q, t0.height, t0.width), np.float32))
-        strip.append(t)
-        if sblend is not None:
-            sblend.add(t, np.nan_to_num(np.asarray(std, np.float32)) if std is not None
-                       else np.zeros((q, th, tw), np.float32))
+    scene = _SceneMaps(E.shape[1], H, W) if sink is None else None
+    rows = _RowAssembler(E.shape[1], H, W, scene.take if scene is not None else sink)
+    facts = _TileFacts(info, n)
+    jobs = _tile_jobs(tiles, read, spec.id, E, params, ctx, progress, cancel, executor)
+    for i, (A, std, tinfo, v) in enumerate(run_in_order(jobs, executor, cancel)):
+        facts.add(tinfo)
+        rows.add(tiles[i], A, std, v)
         del A, std, v
-        if i + 1 == n or tiles[i + 1].row0 != t.row0:  # a row of tiles is done
-            flush(tiles[i + 1].row0 if i + 1 < n else H)
-            strip = [tt for tt in strip if tt.row0 + tt.height > blend.row0]
+        if i + 1 == n or tiles[i + 1].row0 != tiles[i].row0:  # a row of tiles is done
+            rows.flush(tiles[i + 1].row0 if i + 1 < n else H)
         if cancel is not None and cancel():
             raise Cancelled()
         if progress is not None:
             progress((i + 1) / n, f"unmixed tile {i + 1} of {n}")
-    if lams:
-        info["lam"] = float(np.median(lams))
-        info["lam_per_tile"] = lams
-    if out is None:
+    info = facts.finish()
+    if scene is None:
         return TiledResult(None, None, None, info)
-    return TiledResult(out["A"], out["std"], out["valid"], info)
+    return TiledResult(scene.A, scene.std, scene.valid, info)
+
+
+def _tile_jobs(tiles: list, read: ReadFn, method_id: str, E: np.ndarray, params: dict, ctx, progress, cancel,
+               executor):
+    """``(fn, args)`` per tile, in order, for :func:`run_in_order`. With an executor and a
+    reader that hands out windows (the raster pipeline's), each worker reads its own tile;
+    otherwise the tile is read here and its pixels shipped (or solved here)."""
+    n = len(tiles)
+    remote_read = executor is not None and hasattr(read, "window")
+    for i, t in enumerate(tiles):
+        if remote_read:  # a Tile is the Window it reads
+            yield (read_and_solve_tile, (method_id, read.window(t), t.height, t.width, E, params,
+                                         ctx.at(t.row0, t.col0)))
+            continue
+        Y, v = read(t)
+        v = np.asarray(v, bool)
+        sub = None
+        if progress is not None and executor is None:  # a remote tile reports when done
+            def sub(f, m, i=i):
+                progress((i + min(max(f, 0.0), 1.0)) / n, f"tile {i + 1}/{n}: {m}")
+        yield (_solve_read_tile, (method_id, Y, v, E, params, ctx.at(t.row0, t.col0), sub,
+                                  cancel if executor is None else None))
+        del Y, v
+
+
+class _SceneMaps:
+    """The whole scene's maps, filled row block by row block (a :data:`RowSink`): ``A``
+    (P, H, W) float32 NaN where not valid, ``std`` (k, H, W) or None, ``valid`` (H, W)."""
+
+    def __init__(self, P: int, H: int, W: int):
+        self.A = np.full((P, H, W), np.nan, np.float32)
+        self.std: Optional[np.ndarray] = None
+        self.valid = np.zeros((H, W), bool)
+
+    def take(self, r0: int, A: np.ndarray, std: Optional[np.ndarray], v: np.ndarray) -> None:
+        rows = slice(r0, r0 + A.shape[1])
+        self.A[:, rows] = A
+        self.valid[rows] = v
+        if std is not None:
+            if self.std is None:
+                self.std = np.zeros((std.shape[0], *self.valid.shape), np.float32)
+            self.std[:, rows] = std
+
+
+class _RowAssembler:
+    """Blends tiles as they come and hands each finished band of rows to a :data:`RowSink`.
+
+    The abundances carry the tiles' valid masks as a last layer (blended > 0 = valid in a
+    tile covering the pixel: the blend weights are positive everywhere on a tile). A method's
+    extra maps (std, scaling: ``aux_layers``) get their own blender from the first tile that
+    has them; tiles of the held rows before it count as zeros there."""
+
+    def __init__(self, P: int, H: int, W: int, sink: RowSink):
+        self.P, self.H, self.W, self.sink = P, H, W, sink
+        self.blend = TileBlender(P + 1, H, W)
+        self.aux: Optional[TileBlender] = None
+        self.held: list = []  # tiles reaching the rows held
+
+    def add(self, t: Tile, A, std, v) -> None:
+        """One tile's result: ``A`` (P, h, w), ``std`` (k, h, w) or None, ``v`` (h, w) bool."""
+        self.blend.add(t, np.concatenate([np.nan_to_num(np.asarray(A, np.float32)),
+                                          np.asarray(v, np.float32)[None]]))
+        if std is not None and self.aux is None:
+            self.aux = TileBlender(std.shape[0], self.H, self.W)
+            self.aux.row0 = self.blend.row0
+            for t0 in self.held:
+                self.aux.add(t0, np.zeros((std.shape[0], t0.height, t0.width), np.float32))
+        self.held.append(t)
+        if self.aux is not None:
+            self.aux.add(t, np.nan_to_num(np.asarray(std, np.float32)) if std is not None
+                         else np.zeros((self.aux.P, t.height, t.width), np.float32))
+
+    def flush(self, upto: int) -> None:
+        """Hand the rows before ``upto`` (no later tile reaches them) to the sink."""
+        r0, out = self.blend.flush(upto)
+        A, v = out[:self.P], out[self.P] > 0
+        S = None if self.aux is None else self.aux.flush(upto)[1]
+        A[:, ~v] = np.nan
+        if S is not None:
+            S[:, ~v] = np.nan
+        self.sink(r0, A, S, v)
+        self.held = [t for t in self.held if t.row1 > self.blend.row0]
+
+
+class _TileFacts:
+    """The run's ``info`` from the tiles' own: per-tile lists of plain values
+    (``<key>_per_tile``), λ as the median over tiles, and with a single tile its weight
+    choice and band weights as they are."""
+
+    def __init__(self, info: dict, n_tiles: int):
+        self.info, self.n, self.lams = info, n_tiles, []
+
+    def add(self, tinfo: dict) -> None:
+        lam = tinfo.get("lam")
+        if isinstance(lam, (int, float)):
+            self.lams.append(float(lam))
+        for k, val in tinfo.items():
+            if self.n == 1 and k in ("lambda_selection", "band_weights"):
+                self.info[k] = val
+            elif k != "lam" and (val is None or isinstance(val, (int, float, str, bool))):
+                self.info.setdefault(f"{k}_per_tile", []).append(val)
+
+    def finish(self) -> dict:
+        if self.lams:
+            self.info["lam"] = float(np.median(self.lams))
+            self.info["lam_per_tile"] = self.lams
+        return self.info
 
 
 # ----------------------------------------------------------------------------- executors
@@ -441,7 +467,7 @@ def _solve_read_tile(method_id: str, Y, valid, E, params: dict, ctx, progress=No
 def read_and_solve_tile(method_id: str, reader, height: int, width: int, E, params: dict, ctx) -> tuple:
     """Read a tile through ``reader`` where this runs (an executor's worker: the pixels never
     travel) and solve it: (A, std, info, valid)."""
-    Y, v = reader(0, 0, height, width)
+    Y, v = reader(Window.whole(height, width))
     return _solve_read_tile(method_id, Y, v, E, params, ctx)
 
 

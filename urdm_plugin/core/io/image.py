@@ -31,6 +31,7 @@ from osgeo import gdal
 
 from ..errors import InputImageError, WavelengthError
 from ..limits import MAX_MAGNITUDE
+from ..window import Window
 from .gdal_quiet import QuietGdal, errors_as_values
 from .parallel_read import Layout, WindowReader, decode_threads, layout_of
 from .units import (
@@ -367,12 +368,13 @@ _BAND_GROUP = 64
 
 
 @errors_as_values()
-def _read(ds, info: ImageInfo, bands: list, col0: int, row0: int, w: int, h: int,
+def _read(ds, info: ImageInfo, bands: list, window: Window,
           max_magnitude: Optional[float] = MAX_MAGNITUDE, out: Optional[tuple] = None,
           bands_per_read: Optional[int] = None) -> tuple:
-    """``(data (nb, h, w), valid (h, w))`` of one window, ``bands_per_read`` per GDAL request
-    (default :data:`_BAND_GROUP`); ``out``: views to fill instead (a piece of a larger
+    """``(data (nb, h, w), valid (h, w))`` of one :class:`Window`, ``bands_per_read`` per GDAL
+    request (default :data:`_BAND_GROUP`); ``out``: views to fill instead (a piece of a larger
     window, :mod:`.parallel_read`)."""
+    row0, h, w = window.row0, window.height, window.width
     group_size = bands_per_read or _BAND_GROUP
     if out is None:
         data, valid = np.empty((len(bands), h, w), dtype=np.float32), np.ones((h, w), dtype=bool)
@@ -382,7 +384,7 @@ def _read(ds, info: ImageInfo, bands: list, col0: int, row0: int, w: int, h: int
     for g0 in range(0, len(bands), group_size):
         group = bands[g0:g0 + group_size]
         with QuietGdal() as q:  # a damaged file's GDAL errors go into our one line, not stderr
-            raw = ds.ReadAsArray(col0, row0, w, h, band_list=[b + 1 for b in group])
+            raw = ds.ReadAsArray(*window.xywh(), band_list=[b + 1 for b in group])
         if raw is None:
             raise InputImageError(
                 f"Reading bands {group[0] + 1}–{group[-1] + 1}, rows {row0}–{row0 + h - 1} of '{info.path}' "
@@ -403,14 +405,13 @@ def _read(ds, info: ImageInfo, bands: list, col0: int, row0: int, w: int, h: int
             elif raw.dtype.kind == "f" or info.scales[b] > 3e38:  # integers scaled normally stay finite
                 valid &= np.isfinite(out)
         del raw
-    _apply_mask_bands(ds, info, bands, col0, row0, w, h, valid)
+    _apply_mask_bands(ds, info, bands, window, valid)
     if not valid.all():
         data[:, ~valid] = 0.0  # keep NaN/inf and nodata out of the solvers
     return data, valid
 
 
-def _apply_mask_bands(ds, info: ImageInfo, bands: list, col0: int, row0: int, w: int, h: int,
-                      valid: np.ndarray) -> None:
+def _apply_mask_bands(ds, info: ImageInfo, bands: list, window: Window, valid: np.ndarray) -> None:
     """Clear ``valid`` where the GDAL mask of a band read (:attr:`ImageInfo.mask_bands`:
     a GeoTIFF's internal mask, an alpha band, a per-band mask) is 0; a per-dataset mask is
     read once."""
@@ -421,7 +422,7 @@ def _apply_mask_bands(ds, info: ImageInfo, bands: list, col0: int, row0: int, w:
         if not kind or (kind == "dataset" and done_dataset):
             continue
         with QuietGdal() as q:
-            m = ds.GetRasterBand(b + 1).GetMaskBand().ReadAsArray(col0, row0, w, h)
+            m = ds.GetRasterBand(b + 1).GetMaskBand().ReadAsArray(*window.xywh())
         if m is None:
             raise InputImageError(f"Reading the mask of band {b + 1} of '{info.path}' failed ({q.last or 'no reason'})",
                                   "Check that the file is complete and readable")
@@ -429,31 +430,34 @@ def _apply_mask_bands(ds, info: ImageInfo, bands: list, col0: int, row0: int, w:
         done_dataset = done_dataset or kind == "dataset"
 
 
-def check_window(info: ImageInfo, col0: int, row0: int, w: int, h: int) -> None:
-    if w <= 0 or h <= 0 or col0 < 0 or row0 < 0 or col0 + w > info.width or row0 + h > info.height:
+def check_window(info: ImageInfo, window: Window) -> None:
+    """Raise :class:`InputImageError` unless ``window`` is a non-empty part of the image."""
+    if not window.within(info.height, info.width):
         raise InputImageError(
-            f"Window (col {col0}, row {row0}, {w}x{h}) is not inside the {info.width}x{info.height} image",
+            f"Window (col {window.col0}, row {window.row0}, {window.width}x{window.height}) is not inside the "
+            f"{info.width}x{info.height} image",
             "Choose an extent that overlaps the image",
         )
 
 
 @errors_as_values()
-def read_window(info: ImageInfo, bands: Optional[Sequence[int]], col0: int, row0: int, width: int,
-                height: int, max_magnitude: Optional[float] = MAX_MAGNITUDE) -> tuple:
-    """Read a window: ``(data (nb, h, w) float32 scaled, valid (h, w) bool)``.
+def read_window(info: ImageInfo, bands: Optional[Sequence[int]], window: Window,
+                max_magnitude: Optional[float] = MAX_MAGNITUDE) -> tuple:
+    """Read a :class:`~urdm_plugin.core.window.Window` (image pixels):
+    ``(data (nb, h, w) float32 scaled, valid (h, w) bool)``.
 
     ``bands`` are 0-based (None = all). Invalid pixels (any band nodata, not finite, or
     beyond ±``max_magnitude`` — :data:`core.limits.MAX_MAGNITUDE`; None: no limit, only
     finiteness) hold 0 in ``data``.
     """
     bl = _bands_list(info, bands)
-    check_window(info, col0, row0, width, height)
-    if len(bl) * width * height >= PARALLEL_READ_ABOVE:  # decoded on every core
+    check_window(info, window)
+    if len(bl) * window.size >= PARALLEL_READ_ABOVE:  # decoded on every core
         with window_reader(info) as reader:
-            return reader.read(bl, col0, row0, width, height, max_magnitude)
+            return reader.read(bl, window, max_magnitude)
     ds = _open_dataset(info.path)
     try:
-        return _read(ds, info, bl, col0, row0, width, height, max_magnitude)
+        return _read(ds, info, bl, window, max_magnitude)
     finally:
         ds = None
 
@@ -501,7 +505,7 @@ def read_image(path: Union[str, os.PathLike], bands: Optional[Sequence[int]] = N
     — :func:`open_image` then :func:`read_window` over every pixel (scale, offset and
     nodata applied the same way)."""
     info = open_image(path)
-    return read_window(info, bands, 0, 0, info.width, info.height)
+    return read_window(info, bands, Window.whole(info.height, info.width))
 
 
 def block_height(info: ImageInfo) -> int:
@@ -534,15 +538,16 @@ def rows_per_block(info: ImageInfo, n_bands: int, memory_mb: float = 512, width:
 
 
 def row_blocks(info: ImageInfo, bands: Optional[Sequence[int]] = None, memory_mb: float = 512,
-               window: Optional[Sequence[int]] = None) -> list:
+               window: Optional[Window] = None) -> list:
     """``[(row0, rows)]``: the full-width row blocks :func:`iter_row_blocks` reads, with
     ``row0`` counted from the window's first row — whole storage-block rows per block
     (each file block decoded once: blocks end on the file's block boundaries, counted from
     the image's first row, also when the window starts between them), each block's data
     within ``memory_mb`` MB."""
     bl = _bands_list(info, bands)
-    c0, r0, W, H = (0, 0, info.width, info.height) if window is None else (int(v) for v in window)
-    check_window(info, c0, r0, W, H)
+    window = Window.whole(info.height, info.width) if window is None else window
+    check_window(info, window)
+    r0, W, H = window.row0, window.width, window.height
     layout = file_layout(info)
     if layout.pixel_interleaved:  # all bands per request, one block column per thread at a time
         step = rows_per_block(info, len(bl), memory_mb, W, len(bl),
@@ -562,13 +567,13 @@ def row_blocks(info: ImageInfo, bands: Optional[Sequence[int]] = None, memory_mb
 
 
 def iter_row_blocks(info: ImageInfo, bands: Optional[Sequence[int]] = None, memory_mb: float = 512,
-                    window: Optional[Sequence[int]] = None, require_valid: bool = True,
+                    window: Optional[Window] = None, require_valid: bool = True,
                     held=None) -> Iterator[RowBlock]:
     """Iterate over blocks of full-width rows whose data fits ``memory_mb`` MB
     (the blocks of :func:`row_blocks`), each decoded on every core
     (:class:`.parallel_read.WindowReader`).
 
-    ``bands`` 0-based (None = all). With ``window=(col0, row0, w, h)`` only that part is
+    ``bands`` 0-based (None = all). With a ``window`` (:class:`Window`) only that part is
     read and ``RowBlock.row0`` counts from the window's first row. ``held``: a
     :class:`.parallel_read.DecodedBlocks` whose windows are pasted instead of read again
     (and released as the blocks pass them). When ``require_valid`` (default) and no block
@@ -576,14 +581,14 @@ def iter_row_blocks(info: ImageInfo, bands: Optional[Sequence[int]] = None, memo
     be committed).
     """
     bl = _bands_list(info, bands)
-    c0, r0, W, H = (0, 0, info.width, info.height) if window is None else (int(v) for v in window)
-    blocks = row_blocks(info, bands, memory_mb, (c0, r0, W, H))
+    window = Window.whole(info.height, info.width) if window is None else window
+    blocks = row_blocks(info, bands, memory_mb, window)
     seen = False
     # flush: each handle drops its cached raw blocks after its piece; they are not read
     # again, and a scene larger than RAM must not pile up in GDAL's block cache
     with window_reader(info, flush=True, threads=budget_threads(info, file_layout(info), memory_mb)) as reader:
         for r, h in blocks:
-            data, valid = reader.read(bl, c0, r0 + r, W, h, held=held)
+            data, valid = reader.read(bl, Window(window.row0 + r, window.col0, h, window.width), held=held)
             seen = seen or bool(valid.any())
             yield RowBlock(r, data, valid)
             del data, valid  # not held while the next block is read: one block in memory, not two
@@ -602,25 +607,25 @@ def raise_no_valid_pixels(info: ImageInfo) -> None:
 
 
 @errors_as_values()
-def dead_bands(info: ImageInfo, bands: Sequence[int], window: Sequence[int], rows: int = 64) -> list:
+def dead_bands(info: ImageInfo, bands: Sequence[int], window: Window, rows: int = 64) -> list:
     """The bands of ``bands`` (0-based) that hold no usable value (nodata, not finite or beyond
-    the magnitude limit) anywhere in ``window`` (col0, row0, w, h) while the other bands do:
+    the magnitude limit) anywhere in ``window`` (a :class:`Window`) while the other bands do:
     one such band leaves every pixel nodata. Candidates come from ``rows`` central rows (read
     band by band, one dataset open); each is then confirmed over the whole window (a band
     that holds a value anywhere is not dead). [] when no band, or every band, is dead there."""
-    c0, r0, W, H = (int(v) for v in window)
+    c0, r0, W, H = window.col0, window.row0, window.width, window.height
     n = min(int(rows), H)
-    top = r0 + (H - n) // 2
+    central = Window(r0 + (H - n) // 2, c0, n, W)
     ds = _open_dataset(info.path)
     try:
-        ok = [_read(ds, info, [b], c0, top, W, n)[1] for b in bands]
+        ok = [_read(ds, info, [b], central)[1] for b in bands]
         dead = [b for b, v in zip(bands, ok) if not v.any()]
         alive = [v for v in ok if v.any()]
         if not dead or not alive or not np.logical_and.reduce(alive).any():
             return []
         step = rows_per_block(info, 1, 64, W)
         return [b for b in dead
-                if not any(_read(ds, info, [b], c0, r, W, min(step, r0 + H - r))[1].any()
+                if not any(_read(ds, info, [b], Window(r, c0, min(step, r0 + H - r), W))[1].any()
                            for r in range(r0, r0 + H, step))]
     finally:
         ds = None
@@ -654,8 +659,9 @@ def sample_pixels(info: ImageInfo, bands: Optional[Sequence[int]] = None, n: int
     return Y
 
 
-def shifted_geotransform(gt: Sequence[float], col0: int, row0: int) -> tuple:
-    """Geotransform of a sub-grid whose pixel (0, 0) is pixel (col0, row0) of ``gt``
-    (works for rotated geotransforms)."""
+def shifted_geotransform(gt: Sequence[float], window: Window) -> tuple:
+    """Geotransform of the sub-grid ``window`` of the grid of ``gt``: its pixel (0, 0) is the
+    window's top left pixel (works for rotated geotransforms)."""
+    col0, row0 = window.col0, window.row0
     g = [float(v) for v in gt]
     return (g[0] + col0 * g[1] + row0 * g[2], g[1], g[2], g[3] + col0 * g[4] + row0 * g[5], g[4], g[5])

@@ -52,7 +52,7 @@ class RunManifest:
 
     ``inputs``: ``image``, ``library`` (absolute paths), ``bands_used`` (1-based GDAL
     bands), ``scale``/``offset`` (per used band, applied on reading), ``wavelengths_nm``
-    (used bands, or None), ``unit``, ``window`` (col0, row0, w, h) or None, ``mask``.
+    (used bands, or None), ``unit``, ``window`` (col0, row0, w, h: GDAL's order, as the user gave it) or None, ``mask``.
     ``endmembers``: ``[{"name", "file"}]`` (files relative to the run folder);
     ``residual_file``; ``extra_files`` (e.g. ``endmembers_used``, ``std``, ``dominant``);
     ``parameters``: the method's parameters, the weight chosen and the run's options;

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputImageError
+from ..window import Window
 from .gdal_quiet import QuietGdal, errors_as_values
 from .image import shifted_geotransform
 
@@ -15,8 +16,9 @@ GRID_TOLERANCE = 1e-6
 
 
 @errors_as_values()
-def load_mask(mask_path: str, info, extent: tuple[int, int, int, int]) -> np.ndarray:
-    """Mask (h, w) bool over ``extent`` of the image grid: True = process the pixel.
+def load_mask(mask_path: str, info, extent: Window) -> np.ndarray:
+    """Mask (h, w) bool over ``extent`` (a :class:`~urdm_plugin.core.window.Window`) of the image
+    grid: True = process the pixel.
 
     A GDAL raster's first band non-zero (and not its nodata) marks pixels to process. On the
     image's grid (same size and geotransform, or either without georeferencing and the
@@ -28,7 +30,7 @@ def load_mask(mask_path: str, info, extent: tuple[int, int, int, int]) -> np.nda
     """
     from osgeo import gdal
 
-    c0, r0, w, h = extent
+    w, h = extent.width, extent.height
     path = str(mask_path)
     if not Path(path).exists():
         raise InputImageError(f"Mask file not found: {path}", "Check the path or leave the mask empty")
@@ -41,11 +43,11 @@ def load_mask(mask_path: str, info, extent: tuple[int, int, int, int]) -> np.nda
         image_gt = getattr(info, "georeferenced", True) and info.geotransform
         if mask_gt is not None and image_gt:
             if size == (info.width, info.height) and _same_grid(mask_gt, image_gt, ds.GetProjection(), info.crs_wkt):
-                arr = band.ReadAsArray(c0, r0, w, h)
+                arr = band.ReadAsArray(*extent.xywh())
             else:
                 return _warped(ds, path, info, extent)
         elif size == (info.width, info.height):
-            arr = band.ReadAsArray(c0, r0, w, h)
+            arr = band.ReadAsArray(*extent.xywh())
         elif size == (w, h):
             arr = band.ReadAsArray()
         else:
@@ -66,7 +68,7 @@ def load_mask(mask_path: str, info, extent: tuple[int, int, int, int]) -> np.nda
         raise InputImageError(f"Mask {path} is neither a readable raster nor a vector file",
                               "Give a GeoTIFF mask or a polygon file (GeoPackage, Shapefile, GeoJSON)")
     gt = info.geotransform
-    sub_gt = shifted_geotransform(gt, c0, r0)
+    sub_gt = shifted_geotransform(gt, extent)
     mem = gdal.GetDriverByName("MEM").Create("", w, h, 1, gdal.GDT_Byte)
     mem.SetGeoTransform(sub_gt)
     if info.crs_wkt:
@@ -100,9 +102,8 @@ def _warped(ds, path: str, info, extent) -> np.ndarray:
     where it covers a pixel with a non-zero value that is not its nodata."""
     from osgeo import gdal
 
-    c0, r0, w, h = extent
-    dst = gdal.GetDriverByName("MEM").Create("", w, h, 1, gdal.GDT_Float64)
-    dst.SetGeoTransform(shifted_geotransform(info.geotransform, c0, r0))
+    dst = gdal.GetDriverByName("MEM").Create("", extent.width, extent.height, 1, gdal.GDT_Float64)
+    dst.SetGeoTransform(shifted_geotransform(info.geotransform, extent))
     src_wkt = ds.GetProjection() or info.crs_wkt
     if info.crs_wkt:
         dst.SetProjection(info.crs_wkt)
@@ -120,7 +121,7 @@ def _warped(ds, path: str, info, extent) -> np.ndarray:
     covered = np.isfinite(arr)
     if not covered.any():
         raise InputImageError(f"The mask {path} does not overlap the image"
-                              + (" window" if (w, h) != (info.width, info.height) else "")
+                              + (" window" if (extent.width, extent.height) != (info.width, info.height) else "")
                               + " (its georeferenced extent lies elsewhere)",
                               "Give a mask that covers the image (same coordinate system and area)")
     return covered & (np.nan_to_num(arr) != 0)

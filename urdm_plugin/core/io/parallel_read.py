@@ -30,6 +30,7 @@ import numpy as np
 from osgeo import gdal
 
 from ..limits import MAX_MAGNITUDE, address_space_is_tight
+from ..window import Window
 
 #: Most threads one reader uses (2-core laptops to workstations; beyond this the disk and
 #: the memory bus, not decoding, bound a read).
@@ -82,26 +83,27 @@ def _groups(cuts: list, n: int) -> list:
     return [(cuts[a], cuts[b]) for a, b in zip(idx[:-1], idx[1:])]
 
 
-def split_window(layout: Layout, col0: int, row0: int, w: int, h: int, n: int) -> list:
-    """``[(col0, row0, w, h)]``: the window cut along block boundaries into at most ``n``
-    pieces — by block columns when it spans several, else by block rows — so no block is
-    decoded by two threads. A pixel-interleaved file is cut into single block columns
-    (its pieces read all bands at once: ``n`` pieces at a time bound the raw buffers)."""
+def split_window(layout: Layout, window: Window, n: int) -> list:
+    """``[Window]``: ``window`` cut along block boundaries into at most ``n`` pieces — by
+    block columns when it spans several, else by block rows — so no block is decoded by two
+    threads. A pixel-interleaved file is cut into single block columns (its pieces read all
+    bands at once: ``n`` pieces at a time bound the raw buffers)."""
+    row0, col0, h, w = window.astuple()
     cols = _cuts(col0, w, layout.block_w)
     if n > 1 and len(cols) > 2:
-        return [(a, row0, b - a, h) for a, b in (zip(cols[:-1], cols[1:]) if layout.pixel_interleaved
-                                                  else _groups(cols, n))]
+        return [Window(row0, a, h, b - a) for a, b in (zip(cols[:-1], cols[1:]) if layout.pixel_interleaved
+                                                        else _groups(cols, n))]
     rows = _cuts(row0, h, layout.block_h)
     if n > 1 and len(rows) > 2:
-        return [(col0, a, w, b - a) for a, b in _groups(rows, n)]
-    return [(col0, row0, w, h)]
+        return [Window(a, col0, b - a, w) for a, b in _groups(rows, n)]
+    return [window]
 
 
 @dataclass
 class DecodedBlocks:
     """Windows (image pixels) already read for ``bands``, kept up to ``capacity`` bytes:
-    ``(col0, row0, w, h) -> (data (nb, h, w) float32, valid (h, w))`` read without the
-    magnitude limit (only non-finite values invalid)."""
+    ``Window -> (data (nb, h, w) float32, valid (h, w))`` read without the magnitude limit
+    (only non-finite values invalid)."""
 
     bands: tuple
     capacity: int
@@ -111,40 +113,41 @@ class DecodedBlocks:
     def nbytes(self) -> int:
         return sum(d.nbytes + v.nbytes for d, v in self.windows.values())
 
-    def offer(self, window: tuple, data: np.ndarray, valid: np.ndarray) -> bool:
+    def offer(self, window: Window, data: np.ndarray, valid: np.ndarray) -> bool:
         """Keep a decoded window when it fits the capacity; True if kept."""
         if self.nbytes + data.nbytes + valid.nbytes > self.capacity:
             return False
-        self.windows[tuple(int(v) for v in window)] = (data, valid)
+        self.windows[window] = (data, valid)
         return True
 
     def drop_above(self, row: int) -> None:
         """Forget the windows that end above image row ``row`` (already used)."""
-        for key in [k for k in self.windows if k[1] + k[3] <= row]:
+        for key in [k for k in self.windows if k.row1 <= row]:
             del self.windows[key]
 
 
-def _subtract(col0: int, row0: int, w: int, h: int, held: list) -> tuple:
-    """The window minus the held windows: (pieces to read [(c, r, w, h)], pastes
-    [(held window, c, r, w, h)]), in image pixels."""
-    inside = [k for k in held if k[0] < col0 + w and k[0] + k[2] > col0 and k[1] < row0 + h and k[1] + k[3] > row0]
-    rows = sorted({row0, row0 + h} | {min(max(v, row0), row0 + h) for k in inside for v in (k[1], k[1] + k[3])})
+def _subtract(window: Window, held: list) -> tuple:
+    """``window`` minus the ``held`` windows: (pieces to read [Window], pastes [(held
+    window, piece Window)]), in image pixels."""
+    row0, col0, row1, col1 = window.row0, window.col0, window.row1, window.col1
+    inside = [k for k in held if k.col0 < col1 and k.col1 > col0 and k.row0 < row1 and k.row1 > row0]
+    rows = sorted({row0, row1} | {min(max(v, row0), row1) for k in inside for v in (k.row0, k.row1)})
     reads, pastes = [], []
     for a, b in zip(rows[:-1], rows[1:]):
-        cover = sorted((k for k in inside if k[1] <= a and k[1] + k[3] >= b), key=lambda k: k[0])
+        cover = sorted((k for k in inside if k.row0 <= a and k.row1 >= b), key=lambda k: k.col0)
         c = col0
         for k in cover:
-            lo, hi = max(k[0], col0), min(k[0] + k[2], col0 + w)
+            lo, hi = max(k.col0, col0), min(k.col1, col1)
             if lo < c:  # overlapping held windows: take the first one's columns
                 lo = c
             if lo >= hi:
                 continue
             if lo > c:
-                reads.append((c, a, lo - c, b - a))
-            pastes.append((k, lo, a, hi - lo, b - a))
+                reads.append(Window(a, c, b - a, lo - c))
+            pastes.append((k, Window(a, lo, b - a, hi - lo)))
             c = hi
-        if c < col0 + w:
-            reads.append((c, a, col0 + w - c, b - a))
+        if c < col1:
+            reads.append(Window(a, c, b - a, col1 - c))
     return reads, pastes
 
 
@@ -152,7 +155,7 @@ class WindowReader:
     """Reads windows of ``info`` on :func:`decode_threads` threads (see the module
     docstring). Use as a context manager (or call :meth:`close`): the threads and their
     dataset handles live until then. ``open_dataset(path)`` and ``read_into(ds, info, bands,
-    col0, row0, w, h, max_magnitude, out, bands_per_read)`` are :mod:`.image`'s (made by
+    window, max_magnitude, out, bands_per_read)`` are :mod:`.image`'s (made by
     :func:`.image.window_reader`)."""
 
     def __init__(self, info, open_dataset: Callable, read_into: Callable, threads: Optional[int] = None,
@@ -196,57 +199,55 @@ class WindowReader:
         """Bands per GDAL request: all of them for a pixel-interleaved file, else the default."""
         return n_bands if self.layout.pixel_interleaved else None
 
-    def _piece(self, bands: list, piece: tuple, origin: tuple, out: tuple, max_magnitude) -> None:
-        c, r, pw, ph = piece
-        x, y = c - origin[0], r - origin[1]
+    def _piece(self, bands: list, piece: Window, origin: Window, out: tuple, max_magnitude) -> None:
+        rows, cols = piece.offset(-origin.row0, -origin.col0).slices()
         data, valid = out
         ds = self._dataset()
-        self._read(ds, self.info, bands, c, r, pw, ph, max_magnitude,
-              out=(data[:, y:y + ph, x:x + pw], valid[y:y + ph, x:x + pw]),
-              bands_per_read=self.band_group(len(bands)))
+        self._read(ds, self.info, bands, piece, max_magnitude, out=(data[:, rows, cols], valid[rows, cols]),
+                   bands_per_read=self.band_group(len(bands)))
         if self.flush:
             ds.FlushCache()
 
-    def read(self, bands: Sequence[int], col0: int, row0: int, w: int, h: int,
-             max_magnitude: Optional[float] = MAX_MAGNITUDE, held: Optional[DecodedBlocks] = None) -> tuple:
-        """``(data (nb, h, w) float32, valid (h, w))`` of the window, exactly as
+    def read(self, bands: Sequence[int], window: Window, max_magnitude: Optional[float] = MAX_MAGNITUDE,
+             held: Optional[DecodedBlocks] = None) -> tuple:
+        """``(data (nb, h, w) float32, valid (h, w))`` of the :class:`Window`, exactly as
         :func:`.image.read_window` gives it; the parts ``held`` holds are pasted, not read."""
         bands = [int(b) for b in bands]
-        data = np.empty((len(bands), h, w), np.float32)
-        valid = np.empty((h, w), bool)
+        data = np.empty((len(bands), window.height, window.width), np.float32)
+        valid = np.empty((window.height, window.width), bool)
         use = held is not None and held.windows and tuple(held.bands) == tuple(bands)
-        reads, pastes = _subtract(col0, row0, w, h, list(held.windows) if use else [])
-        jobs = [(p, (col0, row0), (data, valid)) for c, r, pw, ph in reads
-                for p in split_window(self.layout, c, r, pw, ph, self.threads)]
+        reads, pastes = _subtract(window, list(held.windows) if use else [])
+        jobs = [(p, window, (data, valid)) for piece in reads for p in split_window(self.layout, piece, self.threads)]
         self._run(bands, jobs, max_magnitude)
-        for key, c, r, pw, ph in pastes:
+        for key, piece in pastes:
             d, v = held.windows[key]
-            sy, sx = r - key[1], c - key[0]
-            y, x = r - row0, c - col0
-            dst, vv = data[:, y:y + ph, x:x + pw], valid[y:y + ph, x:x + pw]
-            dst[...] = d[:, sy:sy + ph, sx:sx + pw]
-            vv[...] = v[sy:sy + ph, sx:sx + pw]
+            src = piece.offset(-key.row0, -key.col0).slices()
+            rows, cols = piece.offset(-window.row0, -window.col0).slices()
+            dst, vv = data[:, rows, cols], valid[rows, cols]
+            dst[...] = d[(slice(None), *src)]
+            vv[...] = v[src]
             if max_magnitude is not None:  # the limit the held window was read without
                 big = (np.abs(dst) > max_magnitude).any(axis=0)
                 if big.any():
                     vv &= ~big
                     dst[:, big] = 0.0
         if use:
-            held.drop_above(row0 + h)
+            held.drop_above(window.row1)
         return data, valid
 
-    def read_each(self, bands: Sequence[int], windows: Sequence[tuple],
+    def read_each(self, bands: Sequence[int], windows: Sequence[Window],
                   max_magnitude: Optional[float] = MAX_MAGNITUDE) -> list:
-        """``[(data, valid)]`` of several windows ``(col0, row0, w, h)``, read side by side."""
+        """``[(data, valid)]`` of several :class:`Window` objects, read side by side."""
         bands = [int(b) for b in bands]
-        outs = [(np.empty((len(bands), h, w), np.float32), np.empty((h, w), bool)) for _c, _r, w, h in windows]
-        self._run(bands, [(p, win[:2], out) for win, out in zip(windows, outs)
-                          for p in split_window(self.layout, *win, self.threads)], max_magnitude)
+        outs = [(np.empty((len(bands), w.height, w.width), np.float32), np.empty((w.height, w.width), bool))
+                for w in windows]
+        self._run(bands, [(p, win, out) for win, out in zip(windows, outs)
+                          for p in split_window(self.layout, win, self.threads)], max_magnitude)
         return outs
 
     def _run(self, bands: list, jobs: list, max_magnitude) -> None:
-        """Read each ``(piece, origin, out)``: the piece (image pixels) into ``out``, arrays
-        whose (0, 0) is image pixel ``origin``."""
+        """Read each ``(piece, origin, out)``: the piece (a :class:`Window` of the image) into
+        ``out``, arrays whose (0, 0) is the top left pixel of the window ``origin``."""
         if self._pool is None or len(jobs) < 2:
             for piece, origin, out in jobs:
                 self._piece(bands, piece, origin, out, max_magnitude)

@@ -26,6 +26,7 @@ import numpy as np
 from osgeo import gdal
 
 from ..errors import InputImageError, OutputError, os_error_cause
+from ..window import Window
 from .gdal_quiet import QuietGdal, errors_as_values, native_stderr_captured
 from .image import ImageInfo, check_window, shifted_geotransform
 from .leftovers import PARTIAL_MARKER, mark_partial, remove_stale_partials
@@ -73,30 +74,28 @@ class OutputWriter:
     Leaving the ``with`` block by an exception, or :meth:`abort`, removes the temporary
     folder and leaves any existing output untouched.
 
-    ``window=(col0, row0, w, h)`` (image pixels) writes a sub-extent: the output grid is
-    w x h with the shifted geotransform, and ``write`` takes output-grid coordinates.
+    ``window`` (a :class:`~urdm_plugin.core.window.Window` of the image) writes a sub-extent:
+    the output grid is the window's, with the shifted geotransform, and ``write`` takes
+    output-grid coordinates.
     Raises :class:`OutputError` when the folder is refused or cannot be written.
     """
 
     @errors_as_values()
     def __init__(self, out_dir: Union[str, os.PathLike], info: ImageInfo, overwrite: bool = False,
-                 window: Optional[Sequence[int]] = None, inputs: Sequence = ()):
+                 window: Optional[Window] = None, inputs: Sequence = ()):
         self.out_dir = Path(out_dir).absolute()
         self.info = info
         self.overwrite = bool(overwrite)
         self.inputs = list(inputs)  # files that must never be written over (image, library, mask)
         self.tmp_dir: Optional[Path] = None  # made on entering the `with` block
         self.in_place = False  # an existing empty folder: filled in place (its mode and group kept)
-        if window is None:
-            self.col0, self.row0, self.width, self.height = 0, 0, info.width, info.height
-        else:
-            c0, r0, w, h = (int(v) for v in window)
-            try:
-                check_window(info, c0, r0, w, h)
-            except InputImageError as exc:
-                raise OutputError(exc.problem, exc.fix) from None
-            self.col0, self.row0, self.width, self.height = c0, r0, w, h
-        self.geotransform = shifted_geotransform(info.geotransform, self.col0, self.row0)
+        self.window = Window.whole(info.height, info.width) if window is None else window
+        try:
+            check_window(info, self.window)
+        except InputImageError as exc:
+            raise OutputError(exc.problem, exc.fix) from None
+        self.width, self.height = self.window.width, self.window.height
+        self.geotransform = shifted_geotransform(info.geotransform, self.window)
         self._check_target()
         parent = self.out_dir.parent
         # folders this run creates above the output: removed again if it fails
@@ -184,7 +183,7 @@ class OutputWriter:
             ds = drv.Create(str(path), self.width, self.height, 1, gdal.GDT_Float32, options=opts)
         if ds is None:
             raise OutputError(f"Cannot create '{path}' ({q.last})", "Check free disk space and folder permissions")
-        set_georeferencing(ds, self.info, self.col0, self.row0)
+        set_georeferencing(ds, self.info, self.window)
         band = ds.GetRasterBand(1)
         # blocks never written are filled with the nodata value when the file is closed
         band.SetNoDataValue(NODATA)
@@ -209,7 +208,7 @@ class OutputWriter:
     @errors_as_values()
     def write(self, key: str, array2d: np.ndarray, row0: int, col0: int = 0,
               valid: Optional[np.ndarray] = None) -> None:
-        """Write ``array2d`` (h, w) at output-grid pixel (col0, row0).
+        """Write ``array2d`` (h, w) at output-grid pixel (row0, col0).
 
         Non-finite values, and pixels where ``valid`` (h, w) is False, become
         :data:`NODATA`.
@@ -418,12 +417,14 @@ class OutputWriter:
 
 
 # ----------------------------------------------------------------------------- georeferencing
-def set_georeferencing(ds, info: ImageInfo, col0: int = 0, row0: int = 0) -> None:
-    """Give the output ``ds`` (the image grid from pixel (col0, row0) on) the image's own
-    georeferencing: its geotransform (shifted) and CRS, its GCPs and RPCs (pixel/line
-    shifted) — and none when the image has none (no invented pixel-size-1 grid)."""
+def set_georeferencing(ds, info: ImageInfo, window: Optional[Window] = None) -> None:
+    """Give the output ``ds`` (the :class:`Window` of the image grid it covers; None: all)
+    the image's own georeferencing: its geotransform (shifted) and CRS, its GCPs and RPCs
+    (pixel/line shifted) — and none when the image has none (no invented pixel-size-1 grid)."""
+    window = Window.whole(info.height, info.width) if window is None else window
+    col0, row0 = window.col0, window.row0
     if getattr(info, "georeferenced", True):
-        ds.SetGeoTransform(shifted_geotransform(info.geotransform, col0, row0))
+        ds.SetGeoTransform(shifted_geotransform(info.geotransform, window))
         if info.crs_wkt:
             ds.SetProjection(info.crs_wkt)
     gcps = getattr(info, "gcps", ())

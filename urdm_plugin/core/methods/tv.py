@@ -160,13 +160,14 @@ def choose_lambda(Y: np.ndarray, E: np.ndarray, valid: np.ndarray, sigma: Option
     """The automatic λ_TV for a tile (see the module docstring).
 
     ``Y`` (B, h, w) with invalid pixels zero, ``E`` (B, P), ``valid`` (h, w) bool. Returns
-    (λ_TV, σ̂, Selection, window box (row0, col0, h, w)).
+    (λ_TV, σ̂, Selection, window box: a :class:`~urdm_plugin.core.window.Window`).
     """
     from . import weight_selection as ws
     from .noise import estimate_band_sigma
 
     B = Y.shape[0]
-    Yw, vw, (r0, c0, hh, ww) = ws.selection_window(Y, valid)
+    Yw, vw, box = ws.selection_window(Y, valid)
+    hh, ww = box.height, box.width
     if sigma is None:
         sigma = estimate_noise_sigma(Yw, E, valid=vw)
     sigma = float(sigma)
@@ -187,7 +188,7 @@ def choose_lambda(Y: np.ndarray, E: np.ndarray, valid: np.ndarray, sigma: Option
         return _admm(C, G, vw, A0, lam, max_iter, 0.0, None, cancel)[0]
 
     sel = ws.select_weight(solve, Yw, probe, [g * sigma for g in grid], cancel=cancel, progress=progress)
-    return sel.weight, sigma, sel, (r0, c0, hh, ww)
+    return sel.weight, sigma, sel, box
 
 
 def _rule(auto: bool) -> str:
@@ -246,8 +247,8 @@ def _tv_tile(Y, E, valid, lam, max_iter: int, tol: float, progress, cancel, sigm
         if progress is not None:
             progress(0.0, "choosing the TV weight")
         lam_v, sigma, sel, box = choose_lambda(Yz, E, valid, sigma=sigma, cancel=cancel)
-        selection = dict(sel.report(), window=[int(x) for x in box])
-        if box == (0, 0, h, w):  # the chosen candidate's run is the result
+        selection = dict(sel.report(), window=list(box.astuple()))
+        if box.astuple() == (0, 0, h, w):  # the chosen candidate's run is the result
             A_out[:, valid] = sel.A[:, valid]
             if progress is not None:
                 progress(1.0, "TV done")
@@ -286,4 +287,4 @@ def choose_scene_weight(Y, E, valid, params: dict, ctx, progress=None, cancel=No
     tile uses one weight. Returns (params with ``lam`` filled in, ctx, report)."""
     lam, _sigma, sel, box = choose_lambda(Y, E, valid, sigma=ctx.sigma, seed=ctx.seed, cancel=cancel,
                                           progress=progress)
-    return dict(params, lam=float(lam)), ctx, dict(sel.report(), window=[int(x) for x in box])
+    return dict(params, lam=float(lam)), ctx, dict(sel.report(), window=list(box.astuple()))

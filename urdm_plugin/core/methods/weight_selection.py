@@ -38,6 +38,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from ..window import Window
+
 #: Probe size relative to the noise (ε in the module docstring).
 PROBE_EPS = 0.1
 #: Side (pixels) of the central window on which weights are chosen for larger scenes.
@@ -169,24 +171,24 @@ def _smallest_best(table: dict) -> float:
     return min(w for w, v in table.items() if v <= low + tol)
 
 
-def central_window(h: int, w: int, size: int = SELECTION_WINDOW) -> tuple:
-    """(row0, col0, height, width) of the central window of at most size × size pixels."""
+def central_window(h: int, w: int, size: int = SELECTION_WINDOW) -> Window:
+    """The central :class:`Window` of at most size × size pixels of an h × w grid."""
     hh, ww = min(h, size), min(w, size)
-    return (h - hh) // 2, (w - ww) // 2, hh, ww
+    return Window((h - hh) // 2, (w - ww) // 2, hh, ww)
 
 
 def selection_window(Y: np.ndarray, valid: np.ndarray, size: int = SELECTION_WINDOW,
                      min_valid: int = 16) -> tuple:
     """The data a weight is chosen on: (Y window (B, h, w) with invalid pixels zero, its
-    valid mask, box (row0, col0, h, w)). The central window of at most size² pixels, or the
+    valid mask, box: a :class:`Window`). The central window of at most size² pixels, or the
     whole tile when that window holds fewer than ``min_valid`` valid pixels."""
     H, W = valid.shape
-    r0, c0, hh, ww = central_window(H, W, size)
-    vw = valid[r0:r0 + hh, c0:c0 + ww]
+    box = central_window(H, W, size)
+    vw = valid[box.slices()]
     if vw.sum() < min_valid:
-        r0, c0, hh, ww, vw = 0, 0, H, W, valid
-    Yw = np.where(vw[None], Y[:, r0:r0 + hh, c0:c0 + ww], 0.0)
-    return Yw, vw, (r0, c0, hh, ww)
+        box, vw = Window.whole(H, W), valid
+    Yw = np.where(vw[None], Y[(slice(None), *box.slices())], 0.0)
+    return Yw, vw, box
 
 
 #: Band weighting is considered only when the noise is clearly band-dependent: the ratio of
