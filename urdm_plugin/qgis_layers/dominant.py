@@ -56,16 +56,11 @@ def display_upper(value: float) -> float:
     return float(f"{np.ceil(value / step - 1e-9) * step:.12g}")
 
 
-def write_dominant(run_dir: str, manifest: dict, cancel=None) -> str:
-    """Write ``dominant.tif`` (uint8: index of the largest abundance, 255 = nodata).
-
-    Read block by block from the abundance files; written to a temporary file in the run
-    folder and renamed into place, so a failure leaves nothing half-written. Returns the
-    path. Raises :class:`core.errors.OutputError` when the abundance files are unreadable.
-    """
+def _abundance_sources(run_dir: str, manifest: dict) -> tuple:
+    """(endmembers of the manifest, their abundance rasters opened with GDAL), M < 255 of each."""
     from osgeo import gdal
 
-    from ..core.errors import Cancelled, OutputError
+    from ..core.errors import OutputError
 
     ems = manifest.get("endmembers") or []
     if not ems:
@@ -80,60 +75,104 @@ def write_dominant(run_dir: str, manifest: dict, cancel=None) -> str:
             raise OutputError(f"Cannot open the abundance raster {em['file']} in {run_dir}",
                               "Check that the run folder is complete")
         srcs.append(ds)
-    W, H = srcs[0].RasterXSize, srcs[0].RasterYSize
-    final = os.path.join(run_dir, DOMINANT_FILE)
-    from ..core.io.output_policy import GEOTIFF_MARK, is_tool_file
+    return ems, srcs
+
+
+def _refuse_foreign_dominant(run_dir: str, final: str) -> None:
+    """Raise when ``dominant.tif`` or its .aux.xml exists in the run folder but this tool did not write it."""
+    from ..core.errors import OutputError
+    from ..core.io.output_policy import is_tool_file
 
     for p in (final, final + ".aux.xml"):
         if os.path.lexists(p) and not is_tool_file(p):
             raise OutputError(f"The run folder {run_dir} holds a file '{os.path.basename(p)}' that this tool did "
                               "not write; it is not replaced", "Move that file out of the run folder")
+
+
+def _create_dominant(tmp: str, final: str, like, ems: list):
+    """An empty uint8 GeoTIFF at ``tmp`` on the grid of ``like`` (W × H × 1, nodata 255) whose
+    attribute table names class i after endmember i."""
+    from osgeo import gdal
+
+    from ..core.errors import OutputError
+    from ..core.io.output_policy import GEOTIFF_MARK
+
+    out = gdal.GetDriverByName("GTiff").Create(tmp, like.RasterXSize, like.RasterYSize, 1, gdal.GDT_Byte,
+                                              ["COMPRESS=DEFLATE", "TILED=YES"])
+    if out is None:
+        raise OutputError(f"Cannot write {final} ({gdal.GetLastErrorMsg()})",
+                          "Check that the output folder is writable and has free space")
+    out.SetMetadataItem(GEOTIFF_MARK, "dominant")
+    out.SetGeoTransform(like.GetGeoTransform())
+    out.SetProjection(like.GetProjection())
+    ob = out.GetRasterBand(1)
+    ob.SetNoDataValue(DOMINANT_NODATA)
+    ob.SetDescription("dominant material")
+    rat = gdal.RasterAttributeTable()
+    rat.CreateColumn("value", gdal.GFT_Integer, gdal.GFU_MinMax)
+    rat.CreateColumn("name", gdal.GFT_String, gdal.GFU_Name)
+    for i, em in enumerate(ems):
+        rat.SetValueAsInt(i, 0, i)
+        rat.SetValueAsString(i, 1, str(em["name"]))
+    ob.SetDefaultRAT(rat)
+    return out
+
+
+def _dominant_block(srcs: list, r0: int, n: int, W: int) -> np.ndarray:
+    """Rows r0 … r0+n−1: (n, W) uint8 index of the largest abundance, 255 where any is nodata or not finite."""
+    from ..core.errors import OutputError
+
+    stack = []
+    valid = np.ones((n, W), bool)
+    for ds in srcs:
+        b = ds.GetRasterBand(1)
+        a = b.ReadAsArray(0, r0, W, n)
+        if a is None:
+            raise OutputError(f"Reading {ds.GetDescription()} failed", "Check the run folder")
+        nd = b.GetNoDataValue()
+        valid &= np.isfinite(a)
+        if nd is not None:
+            valid &= a != nd
+        stack.append(a)
+    idx = np.argmax(np.stack(stack), axis=0).astype(np.uint8)
+    idx[~valid] = DOMINANT_NODATA
+    return idx
+
+
+def _write_dominant_rows(ob, srcs: list, final: str, cancel) -> None:
+    """Fill band ``ob`` block by block (~2 M abundance values a block) from the abundance rasters."""
+    from osgeo import gdal
+
+    from ..core.errors import Cancelled, OutputError
+
+    W, H = srcs[0].RasterXSize, srcs[0].RasterYSize
+    rows = max(1, 2_000_000 // max(1, W * len(srcs)))
+    for r0 in range(0, H, rows):
+        if cancel is not None and cancel():
+            raise Cancelled()
+        idx = _dominant_block(srcs, r0, min(rows, H - r0), W)
+        if ob.WriteArray(idx, 0, r0) != 0:
+            raise OutputError(f"Writing {final} failed ({gdal.GetLastErrorMsg()})",
+                              "Check free disk space")
+    ob.FlushCache()
+
+
+def write_dominant(run_dir: str, manifest: dict, cancel=None) -> str:
+    """Write ``dominant.tif`` (uint8: index of the largest abundance, 255 = nodata).
+
+    Read block by block from the abundance files; written to a temporary file in the run
+    folder and renamed into place, so a failure leaves nothing half-written. Returns the
+    path. Raises :class:`core.errors.OutputError` when the abundance files are unreadable.
+    """
+    ems, srcs = _abundance_sources(run_dir, manifest)
+    final = os.path.join(run_dir, DOMINANT_FILE)
+    _refuse_foreign_dominant(run_dir, final)
     fd, tmp = tempfile.mkstemp(prefix=".dominant.", suffix=".tif", dir=run_dir)
     os.close(fd)
     out = None
     try:
-        out = gdal.GetDriverByName("GTiff").Create(tmp, W, H, 1, gdal.GDT_Byte,
-                                                  ["COMPRESS=DEFLATE", "TILED=YES"])
-        if out is None:
-            raise OutputError(f"Cannot write {final} ({gdal.GetLastErrorMsg()})",
-                              "Check that the output folder is writable and has free space")
-        out.SetMetadataItem(GEOTIFF_MARK, "dominant")
-        out.SetGeoTransform(srcs[0].GetGeoTransform())
-        out.SetProjection(srcs[0].GetProjection())
-        ob = out.GetRasterBand(1)
-        ob.SetNoDataValue(DOMINANT_NODATA)
-        ob.SetDescription("dominant material")
-        rat = gdal.RasterAttributeTable()
-        rat.CreateColumn("value", gdal.GFT_Integer, gdal.GFU_MinMax)
-        rat.CreateColumn("name", gdal.GFT_String, gdal.GFU_Name)
-        for i, em in enumerate(ems):
-            rat.SetValueAsInt(i, 0, i)
-            rat.SetValueAsString(i, 1, str(em["name"]))
-        ob.SetDefaultRAT(rat)
-        rows = max(1, 2_000_000 // max(1, W * len(ems)))
-        for r0 in range(0, H, rows):
-            if cancel is not None and cancel():
-                raise Cancelled()
-            n = min(rows, H - r0)
-            stack = []
-            valid = np.ones((n, W), bool)
-            for ds in srcs:
-                b = ds.GetRasterBand(1)
-                a = b.ReadAsArray(0, r0, W, n)
-                if a is None:
-                    raise OutputError(f"Reading {ds.GetDescription()} failed", "Check the run folder")
-                nd = b.GetNoDataValue()
-                valid &= np.isfinite(a)
-                if nd is not None:
-                    valid &= a != nd
-                stack.append(a)
-            idx = np.argmax(np.stack(stack), axis=0).astype(np.uint8)
-            idx[~valid] = DOMINANT_NODATA
-            if ob.WriteArray(idx, 0, r0) != 0:
-                raise OutputError(f"Writing {final} failed ({gdal.GetLastErrorMsg()})",
-                                  "Check free disk space")
-        ob.FlushCache()
-        ob = None
+        out = _create_dominant(tmp, final, srcs[0], ems)
+        _write_dominant_rows(out.GetRasterBand(1), srcs, final, cancel)
         out = None  # close before renaming
         if os.path.exists(tmp + ".aux.xml"):  # the attribute table (names) lives in the .aux.xml
             os.replace(tmp + ".aux.xml", final + ".aux.xml")

@@ -1,6 +1,6 @@
 """Block-wise GDAL reading of hyperspectral images: metadata (wavelengths, scale, nodata) and pixels.
 
-Size note: ~660 lines, metadata (four places wavelengths may live), GDAL mask bands and
+Size note: ~710 lines, metadata (four places wavelengths may live), GDAL mask bands and
 block-wise reading of the same :class:`ImageInfo`; the wavelength lookup is the larger half.
 
 Reading (:func:`open_image`, :func:`iter_row_blocks`, :func:`read_window`) works for any
@@ -146,85 +146,103 @@ def _convert(values: np.ndarray, unit: Optional[str], path: str, what: str) -> t
     return values * factor, unit_label(factor)
 
 
-def _read_wavelengths(ds, path: str) -> tuple:
-    """-> (wavelengths_nm | None, fwhm_nm | None, bbl | None, source, unit label)."""
-    B = ds.RasterCount
-    envi = _norm_md(ds.GetMetadata("ENVI"))
-    default = _norm_md(ds.GetMetadata())
+def _envi_bad_bands(envi: dict, B: int, path: str) -> Optional[np.ndarray]:
+    """The ENVI ``bbl`` as a (B,) bool (True = good band), or None when the header has none."""
+    if "bbl" not in envi:
+        return None
+    vals = parse_number_list(envi["bbl"], f"ENVI bad-band list (bbl) of '{path}'")
+    if vals.size != B:
+        raise InputImageError(f"The ENVI bad-band list (bbl) of '{path}' has {vals.size} entries for {B} bands",
+                              "Fix 'bbl' in the .hdr (one 0/1 per band) or remove it")
+    return vals != 0
+
+
+def _envi_wavelengths(envi: dict, default: dict, B: int, path: str) -> Optional[tuple]:
+    """Step 1, the ENVI domain: (wavelengths nm (B,), fwhm nm (B,) | None, unit label), or None."""
+    if "wavelength" not in envi:
+        return None
+    unit = envi.get("wavelength_units", default.get("wavelength_units"))
+    if is_index_unit(unit):
+        return None
+    raw = parse_number_list(envi["wavelength"], f"ENVI wavelength list of '{path}'")
+    if raw.size != B:
+        return None
+    wl, label = _convert(raw, unit, path, "ENVI wavelengths")
     fwhm = None
-    bbl = None
-    if "bbl" in envi:
-        vals = parse_number_list(envi["bbl"], f"ENVI bad-band list (bbl) of '{path}'")
-        if vals.size != B:
-            raise InputImageError(f"The ENVI bad-band list (bbl) of '{path}' has {vals.size} entries for {B} bands",
-                                  "Fix 'bbl' in the .hdr (one 0/1 per band) or remove it")
-        bbl = vals != 0
-    # 1. ENVI domain
-    if "wavelength" in envi:
-        unit = envi.get("wavelength_units", default.get("wavelength_units"))
-        if not is_index_unit(unit):
-            raw = parse_number_list(envi["wavelength"], f"ENVI wavelength list of '{path}'")
-            if raw.size == B:
-                wl, label = _convert(raw, unit, path, "ENVI wavelengths")
-                if "fwhm" in envi:
-                    f = parse_number_list(envi["fwhm"], f"ENVI fwhm list of '{path}'")
-                    if f.size == B and np.all(np.isfinite(f)) and np.all(f > 0):
-                        fwhm = f * (wl[0] / raw[0])
-                return wl, fwhm, bbl, "ENVI metadata", label
-    bands = [ds.GetRasterBand(i + 1) for i in range(B)]
-    # 2. per-band metadata
-    per = [_norm_md(b.GetMetadata()) for b in bands]
-    unreadable = None  # (band, text) of wavelength metadata that is not a number
-    if all("wavelength" in m for m in per):
+    if "fwhm" in envi:
+        f = parse_number_list(envi["fwhm"], f"ENVI fwhm list of '{path}'")
+        if f.size == B and np.all(np.isfinite(f)) and np.all(f > 0):
+            fwhm = f * (wl[0] / raw[0])
+    return wl, fwhm, label
+
+
+def _band_md_wavelengths(per: list, default: dict, path: str) -> tuple:
+    """Step 2, per-band metadata: ((wavelengths nm, fwhm nm | None, unit label) | None, unreadable),
+    ``unreadable`` the (band, text) of a wavelength that is not a number, else None."""
+    if not all("wavelength" in m for m in per):
+        return None, None
+    try:
+        raw = np.array([float(m["wavelength"]) for m in per])
+    except ValueError:
+        return None, next((i + 1, m["wavelength"]) for i, m in enumerate(per) if not _is_number(m["wavelength"]))
+    units = {m.get("wavelength_units", default.get("wavelength_units")) for m in per}
+    if len(units) > 1:
+        raise WavelengthError(f"The bands of '{path}' give different wavelength units ({sorted(map(str, units))})",
+                              "Give every band the same wavelength_units")
+    unit = units.pop()
+    if is_index_unit(unit):
+        return None, None
+    wl, label = _convert(raw, unit, path, "band wavelengths")
+    fwhm = None
+    if all("fwhm" in m for m in per):
         try:
-            raw = np.array([float(m["wavelength"]) for m in per])
-        except ValueError:
-            raw = None
-            unreadable = next((i + 1, m["wavelength"]) for i, m in enumerate(per) if not _is_number(m["wavelength"]))
-        if raw is not None:
-            units = {m.get("wavelength_units", default.get("wavelength_units")) for m in per}
-            if len(units) > 1:
-                raise WavelengthError(f"The bands of '{path}' give different wavelength units ({sorted(map(str, units))})",
-                                      "Give every band the same wavelength_units")
-            unit = units.pop()
-            if not is_index_unit(unit):
-                wl, label = _convert(raw, unit, path, "band wavelengths")
-                if all("fwhm" in m for m in per):
-                    try:
-                        f = np.array([float(m["fwhm"]) for m in per])
-                        if np.all(np.isfinite(f)) and np.all(f > 0):
-                            fwhm = f * (wl[0] / raw[0])
-                    except ValueError:
-                        pass
-                return wl, fwhm, bbl, "band metadata", label
-    # 3. IMAGERY domain (always µm)
-    imag = [_norm_md(b.GetMetadata("IMAGERY")) for b in bands]
-    if all("central_wavelength_um" in m for m in imag):
-        try:
-            raw = np.array([float(m["central_wavelength_um"]) for m in imag])
-            wl, label = _convert(raw, "um", path, "IMAGERY wavelengths")
-            if all("fwhm_um" in m for m in imag):
-                f = np.array([float(m["fwhm_um"]) for m in imag]) * 1000.0
-                if np.all(np.isfinite(f)) and np.all(f > 0):
-                    fwhm = f
-            return wl, fwhm, bbl, "IMAGERY metadata", label
+            f = np.array([float(m["fwhm"]) for m in per])
+            if np.all(np.isfinite(f)) and np.all(f > 0):
+                fwhm = f * (wl[0] / raw[0])
         except ValueError:
             pass
-    # 4. band descriptions
+    return (wl, fwhm, label), None
+
+
+def _imagery_wavelengths(bands: list, path: str) -> Optional[tuple]:
+    """Step 3, the IMAGERY domain (always µm): (wavelengths nm, fwhm nm | None, unit label), or None."""
+    imag = [_norm_md(b.GetMetadata("IMAGERY")) for b in bands]
+    if not all("central_wavelength_um" in m for m in imag):
+        return None
+    try:
+        raw = np.array([float(m["central_wavelength_um"]) for m in imag])
+        wl, label = _convert(raw, "um", path, "IMAGERY wavelengths")
+        fwhm = None
+        if all("fwhm_um" in m for m in imag):
+            f = np.array([float(m["fwhm_um"]) for m in imag]) * 1000.0
+            if np.all(np.isfinite(f)) and np.all(f > 0):
+                fwhm = f
+        return wl, fwhm, label
+    except ValueError:
+        return None
+
+
+def _description_wavelengths(bands: list) -> Optional[tuple]:
+    """Step 4, band descriptions ("401.00 nm"): (wavelengths nm, unit label), or None."""
     parsed = [wavelength_from_text(b.GetDescription()) for b in bands]
-    if B and all(v is not None for v, _ in parsed):
-        raw = np.array([v for v, _ in parsed])
-        factors = {f for _, f in parsed}
-        if len(factors) == 1:
-            factor = factors.pop()
-            if factor is None:
-                factor = infer_unit_factor(raw)
-                label = unit_label(factor) + " (inferred)"
-            else:
-                label = unit_label(factor)
-            return raw * factor, None, bbl, "band descriptions", label
-        if None not in factors:  # mixed explicit units: each converted by its own
-            return np.array([v * f for v, f in parsed]), None, bbl, "band descriptions", "mixed"
+    if not (bands and all(v is not None for v, _ in parsed)):
+        return None
+    raw = np.array([v for v, _ in parsed])
+    factors = {f for _, f in parsed}
+    if len(factors) == 1:
+        factor = factors.pop()
+        if factor is None:
+            factor = infer_unit_factor(raw)
+            return raw * factor, unit_label(factor) + " (inferred)"
+        return raw * factor, unit_label(factor)
+    if None not in factors:  # mixed explicit units: each converted by its own
+        return np.array([v * f for v, f in parsed]), "mixed"
+    return None
+
+
+def _refuse_band_order_fallback(per: list, B: int, path: str, unreadable: Optional[tuple]) -> None:
+    """Raise when no wavelength source covers every band but some bands state one (or an
+    unreadable one): matching by band order then would silently ignore them."""
     have = [i for i, m in enumerate(per) if "wavelength" in m]
     if 0 < len(have) < B:  # never match by band order while some bands say where they are
         missing = [i + 1 for i in range(B) if i not in set(have)]
@@ -238,6 +256,34 @@ def _read_wavelengths(ds, path: str) -> tuple:
         raise WavelengthError(f"Band {band} of '{path}' has the wavelength '{str(text)[:40]}', which is not a number",
                               "Correct the band's wavelength metadata (a number, e.g. 552.3), or remove it "
                               "from every band to match the library by band order")
+
+
+def _read_wavelengths(ds, path: str) -> tuple:
+    """-> (wavelengths_nm | None, fwhm_nm | None, bbl | None, source, unit label), from the first of
+    the four sources (module docstring) that covers every band."""
+    B = ds.RasterCount
+    envi = _norm_md(ds.GetMetadata("ENVI"))
+    default = _norm_md(ds.GetMetadata())
+    bbl = _envi_bad_bands(envi, B, path)
+    found = _envi_wavelengths(envi, default, B, path)
+    if found is not None:
+        wl, fwhm, label = found
+        return wl, fwhm, bbl, "ENVI metadata", label
+    bands = [ds.GetRasterBand(i + 1) for i in range(B)]
+    per = [_norm_md(b.GetMetadata()) for b in bands]
+    found, unreadable = _band_md_wavelengths(per, default, path)
+    if found is not None:
+        wl, fwhm, label = found
+        return wl, fwhm, bbl, "band metadata", label
+    found = _imagery_wavelengths(bands, path)
+    if found is not None:
+        wl, fwhm, label = found
+        return wl, fwhm, bbl, "IMAGERY metadata", label
+    found = _description_wavelengths(bands)
+    if found is not None:
+        wl, label = found
+        return wl, None, bbl, "band descriptions", label
+    _refuse_band_order_fallback(per, B, path, unreadable)
     return None, None, bbl, "", ""
 
 

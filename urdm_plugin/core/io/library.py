@@ -1,6 +1,6 @@
 """Endmember libraries: CSV and ENVI spectral libraries (.sli + .hdr).
 
-Size note: ~530 lines, two readers (CSV dialects and encodings, ENVI header + binary and its byte order) and one writer of
+Size note: ~590 lines, two readers (CSV dialects and encodings, ENVI header + binary and its byte order) and one writer of
 the same :class:`SpectralLibrary`; each reader's checks are what users hit first.
 
 A library is ``M`` named spectra sampled at ``Bl`` wavelengths (nm), spectra ``(Bl, M)``.
@@ -421,20 +421,23 @@ def _plausible(values: np.ndarray) -> bool:
     return nz.size == 0 or float(np.median(nz)) > 1e-30
 
 
-def read_envi_library(path: Union[str, os.PathLike]) -> SpectralLibrary:
-    """Read an ENVI spectral library; ``path`` is the data file or its ``.hdr``."""
-    p = Path(path)
+def _envi_pair(p: Path) -> tuple:
+    """(header path, data path) of an ENVI library given either of the two files."""
     if p.suffix.lower() == ".hdr":
-        hdr_path, data_path = p, _find_data(p)
+        data_path = _find_data(p)
         if data_path is None:
             raise LibraryError(f"No data file (.sli) found beside '{p}'", "Keep the .sli next to its .hdr")
-    else:
-        hdr_path, data_path = _find_hdr(p), p
-        if hdr_path is None:
-            raise LibraryError(f"No ENVI header (.hdr) found beside '{p}'",
-                               "Keep the .hdr next to the .sli (same name)")
-    src = str(hdr_path)
-    hdr = parse_envi_header(_read_text(hdr_path), src)
+        return p, data_path
+    hdr_path = _find_hdr(p)
+    if hdr_path is None:
+        raise LibraryError(f"No ENVI header (.hdr) found beside '{p}'",
+                           "Keep the .hdr next to the .sli (same name)")
+    return hdr_path, p
+
+
+def _envi_layout(hdr: dict, src: str) -> tuple:
+    """(samples = values per spectrum, lines = spectra, header offset in bytes, byte order 0/1,
+    numpy dtype of one value) from a spectral library's header."""
     ftype = hdr.get("file type", "ENVI Spectral Library").strip().lower()
     if "spectral library" not in ftype:
         raise LibraryError(f"'{src}' is an '{hdr.get('file type')}', not an ENVI Spectral Library",
@@ -456,7 +459,12 @@ def read_envi_library(path: Union[str, os.PathLike]) -> SpectralLibrary:
     if order not in (0, 1):
         raise LibraryError(f"'byte order = {order}' in '{src}' must be 0 or 1", "Fix the .hdr file")
     dt = np.dtype(("<" if order == 0 else ">") + _ENVI_DTYPES[dtype_code])
-    count = samples * lines
+    return samples, lines, offset, order, dt
+
+
+def _read_envi_values(data_path: Path, offset: int, count: int, dt: np.dtype, lines: int,
+                      samples: int) -> np.ndarray:
+    """The ``count`` (= lines · samples) values of the data file after ``offset`` bytes, (count,) of ``dt``."""
     try:
         size = data_path.stat().st_size
         if size < offset + count * dt.itemsize:
@@ -470,46 +478,75 @@ def read_envi_library(path: Union[str, os.PathLike]) -> SpectralLibrary:
             buf = fh.read(count * dt.itemsize)
     except OSError as exc:
         raise LibraryError(f"Cannot read '{data_path}' ({exc.strerror or exc})", "Check the file") from None
-    values = np.frombuffer(buf, dtype=dt, count=count)
-    if dt.kind == "f" and not _plausible(values) and _plausible(values.byteswap()):
+    return np.frombuffer(buf, dtype=dt, count=count)
+
+
+def _refuse_wrong_byte_order(values: np.ndarray, order: int, src: str, data_path: Path) -> None:
+    """Raise when float values are implausible as read but plausible byte-swapped (the header's
+    'byte order' is wrong)."""
+    if values.dtype.kind == "f" and not _plausible(values) and _plausible(values.byteswap()):
         other = 1 - order
         raise LibraryError(f"'{src}' says 'byte order = {order}' ({'little' if order == 0 else 'big'}-endian) but the "
                            f"values of '{data_path.name}' read that way are not reflectance; read "
                            f"{'big' if other else 'little'}-endian they are",
                            f"Set 'byte order = {other}' in the .hdr")
-    spectra = values.astype(np.float64).reshape(lines, samples).T
+
+
+def _reflectance_scaled(spectra: np.ndarray, hdr: dict, src: str) -> np.ndarray:
+    """``spectra`` (Bl, M) divided by the header's 'reflectance scale factor' when it is a positive number."""
     rsf = hdr.get("reflectance scale factor")
-    if rsf is not None:
-        try:
-            f = float(rsf)
-        except ValueError:
-            raise LibraryError(f"'reflectance scale factor' in '{src}' is not a number", "Fix the .hdr file") from None
-        if math.isfinite(f) and f > 0:
-            spectra = spectra / f
-    if "spectra names" in hdr:
-        names = _envi_names(hdr["spectra names"])
-        if len(names) != lines:
-            raise LibraryError(f"'{src}' lists {len(names)} spectra names for {lines} spectra (lines)",
-                               "Give one name per spectrum in 'spectra names'")
-    else:
-        names = [f"Spectrum {i + 1}" for i in range(lines)]
-    wl = None
-    unit_read = ""
-    if "wavelength" in hdr:
-        unit = hdr.get("wavelength units")
-        if not is_index_unit(unit):
-            raw = parse_number_list(hdr["wavelength"], f"'wavelength' list in {src}")
-            if raw.size != samples:
-                raise LibraryError(f"'{src}' lists {raw.size} wavelengths for {samples} values per spectrum",
-                                   "Give one wavelength per sample")
-            factor = parse_unit(unit)
-            if not np.all(np.isfinite(raw)) or np.any(raw <= 0):
-                raise WavelengthError(f"'{src}' has a wavelength that is not a positive number",
-                                      "Fix the 'wavelength' list")
-            unit_read = _unit_read(factor, raw)
-            wl = raw * (factor if factor is not None else infer_unit_factor(raw))
-            srt = np.argsort(wl, kind="stable")
-            wl, spectra = wl[srt], spectra[srt]
+    if rsf is None:
+        return spectra
+    try:
+        f = float(rsf)
+    except ValueError:
+        raise LibraryError(f"'reflectance scale factor' in '{src}' is not a number", "Fix the .hdr file") from None
+    return spectra / f if math.isfinite(f) and f > 0 else spectra
+
+
+def _envi_spectra_names(hdr: dict, lines: int, src: str) -> list:
+    """The M (= lines) spectra names of the header, or "Spectrum 1" … when it lists none."""
+    if "spectra names" not in hdr:
+        return [f"Spectrum {i + 1}" for i in range(lines)]
+    names = _envi_names(hdr["spectra names"])
+    if len(names) != lines:
+        raise LibraryError(f"'{src}' lists {len(names)} spectra names for {lines} spectra (lines)",
+                           "Give one name per spectrum in 'spectra names'")
+    return names
+
+
+def _envi_library_wavelengths(hdr: dict, samples: int, src: str) -> tuple:
+    """(wavelengths nm (Bl,) as listed, unsorted, or None, the unit as read or "")."""
+    if "wavelength" not in hdr:
+        return None, ""
+    unit = hdr.get("wavelength units")
+    if is_index_unit(unit):
+        return None, ""
+    raw = parse_number_list(hdr["wavelength"], f"'wavelength' list in {src}")
+    if raw.size != samples:
+        raise LibraryError(f"'{src}' lists {raw.size} wavelengths for {samples} values per spectrum",
+                           "Give one wavelength per sample")
+    factor = parse_unit(unit)
+    if not np.all(np.isfinite(raw)) or np.any(raw <= 0):
+        raise WavelengthError(f"'{src}' has a wavelength that is not a positive number",
+                              "Fix the 'wavelength' list")
+    return raw * (factor if factor is not None else infer_unit_factor(raw)), _unit_read(factor, raw)
+
+
+def read_envi_library(path: Union[str, os.PathLike]) -> SpectralLibrary:
+    """Read an ENVI spectral library; ``path`` is the data file or its ``.hdr``."""
+    hdr_path, data_path = _envi_pair(Path(path))
+    src = str(hdr_path)
+    hdr = parse_envi_header(_read_text(hdr_path), src)
+    samples, lines, offset, order, dt = _envi_layout(hdr, src)
+    values = _read_envi_values(data_path, offset, samples * lines, dt, lines, samples)
+    _refuse_wrong_byte_order(values, order, src, data_path)
+    spectra = _reflectance_scaled(values.astype(np.float64).reshape(lines, samples).T, hdr, src)
+    names = _envi_spectra_names(hdr, lines, src)
+    wl, unit_read = _envi_library_wavelengths(hdr, samples, src)
+    if wl is not None:
+        srt = np.argsort(wl, kind="stable")
+        wl, spectra = wl[srt], spectra[srt]
     return SpectralLibrary(names, wl, spectra, str(data_path), unit_read)
 
 

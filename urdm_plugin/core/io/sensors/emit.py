@@ -23,6 +23,7 @@ import contextlib
 import os
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from osgeo import gdal
@@ -130,17 +131,23 @@ def _group(rg, name: str, path: str):
     return g
 
 
-def build_emit(loc: Location, source: str) -> Product:
-    """The :class:`Product` of an EMIT L2A RFL granule (orthorectified GeoTIFF in the cache)."""
-    companion = mask_companion(loc)
-    folder, done = cached_product(loc.key_files + ([companion] if companion else []), "emit", source)
-    if done is not None:
-        return done
-    path, ds, rg = open_main_group(loc, folder, "EMIT", "netCDF-4",
-                                   "Download the granule again (the file is incomplete or not netCDF)")
-    member = zipped_mask_member(loc)
-    if member:  # the zip holds the mask granule too: unpacked beside the main file, removed after
-        companion = extract_member(loc.zip_path, member, folder)
+class _Granule(NamedTuple):
+    """What one EMIT RFL granule holds: its reflectance array and its band and grid metadata."""
+
+    refl: object  # gdal.MDArray (downtrack D × crosstrack C × bands B), float32
+    shape: tuple  # (D, C, B)
+    wl: np.ndarray  # (B,) nm
+    fw: np.ndarray | None  # (B,) nm
+    good: np.ndarray | None  # (B,) bool
+    gx: np.ndarray  # (Oy, Ox) 1-based crosstrack index, 0 = no data
+    gy: np.ndarray  # (Oy, Ox) 1-based downtrack index, 0 = no data
+    gt: tuple  # GDAL geotransform of the GLT grid
+    wkt: str
+    fill: float
+
+
+def _read_granule(rg, path: str) -> _Granule:
+    """The reflectance array, band parameters (nm), GLT and georeferencing of an open granule."""
     with QuietGdal() as q:
         refl = _array(rg, "reflectance", path)
         dims = [d.GetSize() for d in refl.GetDimensions()]
@@ -172,56 +179,103 @@ def build_emit(loc: Location, source: str) -> Product:
         raise InputImageError(f"The GLT (location/glt_x, glt_y) or geotransform of '{path}' is malformed",
                               "Give an EMIT L2A reflectance granule as delivered")
     fill = FILL if fill is None or not np.isfinite(fill) else float(fill)
-    Oy, Ox = gx.shape
+    return _Granule(refl, (D, C, B), wl, fw, good, gx, gy, gt, wkt, fill)
+
+
+def _glt_pixels(gx: np.ndarray, gy: np.ndarray, D: int, C: int) -> tuple:
+    """(valid, iy, ix): the (Oy, Ox) bool of ortho pixels inside the swath and, for those, the
+    0-based swath downtrack / crosstrack indices (n valid,) each."""
     valid = (gx > 0) & (gy > 0) & (gx <= C) & (gy <= D)
-    iy, ix = gy[valid].astype(np.int64) - 1, gx[valid].astype(np.int64) - 1
+    return valid, gy[valid].astype(np.int64) - 1, gx[valid].astype(np.int64) - 1
+
+
+def _wavelength_order(wl: np.ndarray) -> tuple:
+    """(order, pos): the band indices sorted by wavelength, and each band's 0-based output position."""
     order = np.argsort(wl, kind="stable")
-    pos = np.empty(B, dtype=np.int64)
-    pos[order] = np.arange(B)
+    pos = np.empty(wl.size, dtype=np.int64)
+    pos[order] = np.arange(wl.size)
+    return order, pos
+
+
+def _bands_per_group(D: int, C: int, Oy: int, Ox: int, n_valid: int, B: int) -> int:
+    """Bands read at once so the swath slab (D·C) and the picked pixels stay within ~MEMORY_MB."""
     # per band of a group: the swath slab (D·C) and the picked valid pixels (≤ Oy·Ox), float32
-    group = max(1, min(B, int((MEMORY_MB * 2**20 - 8 * Oy * Ox) // (4 * (D * C + int(valid.sum()))))))
-    out = folder / "reflectance_ortho.tif"
+    return max(1, min(B, int((MEMORY_MB * 2**20 - 8 * Oy * Ox) // (4 * (D * C + n_valid)))))
+
+
+def _write_ortho_reflectance(g: _Granule, valid, iy, ix, path: str, out: Path) -> None:
+    """``out``: float32 GeoTIFF (Oy × Ox × B, increasing wavelength, nodata ``g.fill``) of the swath
+    put through the GLT, read and written a band group at a time."""
+    D, C, B = g.shape
+    Oy, Ox = g.gx.shape
+    order, pos = _wavelength_order(g.wl)
+    group = _bands_per_group(D, C, Oy, Ox, int(valid.sum()), B)
     with atomic_path(out) as tmp:
         dst = gdal.GetDriverByName("GTiff").Create(
             tmp, Ox, Oy, B, gdal.GDT_Float32, ["TILED=YES", "INTERLEAVE=BAND", "BIGTIFF=IF_SAFER"])
         if dst is None:
             raise InputImageError(f"Cannot write '{out}'", "Set URDM_CACHE_DIR to a writable folder with space")
-        dst.SetGeoTransform(gt)
-        if wkt:
-            dst.SetProjection(wkt)
+        dst.SetGeoTransform(g.gt)
+        if g.wkt:
+            dst.SetProjection(g.wkt)
         buf = np.empty((Oy, Ox), dtype=np.float32)
         for b0 in range(0, B, group):
-            g = min(group, B - b0)
+            n = min(group, B - b0)
             with QuietGdal() as q:
-                sub = refl.ReadAsArray(array_start_idx=[0, 0, b0], count=[D, C, g])
+                sub = g.refl.ReadAsArray(array_start_idx=[0, 0, b0], count=[D, C, n])
             if sub is None:
-                raise InputImageError(f"Reading bands {b0 + 1}–{b0 + g} of '{path}' failed ({q.last})",
+                raise InputImageError(f"Reading bands {b0 + 1}–{b0 + n} of '{path}' failed ({q.last})",
                                       "Download the granule again (the file is incomplete)")
-            picked = sub[iy, ix, :]  # (n valid, g)
+            picked = sub[iy, ix, :]  # (n valid, n)
             del sub
-            for j in range(g):
-                buf.fill(fill)
+            for j in range(n):
+                buf.fill(g.fill)
                 buf[valid] = picked[:, j]
                 band = dst.GetRasterBand(int(pos[b0 + j]) + 1)
                 band.WriteArray(buf)
-                band.SetNoDataValue(fill)
-                band.SetDescription(f"{wl[b0 + j]:.2f} nm")
+                band.SetNoDataValue(g.fill)
+                band.SetDescription(f"{g.wl[b0 + j]:.2f} nm")
             del picked
-        dst.SetMetadata(envi_metadata(wl[order], None if fw is None else fw[order],
-                                      None if good is None else good[order]), "ENVI")
+        dst.SetMetadata(envi_metadata(g.wl[order], None if g.fw is None else g.fw[order],
+                                      None if g.good is None else g.good[order]), "ENVI")
         dst = None
-    qmask = ""
-    if companion:
-        _ortho_quality_mask(companion, (D, C), valid, iy, ix, gt, wkt, folder / "quality_mask.tif")
-        qmask = "quality_mask.tif"
-    n_bad = 0 if good is None else int((~good).sum())
-    desc = (f"EMIT L2A RFL '{loc.main}': {B} bands {wl.min():.0f}–{wl.max():.0f} nm ({n_bad} flagged bad by "
+
+
+def _description(loc: Location, g: _Granule, companion: str) -> str:
+    """The one-line description of the derived product (bands, nm range, swath and grid sizes)."""
+    D, C, B = g.shape
+    Oy, Ox = g.gx.shape
+    n_bad = 0 if g.good is None else int((~g.good).sum())
+    return (f"EMIT L2A RFL '{loc.main}': {B} bands {g.wl.min():.0f}–{g.wl.max():.0f} nm ({n_bad} flagged bad by "
             f"good_wavelengths), {D}×{C} swath orthorectified through the GLT onto {Ox}×{Oy} pixels"
             + (f"; cloud/cirrus/spacecraft flags from '{os.path.basename(companion)}'" if companion else ""))
+
+
+def build_emit(loc: Location, source: str) -> Product:
+    """The :class:`Product` of an EMIT L2A RFL granule (orthorectified GeoTIFF in the cache)."""
+    companion = mask_companion(loc)
+    folder, done = cached_product(loc.key_files + ([companion] if companion else []), "emit", source)
+    if done is not None:
+        return done
+    path, ds, rg = open_main_group(loc, folder, "EMIT", "netCDF-4",
+                                   "Download the granule again (the file is incomplete or not netCDF)")
+    member = zipped_mask_member(loc)
+    if member:  # the zip holds the mask granule too: unpacked beside the main file, removed after
+        companion = extract_member(loc.zip_path, member, folder)
+    g = _read_granule(rg, path)
+    D, C, _ = g.shape
+    valid, iy, ix = _glt_pixels(g.gx, g.gy, D, C)
+    out = folder / "reflectance_ortho.tif"
+    _write_ortho_reflectance(g, valid, iy, ix, path, out)
+    qmask = ""
+    if companion:
+        _ortho_quality_mask(companion, (D, C), valid, iy, ix, g.gt, g.wkt, folder / "quality_mask.tif")
+        qmask = "quality_mask.tif"
+    desc = _description(loc, g, companion)
     write_done(folder, {"sensor": "EMIT L2A RFL", "path": out.name, "quality_mask_path": qmask,
                         "description": desc, "source": source})
     if loc.zip_path:  # the unpacked copies served only to build the derived files
-        del ds, rg  # close the file before removing it
+        del ds, rg, g  # close the file before removing it
         for unpacked in [path] + ([companion] if member else []):
             with contextlib.suppress(OSError):
                 Path(unpacked).unlink()
