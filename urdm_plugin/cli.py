@@ -199,8 +199,6 @@ def _add_unmix(sub) -> None:
     p.add_argument("--endmember", action="append", default=None, metavar="NAME",
                    help="library spectrum to use (repeat for several; default: the whole library, "
                         "automatically reduced when it is larger than the bands support or 20)")
-    p.add_argument("--max-endmembers", type=int, default=None, metavar="N",
-                   help="at most N endmembers when choosing them automatically")
     _add_registry_options(p)
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="solve tiles / row blocks in N local worker processes (same result as one)")
@@ -226,9 +224,9 @@ def _flag(name: str) -> str:
 
 
 def _add_registry_options(p) -> None:
-    """The engine options and every method parameter, generated from the registry (one
+    """The engine and run options and every method parameter, generated from the registry (one
     ``--lam`` for all regularised methods; a method's option given to another is an error)."""
-    from .core.methods.registry import ENGINE_OPTIONS, all_params
+    from .core.methods.registry import ENGINE_OPTIONS, RUN_OPTIONS, all_params
 
     def add(spec, default, methods=None):
         kw = {"default": default, "help": spec.help}
@@ -240,11 +238,11 @@ def _add_registry_options(p) -> None:
             kw["metavar"] = "X"
         if methods:
             kw["help"] += f" [{', '.join(methods)}; default {spec.default}]"
-        else:
+        elif spec.default is not None:  # a None default is described in the help itself
             kw["help"] += f" (default {spec.default})"
         p.add_argument(_flag(spec.name), **kw)
 
-    for spec in ENGINE_OPTIONS:
+    for spec in ENGINE_OPTIONS + RUN_OPTIONS:
         add(spec, spec.default)
     for spec, methods in all_params().values():
         add(spec, None, methods)  # None: not given, the method's default applies
@@ -254,12 +252,11 @@ def _build_run(args):
     """The run the arguments ask for, through the one options builder (a parameter of another
     method, or a bad value, is refused before any file is opened)."""
     from .core.engine.options import build_run
-    from .core.methods.registry import ENGINE_OPTIONS, all_params
+    from .core.methods.registry import ENGINE_OPTIONS, RUN_OPTIONS, all_params
 
     values = {name: getattr(args, name) for name in all_params()}
-    values.update({o.name: getattr(args, o.name) for o in ENGINE_OPTIONS})
-    values.update(method=args.method, endmembers=args.endmember, max_endmembers=args.max_endmembers,
-                  workers=args.workers, scheduler=args.scheduler, overwrite=args.overwrite,
+    values.update({o.name: getattr(args, o.name) for o in ENGINE_OPTIONS + RUN_OPTIONS})
+    values.update(method=args.method, endmembers=args.endmember, workers=args.workers, scheduler=args.scheduler, overwrite=args.overwrite,
                   mask_water_bands=not args.no_water_mask, window=tuple(args.window) if args.window else None,
                   mask_path=args.mask, quality_mask=not args.no_quality_mask)
     return build_run(values, _flag)
