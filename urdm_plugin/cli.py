@@ -35,6 +35,16 @@ from pathlib import Path
 from typing import Callable, List, Optional
 
 from . import startup
+from .core.errors import (
+    Cancelled,
+    InputImageError,
+    LibraryError,
+    OptionError,
+    OutputError,
+    OutputExistsError,
+    UrdmError,
+    for_front_end,
+)
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
 
@@ -264,7 +274,6 @@ def _build_run(args):
 
 def _run_unmix(args) -> int:
     from .core.engine.pipeline import unmix_raster
-    from .core.errors import InputImageError, LibraryError
     from .core.io.image import is_plain_path
 
     if is_plain_path(args.image) and not Path(args.image).exists():  # /vsizip/, NETCDF:"…":var are opened
@@ -362,7 +371,6 @@ def _vca_report_path(out: Path) -> Path:
 def _run_vca(args) -> int:
     from .core.engine.extraction import extract_endmembers
     from .core.engine.options import build_vca
-    from .core.errors import OutputError
     from .core.io.output_policy import check_output_file
 
     inputs = (args.image, args.identify)
@@ -440,7 +448,6 @@ CLI_SWITCHES = {"mask_water_bands=False": "--no-water-mask", "quality_mask=False
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the command line; returns the exit code (see the module docstring)."""
-    from .core.errors import Cancelled, OutputExistsError, UrdmError, for_front_end
     from .core.io.gdal_quiet import capture_native_stderr, declare_exceptions_mode
 
     _tolerant_streams()
@@ -526,8 +533,6 @@ def _to_devnull(stream) -> None:
 def _check_paths(args) -> None:
     """A path given on the command line that is not text in the file system's encoding (a
     stray non-UTF-8 byte) cannot be handed to GDAL: refused in one line naming it."""
-    from .core.errors import OptionError
-
     for key in ("image", "library", "outdir", "out", "mask", "identify"):
         value = getattr(args, key, None)
         if isinstance(value, str) and any("\udc80" <= ch <= "\udcff" for ch in value):

@@ -16,6 +16,8 @@ import os
 import sys
 from pathlib import Path
 
+from .core.errors import OptionError
+
 PLUGIN_PARENT = str(Path(__file__).resolve().parent.parent)
 
 
@@ -51,8 +53,6 @@ def plugin_on_path() -> None:
 
 def run_dask(kind: str, args: list, prog: str) -> int:
     """Run ``dask <kind> <args>`` in this process (its exit code: click exits itself)."""
-    from .core.errors import OptionError
-
     try:
         module = importlib.import_module(f"distributed.cli.dask_{kind}")
     except ImportError:

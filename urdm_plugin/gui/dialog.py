@@ -12,6 +12,7 @@ the choice of input, library and method.
 
 from __future__ import annotations
 
+import shutil
 from typing import Optional
 
 from qgis.core import Qgis, QgsProject, QgsRasterLayer
@@ -20,6 +21,7 @@ from qgis.PyQt.QtGui import QStandardItem
 from qgis.PyQt.QtWidgets import QDialog, QTableWidgetItem
 
 from ..core.engine.sample import SampleCache
+from ..core.errors import UrdmError
 from .dialog_checks import DialogChecks
 from .dialog_extent import (
     EXTENT_MASK,
@@ -175,7 +177,6 @@ class UnmixDialog(DialogLayout, DialogChecks, DialogSelectionCheck, DialogSettin
         return ly if isinstance(ly, QgsRasterLayer) else None
 
     def _layer_changed(self, *_):
-        from ..core.errors import UrdmError
         from ..core.io.image import open_image
 
         self.info = None
@@ -198,7 +199,6 @@ class UnmixDialog(DialogLayout, DialogChecks, DialogSelectionCheck, DialogSettin
         self._rematch()
 
     def _library_changed(self, *_):
-        from ..core.errors import UrdmError
         from ..core.io.library import read_library
 
         self.library = None
@@ -323,8 +323,6 @@ class UnmixDialog(DialogLayout, DialogChecks, DialogSelectionCheck, DialogSettin
 
     def _drop_previews(self) -> None:
         """Closing the dialog removes its preview layers and their temporary folders."""
-        import shutil
-
         from qgis.core import QgsProject
 
         from ..qgis_layers.groups import PREVIEW_PREFIX

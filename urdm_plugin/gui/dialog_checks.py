@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 from ..core.engine.findings import Kind, in_order, problem, warning
+from ..core.errors import UrdmError
 from .dialog_extent import EXTENT_MASK, EXTENT_VIEW
 
 
@@ -149,7 +150,6 @@ class DialogChecks:
         """Why a run could not make its subfolder in ``out`` ("" when it can):
         core.io.folders.check_folder_creatable, which writes a probe file. Cached per path while
         the dialog checks (every tick re-validates); ``fresh`` checks again (Run)."""
-        from ..core.errors import UrdmError
         from ..core.io.folders import check_folder_creatable
 
         if fresh or self._folder_check is None or self._folder_check[0] != out:

@@ -16,6 +16,7 @@ from qgis.core import (
     QgsWkbTypes,
 )
 
+from ..core.errors import InputImageError
 from ..core.window import Window
 from ..qgis_layers.extent import extent_to_window
 
@@ -74,8 +75,6 @@ class DialogExtent:
 
     def _export_mask(self, layer: QgsRasterLayer) -> str:
         """The chosen polygons in the raster's CRS as a temporary GeoPackage; returns its path."""
-        from ..core.errors import InputImageError
-
         vl = self.mask_combo.currentLayer()
         if vl is None or QgsWkbTypes.geometryType(vl.wkbType()) != QgsWkbTypes.GeometryType.PolygonGeometry:
             raise InputImageError("The mask layer is not a polygon layer", "Choose a polygon layer")

@@ -8,6 +8,7 @@ from typing import Optional
 
 from qgis.core import Qgis, QgsApplication
 
+from ..core.errors import UrdmError
 from ..core.window import Window
 from .dialog_extent import EXTENT_MASK, EXTENT_VIEW, center_crop
 from .dialog_layout import PREVIEW_MAX_PIXELS
@@ -30,7 +31,6 @@ class DialogLaunch:
         return build_run(values).options
 
     def _start(self, preview: bool) -> Optional[object]:
-        from ..core.errors import UrdmError
         from .task import UnmixTask, make_run_dir
 
         self._validate()

@@ -12,12 +12,14 @@ and extent; a change of any of them cancels a check still running; Run never wai
 
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 from qgis.core import QgsApplication, QgsTask
 from qgis.PyQt.QtCore import QTimer, pyqtSignal
 
 from ..core.engine.findings import Kind, warning
+from ..core.errors import Cancelled
 
 #: Wait (ms) after the last change before a check starts: ticking ten rows starts one.
 START_DELAY_MS = 400
@@ -40,7 +42,6 @@ class SelectionCheckTask(QgsTask):
 
     def run(self) -> bool:  # noqa: D401 - QGIS's name
         from ..core.engine.plan import plan_run
-        from ..core.errors import Cancelled
 
         def progress(fraction: float, message: str) -> None:
             if self.isCanceled():
@@ -66,8 +67,6 @@ class SelectionCheckTask(QgsTask):
 def _library_key(library) -> tuple:
     """The library as read: its file and that file's modification time (an id() could be
     reused by the next library read after this one is freed)."""
-    import os
-
     path = getattr(library, "path", "") or ""
     try:
         stamp = os.stat(path).st_mtime_ns if path else id(library)

@@ -21,6 +21,8 @@ from typing import Callable, Optional
 from qgis.core import Qgis, QgsMessageLog, QgsTask
 from qgis.PyQt.QtCore import pyqtSignal
 
+from ..core.errors import Cancelled, UrdmError
+
 LOG_TAG = "URDM"
 
 
@@ -103,7 +105,6 @@ class UnmixTask(QgsTask):
             self.message.emit(msg)
 
     def run(self) -> bool:  # noqa: D401 - QGIS's name
-        from ..core.errors import Cancelled, UrdmError
 
         try:
             from ..core.engine.pipeline import unmix_raster
@@ -270,8 +271,6 @@ def success_text(manifest: dict, seconds: float, folder: str) -> str:
     """The success message: maps, method, time, the mean residual and — when the endmembers
     were chosen automatically — the chosen spectra with their shares, so a poor or odd
     selection is seen at once, not only in run.json — and a poor fit (core.engine.fit_check)."""
-    import os
-
     from osgeo import gdal
 
     n = len(manifest.get("endmembers", []))
@@ -302,8 +301,6 @@ PREVIEW_DIR_PREFIX = "urdm_preview_"
 def remove_preview_group(project, group_name: str) -> None:
     """Remove the preview group ``group_name``, its layers and their temporary folders
     (only folders named :data:`PREVIEW_DIR_PREFIX`…, never anything else)."""
-    import shutil
-
     from ..qgis_layers.tags import PROP_RUN_JSON
 
     root = project.layerTreeRoot()

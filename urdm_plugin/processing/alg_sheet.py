@@ -7,6 +7,8 @@ not thread-safe.
 
 from __future__ import annotations
 
+import os
+
 from qgis.core import (
     QgsProcessing,
     QgsProcessingAlgorithm,
@@ -96,8 +98,6 @@ class MapSheetAlgorithm(UrdmAlgorithm):
 def _check_outputs(run: str, background, pdf: str, png: str) -> None:
     """Before any work: neither file may be the run's own files (run.json, its rasters), the
     background layer's file or a file this tool did not write (core.io.output_policy)."""
-    import os
-
     from ..core.io.output_policy import check_output_file
     from ..qgis_layers.runs import resolve_run_json
 

@@ -27,6 +27,7 @@ from qgis.core import (
     QgsProcessingUtils,
 )
 
+from ..core.errors import Cancelled, UrdmError
 from ..qgis_layers.extent import extent_to_window
 from .base import UrdmAlgorithm
 
@@ -168,7 +169,6 @@ class UnmixAlgorithm(UrdmAlgorithm):
             return None
         from qgis.core import QgsCoordinateReferenceSystem
 
-        from ..core.errors import UrdmError
         from ..core.io.image import open_image
 
         try:  # the grid the run reads: a sensor product's derived grid is not its QGIS layer's
@@ -186,7 +186,6 @@ class UnmixAlgorithm(UrdmAlgorithm):
 
     def processAlgorithm(self, parameters, context: QgsProcessingContext, feedback):  # noqa: N802
         from ..core.engine.pipeline import unmix_raster
-        from ..core.errors import Cancelled, UrdmError
         from ..qgis_layers.dominant import prepare_run
         from ..qgis_layers.groups import run_group_name, unique_group_name
         from ..qgis_layers.runs import run_layers

@@ -10,6 +10,7 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
+from ..core.errors import UrdmError
 from .base import UrdmAlgorithm
 
 
@@ -59,7 +60,6 @@ class VcaAlgorithm(UrdmAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         from ..core.engine.extraction import extract_endmembers
         from ..core.engine.options import build_vca
-        from ..core.errors import UrdmError
         from ..core.io.library import read_library, write_library_csv
         from ..core.methods.registry import VCA_OPTIONS
 

@@ -17,6 +17,8 @@ from qgis.core import (
     QgsProcessingParameterNumber,
 )
 
+from ..core.errors import UrdmError, for_front_end
+
 #: Toolbox groups: id -> display name.
 GROUPS = {"unmixing": "Unmixing", "mapproducts": "Map products"}
 #: The core's option spellings in messages -> the Processing parameters that set them (the
@@ -111,7 +113,6 @@ class UrdmAlgorithm(QgsProcessingAlgorithm):
         as the process ends with this error."""
         from qgis.core import QgsApplication
 
-        from ..core.errors import UrdmError, for_front_end
 
         if isinstance(err, UrdmError):
             err = for_front_end(err, PROCESSING_SWITCHES)

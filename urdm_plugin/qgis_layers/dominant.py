@@ -14,6 +14,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..core.errors import Cancelled, OutputError
 from .runs import read_manifest, resolve_run_file, write_manifest
 
 DOMINANT_FILE = "dominant.tif"
@@ -60,7 +61,6 @@ def _abundance_sources(run_dir: str, manifest: dict) -> tuple:
     """(endmembers of the manifest, their abundance rasters opened with GDAL), M < 255 of each."""
     from osgeo import gdal
 
-    from ..core.errors import OutputError
 
     ems = manifest.get("endmembers") or []
     if not ems:
@@ -80,7 +80,6 @@ def _abundance_sources(run_dir: str, manifest: dict) -> tuple:
 
 def _refuse_foreign_dominant(run_dir: str, final: str) -> None:
     """Raise when ``dominant.tif`` or its .aux.xml exists in the run folder but this tool did not write it."""
-    from ..core.errors import OutputError
     from ..core.io.output_policy import is_tool_file
 
     for p in (final, final + ".aux.xml"):
@@ -94,7 +93,6 @@ def _create_dominant(tmp: str, final: str, like, ems: list):
     attribute table names class i after endmember i."""
     from osgeo import gdal
 
-    from ..core.errors import OutputError
     from ..core.io.output_policy import GEOTIFF_MARK
 
     out = gdal.GetDriverByName("GTiff").Create(tmp, like.RasterXSize, like.RasterYSize, 1, gdal.GDT_Byte,
@@ -120,8 +118,6 @@ def _create_dominant(tmp: str, final: str, like, ems: list):
 
 def _dominant_block(srcs: list, r0: int, n: int, W: int) -> np.ndarray:
     """Rows r0 … r0+n−1: (n, W) uint8 index of the largest abundance, 255 where any is nodata or not finite."""
-    from ..core.errors import OutputError
-
     stack = []
     valid = np.ones((n, W), bool)
     for ds in srcs:
@@ -143,7 +139,6 @@ def _write_dominant_rows(ob, srcs: list, final: str, cancel) -> None:
     """Fill band ``ob`` block by block (~2 M abundance values a block) from the abundance rasters."""
     from osgeo import gdal
 
-    from ..core.errors import Cancelled, OutputError
 
     W, H = srcs[0].RasterXSize, srcs[0].RasterYSize
     rows = max(1, 2_000_000 // max(1, W * len(srcs)))
@@ -199,7 +194,6 @@ def prepare_run(run_json: str, dominant: bool = True, cancel=None) -> dict:
     run_json = os.path.abspath(run_json)
     run_dir = os.path.dirname(run_json)
     manifest = read_manifest(run_json)
-    from ..core.errors import OutputError
     from ..core.io.run_rasters import check_run_rasters
 
     try:

@@ -15,6 +15,7 @@ progress bar and the one loop (here or on an executor) belong together.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Callable, Optional
 
@@ -490,7 +491,6 @@ def run_in_order(jobs, executor=None, cancel=None):
             del args  # a job's inputs (a block of pixels) go before the next job is made
             yield result
         return
-    from collections import deque
 
     pending: deque = deque()
     try:

@@ -30,7 +30,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from ..errors import LibraryError, UrdmError, WavelengthError
+from ..errors import LibraryError, OutputError, UrdmError, WavelengthError, os_error_cause
 from .units import (
     infer_unit_factor,
     is_index_unit,
@@ -561,7 +561,6 @@ def write_library_csv(path: Union[str, os.PathLike], lib: SpectralLibrary) -> st
     digits. Names with commas or quotes are quoted; the last line is this tool's marker
     comment (``output_policy.TEXT_MARK``). Returns the path written; raises
     :class:`~urdm_plugin.core.errors.OutputError` when it cannot be written."""
-    from ..errors import OutputError, os_error_cause
     from .output_policy import TEXT_MARK
 
     p = Path(path)

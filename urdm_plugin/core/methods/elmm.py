@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import Cancelled
+
 #: Default scale (pixels, Gaussian σ) over which the scalings ψ are assumed smooth.
 DEFAULT_SMOOTH = 2.0
 #: Alternations of the fraction / scaling split.
@@ -159,8 +161,6 @@ def variability_test(Y: np.ndarray, E: np.ndarray, valid: np.ndarray, sigma: flo
 def solve_tile(Y, E, valid, params: dict, ctx, progress=None, cancel=None) -> tuple:
     """The registry's spatial entry point: (A (P, h, w) float32, ψ (P, h, w) float32 — the
     scaling maps the pipeline writes as ``scaling_<name>.tif`` —, info)."""
-    from ..errors import Cancelled
-
     if cancel is not None and cancel():
         raise Cancelled()
     a, psi, b = elmm_unmix(Y, E, valid, float(params["smooth"]))

@@ -38,6 +38,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from ..errors import Cancelled
 from ..window import Window
 
 #: Probe size relative to the noise (ε in the module docstring).
@@ -128,8 +129,6 @@ def select_weight(solve: Callable[[np.ndarray, float], np.ndarray], Y: np.ndarra
     best weight are tried (below the grid when the best is 0), so the result lands within
     a factor √refine of the SURE minimum on the grid's span.
     """
-    from ..errors import Cancelled
-
     table: dict = {}
     results: dict = {}
     grid = sorted(float(g) for g in grid if g > 0)

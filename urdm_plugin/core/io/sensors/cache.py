@@ -17,7 +17,9 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
@@ -100,9 +102,6 @@ def prune_cache(keep: Optional[Path] = None) -> list:
     their ``done.json``, touched at each use) and incomplete builds older than
     :data:`STALE_BUILD_HOURS`; only folders named like this cache's keys, never ``keep``.
     Returns the removed folders. Errors (another run using a folder) leave it in place."""
-    import shutil
-    import time
-
     days = _max_age_days()
     if days <= 0:
         return []
@@ -229,7 +228,6 @@ def read_bytes(gdal_path: str) -> Optional[bytes]:
 def extract_member(zip_path: str, member: str, folder: Path) -> str:
     """Copy ``member`` out of ``zip_path`` into ``folder`` (atomically, once) and return
     its path — for HDF5/netCDF files, which GDAL does not read inside a zip."""
-    import shutil
     import zipfile
 
     out = Path(folder) / Path(member).name
