@@ -58,8 +58,9 @@ def test_provider_lists_algorithms_and_method_enum_follows_registry(provider):
     assert lam.maximum() == urdm.param("lam").maximum and lam.defaultValue() is None  # empty = automatic
 
 
-def test_processing_options_from_parameters(provider, scene, tmp_path):
-    """LAMBDA left empty stays automatic, 0 is "no regularisation"; a window from EXTENT."""
+@pytest.fixture
+def unmix_alg(provider, scene):
+    """(urdm:unmix, the scene's layer, a context, a feedback)."""
     from qgis.core import (
         QgsApplication,
         QgsProcessingContext,
@@ -67,11 +68,15 @@ def test_processing_options_from_parameters(provider, scene, tmp_path):
         QgsRasterLayer,
     )
 
+    alg = QgsApplication.processingRegistry().algorithmById("urdm:unmix")
+    return alg, QgsRasterLayer(scene["image"], "scene", "gdal"), QgsProcessingContext(), QgsProcessingFeedback()
+
+
+def test_processing_options_from_parameters(unmix_alg, tmp_path):
+    """LAMBDA left empty stays automatic, 0 is "no regularisation"; a window from EXTENT."""
     from urdm_plugin.core.methods.registry import method_index
 
-    alg = QgsApplication.processingRegistry().algorithmById("urdm:unmix")
-    layer = QgsRasterLayer(scene["image"], "scene", "gdal")
-    ctx, fb = QgsProcessingContext(), QgsProcessingFeedback()
+    alg, layer, ctx, fb = unmix_alg
     tv = method_index("tv")
     opts = alg.options_from({"METHOD": tv, "SAMPLES": None}, ctx, layer, fb)
     assert opts.method == "tv" and opts.params == {} and opts.window is None
@@ -114,20 +119,11 @@ def test_processing_error_is_user_message(provider, scene, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_processing_has_the_run_options_of_the_command_line(provider, scene):
+def test_processing_has_the_run_options_of_the_command_line(unmix_alg):
     """max_endmembers, tile_overlap and the water-band switch: declared once, in every front end."""
-    from qgis.core import (
-        QgsApplication,
-        QgsProcessingContext,
-        QgsProcessingFeedback,
-        QgsRasterLayer,
-    )
-
     from urdm_plugin.core.methods.registry import method_index
 
-    alg = QgsApplication.processingRegistry().algorithmById("urdm:unmix")
-    layer = QgsRasterLayer(scene["image"], "scene", "gdal")
-    ctx, fb = QgsProcessingContext(), QgsProcessingFeedback()
+    alg, layer, ctx, fb = unmix_alg
     opts = alg.options_from({"METHOD": method_index("tv"), "MAX_ENDMEMBERS": 2, "TILE_OVERLAP": 8,
                              "MASK_WATER_BANDS": False}, ctx, layer, fb)
     assert (opts.max_endmembers, opts.tile_overlap, opts.mask_water_bands) == (2, 8, False)
