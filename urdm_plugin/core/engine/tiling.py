@@ -9,8 +9,8 @@ across the overlap (full weight in the interior and at the image edges) and divi
 accumulated weight, so the result is seamless and, for a per-pixel method, exactly equal to
 solving the image at once.
 
-Size note: ~500 lines; the tile plan, the blender, the scene context with its share of the
-progress bar and the one loop (here or on an executor) belong together.
+Size note: ~530 lines; the tile plan, the blender, the scene context with its share of the
+progress bar and the one loop (here or on an executor, with its row assembler) belong together.
 """
 
 from __future__ import annotations
