@@ -9,6 +9,8 @@ from __future__ import annotations
 import threading
 
 from ..errors import MethodUnavailableError, OptionError
+from ..signals import held as held_signals
+from ..signals import reclaim_handlers
 
 _model_lock = threading.Lock()
 _models: dict = {}
@@ -16,14 +18,31 @@ _threads_configured = False
 
 
 def torch_module():
+    """The ``torch`` module (imported on the first call); MethodUnavailableError without it.
+
+    The first import holds the termination signals and then puts their Python handlers back:
+    Debian's torch links UCX, which takes SIGHUP for its debugger (``UCX_DEBUG_SIGNO``) as it
+    loads, so a hung-up terminal no longer stopped a URDM run (QGIS 3.40 root: the run went on
+    and wrote its outputs); a signal that comes during the import waits for the handlers."""
+    global _handlers_reclaimed
     try:
-        import torch
+        if _handlers_reclaimed:
+            import torch
+        else:
+            with held_signals():
+                import torch
+
+                reclaim_handlers()
+                _handlers_reclaimed = True
     except ImportError as exc:  # pragma: no cover - exercised via the GUI's torch-absent test
         raise MethodUnavailableError(
             "The URDM method needs PyTorch, which this Python does not have",
             "Install it (see the README: 'pip install torch'), or choose FCLS or TV.",
         ) from exc
     return torch
+
+
+_handlers_reclaimed = False
 
 
 def configure_threads(n: int | None = None) -> None:

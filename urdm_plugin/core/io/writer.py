@@ -12,11 +12,9 @@ commit and abort paths must be read together.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import shutil
-import signal
 import tempfile
 import uuid
 from pathlib import Path
@@ -26,6 +24,7 @@ import numpy as np
 from osgeo import gdal
 
 from ..errors import InputImageError, OutputError, os_error_cause
+from ..signals import held as held_signals
 from ..window import Window
 from .gdal_quiet import QuietGdal, errors_as_values, native_stderr_captured
 from .image import ImageInfo, check_window, shifted_geotransform
@@ -38,22 +37,6 @@ NODATA = -9999.0
 
 #: Key and file stem reserved for the residual RMSE raster.
 RESIDUAL_KEY = "residual_rmse"
-
-
-@contextlib.contextmanager
-def _signals_held():
-    """Hold SIGINT/SIGTERM/SIGHUP for the block (POSIX; elsewhere a no-op): their Python
-    handlers run when it ends, never halfway through it."""
-    held = {getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n)}
-    mask = getattr(signal, "pthread_sigmask", None)
-    if mask is None:
-        yield
-        return
-    old = mask(signal.SIG_BLOCK, held)
-    try:
-        yield
-    finally:
-        mask(signal.SIG_SETMASK, old)
 
 
 class OutputWriter:
@@ -129,7 +112,7 @@ class OutputWriter:
         prefix = ".run" if self.in_place else f".{self.out_dir.name}"
         try:
             remove_stale_partials(parent)
-            with _signals_held():  # a signal between mkdtemp's mkdir and this assignment would
+            with held_signals():  # a signal between mkdtemp's mkdir and this assignment would
                 # leave a folder no handler knows about; it is delivered right after instead
                 self.tmp_dir = Path(tempfile.mkdtemp(prefix=f"{prefix}.tmp-", dir=parent))
             os.chmod(self.tmp_dir, (0o777 & ~_umask()) | (os.stat(parent).st_mode & 0o2000))
