@@ -70,3 +70,21 @@ def test_every_implementation_resolves():
             assert callable(m.load())
             if m.choose_weight:
                 assert callable(m.load_weight_chooser())
+
+
+def test_a_torch_that_cannot_load_is_not_called_missing(monkeypatch):
+    """Under ``ulimit -v`` torch's libraries fail to map: the message says so (it used to say
+    PyTorch was not installed)."""
+    from urdm_plugin.core import limits
+    from urdm_plugin.core.diffusion.runtime import torch_missing
+
+    failed = ImportError("libtorch_cpu.so: failed to map segment from shared object")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object())
+    monkeypatch.setattr(limits, "address_space_is_tight", lambda: True)
+    err = torch_missing(failed)
+    assert "installed but could not be loaded" in err.problem and "ulimit -v" in err.problem
+    assert "failed to map segment" in err.problem and "FCLS" in err.fix
+    monkeypatch.setattr(limits, "address_space_is_tight", lambda: False)
+    assert "Reinstall PyTorch" in torch_missing(failed).fix
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    assert "does not have" in torch_missing(failed).problem

@@ -491,3 +491,12 @@ def test_a_per_band_mask_leaves_its_pixels_invalid_when_that_band_is_read(tmp_pa
     valid = read_window(info, None, Window.from_xywh((0, 0, 5, 4)))[1]
     np.testing.assert_array_equal(valid, m != 0)
     assert read_window(info, [0, 2], Window.from_xywh((0, 0, 5, 4)))[1].all()
+
+
+def test_a_read_gdal_could_not_allocate_for_blames_memory_not_the_file():
+    from urdm_plugin.core.io.image import _read_failure_fix
+
+    oom = "band 1: IReadBlock failed at X offset 0, Y offset 31: gdalrasterblock.cpp, 1108: cannot allocate 384 bytes"
+    assert "ran out of memory" in _read_failure_fix(oom) and "complete" not in _read_failure_fix(oom)
+    assert _read_failure_fix("TIFFReadEncodedTile() failed") == "Check that the file is complete and readable"
+    assert _read_failure_fix(None) == "Check that the file is complete and readable"

@@ -34,12 +34,27 @@ def torch_module():
 
                 reclaim_handlers()
                 _handlers_reclaimed = True
-    except ImportError as exc:  # pragma: no cover - exercised via the GUI's torch-absent test
-        raise MethodUnavailableError(
-            "The URDM method needs PyTorch, which this Python does not have",
-            "Install it (see the README: 'pip install torch'), or choose FCLS or TV.",
-        ) from exc
+    except ImportError as exc:
+        raise torch_missing(exc) from exc
     return torch
+
+
+def torch_missing(exc: ImportError) -> MethodUnavailableError:
+    """Why ``import torch`` failed, in the user's terms: not installed, or installed but it
+    could not load (under ``ulimit -v`` its libraries do not fit: "failed to map segment")."""
+    import importlib.util
+
+    from ..limits import address_space_is_tight
+
+    if importlib.util.find_spec("torch") is None:
+        return MethodUnavailableError("The URDM method needs PyTorch, which this Python does not have",
+                                      "Install it (see the README: 'pip install torch'), or choose FCLS or TV.")
+    if address_space_is_tight():
+        return MethodUnavailableError(f"PyTorch is installed but could not be loaded ({exc}): this process's "
+                                      "address-space limit (ulimit -v) leaves it too little memory",
+                                      "Raise the limit (ulimit -v) or run without it, or choose FCLS or TV.")
+    return MethodUnavailableError(f"PyTorch is installed but could not be loaded ({exc})",
+                                  "Reinstall PyTorch for this Python (see the README), or choose FCLS or TV.")
 
 
 _handlers_reclaimed = False

@@ -434,9 +434,7 @@ def _read(ds, info: ImageInfo, bands: list, window: Window,
         if raw is None:
             raise InputImageError(
                 f"Reading bands {group[0] + 1}–{group[-1] + 1}, rows {row0}–{row0 + h - 1} of '{info.path}' "
-                f"failed ({q.last or 'no reason given'})",
-                "Check that the file is complete and readable",
-            )
+                f"failed ({q.last or 'no reason given'})", _read_failure_fix(q.last))
         raw = raw.reshape(len(group), h, w)
         for j, b in enumerate(group):
             nd = _nodata_match(raw[j], info.nodata[b])
@@ -455,6 +453,19 @@ def _read(ds, info: ImageInfo, bands: list, window: Window,
     if not valid.all():
         data[:, ~valid] = 0.0  # keep NaN/inf and nodata out of the solvers
     return data, valid
+
+
+#: Words of GDAL's message when a read failed for want of memory, not because of the file.
+_OUT_OF_MEMORY = ("cannot allocate", "out of memory", "bad_alloc")
+
+
+def _read_failure_fix(gdal_message: Optional[str]) -> str:
+    """The fix of a failed read: more memory when GDAL could not allocate (under ``ulimit -v``
+    the file is fine), else the file's state."""
+    if any(w in (gdal_message or "").lower() for w in _OUT_OF_MEMORY):
+        return ("GDAL ran out of memory, the file is not at fault: give the process more memory (a higher "
+                "'ulimit -v', fewer other programs) or use a smaller memory budget (--memory-mb)")
+    return "Check that the file is complete and readable"
 
 
 def _apply_mask_bands(ds, info: ImageInfo, bands: list, window: Window, valid: np.ndarray) -> None:
