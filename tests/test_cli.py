@@ -368,3 +368,25 @@ def test_a_sigterm_python_cannot_raise_is_recorded_not_printed():
             "    print(cli._received == [signal.SIGTERM])\n")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(ROOT), timeout=60)
     assert p.stdout.split() == ["True"] and p.stderr == "", p.stderr
+
+
+def test_a_sigterm_during_an_import_is_recorded_for_the_next_poll(tmp_path):
+    """A library may catch the exception during its import and print (scipy's import through
+    the decorator package printed "Error in generated code" and its source in CI): inside an
+    import the signal is only recorded, and the run's next cancel poll ends it."""
+    (tmp_path / "noisy_lib.py").write_text(
+        "import os, signal, sys, time\n"
+        "try:\n"
+        "    os.kill(os.getpid(), signal.SIGTERM); time.sleep(0.05)\n"
+        "except BaseException:\n"
+        "    print('Error in generated code', file=sys.stderr)\n"
+        "    raise\n", encoding="utf-8")
+    code = ("import signal, sys\n"
+            "from urdm_plugin import startup, cli\n"
+            "startup.install()\n"
+            f"sys.path.insert(0, {str(tmp_path)!r})\n"
+            "with cli._termination_signals():\n"
+            "    import noisy_lib\n"
+            "    print(cli._received == [signal.SIGTERM], cli._CtrlC()())\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(ROOT), timeout=60)
+    assert p.stdout.split() == ["True", "True"] and p.stderr == "", p.stderr

@@ -42,6 +42,11 @@ def _items(layout, cls):
     return sorted(items, key=lambda i: (round(i.positionWithUnits().y(), 1), i.positionWithUnits().x()))
 
 
+def _label_points(label) -> float:
+    """A layout label's text size (points): its text format (QGIS >= 3.24) or its font (3.22)."""
+    return label.textFormat().size() if hasattr(label, "textFormat") else label.font().pointSizeF()
+
+
 def _labels(layout):
     return [i.text() for i in _items(layout, QgsLayoutItemLabel)]
 
@@ -100,7 +105,7 @@ def test_layout_has_a_map_per_endmember_residual_legend_and_footnote(run, qgis_n
     assert footnote.startswith("Method: TV-regularised")
     assert "9.8.7" in footnote and "weight λ = 0.3, as given" in footnote and "lam=" not in footnote
     assert "2025-03-14 09:26" in footnote
-    title = max(_items(layout, QgsLayoutItemLabel), key=lambda i: i.font().pointSizeF()).text()
+    title = max(_items(layout, QgsLayoutItemLabel), key=_label_points).text()
     assert "scene" in title and "2025-03-14" in title and title.count("unmixing") <= 1
     assert any(t.startswith("CRS: EPSG:32633") for t in labels)
     for name in NAMES:

@@ -128,11 +128,22 @@ def _check_signals() -> None:
         raise Terminated(_received[-1])
 
 
+def _in_import(frame) -> bool:
+    """Whether ``frame`` runs inside an import (a frame of importlib's bootstrap below it)."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
 @contextlib.contextmanager
 def _termination_signals():
     """SIGTERM and SIGHUP raise :class:`Terminated` for the command's duration."""
     def handler(signum, frame):
         _received.append(signum)
+        if _in_import(frame):  # a library may catch it there and print (decorator's "Error in generated code")
+            return  # recorded: the next cancel poll, or main(), ends the run
         raise Terminated(signum)
 
     old = {}

@@ -232,14 +232,34 @@ def sheet_notes(run: RunInfo) -> list:
 # ---------------------------------------------------------------------------------------
 
 
-def _label(layout, text: str, x, y, w, h, size: float, bold=False, align=Qt.AlignmentFlag.AlignLeft, italic=False):
-    lab = QgsLayoutItemLabel(layout)
-    lab.setText(text)
+def _font(size: float, bold: bool = False, italic: bool = False) -> QFont:
+    """A QFont of ``size`` points."""
     f = QFont()
     f.setPointSizeF(size)
     f.setBold(bold)
     f.setItalic(italic)
-    lab.setFont(f)
+    return f
+
+
+def _text_format(font: QFont, color: Optional[QColor] = None) -> QgsTextFormat:
+    """``font`` (its point size) as a text format, in ``color`` when given."""
+    fmt = QgsTextFormat.fromQFont(font)
+    if color is not None:
+        fmt.setColor(color)
+    return fmt
+
+
+def _label(layout, text: str, x, y, w, h, size: float, bold=False, align=Qt.AlignmentFlag.AlignLeft, italic=False,
+           color: Optional[QColor] = None):
+    lab = QgsLayoutItemLabel(layout)
+    lab.setText(text)
+    f = _font(size, bold, italic)
+    if hasattr(lab, "setTextFormat"):  # QGIS >= 3.24; setFont/setFontColor are deprecated there
+        lab.setTextFormat(_text_format(f, color))
+    else:  # QGIS 3.22
+        lab.setFont(f)
+        if color is not None:
+            lab.setFontColor(color)
     lab.setHAlign(align)
     lab.setVAlign(Qt.AlignmentFlag.AlignVCenter if h < 10 else Qt.AlignmentFlag.AlignTop)
     layout.addLayoutItem(lab)
@@ -251,10 +271,7 @@ def _label(layout, text: str, x, y, w, h, size: float, bold=False, align=Qt.Alig
 def _fitting_size(text: str, width: float, size: float, bold: bool = False, smallest: float = 6.0) -> float:
     """The point size, at most ``size`` (and at least ``smallest``), at which ``text`` fits
     on one line ``width`` mm wide: a map's title must not wrap into the map below it."""
-    f = QFont()
-    f.setBold(bold)
-    f.setPointSizeF(size)
-    w = QgsLayoutUtils.textWidthMM(f, text)
+    w = QgsLayoutUtils.textWidthMM(_font(size, bold), text)
     return size if w <= width - 1 else max(smallest, size * (width - 1) / w)
 
 
@@ -302,10 +319,13 @@ def _legend(layout, item_id: str, layers, linked_map, symbol_h: float, scale_f: 
         node.setCustomProperty("legend/title-label", text)
         _drop_band_name_node(legend, node)
     for style, size, bold in ((QgsLegendStyle.Style.Subgroup, 9.0, True), (QgsLegendStyle.Style.SymbolLabel, 8.0, False)):
-        f = QFont()
-        f.setPointSizeF(size * scale_f)
-        f.setBold(bold)
-        legend.setStyleFont(style, f)
+        f = _font(size * scale_f, bold)
+        if hasattr(QgsLegendStyle, "setTextFormat"):  # QGIS >= 3.30; setStyleFont is deprecated there
+            st = legend.style(style)
+            st.setTextFormat(_text_format(f))
+            legend.setStyle(style, st)
+        else:  # QGIS 3.22
+            legend.setStyleFont(style, f)
     legend.setSymbolWidth(6.0)
     legend.setSymbolHeight(symbol_h)
     legend.setColumnCount(columns)
@@ -471,11 +491,10 @@ def _notes_height(layout, notes: list, x: float, y: float, width: float, scale_f
     trusting the maps. Returns the height (mm) they take, 0 without notes."""
     if not notes:
         return 0.0
-    lab = _label(layout, "\n".join(notes), x, y - 1, width, 10, 7.5 * scale_f, bold=True)
-    note_h = _wrapped_height(notes, lab.font(), width - 2)
+    lab = _label(layout, "\n".join(notes), x, y - 1, width, 10, 7.5 * scale_f, bold=True, color=QColor(176, 0, 32))
+    note_h = _wrapped_height(notes, _font(7.5 * scale_f, bold=True), width - 2)
     lab.attemptResize(QgsLayoutSize(width, note_h, QgsUnitTypes.LayoutUnit.LayoutMillimeters))
     lab.setId("notes")
-    lab.setFontColor(QColor(176, 0, 32))
     lab.setVAlign(Qt.AlignmentFlag.AlignTop)
     return note_h + 1
 
@@ -521,13 +540,7 @@ def _scale_bar(layout, map0, crs, px: float, py: float, bar_w: float, arrow_size
     bar.setLinkedMap(map0)
     layout.addLayoutItem(bar)
     bar.applyDefaultSize()
-    fmt = QgsTextFormat()
-    f = QFont()
-    f.setPointSizeF(7)
-    fmt.setFont(f)
-    fmt.setSize(7)
-    fmt.setSizeUnit(QgsUnitTypes.RenderUnit.RenderPoints)
-    bar.setTextFormat(fmt)
+    bar.setTextFormat(_text_format(_font(7)))
     if not crs.isGeographic():
         # two segments filling at most the bar's width, in m or km (QGIS converts from the
         # map units; the "label unit multiplier" stays 1)
