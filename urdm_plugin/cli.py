@@ -277,9 +277,10 @@ def _build_run(args):
 
     values = {name: getattr(args, name) for name in all_params()}
     values.update({o.name: getattr(args, o.name) for o in ENGINE_OPTIONS + RUN_OPTIONS})
-    values.update(method=args.method, endmembers=args.endmember, workers=args.workers, scheduler=args.scheduler, overwrite=args.overwrite,
-                  mask_water_bands=not args.no_water_mask, window=tuple(args.window) if args.window else None,
-                  mask_path=args.mask, quality_mask=not args.no_quality_mask)
+    values.update(method=args.method, endmembers=args.endmember, workers=args.workers, scheduler=args.scheduler,
+                  overwrite=args.overwrite, mask_water_bands=not args.no_water_mask,
+                  window=tuple(args.window) if args.window else None, mask_path=args.mask,
+                  quality_mask=not args.no_quality_mask)
     return build_run(values, _flag)
 
 

@@ -207,7 +207,8 @@ def _execute(plan: RunPlan, out_dir, prog: _Progress, t0: float, executor=None, 
             parameters["lam_chosen"] = solver_info.pop("lam")
             parameters["lam_chosen_per_tile"] = solver_info.pop("lam_per_tile")
         parameters.update(solver_info)
-        parameters["options"] = dict(asdict(opts), window=_given_inputs(plan)["window"])  # the user's order
+        given = _given_inputs(plan)
+        parameters["options"] = dict(asdict(opts), window=given["window"])  # the user's order, as in inputs
         extra = {"endmembers_used": "endmembers_used.csv"}
         for kind, kind_files in aux_files.items():
             extra[kind] = [{"name": n, "file": f} for n, f in zip(names, kind_files)]
@@ -216,7 +217,7 @@ def _execute(plan: RunPlan, out_dir, prog: _Progress, t0: float, executor=None, 
             endmembers=[{"name": n, "file": f} for n, f in zip(names, files)],
             residual_file=Path(res_path).name, extra_files=extra, parameters=jsonable(parameters),
             version=plugin_version(), seconds=round(time.perf_counter() - t0, 3),
-            given=_given_inputs(plan), warnings=list(plan.warnings), selection=jsonable(plan.selection),
+            given=given, warnings=list(plan.warnings), selection=jsonable(plan.selection),
             match=_match_report(plan.matched.report), valid_pixels=int(n_valid), fit=jsonable(plan.fit),
             seconds_by_stage=_stage_seconds(prog.seconds, time.perf_counter() - t_exec, solver_stages))
         prog.check()
