@@ -113,7 +113,6 @@ class UrdmAlgorithm(QgsProcessingAlgorithm):
         as the process ends with this error."""
         from qgis.core import QgsApplication
 
-
         if isinstance(err, UrdmError):
             err = for_front_end(err, PROCESSING_SWITCHES)
         if QgsApplication.platform() == "qgis_process":

@@ -61,7 +61,6 @@ def _abundance_sources(run_dir: str, manifest: dict) -> tuple:
     """(endmembers of the manifest, their abundance rasters opened with GDAL), M < 255 of each."""
     from osgeo import gdal
 
-
     ems = manifest.get("endmembers") or []
     if not ems:
         raise OutputError(f"The run in {run_dir} lists no endmembers", "Run the unmixing again")
@@ -138,7 +137,6 @@ def _dominant_block(srcs: list, r0: int, n: int, W: int) -> np.ndarray:
 def _write_dominant_rows(ob, srcs: list, final: str, cancel) -> None:
     """Fill band ``ob`` block by block (~2 M abundance values a block) from the abundance rasters."""
     from osgeo import gdal
-
 
     W, H = srcs[0].RasterXSize, srcs[0].RasterYSize
     rows = max(1, 2_000_000 // max(1, W * len(srcs)))
